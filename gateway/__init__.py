@@ -1,0 +1,1 @@
+"""raygate core: plain async Python; importing it never imports Ray."""

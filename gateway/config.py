@@ -1,0 +1,298 @@
+"""The gateway's configuration: one typed tree, loaded from YAML.
+
+Secrets are `${ENV}` references (`${VAR}` must be set, `${VAR:-default}` falls back). A wrong
+file fails at start with `ConfigError`, whose message names the field and the file line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.providers.presets import PRESETS, ProviderPreset
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Timeouts(_Section):
+    """Upstream timeouts, in seconds."""
+
+    connect: float = Field(5.0, gt=0, description="TCP/TLS connect")
+    first_token: float = Field(
+        60.0, gt=0, description="until the first streamed chunk, and between later chunks"
+    )
+    total: float = Field(600.0, gt=0, description="whole request, streams included")
+
+
+class ProviderConfig(_Section):
+    """One upstream: an OpenAI-compatible server, Anthropic, or Gemini."""
+
+    preset: str | None = Field(None, description="name from providers/presets.yaml")
+    kind: Literal["openai", "anthropic", "gemini"] | None = Field(
+        None, description="wire format; defaults to the preset's"
+    )
+    base_url: str | None = Field(None, description="defaults to the preset's")
+    api_key: str | None = Field(None, description="defaults to the preset's api_key_env")
+    api_version: str | None = Field(None, description="Azure api-version / Anthropic version")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent on every call")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(100, gt=0, description="httpx pool size")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_and_url(self) -> ProviderConfig:
+        if self.preset is None and (self.kind is None or self.base_url is None):
+            raise ValueError("a provider without a preset needs both kind and base_url")
+        return self
+
+    @property
+    def resolved_preset(self) -> ProviderPreset:
+        """The preset merged under this provider's own settings."""
+        base = PRESETS[self.preset] if self.preset else ProviderPreset(kind=self.kind or "openai")
+        return base.model_copy(
+            update={
+                k: v
+                for k, v in {"kind": self.kind, "base_url": self.base_url}.items()
+                if v is not None
+            }
+        )
+
+    def resolved_api_key(self) -> str:
+        """The key (filled from the preset's environment variable at load time), or ''."""
+        return self.api_key or ""
+
+    def disabled_reason(self) -> str | None:
+        """Why this provider is switched off (a needed key is missing), or None."""
+        preset = self.resolved_preset
+        if preset.requires_key and not self.resolved_api_key():
+            source = preset.api_key_env or "api_key"
+            return f"{source} is not set"
+        if not preset.base_url:
+            return "base_url is not set"
+        return None
+
+
+class Target(_Section):
+    """A provider and the model name that provider knows."""
+
+    provider: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        """`provider/model`, as the route header shows it."""
+        return f"{self.provider}/{self.model}"
+
+
+class ModelAlias(_Section):
+    """A model name clients ask for, served by one or more targets tried in order."""
+
+    targets: list[Target] = Field(min_length=1, description="tried in order on retryable failure")
+    description: str = ""
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # "provider/model" is shorthand for {provider: ..., model: ...}.
+        if isinstance(value, list):
+            return [_split_target(item) if isinstance(item, str) else item for item in value]
+        return value
+
+
+def _split_target(text: str) -> dict[str, str]:
+    provider, sep, model = text.partition("/")
+    if not sep or not provider or not model:
+        raise ValueError(f"target {text!r} is not of the form provider/model")
+    return {"provider": provider, "model": model}
+
+
+class AuthConfig(_Section):
+    """Credentials the spine knows; issued keys and directories come with identity."""
+
+    dev_key: str | None = Field(
+        None, description="a local developer key; set only on the embedded default"
+    )
+    admin_key: str | None = Field(None, description="protects /admin routes")
+
+
+class LimitsConfig(_Section):
+    """Input limits."""
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger bodies get 413")
+
+
+class DeploymentSettings(_Section):
+    """Ray Serve settings for one deployment."""
+
+    num_replicas: int | Literal["auto"] = 1
+    num_cpus: float = Field(0.25, ge=0)
+    max_ongoing_requests: int = Field(256, gt=0)
+    autoscaling: dict[str, Any] | None = Field(
+        None, description="Ray Serve autoscaling_config; overrides num_replicas"
+    )
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for `Deployment.options`."""
+        opts: dict[str, Any] = {
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+        }
+        if self.autoscaling is not None:
+            opts["autoscaling_config"] = self.autoscaling
+        else:
+            opts["num_replicas"] = self.num_replicas
+        return opts
+
+
+class ServeConfig(_Section):
+    """Where the Serve proxy listens and how each deployment is sized."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    ingress: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    router: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
+
+class SimulatorConfig(_Section):
+    """The built-in upstream simulator that `raygate up` starts beside the gateway."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8100, gt=0, lt=65536)
+    latency_ms: float = Field(0.0, ge=0)
+    tokens_per_s: float = Field(0.0, ge=0, description="stream pacing; 0 = unpaced")
+
+
+class GatewayConfig(_Section):
+    """The whole configuration."""
+
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[Annotated[str, Field(min_length=1)], ModelAlias] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _targets_name_providers(self) -> GatewayConfig:
+        for alias, entry in self.models.items():
+            for target in entry.targets:
+                if target.provider not in self.providers:
+                    raise ValueError(
+                        f"model {alias!r} targets unknown provider {target.provider!r}"
+                    )
+        return self
+
+    def enabled_providers(self) -> dict[str, ProviderConfig]:
+        """Providers whose keys and URLs are present."""
+        return {n: p for n, p in self.providers.items() if p.disabled_reason() is None}
+
+    def enabled_models(self) -> dict[str, ModelAlias]:
+        """Aliases with their targets on disabled providers dropped; empty aliases dropped."""
+        enabled = self.enabled_providers()
+        out: dict[str, ModelAlias] = {}
+        for alias, entry in self.models.items():
+            targets = [t for t in entry.targets if t.provider in enabled]
+            if targets:
+                out[alias] = entry.model_copy(update={"targets": targets})
+        return out
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read, substitute `${ENV}` references in, and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, source=str(path), env=os.environ if env is None else env)
+
+
+def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> GatewayConfig:
+    """Validate config text; errors name the field and the line in `source`."""
+    env = os.environ if env is None else env
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return GatewayConfig()
+        _substitute_env(root, env, source)
+        data = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:{root.start_mark.line + 1}: the top level must be a mapping")
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(root, loc)
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"{source}:{line}: {field}: {err['msg']}")
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None
+    for provider in config.providers.values():
+        key_env = provider.resolved_preset.api_key_env
+        if provider.api_key is None and key_env:
+            provider.api_key = env.get(key_env) or None
+    return config
+
+
+def _substitute_env(node: yaml.Node, env: Any, source: str) -> None:
+    if isinstance(node, yaml.ScalarNode):
+        if isinstance(node.value, str) and "${" in node.value:
+            node.value = _ENV_REF.sub(lambda m: _env_value(m, env, source, node), node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _substitute_env(item, env, source)
+    elif isinstance(node, yaml.MappingNode):
+        for _key, value in node.value:
+            _substitute_env(value, env, source)
+
+
+def _env_value(match: re.Match[str], env: Any, source: str, node: yaml.Node) -> str:
+    name, default = match.group(1), match.group(2)
+    value = env.get(name)
+    if value:
+        return str(value)
+    if default is not None:
+        return default
+    line = node.start_mark.line + 1
+    raise ConfigError(f"{source}:{line}: environment variable {name} is not set")
+
+
+def _line_of(root: yaml.Node, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the deepest YAML node along a pydantic error location."""
+    node = root
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
