@@ -1,0 +1,1 @@
+"""Routing: model aliases over provider targets."""
