@@ -1,0 +1,1 @@
+"""Ray Serve deployments: thin classes that hold `gateway` objects and expose them."""

@@ -1,0 +1,35 @@
+"""`build_app`: the Serve DAG, composed from the config. It reads like the architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from ray.serve import Application, Deployment
+
+from deployments.ingress import Ingress
+from deployments.router import RouterDeployment
+from gateway.config import GatewayConfig, load_config
+
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The gateway app for `serve run` / `serve deploy`.
+
+    `args["config"]` is a GatewayConfig or a YAML path; a relative path is looked up in the
+    working directory, then in the raygate source tree (the image's /app on KubeRay).
+    """
+    config = args["config"]
+    if not isinstance(config, GatewayConfig):
+        config = load_config(_find(Path(config)))
+    # The decorators turn the classes into Deployments; mypy still sees the plain classes.
+    router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
+    ingress = cast(Deployment, Ingress).options(**config.serve.ingress.options())
+    return ingress.bind(config, router.bind(config))
+
+
+def _find(path: Path) -> Path:
+    if path.is_absolute() or path.exists():
+        return path
+    return _SOURCE_ROOT / path

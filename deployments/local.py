@@ -1,0 +1,220 @@
+"""`raygate up` / `raygate down` on one machine: simulator, Ray head, Serve app.
+
+`up` starts `ray start --head --block` as a child process and records its pid, so `down`
+stops exactly the cluster that `up` started (a plain `ray stop` would stop every Ray on the
+machine). What `up` started is kept in `<state_dir>/state.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from gateway.config import GatewayConfig
+
+
+class LaunchError(RuntimeError):
+    """Something `up` needs is not there; the message says what."""
+
+
+@dataclass(slots=True)
+class LocalState:
+    """What `up` started, so that `down` can stop it."""
+
+    ray_address: str
+    ray_pid: int | None = None
+    simulator_pid: int | None = None
+    base_url: str = ""
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "state.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> LocalState | None:
+        path = state_dir / "state.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def up(
+    config: GatewayConfig,
+    *,
+    state_dir: Path,
+    ray_port: int,
+    dashboard_port: int,
+    num_cpus: int,
+    say: Callable[[str], None] = print,
+) -> LocalState:
+    """Start the simulator (if enabled), a Ray head, and the Serve app; wait until ready."""
+    if LocalState.load(state_dir) is not None:
+        raise LaunchError(f"a gateway from {state_dir} is already up; run `raygate down` first")
+    _require_free(config.serve.host, config.serve.port, "the gateway")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = LocalState(ray_address=f"127.0.0.1:{ray_port}")
+    try:
+        if config.simulator.enabled:
+            _require_free(config.simulator.host, config.simulator.port, "the simulator")
+            state.simulator_pid = _start_simulator(config, state_dir)
+            state.save(state_dir)
+            say(f"simulator listening on http://{config.simulator.host}:{config.simulator.port}")
+        say(f"starting Ray (head on {state.ray_address}, dashboard :{dashboard_port}) ...")
+        state.ray_pid = _start_ray(state_dir, ray_port, dashboard_port, num_cpus)
+        state.save(state_dir)
+        state.base_url = _deploy(config, state.ray_address)
+        state.save(state_dir)
+    except BaseException:
+        down(state_dir, say=lambda _msg: None)
+        raise
+    return state
+
+
+def down(state_dir: Path, *, say: Callable[[str], None] = print) -> bool:
+    """Stop what `up` started; False when nothing was up."""
+    state = LocalState.load(state_dir)
+    if state is None:
+        say("nothing is up")
+        return False
+    if state.ray_pid is not None and _alive(state.ray_pid):
+        _terminate(state.ray_pid, grace_s=5)
+        say("stopped Ray and the Serve app")
+    if state.simulator_pid is not None and _alive(state.simulator_pid):
+        _terminate(state.simulator_pid, grace_s=10)
+        say("stopped the simulator")
+    (state_dir / "state.json").unlink(missing_ok=True)
+    return True
+
+
+def _start_simulator(config: GatewayConfig, state_dir: Path) -> int:
+    sim = config.simulator
+    log = open(state_dir / "simulator.log", "ab")
+    command = [sys.executable, "-m", "gateway.cli", "simulate", "--host", sim.host,
+               "--port", str(sim.port), "--latency-ms", str(sim.latency_ms),
+               "--tokens-per-s", str(sim.tokens_per_s)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    url = f"http://{sim.host}:{sim.port}/healthz"
+    _wait_for(lambda: _http_ok(url), timeout_s=30, what="the simulator", process=process)
+    return process.pid
+
+
+def _start_ray(state_dir: Path, port: int, dashboard_port: int, num_cpus: int) -> int:
+    _require_free("127.0.0.1", port, "Ray's GCS")
+    _require_free("127.0.0.1", dashboard_port, "Ray's dashboard")
+    log = open(state_dir / "ray.log", "ab")
+    command = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head",
+               "--block", f"--port={port}", f"--dashboard-port={dashboard_port}",
+               "--dashboard-host=127.0.0.1", f"--num-cpus={num_cpus}",
+               "--disable-usage-stats"]  # fmt: skip
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+    dashboard = f"http://127.0.0.1:{dashboard_port}/api/version"
+    _wait_for(lambda: _http_ok(dashboard), timeout_s=120, what="Ray", process=process)
+    return process.pid
+
+
+def _deploy(config: GatewayConfig, ray_address: str) -> str:
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
+        serve.run(build_app({"config": config}), name="raygate", route_prefix="/")
+    finally:
+        ray.shutdown()
+    base = f"http://{config.serve.host}:{config.serve.port}"
+    _wait_for(lambda: _http_ok(f"{base}/readyz"), timeout_s=60, what="the gateway")
+    return base
+
+
+def _require_free(host: str, port: int, what: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise LaunchError(f"port {host}:{port} for {what} is in use") from None
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_for(
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll a readiness check; fail early if the process that should serve it died."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if process is not None and process.poll() is not None:
+            raise LaunchError(f"{what} exited with status {process.returncode} (see its log)")
+        if time.monotonic() > deadline:
+            raise LaunchError(f"{what} was not ready within {timeout_s:g}s")
+        time.sleep(0.25)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _terminate(pid: int, *, grace_s: float) -> None:
+    """SIGTERM the child's session, then SIGKILL whatever of it outlives the grace period.
+
+    The children run in sessions of their own, and Ray's actors in process groups of their
+    own within that session, so the session is what holds everything `up` started.
+    """
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        _reap(pid)
+    for member in _session_members(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+    _reap(pid)
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after "pid (comm)": state ppid pgrp session ...
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,236 @@
+"""The gateway's HTTP API as a FastAPI app, independent of Ray.
+
+`create_api(config, backend)` gives the same app to the Serve ingress deployment and to tests
+that run the router in-process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from gateway.api.backend import Backend
+from gateway.api.errors import install_error_handlers, invalid_body, parse_json
+from gateway.api.messages import add_messages_route
+from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
+from gateway.identity.authenticator import Authenticator, bearer_or_api_key
+from gateway.identity.principal import Principal
+from gateway.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Model,
+    ModelList,
+)
+from gateway.routing.router import Route
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class GatewayAPI:
+    """Request handling shared by every route: auth, body limits, parsing, headers."""
+
+    def __init__(self, config: GatewayConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.authenticator = Authenticator(config.auth)
+        self.models = config.enabled_models()
+
+    def principal(self, request: Request) -> Principal:
+        """The authenticated caller of a model route."""
+        secret = bearer_or_api_key(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
+        return self.authenticator.authenticate(secret)
+
+    def admin(self, request: Request) -> Principal:
+        """The admin, for /admin routes."""
+        secret = bearer_or_api_key(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
+        return self.authenticator.authenticate_admin(secret)
+
+    async def parse(self, request: Request, model: type[_M]) -> _M:
+        """Authenticate, read the body within the size limit, and validate it as `model`."""
+        self.principal(request)
+        raw = await self._read_body(request)
+        try:
+            parsed = model.model_validate(parse_json(raw))
+        except ValidationError as exc:
+            raise invalid_body(exc) from None
+        name = getattr(parsed, "model", None)
+        if isinstance(name, str) and name not in self.models:
+            raise ModelNotFound(
+                f"The model {name!r} does not exist or you do not have access to it.",
+                param="model",
+            )
+        return parsed
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def headers(self, request: Request, route: Route) -> dict[str, str]:
+        """The x-raygate-* headers for an answer that took `route`."""
+        elapsed_ms = (time.perf_counter() - request.state.started) * 1000
+        return {
+            "x-raygate-route": route.header(),
+            "x-raygate-overhead-ms": f"{max(elapsed_ms - route.upstream_ms, 0.0):.2f}",
+        }
+
+    async def answer(
+        self, request: Request, call: Awaitable[Any], wire: Callable[[Any], Any] | None = None
+    ) -> JSONResponse:
+        """A whole (non-streamed) answer with the gateway's headers."""
+        routed = await call
+        body = wire(routed.response) if wire else routed.response.wire()
+        return JSONResponse(body, headers=self.headers(request, routed.route))
+
+    async def stream(
+        self,
+        request: Request,
+        items: AsyncIterator[Any],
+        encode: Callable[[Any], bytes | None],
+        *,
+        on_error: Callable[[GatewayError], bytes] | None = None,
+        done: bytes | None = DONE,
+    ) -> Response:
+        """A streamed answer; headers go out once the first upstream chunk is in."""
+        route = await open_routed_stream(items)
+        return stream_response(
+            items,
+            encode=encode,
+            on_error=on_error or (lambda exc: sse_data(exc.to_body())),
+            done=done,
+            headers=self.headers(request, route),
+            request_id=request.state.request_id,
+        )
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
+
+
+def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
+    """Encode chunks; drop usage unless the client asked for it (the gateway always does)."""
+
+    def encode(chunk: BaseModel) -> bytes | None:
+        usage = getattr(chunk, "usage", None)
+        if not include_usage and usage is not None:
+            if not getattr(chunk, "choices", None):
+                return None
+            chunk = chunk.model_copy(update={"usage": None})
+        return sse_data(chunk.model_dump(mode="json", exclude_none=True))
+
+    return encode
+
+
+def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
+    """The FastAPI app for `config`, answering through `backend`."""
+    app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
+    api = GatewayAPI(config, backend)
+    app.state.api = api
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.started = time.perf_counter()
+        request.state.request_id = f"req_{uuid.uuid4().hex}"
+        response = await call_next(request)
+        response.headers["x-raygate-request-id"] = request.state.request_id
+        return response
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = await api.parse(request, ChatCompletionRequest)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await api.stream(
+                request, backend.chat_stream(body), openai_chunk_encoder(include_usage)
+            )
+        return await api.answer(request, backend.chat(body))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await api.parse(request, CompletionRequest)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await api.stream(
+                request, backend.completion_stream(body), openai_chunk_encoder(include_usage)
+            )
+        return await api.answer(request, backend.completion(body))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = await api.parse(request, EmbeddingRequest)
+        return await api.answer(request, backend.embeddings(body))
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        api.principal(request)
+        return JSONResponse(ModelList(data=[Model(id=m) for m in api.models]).wire())
+
+    @app.get("/v1/models/{model_id:path}")
+    async def retrieve_model(request: Request, model_id: str) -> Response:
+        api.principal(request)
+        if model_id not in api.models:
+            raise ModelNotFound(
+                f"The model {model_id!r} does not exist or you do not have access to it.",
+                param="model",
+            )
+        return JSONResponse(Model(id=model_id).wire())
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready = await backend.ready()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+        )
+
+    @app.get("/admin/providers")
+    async def admin_providers(request: Request) -> Response:
+        api.admin(request)
+        return JSONResponse(
+            {
+                "providers": [
+                    {
+                        "name": name,
+                        "kind": p.resolved_preset.kind,
+                        "base_url": p.resolved_preset.base_url,
+                        "enabled": p.disabled_reason() is None,
+                        "disabled_reason": p.disabled_reason(),
+                    }
+                    for name, p in config.providers.items()
+                ],
+                "models": {
+                    alias: [t.label for t in entry.targets] for alias, entry in api.models.items()
+                },
+            }
+        )
+
+    add_messages_route(app, api)
+    return app

@@ -1,0 +1,96 @@
+"""One place that turns exceptions into error responses.
+
+OpenAI routes answer in OpenAI's error shape; `/v1/messages` in Anthropic's. Unexpected
+exceptions are logged with their traceback and reach the client as a plain 500 that names the
+request id, never the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.errors import GatewayError, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+# Anthropic's error `type` for each status, as its SDK expects.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+def anthropic_body(error: GatewayError) -> dict[str, Any]:
+    """The error in Anthropic's wire shape."""
+    kind = _ANTHROPIC_TYPES.get(error.status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+def error_response(request: Request, error: GatewayError) -> JSONResponse:
+    """The response for a GatewayError, in the shape of the route's API."""
+    anthropic = request.url.path.startswith("/v1/messages")
+    body = anthropic_body(error) if anthropic else error.to_body()
+    headers = {**error.headers, **_request_id_header(request)}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def invalid_body(exc: ValidationError) -> InvalidRequest:
+    """A pydantic error as a 400 naming the first offending field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    return InvalidRequest(f"Invalid request: {message}", param=where or None)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON body, or a 400 that says it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON."
+        ) from None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that keep every error in the API's own shape."""
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            error: GatewayError = InvalidRequest(
+                f"Method {request.method} is not allowed on {request.url.path}.",
+                code="method_not_allowed",
+            )
+            response = error_response(request, error)
+            response.status_code = 405
+            return response
+        return error_response(request, NotFound(f"Unknown route {request.url.path}."))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        request_id = getattr(request.state, "request_id", "?")
+        error = GatewayError(f"The gateway hit an internal error (request {request_id}).")
+        return error_response(request, error)
+
+
+def _request_id_header(request: Request) -> dict[str, str]:
+    request_id = getattr(request.state, "request_id", None)
+    return {"x-raygate-request-id": request_id} if request_id else {}

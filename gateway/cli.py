@@ -1,0 +1,135 @@
+"""The `raygate` command: up, down, simulate, check-config.
+
+Ray is imported only by the commands that need it, so `raygate simulate` and
+`raygate check-config` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from importlib import resources
+from pathlib import Path
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+
+def default_config_path() -> Path:
+    """`RAYGATE_CONFIG`, else the packaged embedded default."""
+    env = os.environ.get("RAYGATE_CONFIG")
+    if env:
+        return Path(env)
+    return Path(str(resources.files("gateway").joinpath("defaults/embedded.yaml")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `raygate` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from gateway.simulator import main as simulate
+
+        return simulate(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"raygate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raygate", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start the gateway on this machine")
+    up.add_argument("--config", type=Path, default=None, help="YAML config (RAYGATE_CONFIG)")
+    up.add_argument("--detach", action="store_true", help="return once the gateway is ready")
+    up.add_argument("--state-dir", type=Path, default=_state_dir())
+    up.add_argument("--ray-port", type=int, default=int(os.environ.get("RAYGATE_RAY_PORT", 6380)))
+    up.add_argument(
+        "--dashboard-port", type=int, default=int(os.environ.get("RAYGATE_DASHBOARD_PORT", 8265))
+    )
+    up.add_argument("--num-cpus", type=int, default=max(os.cpu_count() or 2, 2))
+    up.set_defaults(run=_up)
+
+    down = commands.add_parser("down", help="stop everything `raygate up` started")
+    down.add_argument("--state-dir", type=Path, default=_state_dir())
+    down.set_defaults(run=_down)
+
+    check = commands.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("--config", type=Path, default=None)
+    check.set_defaults(run=_check_config)
+
+    commands.add_parser("simulate", help="run the upstream simulator (see `simulate --help`)")
+    return parser
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("RAYGATE_STATE_DIR", ".raygate"))
+
+
+def _load(path: Path | None) -> GatewayConfig:
+    return load_config(path or default_config_path())
+
+
+def _up(args: argparse.Namespace) -> int:
+    from deployments.local import LaunchError, down, up
+
+    config = _load(args.config)
+    try:
+        state = up(
+            config,
+            state_dir=args.state_dir,
+            ray_port=args.ray_port,
+            dashboard_port=args.dashboard_port,
+            num_cpus=args.num_cpus,
+        )
+    except LaunchError as exc:
+        print(f"raygate: {exc}", file=sys.stderr)
+        return 1
+    _print_welcome(config, state.base_url)
+    if args.detach:
+        return 0
+    print("Press Ctrl-C (or run `raygate down`) to stop.")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        down(args.state_dir)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from deployments.local import down
+
+    down(args.state_dir)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    for name, provider in config.providers.items():
+        reason = provider.disabled_reason()
+        print(f"provider {name}: {'enabled' if reason is None else f'disabled ({reason})'}")
+    for alias, entry in config.enabled_models().items():
+        print(f"model {alias}: {', '.join(t.label for t in entry.targets)}")
+    return 0
+
+
+def _print_welcome(config: GatewayConfig, base_url: str) -> None:
+    print(f"\nraygate is up: {base_url}/v1")
+    if config.auth.dev_key:
+        print(f"  API key (local developer): {config.auth.dev_key}")
+    print(f"  models: {', '.join(config.enabled_models())}")
+    print(f"  try: curl {base_url}/v1/models -H 'Authorization: Bearer <key>'")
+    disabled = [n for n, p in config.providers.items() if p.disabled_reason()]
+    if disabled:
+        print(f"  providers off until their keys are set: {', '.join(disabled)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
