@@ -1,0 +1,96 @@
+"""One gateway per test session, started the way the README starts it (`raygate up`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+CONFIG = Path(__file__).with_name("gateway.yaml")
+RAYGATE = str(Path(sys.executable).with_name("raygate"))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A running gateway and the simulator behind it."""
+
+    base_url: str
+    simulator_url: str
+    api_key: str = "sk-raygate-dev"
+    admin_key: str = "sk-raygate-admin"
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def inject(self, **fault: object) -> None:
+        """Queue a fault in the simulator (see gateway.simulator.faults)."""
+        httpx.post(f"{self.simulator_url}/_sim/faults", json={"faults": [fault]}).raise_for_status()
+
+    def upstream_requests(self) -> list[dict[str, object]]:
+        """What the simulator received, oldest first."""
+        response = httpx.get(f"{self.simulator_url}/_sim/requests")
+        return list(response.json()["requests"])
+
+    def simulator_stats(self) -> dict[str, object]:
+        return dict(httpx.get(f"{self.simulator_url}/_sim/stats").json())
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    state_dir = tmp_path_factory.mktemp("raygate-state")
+    ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
+    env = {
+        **os.environ,
+        "RAYGATE_PORT": str(ports["port"]),
+        "RAYGATE_SIMULATOR_PORT": str(ports["sim"]),
+        "RAYGATE_CLOSED_PORT": str(ports["closed"]),
+        "RAYGATE_RAY_PORT": str(ports["ray"]),
+        "RAYGATE_DASHBOARD_PORT": str(ports["dash"]),
+        "RAYGATE_STATE_DIR": str(state_dir),
+    }
+    started = subprocess.run(
+        [RAYGATE, "up", "--detach", "--config", str(CONFIG)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if started.returncode != 0:
+        logs = "".join(p.read_text()[-3000:] for p in state_dir.glob("*.log"))
+        subprocess.run([RAYGATE, "down"], env=env, timeout=120)
+        pytest.fail(f"raygate up failed:\n{started.stdout}\n{started.stderr}\n{logs}")
+    try:
+        yield Gateway(
+            base_url=f"http://127.0.0.1:{ports['port']}",
+            simulator_url=f"http://127.0.0.1:{ports['sim']}",
+        )
+    finally:
+        subprocess.run([RAYGATE, "down"], env=env, timeout=180)
+
+
+@pytest.fixture(autouse=True)
+def _clean_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with no pending faults and an empty request log."""
+    if "gateway" not in request.fixturenames:
+        yield
+        return
+    gw: Gateway = request.getfixturevalue("gateway")
+    httpx.delete(f"{gw.simulator_url}/_sim/faults")
+    httpx.delete(f"{gw.simulator_url}/_sim/requests")
+    yield
+    httpx.delete(f"{gw.simulator_url}/_sim/faults")
