@@ -87,10 +87,10 @@ def down(state_dir: Path, *, say: Callable[[str], None] = print) -> bool:
         say("nothing is up")
         return False
     if state.ray_pid is not None and _alive(state.ray_pid):
-        _terminate(state.ray_pid, grace_s=5)
+        terminate_session(state.ray_pid, grace_s=5)
         say("stopped Ray and the Serve app")
     if state.simulator_pid is not None and _alive(state.simulator_pid):
-        _terminate(state.simulator_pid, grace_s=10)
+        terminate_session(state.simulator_pid, grace_s=10)
         say("stopped the simulator")
     (state_dir / "state.json").unlink(missing_ok=True)
     return True
@@ -181,7 +181,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _terminate(pid: int, *, grace_s: float) -> None:
+def terminate_session(pid: int, *, grace_s: float) -> None:
     """SIGTERM the child's session, then SIGKILL whatever of it outlives the grace period.
 
     The children run in sessions of their own, and Ray's actors in process groups of their

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,15 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import free_port
+
 CONFIG = Path(__file__).with_name("gateway.yaml")
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
