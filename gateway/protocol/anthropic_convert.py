@@ -260,7 +260,7 @@ def chat_to_message(resp: ChatCompletion, *, model: str | None = None) -> Messag
     if choice.message.refusal and choice.finish_reason in (None, "stop"):
         stop_reason = "refusal"
     return Message(
-        id=resp.id,
+        id=_message_id(resp.id),
         model=model or resp.model,
         content=content,
         stop_reason=stop_reason,
@@ -378,7 +378,7 @@ async def chunks_to_events(
     async for chunk in chunks:
         if not started:
             started = True
-            yield MessageStartEvent(message=Message(id=chunk.id, model=model))
+            yield MessageStartEvent(message=Message(id=_message_id(chunk.id), model=model))
         if chunk.usage is not None:
             usage = chunk.usage
         for choice in chunk.choices:
@@ -412,3 +412,10 @@ async def chunks_to_events(
         ),
     )
     yield MessageStopEvent()
+
+
+def _message_id(upstream_id: str) -> str:
+    """An Anthropic-style id (`msg_...`) that still names the upstream's answer."""
+    if upstream_id.startswith("msg_"):
+        return upstream_id
+    return f"msg_{upstream_id.removeprefix('chatcmpl-')}"

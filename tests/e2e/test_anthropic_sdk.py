@@ -24,6 +24,7 @@ def test_messages_answers_in_anthropic_shape_from_any_wire_format(
         messages=[{"role": "user", "content": "Name a French city"}],
     )
     assert message.type == "message" and message.role == "assistant"
+    assert message.id.startswith("msg_")
     assert message.model == model
     assert message.content[0].type == "text"
     assert "Name a French city" in message.content[0].text
@@ -55,6 +56,7 @@ def test_messages_stream_assembles_the_same_text(client: anthropic.Anthropic, mo
     assert final.content[0].text == streamed_text  # type: ignore[union-attr]
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens > 0
+    assert final.id.startswith("msg_")
 
 
 def test_messages_tool_use_round_trip(client: anthropic.Anthropic) -> None:

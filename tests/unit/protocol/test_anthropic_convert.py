@@ -303,7 +303,7 @@ def test_chat_answer_becomes_a_message() -> None:
 
     data = message.model_dump(mode="json", exclude_none=True)
     assert data == {
-        "id": "chatcmpl-1",
+        "id": "msg_1",
         "type": "message",
         "role": "assistant",
         "model": "alias",
@@ -392,7 +392,7 @@ async def test_text_stream_becomes_anthropics_exact_event_sequence() -> None:
         {
             "type": "message_start",
             "message": {
-                "id": "chatcmpl-9",
+                "id": "msg_9",
                 "type": "message",
                 "role": "assistant",
                 "model": "alias",
