@@ -1,0 +1,234 @@
+"""Gateway overhead: the simulator direct, a bare Serve forwarder, and raygate's miss path.
+
+All three are measured in one run, interleaved per concurrency level, against one simulator
+(zero added latency, so every millisecond measured is the path's own). Prints a table and
+writes `benchmarks/results/overhead.json`.
+
+    .venv/bin/python benchmarks/overhead.py [--requests 400] [--concurrency 1 8 64]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import httpx
+from fastapi import FastAPI, Request, Response
+from ray import serve
+from ray.serve import Deployment
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "overhead.json"
+BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "How far is the moon?"}]}
+KEY = "sk-bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready")
+
+
+BARE_API = FastAPI()
+
+
+@serve.deployment(
+    name="BareForwarder", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256
+)
+@serve.ingress(BARE_API)
+class BareForwarder:
+    """Only forwards the body to the upstream: the floor any Serve gateway pays.
+
+    (This module has no `from __future__ import annotations`: Serve pickles this class by
+    value, and FastAPI could not resolve the string annotation `Request` from the pickle.)
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self._client = httpx.AsyncClient(base_url=upstream, timeout=60)
+
+    @BARE_API.post("/v1/chat/completions")
+    async def chat(self, request: Request) -> Response:
+        upstream = await self._client.post("/v1/chat/completions", content=await request.body())
+        return Response(upstream.content, upstream.status_code, media_type="application/json")
+
+
+def _deploy(sim_url: str, serve_port: int) -> None:
+    """Start Serve with two apps: a bare forwarder at /bare and raygate at /."""
+    import ray
+
+    from deployments.app import build_app
+    from gateway.config import parse_config
+
+    config = parse_config(
+        f"""
+serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}}}}
+auth: {{dev_key: {KEY}}}
+providers:
+  simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
+models:
+  sim-small: {{targets: [simulator/sim-small]}}
+"""
+    )
+    # address="local": a fresh Ray, never a stale cluster that `ray start` left a record of.
+    ray.init(
+        address="local", num_cpus=os.cpu_count() or 2, logging_level="ERROR", log_to_driver=False
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+    serve.run(cast(Deployment, BareForwarder).bind(sim_url), name="bare", route_prefix="/bare")
+    serve.run(build_app({"config": config}), name="raygate", route_prefix="/")
+
+
+async def _load(
+    url: str, concurrency: int, requests: int, headers: dict[str, str]
+) -> dict[str, Any]:
+    # aiohttp, not httpx: on 2 cores httpx tops out near 150 req/s at c=64, below the paths.
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def call() -> tuple[int, bytes]:
+            async with session.post(url, json=BODY) as response:
+                return response.status, await response.read()
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                started = time.perf_counter()
+                status, _ = await call()
+                if status == 200:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    errors += 1
+
+        # Warm the connections and the replicas before timing.
+        warm = await asyncio.gather(*(call() for _ in range(min(concurrency * 2, 64))))
+        failed = [(status, body) for status, body in warm if status != 200]
+        if failed:
+            raise RuntimeError(f"{url} answered {failed[0][0]}: {failed[0][1][:300]!r}")
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": requests,
+        "errors": errors,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[max(int(len(latencies) * 0.99) - 1, 0)], 2),
+        "throughput_rps": round(len(latencies) / elapsed, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=400, help="per path and level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    args = parser.parse_args()
+
+    sim_port, serve_port = _free_port(), _free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "simulate", "--port", str(sim_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"{sim_url}/healthz")
+        _deploy(sim_url, serve_port)
+        serve_url = f"http://127.0.0.1:{serve_port}"
+        _wait(f"{serve_url}/readyz")
+        paths = {
+            "simulator direct": (f"{sim_url}/v1/chat/completions", {}),
+            "bare Serve forwarder": (f"{serve_url}/bare/v1/chat/completions", {}),
+            "raygate (miss path)": (
+                f"{serve_url}/v1/chat/completions",
+                {"authorization": f"Bearer {KEY}"},
+            ),
+        }
+        rows = []
+        for concurrency in args.concurrency:
+            for name, (url, headers) in paths.items():
+                result = asyncio.run(_load(url, concurrency, args.requests, headers))
+                rows.append({"path": name, "concurrency": concurrency, **result})
+                print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
+    finally:
+        simulator.terminate()
+        serve.shutdown()
+    _report(rows)
+    return 0
+
+
+def _report(rows: list[dict[str, Any]]) -> None:
+    by = {(r["path"], r["concurrency"]): r for r in rows}
+    summary = []
+    for concurrency in sorted({r["concurrency"] for r in rows}):
+        bare = by[("bare Serve forwarder", concurrency)]
+        gate = by[("raygate (miss path)", concurrency)]
+        summary.append(
+            {
+                "concurrency": concurrency,
+                "added_p50_ms": round(gate["p50_ms"] - bare["p50_ms"], 2),
+                "added_p99_ms": round(gate["p99_ms"] - bare["p99_ms"], 2),
+            }
+        )
+    header = "| path | concurrency | p50 ms | p99 ms | req/s | errors |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"| {r['path']} | {r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} "
+        f"| {r['throughput_rps']} | {r['errors']} |"
+        for r in rows
+    ]
+    print("\n".join(lines))
+    print("\nraygate over the bare Serve forwarder:")
+    for s in summary:
+        print(f"  c={s['concurrency']}: +{s['added_p50_ms']} ms p50, +{s['added_p99_ms']} ms p99")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "overhead",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "commit": commit or None,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "rows": rows,
+                "raygate_over_bare_serve": summary,
+                "table_markdown": "\n".join(lines),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
