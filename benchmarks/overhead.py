@@ -1,10 +1,11 @@
 """Gateway overhead: the simulator direct, a bare Serve forwarder, and raygate's miss path.
 
-All three are measured in one run, interleaved per concurrency level, against one simulator
-(zero added latency, so every millisecond measured is the path's own). Prints a table and
-writes `benchmarks/results/overhead.json`.
+All three are measured interleaved per concurrency level against one simulator (zero added
+latency, so every millisecond measured is the path's own), once per set of Ray Serve settings
+(`PROFILES`), each on a fresh Ray. Prints a table and writes `benchmarks/results/overhead.json`.
 
     .venv/bin/python benchmarks/overhead.py [--requests 400] [--concurrency 1 8 64]
+                                            [--profiles default throughput]
 """
 
 import argparse
@@ -141,12 +142,42 @@ async def _load(
     }
 
 
+# Ray Serve settings compared, each on a fresh Ray (they are read when Ray's processes start).
+PROFILES: dict[str, dict[str, str]] = {
+    "default": {},
+    # Ray's bundle: gRPC between proxy and replicas, user code on the replica's own event loop,
+    # buffered request logs, ingress replicas also listening directly. What `raygate up` ships.
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=400, help="per path and level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_out is not None:
+        rows = _measure(args.requests, args.concurrency)
+        args.child_out.write_text(json.dumps(rows))
+        return 0
 
+    rows = []
+    for profile in args.profiles:
+        print(f"Serve settings: {profile}", flush=True)
+        out = RESULTS.with_suffix(f".{profile}.tmp")
+        command = [sys.executable, __file__, "--child-out", str(out), "--requests",
+                   str(args.requests), "--concurrency", *map(str, args.concurrency)]  # fmt: skip
+        subprocess.run(command, check=True, env={**os.environ, **PROFILES[profile]})
+        rows += [{"serve": profile, **row} for row in json.loads(out.read_text())]
+        out.unlink()
+    _report(rows)
+    return 0
+
+
+def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
+    """All three paths at every concurrency level, interleaved, on one fresh Ray."""
     sim_port, serve_port = _free_port(), _free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     simulator = subprocess.Popen(
@@ -168,42 +199,46 @@ def main() -> int:
             ),
         }
         rows = []
-        for concurrency in args.concurrency:
+        for concurrency in levels:
             for name, (url, headers) in paths.items():
-                result = asyncio.run(_load(url, concurrency, args.requests, headers))
+                result = asyncio.run(_load(url, concurrency, requests, headers))
                 rows.append({"path": name, "concurrency": concurrency, **result})
                 print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
     finally:
         simulator.terminate()
         serve.shutdown()
-    _report(rows)
-    return 0
+    return rows
 
 
 def _report(rows: list[dict[str, Any]]) -> None:
-    by = {(r["path"], r["concurrency"]): r for r in rows}
+    by = {(r["serve"], r["path"], r["concurrency"]): r for r in rows}
     summary = []
-    for concurrency in sorted({r["concurrency"] for r in rows}):
-        bare = by[("bare Serve forwarder", concurrency)]
-        gate = by[("raygate (miss path)", concurrency)]
-        summary.append(
-            {
-                "concurrency": concurrency,
-                "added_p50_ms": round(gate["p50_ms"] - bare["p50_ms"], 2),
-                "added_p99_ms": round(gate["p99_ms"] - bare["p99_ms"], 2),
-            }
-        )
-    header = "| path | concurrency | p50 ms | p99 ms | req/s | errors |"
-    lines = [header, "|---|---:|---:|---:|---:|---:|"]
+    for profile in dict.fromkeys(r["serve"] for r in rows):
+        for concurrency in sorted({r["concurrency"] for r in rows}):
+            bare = by[(profile, "bare Serve forwarder", concurrency)]
+            gate = by[(profile, "raygate (miss path)", concurrency)]
+            summary.append(
+                {
+                    "serve": profile,
+                    "concurrency": concurrency,
+                    "added_p50_ms": round(gate["p50_ms"] - bare["p50_ms"], 2),
+                    "added_p99_ms": round(gate["p99_ms"] - bare["p99_ms"], 2),
+                }
+            )
+    header = "| Serve settings | path | concurrency | p50 ms | p99 ms | req/s | errors |"
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|"]
     lines += [
-        f"| {r['path']} | {r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} "
+        f"| {r['serve']} | {r['path']} | {r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} "
         f"| {r['throughput_rps']} | {r['errors']} |"
         for r in rows
     ]
     print("\n".join(lines))
     print("\nraygate over the bare Serve forwarder:")
     for s in summary:
-        print(f"  c={s['concurrency']}: +{s['added_p50_ms']} ms p50, +{s['added_p99_ms']} ms p99")
+        print(
+            f"  {s['serve']:10} c={s['concurrency']:<3} +{s['added_p50_ms']} ms p50, "
+            f"+{s['added_p99_ms']} ms p99"
+        )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -218,6 +253,9 @@ def _report(rows: list[dict[str, Any]]) -> None:
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "platform": platform.platform(),
+                },
+                "profiles": {
+                    name: PROFILES[name] for name in dict.fromkeys(r["serve"] for r in rows)
                 },
                 "rows": rows,
                 "raygate_over_bare_serve": summary,

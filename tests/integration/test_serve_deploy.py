@@ -8,6 +8,7 @@ shipped Serve config with only the proxy's port moved to a free one.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ class Cluster:
     base_url: str
     dashboard: str
     simulator_url: str
-    deploy: subprocess.CompletedProcess[str]
+    env: dict[str, str]
 
 
 def _wait_for(ready: object, timeout_s: float, what: str) -> None:
@@ -43,16 +44,17 @@ def _wait_for(ready: object, timeout_s: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _ok(url: str) -> bool:
+def _answers(url: str, *statuses: int) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code in statuses
     except httpx.HTTPError:
         return False
 
 
-def serve_status(dashboard: str) -> dict[str, object]:
+def serve_status(cluster_env: dict[str, str], dashboard: str) -> dict[str, object]:
     out = subprocess.run(
         [str(BIN / "serve"), "status", "--address", dashboard],
+        env=cluster_env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,8 +63,8 @@ def serve_status(dashboard: str) -> dict[str, object]:
     return dict(yaml.safe_load(out.stdout))
 
 
-def _running(dashboard: str) -> bool:
-    app = serve_status(dashboard).get("applications", {}).get("raygate")  # type: ignore[union-attr]
+def _running(cluster_env: dict[str, str], dashboard: str) -> bool:
+    app = serve_status(cluster_env, dashboard).get("applications", {}).get("raygate")  # type: ignore[union-attr]
     return bool(app) and app["status"] in ("RUNNING", "DEPLOY_FAILED")
 
 
@@ -76,6 +78,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "RAYGATE_ADMIN_KEY": ADMIN_KEY,
         "RAYGATE_SIMULATOR_URL": f"{simulator_url}/v1",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Token auth on, as a cluster should run; the serve CLI presents the same token.
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
     }
     for secret in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "RAYGATE_DEV_KEY"):
         env.pop(secret, None)
@@ -95,8 +100,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     spawn(ray_start, "ray.log")
     dashboard = f"http://127.0.0.1:{ports['dash']}"
     try:
-        _wait_for(lambda: _ok(f"{simulator_url}/healthz"), 30, "the simulator")
-        _wait_for(lambda: _ok(f"{dashboard}/api/version"), 120, "Ray")
+        _wait_for(lambda: _answers(f"{simulator_url}/healthz", 200), 30, "the simulator")
+        _wait_for(lambda: _answers(f"{dashboard}/api/version", 401), 120, "Ray")
 
         config = yaml.safe_load((ROOT / "cluster" / "serve-config.yaml").read_text())
         config["http_options"].update(host="127.0.0.1", port=ports["serve"])
@@ -111,15 +116,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             timeout=120,
         )
         assert deploy.returncode == 0, deploy.stderr
-        _wait_for(lambda: _running(dashboard), 180, "the Serve application")
-        yield Cluster(f"http://127.0.0.1:{ports['serve']}", dashboard, simulator_url, deploy)
+        _wait_for(lambda: _running(env, dashboard), 180, "the Serve application")
+        yield Cluster(f"http://127.0.0.1:{ports['serve']}", dashboard, simulator_url, env)
     finally:
         for process in reversed(started):
             terminate_session(process.pid, grace_s=5)
 
 
 def test_every_deployment_is_healthy(cluster: Cluster) -> None:
-    app = serve_status(cluster.dashboard)["applications"]["raygate"]  # type: ignore[index]
+    app = serve_status(cluster.env, cluster.dashboard)["applications"]["raygate"]  # type: ignore[index]
     assert app["status"] == "RUNNING", app
     assert {name: d["status"] for name, d in app["deployments"].items()} == {
         "Ingress": "HEALTHY",

@@ -213,6 +213,16 @@ def test_launcher_head_and_worker_start_commands_run_ray_start() -> None:
     assert re.search(r"\bray start --address=\$RAY_HEAD_IP:6379", worker)
 
 
+def test_clusters_run_serve_with_the_settings_raygate_up_ships() -> None:
+    launcher = _yaml("ray-cluster.yaml")
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "export RAY_SERVE_THROUGHPUT_OPTIMIZED=1;" in " ".join(launcher[commands])
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert re.search(r"^ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1$", dockerfile, re.MULTILINE)
+    local = (ROOT / "deployments" / "local.py").read_text()
+    assert '"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"' in local
+
+
 def test_launcher_installs_raygate_cpu_extra_with_pinned_torch() -> None:
     setup = " ".join(_yaml("ray-cluster.yaml")["setup_commands"])
     assert "torch==2.13.0" in setup
