@@ -236,8 +236,8 @@ def _report(rows: list[dict[str, Any]]) -> None:
     print("\nraygate over the bare Serve forwarder:")
     for s in summary:
         print(
-            f"  {s['serve']:10} c={s['concurrency']:<3} +{s['added_p50_ms']} ms p50, "
-            f"+{s['added_p99_ms']} ms p99"
+            f"  {s['serve']:10} c={s['concurrency']:<3} {s['added_p50_ms']:+} ms p50, "
+            f"{s['added_p99_ms']:+} ms p99"
         )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
