@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+
+import pytest
 
 
 def free_port() -> int:
@@ -10,3 +14,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """The path of a system binary a test needs, found on PATH or at one of `candidates`.
+
+    Missing, the test skips with the reason, except under RAYGATE_REQUIRE_SYSTEM_SERVICES=1
+    (set by .ci/run, which installs them), where it fails: CI must run every such test.
+    """
+    found = shutil.which(name) or next((c for c in candidates if os.access(c, os.X_OK)), None)
+    if found:
+        return found
+    reason = f"{name} is not installed (CI installs it from Debian's packages in .ci/run)"
+    if os.environ.get("RAYGATE_REQUIRE_SYSTEM_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -14,5 +14,6 @@ class Principal:
     email: str | None = None
     display_name: str | None = None
     department: str | None = None
+    title: str | None = None
     groups: tuple[str, ...] = field(default_factory=tuple)
     roles: tuple[str, ...] = field(default_factory=tuple)
