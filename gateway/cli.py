@@ -1,4 +1,4 @@
-"""The `raygate` command: up, down, simulate, check-config.
+"""The `raygate` command: up, down, simulate, check-config, keys.
 
 Ray is imported only by the commands that need it, so `raygate simulate` and
 `raygate check-config` start fast.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.identity.cli import add_key_commands
 
 
 def default_config_path() -> Path:
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check_config)
 
     commands.add_parser("simulate", help="run the upstream simulator (see `simulate --help`)")
+    add_key_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     return parser
 
 
@@ -70,14 +73,29 @@ def _state_dir() -> Path:
     return Path(os.environ.get("RAYGATE_STATE_DIR", ".raygate"))
 
 
-def _load(path: Path | None) -> GatewayConfig:
+def _load(path: Path | None, *, secrets_dir: Path | None = None) -> GatewayConfig:
+    if secrets_dir is not None:
+        _ensure_local_key_secret(secrets_dir)
     return load_config(path or default_config_path())
+
+
+def _ensure_local_key_secret(state_dir: Path) -> None:
+    """On one machine, RAYGATE_KEY_SECRET defaults to a random secret kept in the state dir
+    (mode 0600), so issued keys survive restarts without anyone having to invent one."""
+    if os.environ.get("RAYGATE_KEY_SECRET"):
+        return
+    path = state_dir / "key_secret"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    os.environ["RAYGATE_KEY_SECRET"] = path.read_text().strip()
 
 
 def _up(args: argparse.Namespace) -> int:
     from deployments.local import LaunchError, down, up
 
-    config = _load(args.config)
+    config = _load(args.config, secrets_dir=args.state_dir)
     try:
         state = up(
             config,

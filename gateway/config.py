@@ -126,12 +126,69 @@ def _split_target(text: str) -> dict[str, str]:
 
 
 class AuthConfig(_Section):
-    """Credentials the spine knows; issued keys and directories come with identity."""
+    """How callers prove who they are. Methods are tried in a fixed order: trusted proxy
+    headers, HTTP Basic against LDAP, then a bearer secret (dev key, issued key, OIDC JWT)."""
 
     dev_key: str | None = Field(
         None, description="a local developer key; set only on the embedded default"
     )
     admin_key: str | None = Field(None, description="protects /admin routes")
+    key_secret: str | None = Field(
+        None, min_length=16, description="HMAC key for stored API-key hashes; enables issued keys"
+    )
+
+    @field_validator("dev_key", "admin_key", "key_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `${VAR:-}` in YAML gives "": a credential that is switched off, not an empty one.
+        return None if value == "" else value
+
+
+class StorageConfig(_Section):
+    """Where users, keys and the audit trail live."""
+
+    url: str = Field(
+        "sqlite:///.raygate/raygate.db",
+        description="sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_sqlite_path(cls, url: str) -> str:
+        # Serve replicas do not share the loader's working directory: pin relative paths now.
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            path = url.removeprefix("sqlite:///")
+            if path != ":memory:":
+                return f"sqlite:///{Path(path).resolve()}"
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///... or postgresql://...")
+        return url
+
+
+class Budget(_Section):
+    """Spending limits for a group's members, each per user (enforced by routing)."""
+
+    usd_per_month: float | None = Field(None, ge=0)
+    tokens_per_day: int | None = Field(None, ge=0)
+
+
+class GroupAccess(_Section):
+    """What members of a directory group may do."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["*"], description="model aliases, shell patterns allowed"
+    )
+    policy: str | None = Field(None, description="policy profile applied to members")
+    budget: Budget | None = None
+
+
+class AccessConfig(_Section):
+    """Group -> models / policy profile / budget. A caller gets the union of the models of
+    every listed group they are in, and the policy and budget of the first such group in
+    file order; a caller in no listed group gets `default`."""
+
+    default: GroupAccess = Field(default_factory=GroupAccess)
+    groups: dict[str, GroupAccess] = Field(default_factory=dict)
 
 
 class LimitsConfig(_Section):
@@ -187,6 +244,8 @@ class GatewayConfig(_Section):
 
     serve: ServeConfig = Field(default_factory=ServeConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

@@ -100,6 +100,14 @@ class PayloadTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class ServiceUnavailable(GatewayError):
+    """A service the gateway itself depends on (directory, identity provider) is down."""
+
+    status = 503
+    type = "api_error"
+    default_code = "service_unavailable"
+
+
 class RateLimited(GatewayError):
     """Too many requests, from the gateway's own limits or relayed from an upstream."""
 

@@ -15,14 +15,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from gateway.api.admin_keys import add_key_routes
 from gateway.api.backend import Backend
 from gateway.api.errors import install_error_handlers, invalid_body, parse_json
 from gateway.api.messages import add_messages_route
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
-from gateway.identity.authenticator import Authenticator, bearer_or_api_key
 from gateway.identity.principal import Principal
+from gateway.identity.service import Identity
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -31,6 +32,7 @@ from gateway.protocol.openai import (
     ModelList,
 )
 from gateway.routing.router import Route
+from gateway.storage import Database
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -38,40 +40,47 @@ _M = TypeVar("_M", bound=BaseModel)
 class GatewayAPI:
     """Request handling shared by every route: auth, body limits, parsing, headers."""
 
-    def __init__(self, config: GatewayConfig, backend: Backend) -> None:
+    def __init__(self, config: GatewayConfig, backend: Backend, db: Database | None) -> None:
         self.config = config
         self.backend = backend
-        self.authenticator = Authenticator(config.auth)
+        self.db = db
+        self.identity = Identity.from_config(config, db)
         self.models = config.enabled_models()
 
-    def principal(self, request: Request) -> Principal:
-        """The authenticated caller of a model route."""
-        secret = bearer_or_api_key(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
-        )
-        return self.authenticator.authenticate(secret)
+    async def principal(self, request: Request) -> Principal:
+        """The authenticated caller of a model route, kept on `request.state`."""
+        client = request.client.host if request.client else None
+        principal = await self.identity.caller(request.headers, client)
+        request.state.principal = principal
+        return principal
 
     def admin(self, request: Request) -> Principal:
         """The admin, for /admin routes."""
-        secret = bearer_or_api_key(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
-        )
-        return self.authenticator.authenticate_admin(secret)
+        return self.identity.authenticator.authenticate_admin(request.headers)
+
+    def visible_models(self, principal: Principal) -> list[str]:
+        """The aliases this caller may use."""
+        grant = self.identity.grant(principal)
+        return [alias for alias in self.models if grant.allows(principal, alias)]
 
     async def parse(self, request: Request, model: type[_M]) -> _M:
-        """Authenticate, read the body within the size limit, and validate it as `model`."""
-        self.principal(request)
+        """Authenticate, read the body within the size limit, validate it as `model`, and
+        check that the caller may use the model it names."""
+        principal = await self.principal(request)
         raw = await self._read_body(request)
         try:
             parsed = model.model_validate(parse_json(raw))
         except ValidationError as exc:
             raise invalid_body(exc) from None
         name = getattr(parsed, "model", None)
-        if isinstance(name, str) and name not in self.models:
-            raise ModelNotFound(
-                f"The model {name!r} does not exist or you do not have access to it.",
-                param="model",
-            )
+        if isinstance(name, str):
+            if name not in self.models:
+                raise ModelNotFound(
+                    f"The model {name!r} does not exist or you do not have access to it.",
+                    param="model",
+                )
+            self.identity.grant(principal).check(principal, name)
+            request.state.model = name
         return parsed
 
     async def _read_body(self, request: Request) -> bytes:
@@ -146,7 +155,8 @@ def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
 def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
-    api = GatewayAPI(config, backend)
+    db = Database(config.storage.url) if config.auth.key_secret else None
+    api = GatewayAPI(config, backend, db)
     app.state.api = api
     install_error_handlers(app)
 
@@ -187,13 +197,14 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        api.principal(request)
-        return JSONResponse(ModelList(data=[Model(id=m) for m in api.models]).wire())
+        principal = await api.principal(request)
+        models = api.visible_models(principal)
+        return JSONResponse(ModelList(data=[Model(id=m) for m in models]).wire())
 
     @app.get("/v1/models/{model_id:path}")
     async def retrieve_model(request: Request, model_id: str) -> Response:
-        api.principal(request)
-        if model_id not in api.models:
+        principal = await api.principal(request)
+        if model_id not in api.visible_models(principal):
             raise ModelNotFound(
                 f"The model {model_id!r} does not exist or you do not have access to it.",
                 param="model",
@@ -233,4 +244,5 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         )
 
     add_messages_route(app, api)
+    add_key_routes(app, api)
     return app

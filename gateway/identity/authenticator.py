@@ -1,16 +1,33 @@
 """Turns request credentials into a Principal.
 
-The spine knows two credentials: the embedded default's developer key and the admin key.
-Issued API keys, LDAP and OIDC plug in here.
+Methods, in the order they are tried:
+1. trusted proxy headers (`auth.trusted_header`), when an identity header is present;
+2. `Authorization: Basic` against the LDAP directory (`auth.ldap`);
+3. a bearer secret (`Authorization: Bearer`, or Anthropic's `x-api-key`): the embedded
+   default's developer key, an issued key (`rg-...`), or an OIDC JWT (`auth.oidc`).
+A method that is not configured never accepts anything.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hmac
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from gateway.config import AuthConfig
 from gateway.errors import AuthError
+from gateway.identity.keys import KeyStore, looks_like_issued_key
 from gateway.identity.principal import Principal
+from gateway.identity.users import UserStore
+
+if TYPE_CHECKING:
+    from gateway.identity.ldap import LdapDirectory
+    from gateway.identity.oidc import OidcVerifier
+    from gateway.identity.trusted_header import TrustedHeaderAuth
 
 DEV_PRINCIPAL = Principal(
     user_id="local-developer",
@@ -21,24 +38,49 @@ DEV_PRINCIPAL = Principal(
 ADMIN_PRINCIPAL = Principal(user_id="admin", auth_method="admin_key", roles=("admin",))
 
 
-def bearer_or_api_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The presented secret: `Authorization: Bearer ...` (OpenAI) or `x-api-key` (Anthropic)."""
+def presented_secret(headers: Mapping[str, str]) -> str | None:
+    """The bearer secret: `Authorization: Bearer ...` (OpenAI) or `x-api-key` (Anthropic)."""
+    authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return x_api_key or None
+    return headers.get("x-api-key") or None
 
 
 class Authenticator:
-    """Checks a presented secret against the configured credentials."""
+    """Checks a request's credentials against every configured method."""
 
-    def __init__(self, config: AuthConfig) -> None:
+    def __init__(
+        self,
+        config: AuthConfig,
+        *,
+        keys: KeyStore | None = None,
+        users: UserStore | None = None,
+        ldap: LdapDirectory | None = None,
+        oidc: OidcVerifier | None = None,
+        trusted: TrustedHeaderAuth | None = None,
+    ) -> None:
         self._dev_key = config.dev_key
         self._admin_key = config.admin_key
+        self._keys = keys
+        self._users = users
+        self._ldap = ldap
+        self._oidc = oidc
+        self._trusted = trusted
 
-    def authenticate(self, secret: str | None) -> Principal:
-        """The caller behind a secret, or AuthError."""
+    async def authenticate(self, headers: Mapping[str, str], client_host: str | None) -> Principal:
+        """The caller behind a request, or AuthError (401)."""
+        if self._trusted is not None:
+            principal = self._trusted.authenticate(headers, client_host)
+            if principal is not None:
+                return principal
+        basic = _basic_credentials(headers.get("authorization"))
+        if basic is not None:
+            if self._ldap is None:
+                raise AuthError("HTTP Basic authentication is not enabled on this gateway.")
+            return await self._ldap.authenticate(*basic)
+        secret = presented_secret(headers)
         if secret is None:
             raise AuthError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
@@ -46,13 +88,64 @@ class Authenticator:
             )
         if self._dev_key and _same(secret, self._dev_key):
             return DEV_PRINCIPAL
+        if self._keys is not None and looks_like_issued_key(secret):
+            return await self._key_owner(secret)
+        if self._oidc is not None and _looks_like_jwt(secret):
+            return await self._oidc.verify(secret)
         raise AuthError("Incorrect API key provided.")
 
-    def authenticate_admin(self, secret: str | None) -> Principal:
+    def authenticate_admin(self, headers: Mapping[str, str]) -> Principal:
         """The admin, or AuthError; admin routes accept nothing else."""
+        secret = presented_secret(headers)
         if secret is not None and self._admin_key and _same(secret, self._admin_key):
             return ADMIN_PRINCIPAL
         raise AuthError("This route needs the admin key.", code="invalid_admin_key")
+
+    async def _key_owner(self, secret: str) -> Principal:
+        assert self._keys is not None
+        key = await asyncio.to_thread(self._keys.verify, secret)
+        owner = await self._owner(key.user_id)
+        return replace(owner, auth_method="api_key", key_id=key.key_id, model_scope=key.models)
+
+    async def _owner(self, user_id: str) -> Principal:
+        """A key's owner: from the directory where there is one, else the local user record."""
+        if self._ldap is not None:
+            found = await self._ldap.lookup(user_id)
+            if found is not None:
+                return found
+        if self._users is not None:
+            local = await asyncio.to_thread(self._users.get, user_id)
+            if local is not None:
+                return local
+        return Principal(user_id=user_id, auth_method="api_key")
+
+    async def aclose(self) -> None:
+        """Release directory and identity-provider connections."""
+        if self._ldap is not None:
+            await self._ldap.aclose()
+        if self._oidc is not None:
+            await self._oidc.aclose()
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthError("Malformed HTTP Basic credentials.", code="invalid_credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise AuthError("Malformed HTTP Basic credentials.", code="invalid_credentials")
+    return username, password
+
+
+def _looks_like_jwt(secret: str) -> bool:
+    parts = secret.split(".")
+    return len(parts) == 3 and all(parts[:2])
 
 
 def _same(a: str, b: str) -> bool:

@@ -17,3 +17,5 @@ class Principal:
     title: str | None = None
     groups: tuple[str, ...] = field(default_factory=tuple)
     roles: tuple[str, ...] = field(default_factory=tuple)
+    key_id: str | None = None  # the issued API key used, if one was
+    model_scope: tuple[str, ...] | None = None  # the key's own model allow-list; None = any

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ class Gateway:
     simulator_url: str
     api_key: str = "sk-raygate-dev"
     admin_key: str = "sk-raygate-admin"
+    env: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def v1(self) -> str:
@@ -42,6 +43,12 @@ class Gateway:
 
     def simulator_stats(self) -> dict[str, object]:
         return dict(httpx.get(f"{self.simulator_url}/_sim/stats").json())
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`raygate ARGS` against this gateway's config and state."""
+        return subprocess.run(
+            [RAYGATE, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +79,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         yield Gateway(
             base_url=f"http://127.0.0.1:{ports['port']}",
             simulator_url=f"http://127.0.0.1:{ports['sim']}",
+            env={**env, "RAYGATE_CONFIG": str(CONFIG)},
         )
     finally:
         subprocess.run([RAYGATE, "down"], env=env, timeout=180)

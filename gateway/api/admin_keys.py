@@ -1,0 +1,150 @@
+"""Admin API for issued keys and their owners, under `/admin` (admin key only).
+
+POST   /admin/keys               issue (the secret is in this answer and nowhere else)
+GET    /admin/keys               list (?user=ID, ?all=true for revoked/expired too)
+POST   /admin/keys/{id}/rotate   a replacement key; the old one stops after grace_seconds
+DELETE /admin/keys/{id}          revoke
+GET    /admin/users              local users (key owners)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, TypeVar
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.api.errors import invalid_body, parse_json
+from gateway.errors import InvalidRequest
+from gateway.identity.keys import KeyStore
+from gateway.identity.principal import Principal
+from gateway.identity.users import UserStore
+
+if TYPE_CHECKING:
+    from gateway.api.app import GatewayAPI
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class IssueKey(BaseModel):
+    """Body of `POST /admin/keys`: the key's owner and limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1)
+    name: str = ""
+    expires_in_days: float | None = Field(None, gt=0)
+    models: list[str] | None = None
+    email: str | None = None
+    display_name: str | None = None
+    department: str | None = None
+    title: str | None = None
+    groups: list[str] | None = None
+    roles: list[str] | None = None
+
+    def owner(self) -> Principal:
+        return Principal(
+            user_id=self.user,
+            auth_method="local",
+            email=self.email,
+            display_name=self.display_name,
+            department=self.department,
+            title=self.title,
+            groups=tuple(self.groups or ()),
+            roles=tuple(self.roles or ()),
+        )
+
+    def has_owner_attributes(self) -> bool:
+        stated = (self.email, self.display_name, self.department, self.title)
+        return any(v is not None for v in stated) or bool(self.groups or self.roles)
+
+
+class RotateKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: float = Field(0.0, ge=0)
+
+
+def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
+    """Register the key and user admin routes on `app`."""
+
+    def stores(request: Request) -> tuple[KeyStore, UserStore]:
+        api.admin(request)
+        keys, users = api.identity.keys, api.identity.users
+        if keys is None or users is None:
+            raise InvalidRequest(
+                "Issued API keys are not enabled: set auth.key_secret.", code="keys_not_enabled"
+            )
+        return keys, users
+
+    @app.post("/admin/keys")
+    async def issue_key(request: Request) -> Response:
+        keys, users = stores(request)
+        body = await _body(request, IssueKey)
+        if body.has_owner_attributes() or await asyncio.to_thread(users.get, body.user) is None:
+            await asyncio.to_thread(users.upsert, body.owner())
+        expires = time.time() + body.expires_in_days * 86400 if body.expires_in_days else None
+        issued = await asyncio.to_thread(
+            keys.issue, body.user, name=body.name, expires_at=expires, models=body.models
+        )
+        return JSONResponse(
+            {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
+        )
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> Response:
+        keys, _ = stores(request)
+        user = request.query_params.get("user")
+        everything = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        found = await asyncio.to_thread(keys.list, user_id=user, include_inactive=everything)
+        now = time.time()
+        return JSONResponse({"data": [k.as_dict(now) for k in found]})
+
+    @app.post("/admin/keys/{key_id}/rotate")
+    async def rotate_key(request: Request, key_id: str) -> Response:
+        keys, _ = stores(request)
+        body = await _body(request, RotateKey, allow_empty=True)
+        issued = await asyncio.to_thread(keys.rotate, key_id, grace_s=body.grace_seconds)
+        return JSONResponse(
+            {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
+        )
+
+    @app.delete("/admin/keys/{key_id}")
+    async def revoke_key(request: Request, key_id: str) -> Response:
+        keys, _ = stores(request)
+        revoked = await asyncio.to_thread(keys.revoke, key_id)
+        return JSONResponse({"key": revoked.as_dict(time.time())})
+
+    @app.get("/admin/users")
+    async def list_users(request: Request) -> Response:
+        _, users = stores(request)
+        found = await asyncio.to_thread(users.list)
+        return JSONResponse(
+            {
+                "data": [
+                    {
+                        "user": u.user_id,
+                        "email": u.email,
+                        "display_name": u.display_name,
+                        "department": u.department,
+                        "title": u.title,
+                        "groups": list(u.groups),
+                        "roles": list(u.roles),
+                    }
+                    for u in found
+                ]
+            }
+        )
+
+
+async def _body(request: Request, model: type[_M], *, allow_empty: bool = False) -> _M:
+    raw = await request.body()
+    if allow_empty and not raw.strip():
+        return model()
+    try:
+        return model.model_validate(parse_json(raw))
+    except ValidationError as exc:
+        raise invalid_body(exc) from None

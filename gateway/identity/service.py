@@ -1,0 +1,80 @@
+"""Identity as the API uses it: who is calling, and what may they do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.identity.access import Grant, grant_for
+from gateway.identity.authenticator import Authenticator
+from gateway.identity.keys import KeyStore
+from gateway.identity.principal import Principal
+from gateway.identity.users import UserStore
+from gateway.storage import Database
+
+
+@dataclass
+class Identity:
+    """The authenticator and the stores behind it, built from one config."""
+
+    config: GatewayConfig
+    authenticator: Authenticator
+    users: UserStore | None = None
+    keys: KeyStore | None = None
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, db: Database | None) -> Identity:
+        """Issued keys are on when `auth.key_secret` is set (they need the database)."""
+        users = keys = None
+        if config.auth.key_secret and db is not None:
+            users = UserStore(db)
+            keys = KeyStore(db, config.auth.key_secret)
+        authenticator = Authenticator(
+            config.auth,
+            keys=keys,
+            users=users,
+            ldap=_ldap(config),
+            oidc=_oidc(config),
+            trusted=_trusted(config),
+        )
+        return cls(config, authenticator, users, keys)
+
+    async def caller(self, headers: Mapping[str, str], client_host: str | None) -> Principal:
+        """The authenticated caller of a model route (AuthError otherwise)."""
+        return await self.authenticator.authenticate(headers, client_host)
+
+    def grant(self, principal: Principal) -> Grant:
+        """What the caller may do."""
+        return grant_for(principal, self.config.access)
+
+    async def aclose(self) -> None:
+        await self.authenticator.aclose()
+
+
+def _ldap(config: GatewayConfig) -> Any:
+    settings = getattr(config.auth, "ldap", None)
+    if settings is None:
+        return None
+    from gateway.identity.ldap import LdapDirectory
+
+    return LdapDirectory(settings)
+
+
+def _oidc(config: GatewayConfig) -> Any:
+    settings = getattr(config.auth, "oidc", None)
+    if settings is None:
+        return None
+    from gateway.identity.oidc import OidcVerifier
+
+    return OidcVerifier(settings)
+
+
+def _trusted(config: GatewayConfig) -> Any:
+    settings = getattr(config.auth, "trusted_header", None)
+    if settings is None:
+        return None
+    from gateway.identity.trusted_header import TrustedHeaderAuth
+
+    return TrustedHeaderAuth(settings)
