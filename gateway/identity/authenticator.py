@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 from gateway.config import AuthConfig
 from gateway.errors import AuthError
 from gateway.identity.keys import KeyStore, looks_like_issued_key
+from gateway.identity.oidc import OidcVerifier, looks_like_jwt
 from gateway.identity.principal import Principal
+from gateway.identity.trusted_header import TrustedHeaderAuth
 from gateway.identity.users import UserStore
 
 if TYPE_CHECKING:
     from gateway.identity.ldap import LdapDirectory
-    from gateway.identity.oidc import OidcVerifier
-    from gateway.identity.trusted_header import TrustedHeaderAuth
 
 DEV_PRINCIPAL = Principal(
     user_id="local-developer",
@@ -90,7 +90,7 @@ class Authenticator:
             return DEV_PRINCIPAL
         if self._keys is not None and looks_like_issued_key(secret):
             return await self._key_owner(secret)
-        if self._oidc is not None and _looks_like_jwt(secret):
+        if self._oidc is not None and looks_like_jwt(secret):
             return await self._oidc.verify(secret)
         raise AuthError("Incorrect API key provided.")
 
@@ -141,11 +141,6 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     if not sep or not username:
         raise AuthError("Malformed HTTP Basic credentials.", code="invalid_credentials")
     return username, password
-
-
-def _looks_like_jwt(secret: str) -> bool:
-    parts = secret.split(".")
-    return len(parts) == 3 and all(parts[:2])
 
 
 def _same(a: str, b: str) -> bool:

@@ -10,7 +10,9 @@ from gateway.config import GatewayConfig
 from gateway.identity.access import Grant, grant_for
 from gateway.identity.authenticator import Authenticator
 from gateway.identity.keys import KeyStore
+from gateway.identity.oidc import OidcVerifier
 from gateway.identity.principal import Principal
+from gateway.identity.trusted_header import TrustedHeaderAuth
 from gateway.identity.users import UserStore
 from gateway.storage import Database
 
@@ -62,19 +64,10 @@ def _ldap(config: GatewayConfig) -> Any:
     return LdapDirectory(settings)
 
 
-def _oidc(config: GatewayConfig) -> Any:
-    settings = getattr(config.auth, "oidc", None)
-    if settings is None:
-        return None
-    from gateway.identity.oidc import OidcVerifier
-
-    return OidcVerifier(settings)
+def _oidc(config: GatewayConfig) -> OidcVerifier | None:
+    return OidcVerifier(config.auth.oidc) if config.auth.oidc else None
 
 
-def _trusted(config: GatewayConfig) -> Any:
-    settings = getattr(config.auth, "trusted_header", None)
-    if settings is None:
-        return None
-    from gateway.identity.trusted_header import TrustedHeaderAuth
-
-    return TrustedHeaderAuth(settings)
+def _trusted(config: GatewayConfig) -> TrustedHeaderAuth | None:
+    settings = config.auth.trusted_header
+    return TrustedHeaderAuth(settings) if settings else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers.oidc_issuer import OidcIssuer
 from tests.support import free_port
 
 CONFIG = Path(__file__).with_name("gateway.yaml")
@@ -52,7 +53,16 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def oidc_issuer() -> Iterator[OidcIssuer]:
+    """A real OIDC issuer on loopback that the gateway trusts (see gateway.yaml)."""
+    with OidcIssuer(audience="raygate") as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, oidc_issuer: OidcIssuer
+) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
     ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
     env = {
@@ -63,6 +73,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "RAYGATE_RAY_PORT": str(ports["ray"]),
         "RAYGATE_DASHBOARD_PORT": str(ports["dash"]),
         "RAYGATE_STATE_DIR": str(state_dir),
+        "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
     }
     started = subprocess.run(
         [RAYGATE, "up", "--detach", "--config", str(CONFIG)],
