@@ -1,4 +1,4 @@
-"""The `raygate` command: up, down, simulate, check-config, keys.
+"""The `raygate` command: up, down, simulate, check-config, keys, audit.
 
 Ray is imported only by the commands that need it, so `raygate simulate` and
 `raygate check-config` start fast.
@@ -14,6 +14,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.identity.cli import add_key_commands
 
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("simulate", help="run the upstream simulator (see `simulate --help`)")
     add_key_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
+    add_audit_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     return parser
 
 

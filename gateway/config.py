@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.audit.config import AuditConfig
+from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.providers.presets import PRESETS, ProviderPreset
@@ -253,6 +255,7 @@ class AuthConfig(_Section):
     key_secret: str | None = Field(
         None, min_length=16, description="HMAC key for stored API-key hashes; enables issued keys"
     )
+    ldap: LdapConfig | None = Field(None, description="HTTP Basic against LDAP / AD; key owners")
     oidc: OidcConfig | None = Field(None, description="bearer JWTs from an OIDC/SSO issuer")
     trusted_header: TrustedHeaderConfig | None = Field(
         None, description="identity headers from an authenticating reverse proxy"
@@ -367,6 +370,7 @@ class GatewayConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

@@ -147,6 +147,7 @@ class ClientClosedRequest(GatewayError):
 
     status = 499
     type = "client_closed_request"
+    default_code = "client_closed_request"
 
 
 def is_retryable(error: GatewayError) -> bool:

@@ -29,3 +29,12 @@ def require_binary(name: str, *candidates: str) -> str:
     if os.environ.get("RAYGATE_REQUIRE_SYSTEM_SERVICES") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def optional_binary(name: str, *candidates: str) -> str | None:
+    """Like `require_binary`, for a fixture that can run without it: None when missing
+    (the tests that need it skip), a failure under RAYGATE_REQUIRE_SYSTEM_SERVICES=1."""
+    found = shutil.which(name) or next((c for c in candidates if os.access(c, os.X_OK)), None)
+    if found is None and os.environ.get("RAYGATE_REQUIRE_SYSTEM_SERVICES") == "1":
+        pytest.fail(f"{name} is not installed (.ci/run installs it from Debian's packages)")
+    return found

@@ -15,11 +15,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from gateway.api.admin_audit import add_audit_routes
 from gateway.api.admin_keys import add_key_routes
 from gateway.api.backend import Backend
 from gateway.api.errors import install_error_handlers, invalid_body, parse_json
+from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
+from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
 from gateway.identity.principal import Principal
@@ -36,6 +39,9 @@ from gateway.storage import Database
 
 _M = TypeVar("_M", bound=BaseModel)
 
+# Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
+_UNAUDITED = frozenset({"/healthz", "/readyz"})
+
 
 class GatewayAPI:
     """Request handling shared by every route: auth, body limits, parsing, headers."""
@@ -46,13 +52,29 @@ class GatewayAPI:
         self.db = db
         self.identity = Identity.from_config(config, db)
         self.models = config.enabled_models()
+        self.audit = _audit_writer(config.audit, db)
+        self._closed = False
 
     async def principal(self, request: Request) -> Principal:
-        """The authenticated caller of a model route, kept on `request.state`."""
+        """The authenticated caller of a model route, kept on the request's exchange."""
         client = request.client.host if request.client else None
         principal = await self.identity.caller(request.headers, client)
-        request.state.principal = principal
+        request.state.exchange.principal = principal
         return principal
+
+    async def finish(self, exchange: Exchange) -> None:
+        """Hand the request's audit record to the writer (queued; written off the path)."""
+        if self.audit is not None:
+            await self.audit.record(exchange.record())
+
+    async def aclose(self) -> None:
+        """Flush the audit trail and close identity connections (replica shutdown); once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.audit is not None:
+            await self.audit.aclose()
+        await self.identity.aclose()
 
     def admin(self, request: Request) -> Principal:
         """The admin, for /admin routes."""
@@ -79,8 +101,10 @@ class GatewayAPI:
                     f"The model {name!r} does not exist or you do not have access to it.",
                     param="model",
                 )
+            exchange: Exchange = request.state.exchange
+            exchange.model = name
+            exchange.prompt = prompt_text(parsed)
             self.identity.grant(principal).check(principal, name)
-            request.state.model = name
         return parsed
 
     async def _read_body(self, request: Request) -> bytes:
@@ -110,6 +134,9 @@ class GatewayAPI:
     ) -> JSONResponse:
         """A whole (non-streamed) answer with the gateway's headers."""
         routed = await call
+        exchange: Exchange = request.state.exchange
+        exchange.route = routed.route
+        exchange.note_answer(routed.response)
         body = wire(routed.response) if wire else routed.response.wire()
         return JSONResponse(body, headers=self.headers(request, routed.route))
 
@@ -123,15 +150,40 @@ class GatewayAPI:
         done: bytes | None = DONE,
     ) -> Response:
         """A streamed answer; headers go out once the first upstream chunk is in."""
-        route = await open_routed_stream(items)
+        exchange: Exchange = request.state.exchange
+        exchange.route = await open_routed_stream(items)
+
+        def noted(item: Any) -> bytes | None:
+            exchange.note_chunk(item)
+            return encode(item)
+
+        async def finished(error: GatewayError | None) -> None:
+            exchange.status = 200  # the status the client got; what went wrong is the code
+            exchange.error_code = error.code if error is not None else None
+            await self.finish(exchange)
+
+        exchange.streaming = True
         return stream_response(
             items,
-            encode=encode,
+            encode=noted,
             on_error=on_error or (lambda exc: sse_data(exc.to_body())),
             done=done,
-            headers=self.headers(request, route),
+            headers=self.headers(request, exchange.route),
             request_id=request.state.request_id,
+            on_finish=finished,
         )
+
+
+def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | None:
+    if not config.enabled or db is None:
+        return None
+    return AuditWriter(
+        AuditStore(db),
+        max_queue=config.max_queue,
+        batch_size=config.batch_size,
+        flush_interval_s=config.flush_interval_s,
+        content=ContentPolicy(prompt=config.prompt, response=config.response),
+    )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -155,9 +207,11 @@ def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
 def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
-    db = Database(config.storage.url) if config.auth.key_secret else None
+    needs_db = config.auth.key_secret or config.audit.enabled
+    db = Database(config.storage.url) if needs_db else None
     api = GatewayAPI(config, backend, db)
     app.state.api = api
+    app.router.on_shutdown.append(api.aclose)
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -166,8 +220,17 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
     ) -> Response:
         request.state.started = time.perf_counter()
         request.state.request_id = f"req_{uuid.uuid4().hex}"
+        exchange = Exchange(
+            request_id=request.state.request_id,
+            path=request.url.path,
+            client_address=request.client.host if request.client else None,
+        )
+        request.state.exchange = exchange
         response = await call_next(request)
         response.headers["x-raygate-request-id"] = request.state.request_id
+        if not exchange.streaming and request.url.path not in _UNAUDITED:
+            exchange.status = response.status_code
+            await api.finish(exchange)
         return response
 
     @app.post("/v1/chat/completions")
@@ -245,4 +308,6 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
 
     add_messages_route(app, api)
     add_key_routes(app, api)
+    if api.audit is not None and db is not None:
+        add_audit_routes(app, api.admin, AuditStore(db))
     return app

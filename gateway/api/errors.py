@@ -40,6 +40,9 @@ def anthropic_body(error: GatewayError) -> dict[str, Any]:
 
 def error_response(request: Request, error: GatewayError) -> JSONResponse:
     """The response for a GatewayError, in the shape of the route's API."""
+    exchange = getattr(request.state, "exchange", None)
+    if exchange is not None:
+        exchange.error_code = error.code
     anthropic = request.url.path.startswith("/v1/messages")
     body = anthropic_body(error) if anthropic else error.to_body()
     headers = {**error.headers, **_request_id_header(request)}

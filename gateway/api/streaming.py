@@ -8,14 +8,15 @@ upstream call.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import ClientClosedRequest, GatewayError, UpstreamError
 from gateway.routing.router import Route
 
 log = logging.getLogger(__name__)
@@ -57,28 +58,47 @@ def stream_response(
     done: bytes | None,
     headers: dict[str, str],
     request_id: str,
+    on_finish: Callable[[GatewayError | None], Awaitable[None]] | None = None,
 ) -> StreamingResponse:
-    """Send `items` encoded as SSE; end with `done`, or with `on_error(...)` on failure."""
+    """Send `items` encoded as SSE; end with `done`, or with `on_error(...)` on failure.
+
+    `on_finish` hears how the stream ended: None when it completed, else the error, a
+    ClientClosedRequest when the client went away first.
+    """
 
     async def body() -> AsyncIterator[bytes]:
+        outcome: GatewayError | None = ClientClosedRequest("The client closed the stream.")
         try:
             async for item in items:
                 encoded = encode(item)
                 if encoded:
                     yield encoded
+            outcome = None
         except GatewayError as exc:
             log.warning("stream %s failed after it started: %s", request_id, exc.message)
+            outcome = exc
             yield on_error(exc)
             return
         except Exception:
             log.exception("stream %s failed after it started", request_id)
-            yield on_error(GatewayError(f"The gateway hit an internal error ({request_id})."))
+            outcome = GatewayError(f"The gateway hit an internal error ({request_id}).")
+            yield on_error(outcome)
             return
         finally:
             await items.aclose()  # type: ignore[attr-defined]
+            if on_finish is not None:
+                await _shielded(on_finish(outcome))
         if done:
             yield done
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
     )
+
+
+async def _shielded(work: Awaitable[None]) -> None:
+    # A disconnect cancels the response task; the stream's audit record must still be queued.
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        log.debug("stream finished while its response task was being cancelled")

@@ -16,18 +16,15 @@ import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from gateway.config import AuthConfig
 from gateway.errors import AuthError
 from gateway.identity.keys import KeyStore, looks_like_issued_key
+from gateway.identity.ldap import LdapDirectory
 from gateway.identity.oidc import OidcVerifier, looks_like_jwt
 from gateway.identity.principal import Principal
 from gateway.identity.trusted_header import TrustedHeaderAuth
 from gateway.identity.users import UserStore
-
-if TYPE_CHECKING:
-    from gateway.identity.ldap import LdapDirectory
 
 DEV_PRINCIPAL = Principal(
     user_id="local-developer",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.identity.access import Grant, grant_for
 from gateway.identity.authenticator import Authenticator
 from gateway.identity.keys import KeyStore
+from gateway.identity.ldap import LdapDirectory
 from gateway.identity.oidc import OidcVerifier
 from gateway.identity.principal import Principal
 from gateway.identity.trusted_header import TrustedHeaderAuth
@@ -55,13 +55,8 @@ class Identity:
         await self.authenticator.aclose()
 
 
-def _ldap(config: GatewayConfig) -> Any:
-    settings = getattr(config.auth, "ldap", None)
-    if settings is None:
-        return None
-    from gateway.identity.ldap import LdapDirectory
-
-    return LdapDirectory(settings)
+def _ldap(config: GatewayConfig) -> LdapDirectory | None:
+    return LdapDirectory(config.auth.ldap) if config.auth.ldap else None
 
 
 def _oidc(config: GatewayConfig) -> OidcVerifier | None:

@@ -21,8 +21,11 @@ Params = Sequence[Any]
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Params = ...) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Any: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Database:
@@ -49,7 +52,9 @@ class Database:
 
     def _connect(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        # A PostgreSQL connection that lost its server stays closed: open a new one, or every
+        # later call on this thread would fail although the server is back.
+        if conn is not None and not getattr(conn, "closed", False):
             return conn
         if self.dialect == "sqlite":
             conn = self._sqlite()
@@ -63,10 +68,11 @@ class Database:
     def _sqlite(self) -> sqlite3.Connection:
         if self._path == ":memory:":
             # One in-memory database per Database object, shared (serialised) by all threads.
-            if self._shared_memory is None:
-                self._shared_memory = sqlite3.connect(
-                    ":memory:", check_same_thread=False, isolation_level=None
-                )
+            with self._memory_lock:
+                if self._shared_memory is None:
+                    self._shared_memory = sqlite3.connect(
+                        ":memory:", check_same_thread=False, isolation_level=None
+                    )
             return self._shared_memory
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -90,10 +96,13 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
                 try:
                     yield _Translating(conn.cursor(), self._sql)
+                    conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # SQLite may already have rolled back (e.g. disk full), and a failed COMMIT
+                    # leaves the transaction open: either way the connection ends outside one.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
             else:
                 with conn.transaction(), conn.cursor() as cur:
                     if exclusive:
@@ -146,6 +155,10 @@ class _Translating:
 
     def execute(self, sql: str, params: Params = ()) -> Any:
         return self._cursor.execute(self._translate(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> Any:
+        # One driver call: psycopg pipelines the statements, sqlite3 reuses the prepared one.
+        return self._cursor.executemany(self._translate(sql), [tuple(r) for r in rows])
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.servers.oidc_issuer import OidcIssuer
-from tests.support import free_port
+from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
+from tests.support import free_port, optional_binary
 
 CONFIG = Path(__file__).with_name("gateway.yaml")
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
@@ -60,10 +62,40 @@ def oidc_issuer() -> Iterator[OidcIssuer]:
 
 
 @pytest.fixture(scope="session")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd | None]:
+    """A real OpenLDAP directory seeded with people and nested groups, when slapd is here."""
+    binary = optional_binary("slapd", "/usr/sbin/slapd")
+    if binary is None:
+        yield None
+        return
+    with Slapd(binary, tmp_path_factory.mktemp("slapd")) as slapd:
+        yield slapd
+
+
+def _config(tmp: Path, directory: Slapd | None) -> Path:
+    """gateway.yaml, with `auth.ldap` pointing at the test directory when there is one."""
+    data = yaml.safe_load(CONFIG.read_text())
+    if directory is not None:
+        data["auth"]["ldap"] = {
+            "url": directory.url,
+            "bind_dn": SERVICE_DN,
+            "bind_password": SERVICE_PASSWORD,
+            "user_search_base": PEOPLE,
+            "group_search_base": GROUPS,
+        }
+    path = tmp / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, oidc_issuer: OidcIssuer
+    tmp_path_factory: pytest.TempPathFactory,
+    oidc_issuer: OidcIssuer,
+    directory: Slapd | None,
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
+    config = _config(tmp_path_factory.mktemp("config"), directory)
     ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
     env = {
         **os.environ,
@@ -76,7 +108,7 @@ def gateway(
         "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
     }
     started = subprocess.run(
-        [RAYGATE, "up", "--detach", "--config", str(CONFIG)],
+        [RAYGATE, "up", "--detach", "--config", str(config)],
         env=env,
         capture_output=True,
         text=True,
@@ -90,7 +122,7 @@ def gateway(
         yield Gateway(
             base_url=f"http://127.0.0.1:{ports['port']}",
             simulator_url=f"http://127.0.0.1:{ports['sim']}",
-            env={**env, "RAYGATE_CONFIG": str(CONFIG)},
+            env={**env, "RAYGATE_CONFIG": str(config)},
         )
     finally:
         subprocess.run([RAYGATE, "down"], env=env, timeout=180)

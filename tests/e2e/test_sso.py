@@ -89,9 +89,7 @@ def test_hs256_signed_with_the_public_key_is_refused(
     assert _refused(gateway, f"{signing_input}.{_b64(mac)}") == "unsupported_algorithm"
 
 
-def test_a_token_from_an_unknown_key_is_refused(
-    gateway: Gateway, oidc_issuer: OidcIssuer
-) -> None:
+def test_a_token_from_an_unknown_key_is_refused(gateway: Gateway, oidc_issuer: OidcIssuer) -> None:
     stranger = SigningKey.generate("RS256", kid="not-published")
     assert _refused(gateway, oidc_issuer.mint(key=stranger)) == "unknown_key"
     rsa = next(k for k in oidc_issuer.keys if k.algorithm == "RS256")

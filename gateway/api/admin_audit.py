@@ -1,0 +1,147 @@
+"""Admin API over the audit trail, under `/admin/audit` (admin credentials only).
+
+GET  /admin/audit/records   records, newest first; filters as below, `limit` (<= 1000) and
+                            `cursor` (the `next_cursor` of the page before)
+GET  /admin/audit/summary   counts, token and cost totals `by` department|topic|user|model|
+                            group|action
+GET  /admin/audit/export    the matching records as `format=csv|json`, oldest first, streamed
+POST /admin/audit/verify    walk the chain; optional body {"expected_head": {"seq", "hash"}}
+
+Filters: user, department, group, topic, action, model, since, until (ISO date or date-time,
+or an age such as 7d). An unknown parameter is a 400, not a silently wider answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from typing import TypeVar
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.api.errors import invalid_body, parse_json
+from gateway.audit.export import MEDIA_TYPES, ExportFormat, export_chunks
+from gateway.audit.query import (
+    FILTER_FIELDS,
+    GROUP_BY,
+    AuditFilter,
+    list_records,
+    summarize,
+)
+from gateway.audit.record import utc_now
+from gateway.audit.store import AuditStore, ChainPoint
+from gateway.audit.verify import verify
+from gateway.errors import InvalidRequest
+
+MAX_PAGE = 1000
+_Choice = TypeVar("_Choice", bound=str)
+
+
+class VerifyRequest(BaseModel):
+    """Body of `POST /admin/audit/verify`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected_head: ChainPoint | None = None
+
+
+def add_audit_routes(
+    app: FastAPI,
+    authorize_admin: Callable[[Request], object],
+    store: AuditStore,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Register the audit routes; `authorize_admin` raises unless the caller is an admin."""
+
+    async def admitted(request: Request, *extra: str) -> AuditFilter:
+        """The caller's filter, once the caller is known to be an admin."""
+        await _authorized(authorize_admin, request)
+        return _filter(request, clock(), extra)
+
+    @app.get("/admin/audit/records")
+    async def audit_records(request: Request) -> Response:
+        where = await admitted(request, "limit", "cursor")
+        limit = _limit(request.query_params.get("limit"))
+        cursor = request.query_params.get("cursor")
+        try:
+            page = await asyncio.to_thread(list_records, store, where, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="cursor") from None
+        return JSONResponse(page.model_dump(mode="json"))
+
+    @app.get("/admin/audit/summary")
+    async def audit_summary(request: Request) -> Response:
+        where = await admitted(request, "by")
+        by = _choice(request.query_params.get("by", "department"), GROUP_BY, "by")
+        rows = await asyncio.to_thread(summarize, store, where, by)
+        return JSONResponse({"by": by, "rows": [r.model_dump(mode="json") for r in rows]})
+
+    @app.get("/admin/audit/export")
+    async def audit_export(request: Request) -> Response:
+        where = await admitted(request, "format")
+        formats: tuple[ExportFormat, ...] = ("csv", "json")
+        fmt = _choice(request.query_params.get("format", "json"), formats, "format")
+        return StreamingResponse(
+            _in_thread(export_chunks(store, where, fmt)),
+            media_type=MEDIA_TYPES[fmt],
+            headers={"content-disposition": f'attachment; filename="audit.{fmt}"'},
+        )
+
+    @app.post("/admin/audit/verify")
+    async def audit_verify(request: Request) -> Response:
+        await admitted(request)
+        raw = await request.body()
+        try:
+            body = VerifyRequest.model_validate(parse_json(raw) if raw.strip() else {})
+        except ValidationError as exc:
+            raise invalid_body(exc) from None
+        report = await asyncio.to_thread(verify, store, expected_head=body.expected_head)
+        return JSONResponse(report.model_dump(mode="json"))
+
+
+async def _authorized(authorize_admin: Callable[[Request], object], request: Request) -> object:
+    outcome = authorize_admin(request)
+    return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+def _filter(request: Request, now: datetime, extra: tuple[str, ...]) -> AuditFilter:
+    unknown = sorted(set(request.query_params) - set(FILTER_FIELDS) - set(extra))
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown parameter {unknown[0]!r}; known: {', '.join((*FILTER_FIELDS, *extra))}.",
+            param=unknown[0],
+        )
+    values = {name: request.query_params.get(name) for name in FILTER_FIELDS}
+    try:
+        return AuditFilter.parse(values, now)
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=str(exc).split(":", 1)[0]) from None
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return 100
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.", param="limit")
+    return int(text)
+
+
+def _choice(value: str, allowed: tuple[_Choice, ...], name: str) -> _Choice:
+    for option in allowed:
+        if value == option:
+            return option
+    raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}.", param=name)
+
+
+async def _in_thread(chunks: Iterator[str]) -> AsyncIterator[str]:
+    # Each page is read by a worker thread, so a large export never blocks the event loop.
+    done = object()
+    while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+        yield str(chunk)

@@ -1,0 +1,230 @@
+"""`raygate audit ...`: verify, query, export and prune the audit trail.
+
+    raygate audit verify [--db URL] [--expect-head SEQ:HASH] [--json]
+    raygate audit query [filters] [--group-by department|topic|user|model|group|action]
+                        [--format table|json|csv] [--limit N] [--cursor C]
+    raygate audit export --format csv|json --out FILE [filters]
+    raygate audit prune --older-than 90d
+
+Filters: --user, --department, --group, --topic, --action, --model, --since, --until (ISO date
+or date-time, or an age such as 7d). The database is --db, else the config's `storage.url`.
+`verify` exits 0 when the chain is intact, 1 when it is not (saying where), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.audit import schema
+from gateway.audit.export import write_export
+from gateway.audit.query import (
+    FILTER_FIELDS,
+    GROUP_BY,
+    AuditFilter,
+    RecordPage,
+    SummaryRow,
+    list_records,
+    summarize,
+)
+from gateway.audit.record import utc_now
+from gateway.audit.retention import prune
+from gateway.audit.store import AuditStore, ChainChanged, ChainPoint
+from gateway.audit.timespec import parse_age
+from gateway.audit.verify import verify
+from gateway.config import GatewayConfig
+
+LoadConfig = Callable[[argparse.Namespace], GatewayConfig]
+Clock = Callable[[], datetime]
+
+
+def add_audit_commands(
+    commands: Any, load: LoadConfig | None = None, *, clock: Clock = utc_now
+) -> None:
+    """Add `audit` and its subcommands to the `raygate` parser.
+
+    `load` reads the gateway config for the database URL when --db is not given (default: the
+    file named by --config, else RAYGATE_CONFIG, else the embedded default).
+    """
+    load = load or _load_default_config
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="database URL (default: the config's storage.url)")
+    common.add_argument("--config", default=None, help="YAML config (RAYGATE_CONFIG)")
+    filters = argparse.ArgumentParser(add_help=False)
+    for name in FILTER_FIELDS:
+        filters.add_argument(f"--{name}", help=_FILTER_HELP.get(name))
+
+    audit = commands.add_parser("audit", help="verify, query, export and prune the audit trail")
+    sub = audit.add_subparsers(required=True, metavar="ACTION")
+
+    check = sub.add_parser("verify", parents=[common], help="check the hash chain")
+    check.add_argument("--expect-head", help="SEQ:HASH of a head recorded earlier")
+    check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    check.set_defaults(run=lambda a: _run(a, load, clock, _verify))
+
+    query = sub.add_parser("query", parents=[common, filters], help="list or aggregate records")
+    query.add_argument("--group-by", choices=GROUP_BY, help="counts, tokens and cost per value")
+    query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument("--limit", type=int, default=100, help="records per page (newest first)")
+    query.add_argument("--cursor", help="the next_cursor of the page before")
+    query.set_defaults(run=lambda a: _run(a, load, clock, _query))
+
+    export = sub.add_parser("export", parents=[common, filters], help="write records to a file")
+    export.add_argument("--format", choices=("csv", "json"), required=True)
+    export.add_argument("--out", required=True, help="file to write; - for stdout")
+    export.set_defaults(run=lambda a: _run(a, load, clock, _export))
+
+    cut = sub.add_parser("prune", parents=[common], help="delete old records, keep the chain")
+    cut.add_argument("--older-than", required=True, help="an age: 90d, 12h, 2w")
+    cut.set_defaults(run=lambda a: _run(a, load, clock, _prune))
+
+
+_FILTER_HELP = {
+    "user": "the principal's user id",
+    "group": "one of the principal's groups",
+    "action": "a policy action taken (e.g. block, redact)",
+    "model": "the model the client asked for",
+    "since": "at or after: 2025-01-31, 2025-01-31T12:00:00Z, or an age like 7d",
+    "until": "before: same forms as --since",
+}
+
+
+def _load_default_config(args: argparse.Namespace) -> GatewayConfig:
+    # Imported here: gateway.cli imports this module to build its parser.
+    from gateway.cli import default_config_path
+    from gateway.config import load_config
+
+    return load_config(args.config or default_config_path())
+
+
+Action = Callable[[argparse.Namespace, AuditStore, datetime], int]
+
+
+def _run(args: argparse.Namespace, load: LoadConfig, clock: Clock, action: Action) -> int:
+    try:
+        store = AuditStore.open(args.db or load(args).storage.url)
+        try:
+            return action(args, store, clock())
+        finally:
+            store.db.close()
+    except (ValueError, ChainChanged) as exc:
+        # ConfigError and pydantic's ValidationError are ValueErrors: a usage problem.
+        print(f"raygate audit: {exc}", file=sys.stderr)
+        return 2
+
+
+def _verify(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    expected = _head(args.expect_head) if args.expect_head else None
+    report = verify(store, expected_head=expected)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif report.problem is None:
+        head = report.head
+        print(
+            f"audit trail intact: {report.checked} records checked "
+            f"(seq {report.anchor.seq + 1}..{head.seq}); head {head.seq}:{head.hash}"
+        )
+    if report.problem is not None:
+        print(f"audit trail BROKEN at {report.problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _head(text: str) -> ChainPoint:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise ValueError(f"--expect-head {text!r}: expected SEQ:HASH as verify prints it")
+    return ChainPoint(seq=int(seq), hash=digest)
+
+
+def _filter(args: argparse.Namespace, now: datetime) -> AuditFilter:
+    return AuditFilter.parse({name: getattr(args, name) for name in FILTER_FIELDS}, now)
+
+
+def _query(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    where = _filter(args, now)
+    if args.group_by:
+        rows = summarize(store, where, args.group_by)
+        _print_summary(rows, args.group_by, args.format, sys.stdout)
+        return 0
+    page = list_records(store, where, limit=args.limit, cursor=args.cursor)
+    _print_page(page, args.format, sys.stdout)
+    return 0
+
+
+def _print_summary(rows: list[SummaryRow], by: str, fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        out.write(json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([by, "count", "tokens_in", "tokens_out", "cost_usd"])
+        for r in rows:
+            writer.writerow([r.key or "", r.count, r.tokens_in, r.tokens_out, f"{r.cost_usd:.6f}"])
+        return
+    out.write(f"{by:24} {'count':>8} {'tokens_in':>12} {'tokens_out':>12} {'cost_usd':>12}\n")
+    for r in rows:
+        key = r.key if r.key is not None else "(none)"
+        out.write(
+            f"{key:24} {r.count:>8} {r.tokens_in:>12} {r.tokens_out:>12} {r.cost_usd:>12.4f}\n"
+        )
+
+
+def _print_page(page: RecordPage, fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        out.write(page.model_dump_json(indent=2) + "\n")
+        return
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(schema.COLUMNS)
+        for record in page.records:
+            writer.writerow(["" if v is None else v for v in schema.to_row(record)])
+        return
+    out.write(
+        f"{'seq':>7} {'time (UTC)':19} {'user':16} {'department':12} {'model':16} "
+        f"{'status':>6} {'tokens':>11} {'cost_usd':>9}  topics / actions\n"
+    )
+    for r in page.records:
+        who = r.principal
+        tokens = f"{r.tokens_in or 0}/{r.tokens_out or 0}"
+        tags = ",".join(r.topics) + (" / " + ",".join(r.actions) if r.actions else "")
+        out.write(
+            f"{r.seq or 0:>7} {r.ts:%Y-%m-%d %H:%M:%S} {(who.user_id if who else '-'):16.16} "
+            f"{((who.department or '-') if who else '-'):12.12} {(r.model_requested or '-'):16.16} "
+            f"{r.status or '-':>6} {tokens:>11} {r.cost_usd or 0:>9.4f}  {tags}\n"
+        )
+    if page.next_cursor:
+        out.write(f"more: --cursor {page.next_cursor}\n")
+
+
+def _export(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    where = _filter(args, now)
+    if args.out == "-":
+        write_export(store, where, args.format, sys.stdout)
+        return 0
+    path = Path(args.out)
+    partial = path.with_name(path.name + ".partial")
+    # Written aside and renamed, so a failed export never leaves a truncated file behind.
+    with partial.open("w", encoding="utf-8", newline="") as out:
+        write_export(store, where, args.format, out)
+    partial.replace(path)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _prune(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    report = prune(store, parse_age(args.older_than), clock=lambda: now)
+    if report.problem is not None:
+        print(f"raygate audit: not pruned; chain broken at {report.problem}", file=sys.stderr)
+        return 1
+    print(
+        f"pruned {report.deleted} records; the chain now starts after seq {report.anchor.seq} "
+        f"({report.anchor.hash})"
+    )
+    return 0

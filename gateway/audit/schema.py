@@ -1,0 +1,214 @@
+"""The audit trail's tables and the mapping between a record and its row.
+
+One row per record in `audit_records`, every field in its own column (lists as canonical JSON
+text), so the hash can be recomputed from what is stored and nothing else. Groups, topics and
+policy actions are also written to side tables keyed by `seq`: indexed equality lookups that
+read the same on SQLite and PostgreSQL, where JSON operators differ. The side tables are not
+hashed; `verify` checks that they agree with the hashed columns.
+
+`audit_chain` holds two rows: `head` (the last seq and hash, updated in the same transaction as
+every append, so a truncated tail is detected) and `anchor` (the seq and hash the remaining
+chain starts from, moved forward by retention).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.audit.chain import GENESIS
+from gateway.audit.record import AuditPrincipal, AuditRecord
+
+COLUMNS: tuple[str, ...] = (
+    "seq",
+    "id",
+    "ts",
+    "request_id",
+    "user_id",
+    "email",
+    "department",
+    "principal_groups",
+    "principal_roles",
+    "auth_method",
+    "client_address",
+    "route",
+    "model_requested",
+    "route_taken",
+    "cache_phase",
+    "similarity",
+    "decisions",
+    "topics",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "error_code",
+    "prompt_mode",
+    "prompt",
+    "response_mode",
+    "response",
+    "prev_hash",
+    "hash",
+)
+SELECT_COLUMNS = ", ".join(f"r.{c}" for c in COLUMNS)
+INSERT_RECORD = (
+    f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+
+# Side tables: (table, value column). Each answers "which records carry this value?".
+INDEX_TABLES: tuple[tuple[str, str], ...] = (
+    ("audit_groups", "name"),
+    ("audit_topics", "topic"),
+    ("audit_actions", "action"),
+)
+
+DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS audit_records (
+        seq BIGINT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        ts TEXT NOT NULL,
+        request_id TEXT,
+        user_id TEXT,
+        email TEXT,
+        department TEXT,
+        principal_groups TEXT,
+        principal_roles TEXT,
+        auth_method TEXT,
+        client_address TEXT,
+        route TEXT,
+        model_requested TEXT,
+        route_taken TEXT,
+        cache_phase TEXT,
+        similarity DOUBLE PRECISION,
+        decisions TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        tokens_in BIGINT,
+        tokens_out BIGINT,
+        cost_usd DOUBLE PRECISION,
+        latency_ms DOUBLE PRECISION,
+        status INTEGER,
+        error_code TEXT,
+        prompt_mode TEXT,
+        prompt TEXT,
+        response_mode TEXT,
+        response TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records (ts)",
+    "CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_id)",
+    "CREATE INDEX IF NOT EXISTS audit_records_department ON audit_records (department)",
+    "CREATE INDEX IF NOT EXISTS audit_records_model ON audit_records (model_requested)",
+    *(
+        statement
+        for table, column in INDEX_TABLES
+        for statement in (
+            f"""CREATE TABLE IF NOT EXISTS {table} (
+                seq BIGINT NOT NULL,
+                {column} TEXT NOT NULL,
+                PRIMARY KEY (seq, {column})
+            )""",
+            f"CREATE INDEX IF NOT EXISTS {table}_by_value ON {table} ({column}, seq)",
+        )
+    ),
+    """CREATE TABLE IF NOT EXISTS audit_chain (
+        name TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    f"INSERT INTO audit_chain (name, seq, hash) VALUES ('head', 0, '{GENESIS}') "
+    "ON CONFLICT (name) DO NOTHING",
+    f"INSERT INTO audit_chain (name, seq, hash) VALUES ('anchor', 0, '{GENESIS}') "
+    "ON CONFLICT (name) DO NOTHING",
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def to_row(record: AuditRecord) -> tuple[Any, ...]:
+    """The record's column values, in `COLUMNS` order."""
+    return row_from_json(record.model_dump(mode="json"))
+
+
+def row_from_json(body: dict[str, Any]) -> tuple[Any, ...]:
+    """The column values of a record's JSON form (`model_dump(mode="json")`)."""
+    who = body["principal"]
+    if who is None:
+        principal: tuple[Any, ...] = (None,) * 6
+    else:
+        principal = (
+            who["user_id"],
+            who["email"],
+            who["department"],
+            _json(who["groups"]),
+            _json(who["roles"]),
+            who["auth_method"],
+        )
+    return (
+        body["seq"],
+        body["id"],
+        body["ts"],
+        body["request_id"],
+        *principal,
+        body["client_address"],
+        body["route"],
+        body["model_requested"],
+        body["route_taken"],
+        body["cache_phase"],
+        body["similarity"],
+        _json(body["decisions"]),
+        _json(body["topics"]),
+        body["tokens_in"],
+        body["tokens_out"],
+        body["cost_usd"],
+        body["latency_ms"],
+        body["status"],
+        body["error_code"],
+        body["prompt_mode"],
+        body["prompt"],
+        body["response_mode"],
+        body["response"],
+        body["prev_hash"],
+        body["hash"],
+    )
+
+
+def from_row(row: tuple[Any, ...]) -> AuditRecord:
+    """The record a row holds; raises ValueError when the row is not a valid record."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    principal = None
+    if values["user_id"] is not None:
+        principal = AuditPrincipal(
+            user_id=values["user_id"],
+            auth_method=values["auth_method"],
+            email=values["email"],
+            department=values["department"],
+            groups=json.loads(values["principal_groups"] or "[]"),
+            roles=json.loads(values["principal_roles"] or "[]"),
+        )
+    return AuditRecord.model_validate(
+        {
+            **{k: v for k, v in values.items() if k not in _PRINCIPAL_COLUMNS},
+            "principal": principal,
+            "decisions": json.loads(values["decisions"]),
+            "topics": json.loads(values["topics"]),
+        }
+    )
+
+
+_PRINCIPAL_COLUMNS = frozenset(
+    ("user_id", "email", "department", "principal_groups", "principal_roles", "auth_method")
+)
+
+
+def index_values(record: AuditRecord) -> dict[str, list[str]]:
+    """What each side table holds for `record`, keyed by table name."""
+    groups = record.principal.groups if record.principal else []
+    return {
+        "audit_groups": list(dict.fromkeys(groups)),
+        "audit_topics": list(dict.fromkeys(record.topics)),
+        "audit_actions": record.actions,
+    }
