@@ -14,10 +14,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
 from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
+from gateway.limits.config import RateLimitsConfig
 from gateway.providers.presets import PRESETS, ProviderPreset
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -289,13 +291,6 @@ class StorageConfig(_Section):
         return url
 
 
-class Budget(_Section):
-    """Spending limits for a group's members, each per user (enforced by routing)."""
-
-    usd_per_month: float | None = Field(None, ge=0)
-    tokens_per_day: int | None = Field(None, ge=0)
-
-
 class GroupAccess(_Section):
     """What members of a directory group may do."""
 
@@ -303,13 +298,12 @@ class GroupAccess(_Section):
         default_factory=lambda: ["*"], description="model aliases, shell patterns allowed"
     )
     policy: str | None = Field(None, description="policy profile applied to members")
-    budget: Budget | None = None
 
 
 class AccessConfig(_Section):
-    """Group -> models / policy profile / budget. A caller gets the union of the models of
-    every listed group they are in, and the policy and budget of the first such group in
-    file order; a caller in no listed group gets `default`."""
+    """Group -> models / policy profile. A caller gets the union of the models of every listed
+    group they are in, and the policy of the first such group in file order; a caller in no
+    listed group gets `default`. Budgets and rate limits by group: `budgets`, `rate_limits`."""
 
     default: GroupAccess = Field(default_factory=GroupAccess)
     groups: dict[str, GroupAccess] = Field(default_factory=dict)
@@ -371,6 +365,9 @@ class GatewayConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

@@ -15,6 +15,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from gateway.accounting.budgets import BudgetLedger
+from gateway.accounting.meter import Meter
+from gateway.accounting.pricing import PriceTable
 from gateway.api.admin_audit import add_audit_routes
 from gateway.api.admin_keys import add_key_routes
 from gateway.api.backend import Backend
@@ -27,6 +30,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
+from gateway.limits.limiter import RateLimiter
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -53,6 +57,7 @@ class GatewayAPI:
         self.identity = Identity.from_config(config, db)
         self.models = config.enabled_models()
         self.audit = _audit_writer(config.audit, db)
+        self.meter = _meter(config, db)
         self._closed = False
 
     async def principal(self, request: Request) -> Principal:
@@ -72,6 +77,7 @@ class GatewayAPI:
         if self._closed:
             return
         self._closed = True
+        await self.meter.aclose()
         if self.audit is not None:
             await self.audit.aclose()
         await self.identity.aclose()
@@ -105,6 +111,14 @@ class GatewayAPI:
             exchange.model = name
             exchange.prompt = prompt_text(parsed)
             self.identity.grant(principal).check(principal, name)
+            targets = [t.label for t in self.models[name].targets]
+            exchange.admission = await self.meter.admit(
+                principal,
+                name,
+                targets,
+                prompt_tokens=len(exchange.prompt or "") // 4 + 1,
+                max_tokens=_max_tokens(parsed),
+            )
         return parsed
 
     async def _read_body(self, request: Request) -> bytes:
@@ -137,8 +151,16 @@ class GatewayAPI:
         exchange: Exchange = request.state.exchange
         exchange.route = routed.route
         exchange.note_answer(routed.response)
+        headers = self.headers(request, routed.route)
+        if exchange.admission is not None:
+            exchange.cost_usd = await self.meter.settle(
+                exchange.admission, routed.route.target, exchange.usage
+            )
+            headers.update(exchange.admission.headers)
+        if exchange.cost_usd is not None:
+            headers["x-raygate-cost-usd"] = f"{exchange.cost_usd:.8f}"
         body = wire(routed.response) if wire else routed.response.wire()
-        return JSONResponse(body, headers=self.headers(request, routed.route))
+        return JSONResponse(body, headers=headers)
 
     async def stream(
         self,
@@ -160,15 +182,22 @@ class GatewayAPI:
         async def finished(error: GatewayError | None) -> None:
             exchange.status = 200  # the status the client got; what went wrong is the code
             exchange.error_code = error.code if error is not None else None
+            if exchange.admission is not None and exchange.route is not None:
+                exchange.cost_usd = await self.meter.settle(
+                    exchange.admission, exchange.route.target, exchange.usage
+                )
             await self.finish(exchange)
 
         exchange.streaming = True
+        headers = self.headers(request, exchange.route)
+        if exchange.admission is not None:
+            headers.update(exchange.admission.headers)
         return stream_response(
             items,
             encode=noted,
             on_error=on_error or (lambda exc: sse_data(exc.to_body())),
             done=done,
-            headers=self.headers(request, exchange.route),
+            headers=headers,
             request_id=request.state.request_id,
             on_finish=finished,
         )
@@ -184,6 +213,27 @@ def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | Non
         flush_interval_s=config.flush_interval_s,
         content=ContentPolicy(prompt=config.prompt, response=config.response),
     )
+
+
+def _meter(config: GatewayConfig, db: Database | None) -> Meter:
+    presets = {name: p.preset for name, p in config.providers.items()}
+    prices = PriceTable.from_config(config.pricing, provider_presets=presets)
+    limits = config.rate_limits
+    limited = limits.model_dump(exclude={"store"}, exclude_defaults=True)
+    limiter = RateLimiter.from_config(limits) if limited else None
+    budgeted = config.budgets.model_dump(exclude={"reservation_ttl_s"}, exclude_defaults=True)
+    ledger = BudgetLedger(db, config.budgets) if budgeted and db is not None else None
+    return Meter(prices, limiter, ledger)
+
+
+def _max_tokens(body: Any) -> int | None:
+    if isinstance(body, EmbeddingRequest):
+        return 0
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = getattr(body, name, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -207,7 +257,8 @@ def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
 def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
-    needs_db = config.auth.key_secret or config.audit.enabled
+    budgets = config.budgets.model_dump(exclude={"reservation_ttl_s"}, exclude_defaults=True)
+    needs_db = config.auth.key_secret or config.audit.enabled or budgets
     db = Database(config.storage.url) if needs_db else None
     api = GatewayAPI(config, backend, db)
     app.state.api = api
@@ -228,9 +279,12 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         request.state.exchange = exchange
         response = await call_next(request)
         response.headers["x-raygate-request-id"] = request.state.request_id
-        if not exchange.streaming and request.url.path not in _UNAUDITED:
-            exchange.status = response.status_code
-            await api.finish(exchange)
+        if not exchange.streaming:
+            if exchange.admission is not None:
+                await api.meter.cancel(exchange.admission)  # no-op once settled
+            if request.url.path not in _UNAUDITED:
+                exchange.status = response.status_code
+                await api.finish(exchange)
         return response
 
     @app.post("/v1/chat/completions")

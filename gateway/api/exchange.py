@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.accounting.meter import Admission
 from gateway.audit.record import AuditPrincipal, AuditRecord
 from gateway.identity.principal import Principal
 from gateway.routing.router import Route
@@ -36,12 +37,16 @@ class Exchange:
     response_parts: list[str] = field(default_factory=list)
     status: int | None = None
     error_code: str | None = None
+    usage: Any = None  # the answer's OpenAI usage object, once known
+    cost_usd: float | None = None
+    admission: Admission | None = None  # what the meter granted before the call
     streaming: bool = False  # a stream writes its record when it ends, not with the headers
 
     def note_usage(self, usage: Any) -> None:
         """Take token counts from an OpenAI usage object (or None)."""
         if usage is None:
             return
+        self.usage = usage
         self.tokens_in = getattr(usage, "prompt_tokens", None)
         self.tokens_out = getattr(usage, "completion_tokens", None)
 
@@ -76,6 +81,7 @@ class Exchange:
             route_taken=self.route.header() if self.route else None,
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
+            cost_usd=self.cost_usd,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             status=self.status,
             error_code=self.error_code,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from gateway.config import AccessConfig, Budget
+from gateway.config import AccessConfig
 from gateway.errors import PermissionDenied
 from gateway.identity.principal import Principal
 
@@ -16,7 +16,6 @@ class Grant:
 
     models: tuple[str, ...]  # shell patterns over model aliases
     policy: str | None
-    budget: Budget | None
     groups: tuple[str, ...]  # the configured groups it came from; () = the default
 
     def allows(self, principal: Principal, model: str) -> bool:
@@ -37,12 +36,12 @@ class Grant:
 
 
 def grant_for(principal: Principal, access: AccessConfig) -> Grant:
-    """The union of the models of the caller's configured groups; policy and budget from the
-    first of them in file order; the default grant when none matches."""
+    """The union of the models of the caller's configured groups; the policy of the first of
+    them in file order; the default grant when none matches."""
     mine = [name for name in access.groups if name in principal.groups]
     if not mine:
         default = access.default
-        return Grant(tuple(default.models), default.policy, default.budget, ())
+        return Grant(tuple(default.models), default.policy, ())
     first = access.groups[mine[0]]
     models = tuple(dict.fromkeys(m for name in mine for m in access.groups[name].models))
-    return Grant(models, first.policy, first.budget, tuple(mine))
+    return Grant(models, first.policy, tuple(mine))

@@ -1,0 +1,148 @@
+"""Cost of the per-request limit checks: RateLimiter.check on Redis and in-process, and a
+BudgetLedger reserve + settle on SQLite (and on PostgreSQL when it is installed).
+
+Each is timed call by call, sequentially (the latency a request pays, not throughput), after
+a warm-up. The rate limits are set high enough that nothing is refused: every call runs the
+full path (five buckets: key rpm, user rpm + tpm, model tpm + per-user rpm). Prints a table
+and writes `benchmarks/results/limits.json`.
+
+    .venv/bin/python benchmarks/limits.py [--calls 2000] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "limits.json"
+sys.path.insert(0, str(ROOT))  # tests.servers: the same Redis / PostgreSQL the tests start
+
+RATE_LIMITS: dict[str, Any] = {
+    "per_key": {"rpm": 10**7},
+    "per_user": {"rpm": 10**7, "tpm": 10**12},
+    "models": {"sim-small": {"tpm": 10**12, "per_user": {"rpm": 10**7}}},
+}
+BUDGETS: dict[str, Any] = {
+    "users": {"alice": {"usd_per_day": 10**6, "usd_per_month": 10**7}},
+    "groups": {"eng": {"usd_per_month": 10**7}},
+    "keys": {"k1": {"usd_per_day": 10**6}},
+}
+
+
+async def _time(call: Callable[[], Awaitable[object]], calls: int) -> dict[str, float]:
+    for _ in range(min(200, calls)):
+        await call()
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {
+        "calls": calls,
+        "p50_ms": round(samples[len(samples) // 2], 3),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
+        "max_ms": round(samples[-1], 3),
+    }
+
+
+async def _rate_limits(url: str | None, calls: int) -> dict[str, float]:
+    from gateway.identity.principal import Principal
+    from gateway.limits.config import RateLimitsConfig
+    from gateway.limits.limiter import RateLimiter
+
+    config = RateLimitsConfig.model_validate({**RATE_LIMITS, "store": {"url": url}})
+    limiter = RateLimiter.from_config(config)
+    caller = Principal(user_id="alice", auth_method="bench", groups=("eng",), key_id="k1")
+    try:
+        return await _time(lambda: limiter.check(caller, "sim-small", tokens_estimate=500), calls)
+    finally:
+        await limiter.close()
+
+
+async def _budgets(url: str, calls: int) -> dict[str, float]:
+    from gateway.accounting.budgets import BudgetLedger
+    from gateway.accounting.config import BudgetsConfig
+    from gateway.identity.principal import Principal
+    from gateway.storage.database import Database
+
+    ledger = BudgetLedger(Database(url), BudgetsConfig.model_validate(BUDGETS))
+    caller = Principal(user_id="alice", auth_method="bench", groups=("eng",), key_id="k1")
+
+    async def reserve_and_settle() -> None:
+        await ledger.settle(await ledger.reserve(caller, 0.01), 0.008)
+
+    return await _time(reserve_and_settle, calls)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+
+    from tests.servers.postgres import PostgresServer
+    from tests.servers.redis import RedisServer
+
+    rows: list[dict[str, Any]] = []
+
+    def record(name: str, result: dict[str, float]) -> None:
+        rows.append({"what": name, **result})
+        print(f"  {name:48} {result}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="raygate-bench-") as tmp:
+        with RedisServer.start("redis-server", Path(tmp) / "redis") as redis_server:
+            record(
+                "RateLimiter.check, Redis (loopback)",
+                asyncio.run(_rate_limits(redis_server.url, args.calls)),
+            )
+        record("RateLimiter.check, in-process", asyncio.run(_rate_limits(None, args.calls)))
+        record(
+            "BudgetLedger.reserve + settle, SQLite (WAL)",
+            asyncio.run(_budgets(f"sqlite:///{tmp}/budgets.db", args.calls)),
+        )
+    pg_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
+    if pg_bins and not args.no_postgres:
+        with PostgresServer.start(pg_bins[0].parent, fsync=True) as pg:
+            record(
+                "BudgetLedger.reserve + settle, PostgreSQL",
+                asyncio.run(_budgets(pg.create_database("bench"), args.calls)),
+            )
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    # The dev machine is shared: a high load explains a long p99 tail.
+                    "load_average_1m": round(os.getloadavg()[0], 2),
+                },
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print("\n| what | calls | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['what']} | {row['calls']} | {row['p50_ms']} | {row['p99_ms']} "
+              f"| {row['max_ms']} |")  # fmt: skip
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
