@@ -72,6 +72,12 @@ class RateStoreConfig(_Section):
     warn_interval_s: float = Field(60.0, ge=0, description="at most one warning per interval")
     key_prefix: str = Field("raygate:rl:", description="prefix of every Redis key written")
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, url: object) -> object:
+        # `${VAR:-}` in YAML gives "": no store configured, not a malformed one.
+        return None if url == "" else url
+
     @field_validator("url")
     @classmethod
     def _redis_url(cls, url: str | None) -> str | None:
