@@ -362,6 +362,6 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
 
     add_messages_route(app, api)
     add_key_routes(app, api)
-    if api.audit is not None and db is not None:
-        add_audit_routes(app, api.admin, AuditStore(db))
+    if api.audit is not None:
+        add_audit_routes(app, api.admin, api.audit.store)
     return app

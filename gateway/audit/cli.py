@@ -55,7 +55,7 @@ def add_audit_commands(
     load = load or _load_default_config
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help="database URL (default: the config's storage.url)")
-    common.add_argument("--config", default=None, help="YAML config (RAYGATE_CONFIG)")
+    common.add_argument("--config", type=Path, default=None, help="YAML config (RAYGATE_CONFIG)")
     filters = argparse.ArgumentParser(add_help=False)
     for name in FILTER_FIELDS:
         filters.add_argument(f"--{name}", help=_FILTER_HELP.get(name))

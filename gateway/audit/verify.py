@@ -88,7 +88,8 @@ def verify(
             if through_seq is None:
                 _check_ends(store, walk.at, state, expected_head)
         except _Broken as broken:
-            if broken.problem.kind == "missing" and _anchor_moved_past(store, walk.at.seq):
+            moved = _anchor_moved_past(store, walk.at.seq)
+            if broken.problem.kind in ("missing", "truncated") and moved:
                 continue
             return VerifyReport(
                 ok=False,

@@ -69,7 +69,8 @@ class AuditWriter:
         self._flush_through = 0
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._waiting_for_space: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._closing = False  # aclose() was called: no lingering, stop once drained
+        self._stopped = False  # the flusher is gone: record() refuses
         self._closed: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: one database connection, and batches commit in the order they were taken.
@@ -92,28 +93,40 @@ class AuditWriter:
         )
 
     @property
+    def store(self) -> AuditStore:
+        """Where the records go."""
+        return self._store
+
+    @property
     def pending(self) -> int:
         """Records queued or being committed."""
         return self._enqueued - self._committed
 
     async def record(self, record: AuditRecord) -> None:
-        """Queue `record` for the chain; waits only while the queue is full."""
-        if self._closing:
-            raise AuditWriterClosed("the audit writer is closed")
-        self._raise_if_failed()
+        """Queue `record` for the chain; waits only while the queue is full.
+
+        Requests still finishing while `aclose()` runs are recorded too; only once the writer
+        has stopped does this raise `AuditWriterClosed`.
+        """
+        self._raise_if_stopped()
         if not self._space.locked():
             await self._space.acquire()  # free space: returns without suspending
             self._enqueue(record)
             return
         waiter = asyncio.ensure_future(self._enqueue_when_space(record))
         self._waiting_for_space.add(waiter)
-        waiter.add_done_callback(self._waiting_for_space.discard)
+        waiter.add_done_callback(self._waiter_done)
         self._wake.set()  # a full queue is flushed at once, not after the interval
         await asyncio.shield(waiter)
 
     async def _enqueue_when_space(self, record: AuditRecord) -> None:
         await self._space.acquire()
+        self._raise_if_stopped()
         self._enqueue(record)
+
+    def _waiter_done(self, waiter: asyncio.Task[None]) -> None:
+        self._waiting_for_space.discard(waiter)
+        self._wake.set()  # a closing writer waits for these before it stops
 
     def _enqueue(self, record: AuditRecord) -> None:
         loop = asyncio.get_running_loop()
@@ -126,7 +139,7 @@ class AuditWriter:
 
     async def flush(self) -> None:
         """Return once every record queued before this call is committed."""
-        self._raise_if_failed()
+        self._raise_if_stopped()
         target = self._enqueued
         if self._committed >= target:
             return
@@ -145,19 +158,20 @@ class AuditWriter:
         await asyncio.shield(self._closed)
 
     async def _close(self) -> None:
-        self._wake.set()
-        if self._waiting_for_space:
-            await asyncio.gather(*self._waiting_for_space)
-        if self._task is not None:
+        if self._task is None:
+            self._stopped = True  # nothing was ever queued, and from now on nothing will be
+        else:
             self._wake.set()
-            await self._task
+            await self._task  # it stops once the queue is empty and nobody waits for space
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._store.db.close)
         await asyncio.to_thread(self._executor.shutdown)
 
-    def _raise_if_failed(self) -> None:
-        if self._task is not None and self._task.done() and not self._closing:
-            self._task.result()  # re-raises what stopped the writer; a bug, never a DB error
+    def _raise_if_stopped(self) -> None:
+        if self._stopped:
+            raise AuditWriterClosed("the audit writer is closed")
+        if self._task is not None and self._task.done():
+            self._task.result()  # re-raises what stopped the writer: a bug, never a DB error
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,6 +179,8 @@ class AuditWriter:
             while True:
                 if not self._queue:
                     if self._closing and not self._waiting_for_space:
+                        # In the same step as the check: no record can slip in unwritten.
+                        self._stopped = True
                         return
                     self._wake.clear()
                     await self._wake.wait()

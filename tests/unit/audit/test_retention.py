@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from gateway.audit import AuditStore, verify
 from gateway.audit.retention import prune
 from gateway.audit.timespec import parse_age, parse_instant
+from gateway.storage import Database
 from tests.unit.audit.factory import T0, make_record, make_records
 
 
-def _clock(moment: datetime):  # type: ignore[no-untyped-def]
+def _clock(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
@@ -100,3 +103,26 @@ def test_instants_parse_as_dates_datetimes_or_ages() -> None:
     assert parse_instant("2025-03-01", T0) == T0.replace(hour=0)
     assert parse_instant("2025-03-01T12:00:00Z", T0) == T0
     assert parse_instant("1d", T0) == T0 - timedelta(days=1)
+
+
+class _PrunedMidVerify(AuditStore):
+    """A store on which a prune (from another process, say) lands as verify starts reading."""
+
+    pruned = False
+
+    def rows(self, *, after_seq: int, through_seq: int, limit: int) -> list[tuple[Any, ...]]:
+        if not self.pruned:
+            self.pruned = True
+            other = AuditStore(self.db, migrate=False)
+            prune(other, timedelta(minutes=2), clock=_clock(T0 + timedelta(minutes=6)))
+        return super().rows(after_seq=after_seq, through_seq=through_seq, limit=limit)
+
+
+def test_a_prune_during_verify_is_not_mistaken_for_tampering(db_url: str) -> None:
+    store = _PrunedMidVerify(Database(db_url))
+    store.append(make_records(8))
+    report = verify(store)
+    assert store.pruned
+    assert report.ok, report.problem
+    assert report.checked == 4 and report.anchor.seq == 4
+    store.db.close()

@@ -161,6 +161,31 @@ async def test_aclose_commits_everything_queued(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_requests_finishing_during_shutdown_are_still_recorded(tmp_path: Path) -> None:
+    store = GatedStore(_sqlite(tmp_path))
+    writer = AuditWriter(store, flush_interval_s=0)
+    await writer.record(make_record(0))
+    await _until(store.entered)
+    closing = asyncio.create_task(writer.aclose())
+    await _let_tasks_run()
+    await writer.record(make_record(1))  # a request that was still in flight
+    also_closing = asyncio.create_task(writer.aclose())  # a second caller waits as well
+    store.gate.set()
+    await asyncio.gather(closing, also_closing)
+    assert store.count() == 2
+    with pytest.raises(AuditWriterClosed):
+        await writer.record(make_record(2))
+
+
+@pytest.mark.asyncio
+async def test_a_writer_closed_before_any_record_refuses_records(tmp_path: Path) -> None:
+    writer = AuditWriter(AuditStore(_sqlite(tmp_path)))
+    await writer.aclose()
+    with pytest.raises(AuditWriterClosed):
+        await writer.record(make_record(0))
+
+
+@pytest.mark.asyncio
 async def test_flush_returns_once_earlier_records_are_committed(tmp_path: Path) -> None:
     store = AuditStore(_sqlite(tmp_path))
     writer = AuditWriter(store, batch_size=1000, flush_interval_s=3600)
