@@ -76,7 +76,15 @@ class LdapConfig(BaseModel):
         60.0, ge=0, description="how long lookups and successful logins are reused; 0: off"
     )
 
-    @field_validator("bind_dn", "bind_password", "ca_file", "user_search_base", mode="before")
+    @field_validator(
+        "bind_dn",
+        "bind_password",
+        "ca_file",
+        "user_search_base",
+        "user_dn_template",
+        "group_search_base",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `${VAR:-}` in YAML gives "": a setting that is switched off, not an empty one.

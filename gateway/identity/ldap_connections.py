@@ -269,14 +269,19 @@ class LdapConnections:
         connection.authentication = ldap3.SIMPLE
         connection.user = self._config.bind_dn
         connection.password = self._config.bind_password
-        connection.bind(read_server_info=False)
-        if connection.result["result"] != _SUCCESS:
+        try:
+            connection.bind(read_server_info=False)
+        except BaseException:
+            # Not yet anybody's to close: a bind that times out leaves ldap3's socket open.
             _close(connection)
+            raise
+        if connection.result["result"] != _SUCCESS:
             log.error(
                 "the LDAP service account %r was refused: %s",
                 self._config.bind_dn,
                 connection.result.get("description"),
             )
+            _close(connection)
             raise ServiceUnavailable(
                 "The gateway could not sign in to the user directory.",
                 code="directory_unavailable",

@@ -56,15 +56,9 @@ class PostgresServer:
         server = cls(bin_dir, fsync=fsync)
         try:
             server._initdb()
+            log, options = server._dir / "server.log", server._options()
             server._pg_ctl(
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-l",
-                str(server._dir / "server.log"),
-                "-o",
-                server._options(),
+                "start", "--wait", "--timeout=60", f"--log={log}", f"--options={options}"
             )
         except BaseException:
             server.stop()
@@ -99,21 +93,13 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
         if (self._dir / "data" / "postmaster.pid").exists():
-            self._pg_ctl("stop", "-m", "fast", "-w", check=False)
+            self._pg_ctl("stop", "--mode=fast", "--wait", check=False)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def _initdb(self) -> None:
-        self._run(
-            str(self.bin_dir / "initdb"),
-            "-D",
-            str(self._dir / "data"),
-            "-U",
-            self.user,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
+        data, user = self._dir / "data", self.user
+        options = ("--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
+        self._run(str(self.bin_dir / "initdb"), f"--pgdata={data}", f"--username={user}", *options)
 
     def _options(self) -> str:
         options = [
@@ -128,7 +114,9 @@ class PostgresServer:
         return " ".join(options)
 
     def _pg_ctl(self, *args: str, check: bool = True) -> None:
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self._dir / "data"), *args, check=check)
+        self._run(
+            str(self.bin_dir / "pg_ctl"), f"--pgdata={self._dir / 'data'}", *args, check=check
+        )
 
     def _run(self, *command: str, check: bool = True) -> None:
         user = self._run_as
