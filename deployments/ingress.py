@@ -21,7 +21,9 @@ from gateway.protocol.openai import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.routing.context import RouteContext
 from gateway.routing.router import Routed
+from gateway.routing.status import RoutingStatus
 
 _T = TypeVar("_T")
 
@@ -37,26 +39,40 @@ class RouterClient:
         self._handle = handle
         self._streams = handle.options(stream=True)
 
-    async def chat(self, request: ChatCompletionRequest) -> Routed[ChatCompletion]:
-        return await _unwrapped(self._handle.chat.remote(request))
+    async def chat(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> Routed[ChatCompletion]:
+        return await _unwrapped(self._handle.chat.remote(request, context))
 
-    def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[Any]:
-        return _unwrapped_stream(self._streams.chat_stream.remote(request))
+    def chat_stream(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> AsyncIterator[Any]:
+        return _unwrapped_stream(self._streams.chat_stream.remote(request, context))
 
-    async def completion(self, request: CompletionRequest) -> Routed[Completion]:
-        return await _unwrapped(self._handle.completion.remote(request))
+    async def completion(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> Routed[Completion]:
+        return await _unwrapped(self._handle.completion.remote(request, context))
 
-    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Any]:
-        return _unwrapped_stream(self._streams.completion_stream.remote(request))
+    def completion_stream(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> AsyncIterator[Any]:
+        return _unwrapped_stream(self._streams.completion_stream.remote(request, context))
 
-    async def embeddings(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
-        return await _unwrapped(self._handle.embeddings.remote(request))
+    async def embeddings(
+        self, request: EmbeddingRequest, context: RouteContext | None = None
+    ) -> Routed[EmbeddingResponse]:
+        return await _unwrapped(self._handle.embeddings.remote(request, context))
 
     async def ready(self) -> bool:
         try:
             return bool(await self._handle.ready.remote())
         except RayTaskError:
             return False
+
+    async def routing_status(self) -> RoutingStatus:
+        """The router replica's `Router.status()` (one replica's view when there are several)."""
+        return await _unwrapped(self._handle.status.remote())
 
 
 async def _unwrapped(call: Awaitable[_T]) -> _T:
@@ -92,4 +108,10 @@ class Ingress:
         self._backend = RouterClient(router)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_api(self._config, self._backend)
+        replica = serve.get_replica_context().replica_id.unique_id
+        self._app = create_api(self._config, self._backend, replica=replica)
+        return self._app
+
+    async def __del__(self) -> None:
+        # Serve's graceful shutdown of this replica: flush the audit trail before it goes.
+        await self._app.state.api.aclose()

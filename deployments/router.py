@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ray import serve
+from ray.util.metrics import Gauge
 
 from gateway.config import GatewayConfig
 from gateway.protocol.openai import (
@@ -16,36 +17,90 @@ from gateway.protocol.openai import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.routing.breaker import BreakerState, Transition
+from gateway.routing.context import RouteContext
 from gateway.routing.router import Route, Routed, Router
+from gateway.routing.status import RoutingStatus
+
+# Breaker state as a number Prometheus can graph and alert on.
+_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class _BreakerGauges:
+    """Prometheus gauges (through Ray's metrics agent) fed by the router's transitions:
+    `raygate_breaker_state` (0 closed, 1 half-open, 2 open) and `raygate_breaker_trips`,
+    tagged with the target (`provider/model`). Each replica reports its own breakers."""
+
+    def __init__(self, status: RoutingStatus) -> None:
+        self._state = Gauge(
+            "raygate_breaker_state",
+            description="Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+            tag_keys=("target",),
+        )
+        self._trips = Gauge(
+            "raygate_breaker_trips",
+            description="Times the target's circuit breaker has opened since the replica started.",
+            tag_keys=("target",),
+        )
+        self._trip_counts: dict[str, int] = {}
+        for target in status.targets:
+            self._trip_counts[target.target] = target.trips
+            self._state.set(_STATE_VALUE[target.breaker], tags={"target": target.target})
+            self._trips.set(target.trips, tags={"target": target.target})
+
+    def __call__(self, transition: Transition) -> None:
+        tags = {"target": transition.target}
+        self._state.set(_STATE_VALUE[transition.after], tags=tags)
+        if transition.after is BreakerState.OPEN:
+            trips = self._trip_counts.get(transition.target, 0) + 1
+            self._trip_counts[transition.target] = trips
+            self._trips.set(trips, tags=tags)
 
 
 @serve.deployment(name="Router")
 class RouterDeployment:
-    """Calls providers for the ingress; one pooled HTTP client per provider per replica."""
+    """Calls providers for the ingress; one pooled HTTP client per provider per replica.
 
-    def __init__(self, config: GatewayConfig) -> None:
+    Breakers, health checks and latency averages live in each replica's Router, so
+    `status()` and the gauges are one replica's view.
+    """
+
+    # Serve awaits an async constructor; the health checks need the replica's running loop.
+    async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
         self._router = Router(config)
+        self._router.subscribe(_BreakerGauges(self._router.status()))
+        await self._router.start()
 
-    async def chat(self, request: ChatCompletionRequest) -> Routed[ChatCompletion]:
-        return await self._router.chat(request)
+    async def chat(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> Routed[ChatCompletion]:
+        return await self._router.chat(request, context)
 
     async def chat_stream(
-        self, request: ChatCompletionRequest
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
     ) -> AsyncIterator[Route | ChatCompletionChunk]:
-        async for item in self._router.chat_stream(request):
+        async for item in self._router.chat_stream(request, context):
             yield item
 
-    async def completion(self, request: CompletionRequest) -> Routed[Completion]:
-        return await self._router.completion(request)
+    async def completion(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> Routed[Completion]:
+        return await self._router.completion(request, context)
 
     async def completion_stream(
-        self, request: CompletionRequest
+        self, request: CompletionRequest, context: RouteContext | None = None
     ) -> AsyncIterator[Route | Completion]:
-        async for item in self._router.completion_stream(request):
+        async for item in self._router.completion_stream(request, context):
             yield item
 
-    async def embeddings(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
-        return await self._router.embeddings(request)
+    async def embeddings(
+        self, request: EmbeddingRequest, context: RouteContext | None = None
+    ) -> Routed[EmbeddingResponse]:
+        return await self._router.embeddings(request, context)
+
+    async def status(self) -> RoutingStatus:
+        """This replica's routing state (`Router.status()`)."""
+        return self._router.status()
 
     async def ready(self) -> bool:
         return await self._router.ready()

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +43,39 @@ def optional_binary(name: str, *candidates: str) -> str | None:
     if found is None and os.environ.get("RAYGATE_REQUIRE_SYSTEM_SERVICES") == "1":
         pytest.fail(f"{name} is not installed (.ci/run installs it from Debian's packages)")
     return found
+
+
+@contextmanager
+def running_gateway(
+    config: Path, state_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`raygate up --detach` with `config` on free ports, as the README starts it; yields the
+    base URL and the environment it ran with (for `raygate` CLI calls), and runs `raygate down`
+    on exit. The config reads its ports from RAYGATE_PORT, RAYGATE_SIMULATOR_PORT, ..."""
+    raygate = str(Path(sys.executable).with_name("raygate"))
+    ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
+    run_env = {
+        **os.environ,
+        **(env or {}),
+        "RAYGATE_PORT": str(ports["port"]),
+        "RAYGATE_SIMULATOR_PORT": str(ports["sim"]),
+        "RAYGATE_CLOSED_PORT": str(ports["closed"]),
+        "RAYGATE_RAY_PORT": str(ports["ray"]),
+        "RAYGATE_DASHBOARD_PORT": str(ports["dash"]),
+        "RAYGATE_STATE_DIR": str(state_dir),
+        "RAYGATE_CONFIG": str(config),
+    }
+    started = subprocess.run(
+        [raygate, "up", "--detach", "--config", str(config)],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        if started.returncode != 0:
+            logs = "".join(p.read_text()[-3000:] for p in state_dir.glob("*.log"))
+            pytest.fail(f"raygate up failed:\n{started.stdout}\n{started.stderr}\n{logs}")
+        yield f"http://127.0.0.1:{ports['port']}", run_env
+    finally:
+        subprocess.run([raygate, "down"], env=run_env, timeout=180)

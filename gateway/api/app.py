@@ -38,6 +38,7 @@ from gateway.protocol.openai import (
     Model,
     ModelList,
 )
+from gateway.routing.context import RouteContext
 from gateway.routing.router import Route
 from gateway.storage import Database
 
@@ -81,6 +82,11 @@ class GatewayAPI:
         if self.audit is not None:
             await self.audit.aclose()
         await self.identity.aclose()
+
+    def context(self, request: Request) -> RouteContext:
+        """What routing conditions may look at: the authenticated caller's identity."""
+        principal = request.state.exchange.principal
+        return RouteContext.of(principal) if principal is not None else RouteContext()
 
     def admin(self, request: Request) -> Principal:
         """The admin, for /admin routes."""
@@ -254,8 +260,9 @@ def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
     return encode
 
 
-def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
-    """The FastAPI app for `config`, answering through `backend`."""
+def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None = None) -> FastAPI:
+    """The FastAPI app for `config`, answering through `backend`; `replica` names this
+    instance in an `x-raygate-replica` header (which ingress replica answered)."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
     budgets = config.budgets.model_dump(exclude={"reservation_ttl_s"}, exclude_defaults=True)
     needs_db = config.auth.key_secret or config.audit.enabled or budgets
@@ -279,6 +286,8 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         request.state.exchange = exchange
         response = await call_next(request)
         response.headers["x-raygate-request-id"] = request.state.request_id
+        if replica is not None:
+            response.headers["x-raygate-replica"] = replica
         if not exchange.streaming:
             if exchange.admission is not None:
                 await api.meter.cancel(exchange.admission)  # no-op once settled
@@ -293,9 +302,11 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await api.stream(
-                request, backend.chat_stream(body), openai_chunk_encoder(include_usage)
+                request,
+                backend.chat_stream(body, api.context(request)),
+                openai_chunk_encoder(include_usage),
             )
-        return await api.answer(request, backend.chat(body))
+        return await api.answer(request, backend.chat(body, api.context(request)))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -303,14 +314,16 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await api.stream(
-                request, backend.completion_stream(body), openai_chunk_encoder(include_usage)
+                request,
+                backend.completion_stream(body, api.context(request)),
+                openai_chunk_encoder(include_usage),
             )
-        return await api.answer(request, backend.completion(body))
+        return await api.answer(request, backend.completion(body, api.context(request)))
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         body = await api.parse(request, EmbeddingRequest)
-        return await api.answer(request, backend.embeddings(body))
+        return await api.answer(request, backend.embeddings(body, api.context(request)))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
@@ -338,6 +351,12 @@ def create_api(config: GatewayConfig, backend: Backend) -> FastAPI:
         return JSONResponse(
             {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
         )
+
+    @app.get("/admin/routing")
+    async def admin_routing(request: Request) -> Response:
+        api.admin(request)
+        status = await backend.routing_status()
+        return JSONResponse(status.model_dump(mode="json"))
 
     @app.get("/admin/providers")
     async def admin_providers(request: Request) -> Response:

@@ -35,10 +35,10 @@ def add_messages_route(app: FastAPI, api: GatewayAPI) -> None:
         if not body.stream:
             return await api.answer(
                 request,
-                api.backend.chat(chat_request),
+                api.backend.chat(chat_request, api.context(request)),
                 wire=lambda chat: chat_to_message(chat).model_dump(mode="json", exclude_none=True),
             )
-        items = api.backend.chat_stream(chat_request)
+        items = api.backend.chat_stream(chat_request, api.context(request))
         return await api.stream(
             request,
             _as_events(items, model=body.model),

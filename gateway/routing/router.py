@@ -1,21 +1,26 @@
 """The router: a model alias in, an answer from the first target that can give one out.
 
-Targets of an alias are tried in order. A retryable failure (connect error, 429, 5xx,
-timeout) before the first streamed chunk moves on to the next target; anything after the
-first chunk belongs to the client and is raised as it is.
+The alias's strategy (strategies.py) orders the targets the caller may use; failover.py tries
+them in that order with retries, past open circuit breakers (breaker.py) and unhealthy
+providers (health.py). Streams commit on the first chunk: a failure before it, the first-token
+timeout included, falls over like any other; a failure after it belongs to the client and is
+raised as it is (the API ends the stream with an error event).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from gateway.config import GatewayConfig, ModelAlias, Target
+from gateway.config import ConfigError, GatewayConfig, HealthCheck, ModelAlias
 from gateway.errors import GatewayError, ModelNotFound, UpstreamError, is_retryable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -30,26 +35,30 @@ from gateway.protocol.openai import (
 )
 from gateway.providers.base import Provider
 from gateway.providers.registry import build_provider
+from gateway.routing.breaker import BreakerState, CircuitBreaker, Transition
+from gateway.routing.context import RouteContext
+from gateway.routing.failover import AliasPlan, Failover, Route
+from gateway.routing.health import HealthMonitor, HealthProbe, HttpHealthProbe, OutlierDetector
+from gateway.routing.pricing import PriceLookup, default_prices
+from gateway.routing.retry import Backoff
+from gateway.routing.status import (
+    AliasStatus,
+    Health,
+    RoutingStatus,
+    TargetStatus,
+    TransitionStatus,
+)
+from gateway.routing.strategies import Candidate, strategy_for
+from gateway.routing.targets import TargetState
+
+__all__ = ["Route", "RouteContext", "Routed", "Router"]
 
 log = logging.getLogger(__name__)
 
 _Req = TypeVar("_Req", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 _Resp = TypeVar("_Resp", bound=BaseModel)
 
-
-@dataclass(slots=True)
-class Route:
-    """Which target answered, which failed before it, and how long the upstream took."""
-
-    target: str
-    failed: list[str] = field(default_factory=list)
-    upstream_ms: float = 0.0
-
-    def header(self) -> str:
-        """The `x-raygate-route` value: `provider/model`, then `; tried=` earlier failures."""
-        if not self.failed:
-            return self.target
-        return f"{self.target}; tried={','.join(self.failed)}"
+_RECENT_TRANSITIONS = 100
 
 
 @dataclass(slots=True)
@@ -61,18 +70,65 @@ class Routed(Generic[_Resp]):
 
 
 class Router:
-    """Routes canonical (OpenAI-shaped) requests over the configured targets."""
+    """Routes canonical (OpenAI-shaped) requests over the configured targets.
 
-    def __init__(self, config: GatewayConfig, providers: dict[str, Provider] | None = None):
-        self._aliases = config.enabled_models()
+    Time, sleeping and randomness are injectable (`clock`, `sleep`, `rng`) so that tests
+    drive backoff, breakers and weighted picks without real waits. `prices` ranks targets for
+    the `cost` strategy (default: the config's own prices, then the accounting price table);
+    `health_probe` runs the active checks. Breakers, latencies and
+    health are this router's own: each Serve replica keeps its own view.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: dict[str, Provider] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        prices: PriceLookup | None = None,
+        health_probe: HealthProbe | None = None,
+    ) -> None:
         self._providers = (
             providers
             if providers is not None
             else {name: build_provider(name, p) for name, p in config.enabled_providers().items()}
         )
+        self._clock = clock
+        self._config = config.routing
+        self._transitions: deque[Transition] = deque(maxlen=_RECENT_TRANSITIONS)
+        self._listeners: list[Callable[[Transition], None]] = []
+        self._targets: dict[str, TargetState] = {}
+        rng = rng or random.Random()
+        prices = prices or default_prices(config)
+        self._plans = {
+            name: self._plan_of(name, alias, rng, prices)
+            for name, alias in config.enabled_models().items()
+        }
+        self._health = HealthMonitor(
+            self._health_checks(config),
+            health_probe or HttpHealthProbe(),
+            self._health_changed,
+            sleep=sleep,
+        )
+        self._failover = Failover(
+            self._providers,
+            clock=clock,
+            sleep=sleep,
+            outliers=OutlierDetector(config.routing.outlier),
+            in_rotation=lambda state: self._health.healthy(state.provider),
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the active health checks (when any are configured) on the running loop."""
+        self._health.start()
 
     async def aclose(self) -> None:
-        """Close every provider's connection pool."""
+        """Stop the health checks and close every provider's connection pool."""
+        await self._health.aclose()
         for provider in self._providers.values():
             await provider.aclose()
 
@@ -80,102 +136,232 @@ class Router:
         """The in-process router is ready as soon as it exists."""
         return True
 
+    async def check_health(self) -> None:
+        """Run every configured active health check once, now (the loop started by `start()`
+        does this on each provider's interval)."""
+        await self._health.check_once()
+
+    def subscribe(self, listener: Callable[[Transition], None]) -> None:
+        """Call `listener` on every breaker transition (metrics, benchmarks)."""
+        self._listeners.append(listener)
+
+    # --- the model surface --------------------------------------------------------------------
+
     def models(self) -> ModelList:
         """The aliases clients may ask for."""
-        return ModelList(data=[Model(id=alias) for alias in self._aliases])
+        return ModelList(data=[Model(id=alias) for alias in self._plans])
 
     def alias(self, name: str) -> ModelAlias:
         """The alias for a model name, or ModelNotFound."""
-        entry = self._aliases.get(name)
-        if entry is None:
+        return self._plan(name).alias
+
+    async def chat(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> Routed[ChatCompletion]:
+        """A whole chat completion from the first target that gives one."""
+        return await self._first_answer(request, context, lambda p, r: p.chat(r))
+
+    async def completion(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> Routed[Completion]:
+        """A whole legacy completion."""
+        return await self._first_answer(request, context, lambda p, r: p.completion(r))
+
+    async def embeddings(
+        self, request: EmbeddingRequest, context: RouteContext | None = None
+    ) -> Routed[EmbeddingResponse]:
+        """Embeddings from the first target that gives them."""
+        return await self._first_answer(request, context, lambda p, r: p.embeddings(r))
+
+    def chat_stream(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> AsyncIterator[Route | ChatCompletionChunk]:
+        """The route, once the first chunk is in hand, then the chunks."""
+        return self._first_stream(request, context, lambda p, r: p.chat_stream(r))
+
+    def completion_stream(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> AsyncIterator[Route | Completion]:
+        """The route, then legacy completion chunks."""
+        return self._first_stream(request, context, lambda p, r: p.completion_stream(r))
+
+    # --- status -------------------------------------------------------------------------------
+
+    def status(self) -> RoutingStatus:
+        """Every alias's strategy; every target's breaker, load, latency and health; and the
+        recent breaker transitions. This router's (this replica's) view."""
+        now = self._clock()
+        return RoutingStatus(
+            aliases={
+                name: AliasStatus(
+                    strategy=plan.alias.strategy, targets=[c.state.label for c in plan.candidates]
+                )
+                for name, plan in self._plans.items()
+            },
+            targets=[self._target_status(state, now) for state in self._targets.values()],
+            transitions=[
+                TransitionStatus(
+                    target=t.target,
+                    before=t.before,
+                    after=t.after,
+                    reason=t.reason,
+                    ago_s=now - t.at,
+                )
+                for t in self._transitions
+            ],
+        )
+
+    async def routing_status(self) -> RoutingStatus:
+        """`status()`, awaitable like every other `gateway.api.Backend` call."""
+        return self.status()
+
+    # --- the request path ---------------------------------------------------------------------
+
+    async def _first_answer(
+        self,
+        request: _Req,
+        context: RouteContext | None,
+        call: Callable[[Provider, _Req], Awaitable[_Resp]],
+    ) -> Routed[_Resp]:
+        plan = self._plan(request.model)
+        committed = await self._failover.commit(
+            plan, request, context, call, refused=_content_filtered
+        )
+        committed.attempt.succeeded()
+        response = committed.value.model_copy(update={"model": request.model})
+        return Routed(response, committed.route)
+
+    async def _first_stream(
+        self,
+        request: _Req,
+        context: RouteContext | None,
+        open_stream: Callable[[Provider, _Req], AsyncIterator[_Resp]],
+    ) -> AsyncIterator[Route | _Resp]:
+        async def first_chunk(provider: Provider, upstream: _Req) -> tuple[_Resp, Any]:
+            stream = open_stream(provider, upstream)
+            try:
+                return await anext(stream), stream
+            except StopAsyncIteration:
+                raise UpstreamError(f"upstream {provider.name!r} sent an empty stream") from None
+            except BaseException:
+                await stream.aclose()  # type: ignore[attr-defined]
+                raise
+
+        plan = self._plan(request.model)
+        committed = await self._failover.commit(plan, request, context, first_chunk)
+        first, stream = committed.value
+        attempt = committed.attempt
+        try:
+            yield committed.route
+            yield _renamed(first, request.model)
+            async for chunk in stream:
+                yield _renamed(chunk, request.model)
+        except GatewayError as exc:
+            # Committed: the client gets this error, and the target answers for it.
+            if is_retryable(exc):
+                self._failover.count_failure(attempt)
+            else:
+                attempt.abandoned()
+            raise
+        except BaseException:
+            attempt.abandoned()  # the client went away: no verdict on the target
+            raise
+        else:
+            attempt.succeeded()
+        finally:
+            await stream.aclose()
+
+    def _plan(self, name: str) -> AliasPlan:
+        plan = self._plans.get(name)
+        if plan is None:
             raise ModelNotFound(
                 f"The model {name!r} does not exist or you do not have access to it.",
                 param="model",
             )
-        return entry
+        return plan
 
-    async def chat(self, request: ChatCompletionRequest) -> Routed[ChatCompletion]:
-        """A whole chat completion from the first target that gives one."""
-        return await self._first_answer(request, lambda p, r: p.chat(r))
+    # --- construction, health and transitions -------------------------------------------------
 
-    async def completion(self, request: CompletionRequest) -> Routed[Completion]:
-        """A whole legacy completion."""
-        return await self._first_answer(request, lambda p, r: p.completion(r))
+    def _plan_of(
+        self, name: str, alias: ModelAlias, rng: random.Random, prices: PriceLookup
+    ) -> AliasPlan:
+        retry = self._config.retry_for(alias)
+        return AliasPlan(
+            name=name,
+            alias=alias,
+            candidates=[
+                Candidate(t, self._target_state(t.label, t.provider)) for t in alias.targets
+            ],
+            strategy=strategy_for(alias.strategy, rng=rng, prices=prices),
+            retry=retry,
+            backoff=Backoff(retry, rng),
+        )
 
-    async def embeddings(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
-        """Embeddings from the first target that gives them."""
-        return await self._first_answer(request, lambda p, r: p.embeddings(r))
+    def _target_state(self, label: str, provider: str) -> TargetState:
+        # One state per distinct target, whichever aliases list it.
+        state = self._targets.get(label)
+        if state is None:
+            breaker = CircuitBreaker(
+                label, self._config.breaker, clock=self._clock, on_transition=self._transition
+            )
+            state = TargetState(label, provider, breaker, self._config.latency_alpha)
+            self._targets[label] = state
+        return state
 
-    def chat_stream(
-        self, request: ChatCompletionRequest
-    ) -> AsyncIterator[Route | ChatCompletionChunk]:
-        """The route, once the first chunk is in hand, then the chunks."""
-        return self._first_stream(request, lambda p, r: p.chat_stream(r))
+    def _transition(self, transition: Transition) -> None:
+        log.warning(
+            "breaker of %s: %s -> %s (%s)",
+            transition.target,
+            transition.before,
+            transition.after,
+            transition.reason,
+        )
+        self._transitions.append(transition)
+        for listener in self._listeners:
+            listener(transition)
 
-    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Route | Completion]:
-        """The route, then legacy completion chunks."""
-        return self._first_stream(request, lambda p, r: p.completion_stream(r))
+    def _health_checks(self, config: GatewayConfig) -> dict[str, tuple[Provider, HealthCheck]]:
+        checks = {}
+        for name, check in config.routing.health_checks.items():
+            if name not in config.providers:
+                raise ConfigError(f"routing.health_checks.{name}: unknown provider {name!r}")
+            if name in self._providers:  # a disabled provider has nothing to check
+                checks[name] = (self._providers[name], check)
+        return checks
 
-    # --- attempts ---------------------------------------------------------------------------
-
-    def _attempts(self, request: _Req) -> list[tuple[Target, Provider, _Req]]:
-        entry = self.alias(request.model)
-        return [
-            (t, self._providers[t.provider], request.model_copy(update={"model": t.model}))
-            for t in entry.targets
-        ]
-
-    async def _first_answer(
-        self, request: _Req, call: Callable[[Provider, _Req], Awaitable[_Resp]]
-    ) -> Routed[_Resp]:
-        failed: list[str] = []
-        last: GatewayError | None = None
-        for target, provider, upstream_request in self._attempts(request):
-            started = time.perf_counter()
-            try:
-                response = await call(provider, upstream_request)
-            except GatewayError as exc:
-                if not is_retryable(exc):
-                    raise
-                failed.append(_failure(target, exc))
-                last = exc
+    def _health_changed(self, provider: str, healthy: bool) -> None:
+        for state in self._targets.values():
+            if state.provider != provider:
                 continue
-            response = response.model_copy(update={"model": request.model})
-            upstream_ms = (time.perf_counter() - started) * 1000
-            return Routed(response, Route(target.label, failed, upstream_ms))
-        raise _exhausted(request.model, failed, last)
+            if healthy:
+                state.breaker.probe_now("health_check_passed")
+            else:
+                state.breaker.trip("health_check_failed")
 
-    async def _first_stream(
-        self, request: _Req, open_stream: Callable[[Provider, _Req], AsyncIterator[_Resp]]
-    ) -> AsyncIterator[Route | _Resp]:
-        failed: list[str] = []
-        last: GatewayError | None = None
-        for target, provider, upstream_request in self._attempts(request):
-            started = time.perf_counter()
-            stream = open_stream(provider, upstream_request)
-            try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                last = UpstreamError(f"upstream {target.provider!r} sent an empty stream")
-                failed.append(_failure(target, last))
-                continue
-            except GatewayError as exc:
-                await stream.aclose()  # type: ignore[attr-defined]
-                if not is_retryable(exc):
-                    raise
-                failed.append(_failure(target, exc))
-                last = exc
-                continue
-            upstream_ms = (time.perf_counter() - started) * 1000
-            try:
-                yield Route(target.label, failed, upstream_ms)
-                yield _renamed(first, request.model)
-                async for chunk in stream:
-                    yield _renamed(chunk, request.model)
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            return
-        raise _exhausted(request.model, failed, last)
+    def _target_status(self, state: TargetState, now: float) -> TargetStatus:
+        breaker = state.breaker
+        next_probe = breaker.next_probe_at()
+        return TargetStatus(
+            target=state.label,
+            provider=state.provider,
+            breaker=breaker.state,
+            open_reason=breaker.open_reason,
+            failure_rate=round(breaker.failure_rate(), 4),
+            window_requests=breaker.window_requests(),
+            trips=breaker.trips,
+            next_probe_in_s=None if next_probe is None else max(next_probe - now, 0.0),
+            in_flight=state.in_flight,
+            latency_ewma_ms=state.latency_ewma_ms,
+            consecutive_failures=state.consecutive_failures,
+            health=self._health_of(state),
+        )
+
+    def _health_of(self, state: TargetState) -> Health:
+        if not self._health.healthy(state.provider):
+            return "unhealthy"
+        if state.breaker.state is BreakerState.OPEN and state.breaker.open_reason == "ejected":
+            return "ejected"
+        return "healthy" if self._health.checked(state.provider) else "unchecked"
 
 
 def _renamed(chunk: _Resp, alias: str) -> _Resp:
@@ -184,14 +370,8 @@ def _renamed(chunk: _Resp, alias: str) -> _Resp:
     return chunk
 
 
-def _failure(target: Target, error: GatewayError) -> str:
-    return f"{target.label}:{error.status}"
-
-
-def _exhausted(alias: str, failed: list[str], last: GatewayError | None) -> GatewayError:
-    if last is None:
-        return UpstreamError(f"no target could serve model {alias!r}")
-    log.warning("every target of %r failed: %s", alias, ", ".join(failed))
-    if len(failed) > 1:
-        last.message = f"{last.message} (every target of {alias!r} failed: {', '.join(failed)})"
-    return last
+def _content_filtered(response: Any) -> bool:
+    return any(
+        getattr(choice, "finish_reason", None) == "content_filter"
+        for choice in getattr(response, "choices", None) or ()
+    )

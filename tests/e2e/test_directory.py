@@ -84,6 +84,6 @@ def test_a_key_owner_is_resolved_in_the_directory(gateway: Gateway, ldap: Slapd)
     assert found
     client = openai.OpenAI(base_url=gateway.v1, api_key=found.group(1), max_retries=0)
     # bob is in the directory's finance group, which gateway.yaml limits to these models.
-    assert sorted(m.id for m in client.models.list()) == ["sim-claude", "sim-small"]
+    assert sorted(m.id for m in client.models.list()) == ["sim-claude", "sim-routed", "sim-small"]
     principal = _latest_record(gateway, BOB.uid)["principal"]
     assert principal["auth_method"] == "api_key" and principal["department"] == BOB.department

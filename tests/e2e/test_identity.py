@@ -136,7 +136,7 @@ def test_several_groups_grant_the_union_of_their_models(gateway: Gateway) -> Non
         gateway, "--user", _user(), "--group", "contractors", "--group", "finance"
     )
     models = sorted(m.id for m in _client(gateway, secret).models.list())
-    assert models == ["sim-claude", "sim-embed", "sim-small"]
+    assert models == ["sim-claude", "sim-embed", "sim-routed", "sim-small"]
 
 
 def test_a_key_limited_to_some_models_cannot_use_others(gateway: Gateway) -> None:
@@ -156,3 +156,23 @@ def test_the_anthropic_route_takes_an_issued_key_as_x_api_key(gateway: Gateway) 
         model="sim-small", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
     )
     assert message.content
+
+
+def test_routing_conditions_follow_the_callers_groups(gateway: Gateway) -> None:
+    _, finance = _issue_with_cli(gateway, "--user", _user(), "--group", "finance")
+    _, other = _issue_with_cli(gateway, "--user", _user())
+    routes = {}
+    for name, secret in (("finance", finance), ("other", other)):
+        raw = _client(gateway, secret).chat.completions.with_raw_response.create(
+            model="sim-routed", **CHAT
+        )
+        routes[name] = raw.headers["x-raygate-route"]
+    assert routes == {"finance": "simulator/sim-finance", "other": "simulator/sim-shared"}
+
+
+def test_the_admin_routing_route_shows_breaker_state(gateway: Gateway) -> None:
+    with _admin(gateway) as admin:
+        status = admin.get("/admin/routing")
+        assert status.status_code == 200, status.text
+        assert "sim-routed" in str(status.json())
+        assert admin.get("/admin/routing", headers={"authorization": "Bearer x"}).status_code == 401
