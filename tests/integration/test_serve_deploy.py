@@ -77,6 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         **os.environ,
         "RAYGATE_ADMIN_KEY": ADMIN_KEY,
         "RAYGATE_SIMULATOR_URL": f"{simulator_url}/v1",
+        "RAYGATE_DATABASE_URL": f"sqlite:///{tmp}/raygate.db",
         "RAY_USAGE_STATS_ENABLED": "0",
         # Token auth on, as a cluster should run; the serve CLI presents the same token.
         "RAY_AUTH_MODE": "token",
