@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -113,12 +114,14 @@ def _up(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     print("Press Ctrl-C (or run `raygate down`) to stop.")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        signal.pause()
-    except (KeyboardInterrupt, SystemExit):
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    # Ends on a signal, or once `raygate down` (another terminal) has removed the state file.
+    state_file = args.state_dir / "state.json"
+    while not stop.wait(timeout=1.0) and state_file.exists():
         pass
-    finally:
+    if state_file.exists():
         down(args.state_dir)
     return 0
 
