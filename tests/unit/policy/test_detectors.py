@@ -1,0 +1,194 @@
+"""Each PII detector's positives, and the near-misses it must not report."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.policy import detect
+
+
+def _found(text: str, type_: str) -> list[str]:
+    return [s.text for s in detect(text, types={type_})]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("write to jane.doe+work@mail.example.co.uk today", "jane.doe+work@mail.example.co.uk"),
+        ("cc: ops@example.org.", "ops@example.org"),
+    ],
+)
+def test_email_found(text: str, value: str) -> None:
+    assert _found(text, "EMAIL") == [value]
+
+
+def test_email_needs_a_domain_with_tld() -> None:
+    assert _found("ping me @channel or user@localhost", "EMAIL") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("call +14155552671 now", "+14155552671"),
+        ("office: +44 20 7946 0958", "+44 20 7946 0958"),
+        ("Zurich +41 (0)69 979 80 58", "+41 (0)69 979 80 58"),
+        ("my cell is (541) 714-1388", "(541) 714-1388"),
+        ("dial 541.714.1388 ext. 42", "541.714.1388 ext. 42"),
+        ("from abroad 001-541-714-1388", "001-541-714-1388"),
+        ("Berlin 030 1234 5678", "030 1234 5678"),
+    ],
+)
+def test_phone_number_formats_found(text: str, value: str) -> None:
+    assert _found(text, "PHONE_NUMBER") == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order number 5403926876 shipped",
+        "the meeting is on 2024-03-15",
+        "invoice dated 12/03/2024",
+        "we sold 1 250 000 units",
+        "pay with 4111 1111 1111 1111",
+    ],
+)
+def test_phone_number_not_found_in_plain_numbers_dates_or_cards(text: str) -> None:
+    assert _found(text, "PHONE_NUMBER") == []
+
+
+def test_grouped_digits_count_as_phone_only_after_a_phone_word() -> None:
+    assert _found("phone: 723 813 266", "PHONE_NUMBER") == ["723 813 266"]
+    assert _found("we counted 723 813 266 grains", "PHONE_NUMBER") == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["4111 1111 1111 1111", "4111-1111-1111-1111", "5500005555555559", "378282246310005"],
+)
+def test_luhn_valid_card_with_known_prefix_found(value: str) -> None:
+    assert _found(f"card {value} please", "CREDIT_CARD") == [value]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "4111 1111 1111 1112",  # Luhn fails
+        "9111111111111111",  # unknown IIN (Luhn-valid)
+        "12345678901234567890123",  # too long
+    ],
+)
+def test_card_near_miss_not_found(value: str) -> None:
+    assert _found(f"ref {value}", "CREDIT_CARD") == []
+
+
+@pytest.mark.parametrize("value", ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"])
+def test_iban_with_valid_checksum_found(value: str) -> None:
+    assert _found(f"pay to {value} by Friday", "IBAN") == [value]
+
+
+def test_iban_with_bad_checksum_or_length_not_found() -> None:
+    assert _found("pay to GB83 WEST 1234 5698 7654 32", "IBAN") == []
+    assert _found("pay to DE8937040044053201300", "IBAN") == []
+
+
+def test_lowercase_iban_found() -> None:
+    assert _found("iban gb82west12345698765432", "IBAN") == ["gb82west12345698765432"]
+
+
+def test_ssn_found() -> None:
+    assert _found("SSN 123-45-6789 on file", "US_SSN") == ["123-45-6789"]
+
+
+@pytest.mark.parametrize("value", ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567"])
+def test_ssn_in_never_issued_range_not_found(value: str) -> None:
+    assert _found(f"SSN {value}", "US_SSN") == []
+
+
+def test_ssn_with_zero_serial_not_found() -> None:
+    assert _found("SSN 123-45-0000", "US_SSN") == []
+
+
+def test_bare_nine_digits_are_ssn_only_in_context() -> None:
+    assert _found("my social security number is 123456789", "US_SSN") == ["123456789"]
+    assert _found("tracking 123456789", "US_SSN") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("host 192.168.1.20 is down", "192.168.1.20"),
+        ("from 8.8.8.8.", "8.8.8.8"),
+        ("v6 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334"),
+        ("mapped ::ffff:10.0.0.1 here", "::ffff:10.0.0.1"),
+    ],
+)
+def test_ip_address_found(text: str, value: str) -> None:
+    assert _found(text, "IP_ADDRESS") == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["bad 999.1.1.1", "version 1.2.3.4.5", "use std::vector here", "at 12:30:45 sharp"],
+)
+def test_ip_near_miss_not_found(text: str) -> None:
+    assert _found(text, "IP_ADDRESS") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("I was born on 12 March 1985 in Leeds", "12 March 1985"),
+        ("DOB: 03/12/1985", "03/12/1985"),
+        ("date of birth is 1985-03-12.", "1985-03-12"),
+    ],
+)
+def test_date_of_birth_found_after_a_birth_cue(text: str, value: str) -> None:
+    assert _found(text, "DATE_OF_BIRTH") == [value]
+
+
+def test_date_without_birth_cue_is_not_a_date_of_birth() -> None:
+    assert _found("the invoice is due on 12 March 2025", "DATE_OF_BIRTH") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (
+            "ship to 1600 Pennsylvania Ave NW, Washington, DC 20500 asap",
+            "1600 Pennsylvania Ave NW, Washington, DC 20500",
+        ),
+        ("she lives at 12 Timms Drive Suite 215.", "12 Timms Drive Suite 215"),
+        ("Adresse: Hauptstraße 5a, Berlin", "Hauptstraße 5a"),
+    ],
+)
+def test_street_address_found(text: str, value: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == [value]
+
+
+def test_lowercase_phrase_with_number_is_not_an_address() -> None:
+    assert _found("I walked 3 miles down the road", "STREET_ADDRESS") == []
+
+
+def test_unknown_type_rejected() -> None:
+    with pytest.raises(ValueError, match="EMAILS"):
+        detect("x", types={"EMAILS"})
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("send it to P.O. Box 1042 please", "P.O. Box 1042"),
+        ("mail: PSC 1234, Box 5678 APO AE 09012 today", "PSC 1234, Box 5678 APO AE 09012"),
+        ("Ufficio in Piazza Navona 45.", "Piazza Navona 45"),
+        (
+            "Address:\n77 Harbour Road\nWellington\nNew Zealand 6011\n\nThanks",
+            "77 Harbour Road\nWellington\nNew Zealand 6011",
+        ),
+    ],
+)
+def test_street_address_other_forms_found(text: str, value: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == [value]
+
+
+def test_address_tail_after_a_comma_needs_a_postal_code() -> None:
+    assert _found("meet at 12 Main Street, Bob said", "STREET_ADDRESS") == ["12 Main Street"]
