@@ -31,6 +31,7 @@ from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
+from gateway.policy.redaction import redact_pii
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -217,7 +218,9 @@ def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | Non
         max_queue=config.max_queue,
         batch_size=config.batch_size,
         flush_interval_s=config.flush_interval_s,
-        content=ContentPolicy(prompt=config.prompt, response=config.response),
+        content=ContentPolicy(
+            prompt=config.prompt, response=config.response, redactor=redact_pii
+        ),
     )
 
 

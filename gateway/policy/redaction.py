@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gateway.policy.detection import detect
 from gateway.policy.spans import Span, resolve_overlaps
 
 _PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*_\d+)\]")
@@ -55,3 +56,9 @@ def restore(text: str, mapping: Mapping[str, str]) -> str:
     if not mapping:
         return text
     return _PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)
+
+
+def redact_pii(text: str) -> str:
+    """``text`` with every PII and secret span the detectors find replaced by its placeholder
+    (the audit trail's ``redacted`` content mode)."""
+    return redact(text, detect(text)).text

@@ -58,3 +58,10 @@ def test_restore_fills_placeholders_in_a_reworded_answer() -> None:
 
 def test_redact_without_spans_returns_text_unchanged() -> None:
     assert redact("nothing here", []).text == "nothing here"
+
+
+def test_the_audit_redactor_replaces_every_detected_value() -> None:
+    from gateway.policy.redaction import redact_pii
+
+    text = "Card 4111 1111 1111 1111, mail bob@example.org, again bob@example.org"
+    assert redact_pii(text) == "Card [CREDIT_CARD_1], mail [EMAIL_1], again [EMAIL_1]"
