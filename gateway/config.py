@@ -20,6 +20,7 @@ from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
+from gateway.policy.config import PolicyConfig
 from gateway.providers.presets import PRESETS, ProviderPreset
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -365,6 +366,7 @@ class GatewayConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
@@ -382,6 +384,21 @@ class GatewayConfig(_Section):
                     raise ValueError(
                         f"model {alias!r} targets unknown provider {target.provider!r}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _policy_profiles_exist(self) -> GatewayConfig:
+        profiles = self.policy.profiles
+        if self.policy.default_profile not in profiles:
+            raise ValueError(
+                f"policy.default_profile {self.policy.default_profile!r} is not a profile"
+            )
+        named = {"default": self.access.default.policy} | {
+            f"groups.{g}": a.policy for g, a in self.access.groups.items()
+        }
+        for where, name in named.items():
+            if name is not None and name not in profiles:
+                raise ValueError(f"access.{where}.policy {name!r} is not a policy profile")
         return self
 
     def enabled_providers(self) -> dict[str, ProviderConfig]:

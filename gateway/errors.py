@@ -76,6 +76,12 @@ class PermissionDenied(GatewayError):
     default_code = "permission_denied"
 
 
+class PolicyViolation(PermissionDenied):
+    """The request breaks a policy rule (named in the message); nothing was sent upstream."""
+
+    default_code = "policy_violation"
+
+
 class ModelNotFound(GatewayError):
     """The model alias is not configured (or not enabled)."""
 

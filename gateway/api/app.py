@@ -24,13 +24,19 @@ from gateway.api.backend import Backend
 from gateway.api.errors import install_error_handlers, invalid_body, parse_json
 from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
+from gateway.api.policy import add_policy_routes, enforce
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError, ModelNotFound, PayloadTooLarge
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    PayloadTooLarge,
+)
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
+from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
 from gateway.protocol.openai import (
     ChatCompletionRequest,
@@ -60,6 +66,7 @@ class GatewayAPI:
         self.models = config.enabled_models()
         self.audit = _audit_writer(config.audit, db)
         self.meter = _meter(config, db)
+        self.policy = PolicyEngine(config.policy) if config.policy.enabled else None
         self._closed = False
 
     async def principal(self, request: Request) -> Principal:
@@ -83,6 +90,10 @@ class GatewayAPI:
         if self.audit is not None:
             await self.audit.aclose()
         await self.identity.aclose()
+
+    async def enforce(self, request: Request, body: ChatCompletionRequest) -> ChatCompletionRequest:
+        """The caller's input policy on a chat request (see `gateway.api.policy.enforce`)."""
+        return await enforce(self, request, body)
 
     def context(self, request: Request) -> RouteContext:
         """What routing conditions may look at: the authenticated caller's identity."""
@@ -218,9 +229,7 @@ def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | Non
         max_queue=config.max_queue,
         batch_size=config.batch_size,
         flush_interval_s=config.flush_interval_s,
-        content=ContentPolicy(
-            prompt=config.prompt, response=config.response, redactor=redact_pii
-        ),
+        content=ContentPolicy(prompt=config.prompt, response=config.response, redactor=redact_pii),
     )
 
 
@@ -301,7 +310,7 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await api.parse(request, ChatCompletionRequest)
+        body = await api.enforce(request, await api.parse(request, ChatCompletionRequest))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await api.stream(
@@ -383,6 +392,7 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
         )
 
     add_messages_route(app, api)
+    add_policy_routes(app, api)
     add_key_routes(app, api)
     if api.audit is not None:
         add_audit_routes(app, api.admin, api.audit.store)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.accounting.meter import Admission
-from gateway.audit.record import AuditPrincipal, AuditRecord
+from gateway.audit.record import AuditPrincipal, AuditRecord, PolicyDecision
 from gateway.identity.principal import Principal
 from gateway.routing.router import Route
 
@@ -40,6 +40,7 @@ class Exchange:
     usage: Any = None  # the answer's OpenAI usage object, once known
     cost_usd: float | None = None
     admission: Admission | None = None  # what the meter granted before the call
+    decisions: list[PolicyDecision] = field(default_factory=list)
     streaming: bool = False  # a stream writes its record when it ends, not with the headers
 
     def note_usage(self, usage: Any) -> None:
@@ -79,6 +80,7 @@ class Exchange:
             route=self.path,
             model_requested=self.model,
             route_taken=self.route.header() if self.route else None,
+            decisions=self.decisions,
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
             cost_usd=self.cost_usd,

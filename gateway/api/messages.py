@@ -31,7 +31,7 @@ def add_messages_route(app: FastAPI, api: GatewayAPI) -> None:
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
         body = await api.parse(request, MessagesRequest)
-        chat_request = messages_to_chat_request(body)
+        chat_request = await api.enforce(request, messages_to_chat_request(body))
         if not body.stream:
             return await api.answer(
                 request,
