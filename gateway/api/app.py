@@ -24,7 +24,7 @@ from gateway.api.backend import Backend
 from gateway.api.errors import install_error_handlers, invalid_body, parse_json
 from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
-from gateway.api.policy import add_policy_routes, enforce
+from gateway.api.policy import add_policy_routes, enforce, filter_answer, filter_stream
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
 from gateway.config import GatewayConfig
@@ -177,7 +177,8 @@ class GatewayAPI:
             headers.update(exchange.admission.headers)
         if exchange.cost_usd is not None:
             headers["x-raygate-cost-usd"] = f"{exchange.cost_usd:.8f}"
-        body = wire(routed.response) if wire else routed.response.wire()
+        response = await filter_answer(self, request, routed.response)
+        body = wire(response) if wire else response.wire()
         return JSONResponse(body, headers=headers)
 
     async def stream(
@@ -313,11 +314,8 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
         body = await api.enforce(request, await api.parse(request, ChatCompletionRequest))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await api.stream(
-                request,
-                backend.chat_stream(body, api.context(request)),
-                openai_chunk_encoder(include_usage),
-            )
+            items = filter_stream(api, request, backend.chat_stream(body, api.context(request)))
+            return await api.stream(request, items, openai_chunk_encoder(include_usage))
         return await api.answer(request, backend.chat(body, api.context(request)))
 
     @app.post("/v1/completions")

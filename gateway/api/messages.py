@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 
 from gateway.api.errors import anthropic_body
+from gateway.api.policy import filter_stream
 from gateway.api.streaming import sse_event
 from gateway.protocol.anthropic import MessagesRequest
 from gateway.protocol.anthropic_convert import (
@@ -38,7 +39,9 @@ def add_messages_route(app: FastAPI, api: GatewayAPI) -> None:
                 api.backend.chat(chat_request, api.context(request)),
                 wire=lambda chat: chat_to_message(chat).model_dump(mode="json", exclude_none=True),
             )
-        items = api.backend.chat_stream(chat_request, api.context(request))
+        items = filter_stream(
+            api, request, api.backend.chat_stream(chat_request, api.context(request))
+        )
         return await api.stream(
             request,
             _as_events(items, model=body.model),

@@ -47,8 +47,18 @@ class PolicyProfile(_Section):
         description="span type, 'credentials' or '*' -> action",
     )
     jailbreak: JailbreakPolicy = Field(default_factory=JailbreakPolicy)
+    output: dict[str, Action] = Field(
+        default_factory=lambda: _default_output(),
+        description="the same keys, applied to answers (streamed ones too)",
+    )
+    hold_back_chars: int = Field(
+        96,
+        ge=16,
+        le=4096,
+        description="stream text held back so a value split across chunks is still caught",
+    )
 
-    @field_validator("pii")
+    @field_validator("pii", "output")
     @classmethod
     def _known_types(cls, rules: dict[str, Action]) -> dict[str, Action]:
         unknown = set(rules) - ALL_TYPES - {"*", "credentials"}
@@ -60,6 +70,11 @@ class PolicyProfile(_Section):
 def _default_pii() -> dict[str, Action]:
     # Out of the box: secrets never leave the building; personal data is recorded, not changed.
     return {"*": "monitor", "credentials": "redact"}
+
+
+def _default_output() -> dict[str, Action]:
+    # A model that echoes a secret back (from its context or a tool) must not deliver it.
+    return {"credentials": "redact"}
 
 
 class PolicyConfig(_Section):

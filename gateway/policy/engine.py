@@ -51,6 +51,14 @@ class PolicyEngine:
         profiles = self.config.profiles
         return profiles.get(name or "", profiles[self.config.default_profile])
 
+    def output_filter(self, profile_name: str | None) -> OutputFilter | None:
+        """A filter for one answer, or None when the profile has no output rules (or in a
+        dry run, where answers are never changed)."""
+        profile = self.profile(profile_name)
+        if self.config.dry_run or not any(a != "allow" for a in profile.output.values()):
+            return None
+        return OutputFilter(profile)
+
     def check(self, texts: Sequence[str], profile_name: str | None) -> Verdict:
         """Decide on `texts` (a request's messages) under the profile."""
         started = time.perf_counter()
@@ -100,6 +108,88 @@ class PolicyEngine:
         return verdict
 
 
+class OutputBlocked(Exception):
+    """An answer (or a stream's text so far) breaks an output rule."""
+
+    def __init__(self, decisions: list[PolicyDecision]) -> None:
+        super().__init__(", ".join(d.rule for d in decisions))
+        self.decisions = decisions
+
+
+class OutputFilter:
+    """An answer's text through the output rules of one profile, whole or streamed.
+
+    Streamed text is held back `hold_back_chars` behind the newest chunk, so a value split
+    across chunks is seen whole before any of it is released; text is never released through
+    the middle of a detected value. Placeholders number consistently across the whole answer.
+    """
+
+    def __init__(self, profile: PolicyProfile) -> None:
+        self._profile = profile
+        self._buffer = ""
+        self._placeholders: dict[tuple[str, str], str] = {}
+        self._counts: dict[str, int] = {}
+        self.decisions: list[PolicyDecision] = []
+
+    def feed(self, text: str) -> str:
+        """Take the next piece of the answer; return what may be sent now (redacted).
+        Raises OutputBlocked when a blocking rule matches."""
+        self._buffer += text
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        """The rest of the answer, once it has ended."""
+        return self._release(final=True)
+
+    def _release(self, *, final: bool) -> str:
+        flagged = self._flagged(detect(self._buffer))
+        boundary = len(self._buffer) if final else len(self._buffer) - self._profile.hold_back_chars
+        for span, _ in flagged:
+            if span.start < boundary < span.end:
+                boundary = span.start
+        if boundary <= 0:
+            return ""
+        released = self._redacted(
+            self._buffer[:boundary], [s for s, _ in flagged if s.end <= boundary]
+        )
+        self._buffer = self._buffer[boundary:]
+        return released
+
+    def _flagged(self, spans: list[Span]) -> list[tuple[Span, Action]]:
+        flagged = []
+        for span in spans:
+            action = _action_for(self._profile, span.type, self._profile.output)
+            if action == "allow":
+                continue
+            self._note(span, action)
+            flagged.append((span, action))
+        blocked = [d for d in self.decisions if d.action == "block"]
+        if blocked:
+            raise OutputBlocked(blocked)
+        return [(s, a) for s, a in flagged if a == "redact"]
+
+    def _note(self, span: Span, action: Action) -> None:
+        rule = f"output.{span.type}"
+        if not any(d.rule == rule and d.action == action for d in self.decisions):
+            self.decisions.append(
+                PolicyDecision(
+                    rule=rule, detector=span.detector, action=action, span_types=[span.type]
+                )
+            )
+
+    def _redacted(self, text: str, spans: list[Span]) -> str:
+        out, position = [], 0
+        for span in sorted(spans, key=lambda s: s.start):
+            key = (span.type, span.text)
+            if key not in self._placeholders:
+                self._counts[span.type] = self._counts.get(span.type, 0) + 1
+                self._placeholders[key] = f"[{span.type}_{self._counts[span.type]}]"
+            out += [text[position : span.start], self._placeholders[key]]
+            position = span.end
+        out.append(text[position:])
+        return "".join(out)
+
+
 def _by_type(spans: list[Span]) -> dict[str, list[Span]]:
     grouped: dict[str, list[Span]] = {}
     for span in spans:
@@ -107,8 +197,10 @@ def _by_type(spans: list[Span]) -> dict[str, list[Span]]:
     return grouped
 
 
-def _action_for(profile: PolicyProfile, span_type: str) -> Action:
-    rules = profile.pii
+def _action_for(
+    profile: PolicyProfile, span_type: str, rules: dict[str, Action] | None = None
+) -> Action:
+    rules = profile.pii if rules is None else rules
     if span_type in rules:
         return rules[span_type]
     if span_type in CREDENTIAL_TYPES and "credentials" in rules:

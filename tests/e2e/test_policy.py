@@ -107,3 +107,49 @@ def test_the_dry_run_route_explains_a_decision_without_calling_anyone(
     assert spans["CREDIT_CARD"] == (5, 5 + len(CARD))
     assert "EMAIL" in spans
     assert gateway.upstream_requests() == []
+
+
+def test_an_answer_is_redacted_on_the_way_out(gateway: Gateway) -> None:
+    client = _client(gateway, "reviewers")
+    reply = client.chat.completions.create(
+        model="sim-small", messages=[{"role": "user", "content": "echo ana@example.org"}]
+    )
+    assert "ana@example.org" in _sent(gateway)  # the input was only monitored
+    text = reply.choices[0].message.content or ""
+    assert "ana@example.org" not in text and "[EMAIL_1]" in text
+
+
+def test_a_streamed_answer_is_redacted_across_chunks(gateway: Gateway) -> None:
+    client = _client(gateway, "reviewers")
+    stream = client.chat.completions.create(
+        model="sim-small",
+        messages=[{"role": "user", "content": "echo ana@example.org twice ana@example.org"}],
+        stream=True,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "ana@example.org" not in text
+    assert text.count("[EMAIL_1]") == 2 and text.startswith("Simulated answer")
+
+
+def test_a_stream_that_turns_forbidden_ends_with_an_error_event(gateway: Gateway) -> None:
+    client = _client(gateway, "reviewers")
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.chat.completions.create(
+            model="sim-small",
+            messages=[{"role": "user", "content": "my SSN is 123-45-6789"}],
+            stream=True,
+        ):
+            received.append(chunk)
+    assert "policy" in str(caught.value.message)
+    assert "123-45-6789" not in "".join(
+        c.choices[0].delta.content or "" for c in received if c.choices
+    )
+
+
+def test_a_whole_answer_that_breaks_an_output_rule_is_withheld(gateway: Gateway) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        _client(gateway, "reviewers").chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "my SSN is 123-45-6789"}]
+        )
+    assert caught.value.code == "policy_violation"
