@@ -388,6 +388,8 @@ class GatewayConfig(_Section):
 
     @model_validator(mode="after")
     def _policy_profiles_exist(self) -> GatewayConfig:
+        if self.policy.file:
+            return self  # profiles come from the file, re-read while running
         profiles = self.policy.profiles
         if self.policy.default_profile not in profiles:
             raise ValueError(

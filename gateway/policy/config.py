@@ -81,6 +81,12 @@ class PolicyConfig(_Section):
     """Profiles, and the one used for callers whose groups name none."""
 
     enabled: bool = True
+    file: str | None = Field(
+        None,
+        description="a YAML file holding this section; re-read whenever it changes, so policy "
+        "edits apply to the next request without a restart (a broken edit is refused, logged, "
+        "and the last good policy stays)",
+    )
     dry_run: bool = Field(False, description="record decisions; never block or redact")
     default_profile: str = "default"
     profiles: dict[str, PolicyProfile] = Field(default_factory=lambda: {"default": PolicyProfile()})

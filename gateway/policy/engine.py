@@ -8,9 +8,15 @@ the same value is the same placeholder everywhere). CPU-bound: call it off the e
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
 
 from gateway.audit.record import PolicyDecision
 from gateway.policy.config import Action, PolicyConfig, PolicyProfile
@@ -18,6 +24,8 @@ from gateway.policy.detection import CREDENTIAL_TYPES, detect
 from gateway.policy.jailbreak import JailbreakScorer
 from gateway.policy.redaction import redact
 from gateway.policy.spans import Span
+
+log = logging.getLogger(__name__)
 
 _STRENGTH: dict[Action, int] = {"allow": 0, "monitor": 1, "redact": 2, "block": 3}
 
@@ -40,14 +48,51 @@ class Verdict:
 
 
 class PolicyEngine:
-    """Applies the configured profiles."""
+    """Applies the configured profiles; with `policy.file`, the file's current ones."""
 
     def __init__(self, config: PolicyConfig, scorer: JailbreakScorer | None = None) -> None:
         self.config = config
         self._scorer = scorer or JailbreakScorer()
+        self._file = Path(config.file) if config.file else None
+        self._seen: tuple[int, int] | None = None
+        self._reload_lock = threading.Lock()
+        self.reloads = 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Re-read `policy.file` if it changed since last seen (a stat per call: cheap)."""
+        if self._file is None:
+            return
+        try:
+            stat = self._file.stat()
+        except OSError as exc:
+            if self._seen != (0, 0):
+                log.error(
+                    "policy file %s unreadable (%s); keeping the last policy", self._file, exc
+                )
+                self._seen = (0, 0)
+            return
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if seen == self._seen:
+            return
+        with self._reload_lock:
+            if seen == self._seen:
+                return
+            self._seen = seen
+            try:
+                data = yaml.safe_load(self._file.read_text()) or {}
+                loaded = PolicyConfig.model_validate(data.get("policy", data))
+            except (yaml.YAMLError, ValidationError, OSError, AttributeError) as exc:
+                log.error("policy file %s refused, keeping the last policy: %s", self._file, exc)
+                return
+            # The file may not point at itself again; the live file stays the one watched.
+            self.config = loaded.model_copy(update={"file": str(self._file)})
+            self.reloads += 1
+            log.info("policy reloaded from %s (%d profiles)", self._file, len(loaded.profiles))
 
     def profile(self, name: str | None) -> PolicyProfile:
         """The named profile, else the default one."""
+        self._refresh()
         profiles = self.config.profiles
         return profiles.get(name or "", profiles[self.config.default_profile])
 

@@ -47,6 +47,11 @@ class Gateway:
     def simulator_stats(self) -> dict[str, object]:
         return dict(httpx.get(f"{self.simulator_url}/_sim/stats").json())
 
+    @property
+    def policy_file(self) -> Path:
+        """The policy file the running gateway re-reads when it changes."""
+        return Path(self.env["RAYGATE_CONFIG"]).with_name("policy.yaml")
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`raygate ARGS` against this gateway's config and state."""
         return subprocess.run(
@@ -83,6 +88,10 @@ def _config(tmp: Path, directory: Slapd | None) -> Path:
             "user_search_base": PEOPLE,
             "group_search_base": GROUPS,
         }
+    # The policy lives in its own file, which the gateway re-reads when it changes.
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump({"policy": data["policy"]}))
+    data["policy"] = {"file": str(policy_file)}
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

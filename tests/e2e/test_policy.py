@@ -153,3 +153,21 @@ def test_a_whole_answer_that_breaks_an_output_rule_is_withheld(gateway: Gateway)
             model="sim-small", messages=[{"role": "user", "content": "my SSN is 123-45-6789"}]
         )
     assert caught.value.code == "policy_violation"
+
+
+def test_a_policy_edit_applies_to_the_next_request_without_a_restart(gateway: Gateway) -> None:
+    import yaml
+
+    original = gateway.policy_file.read_text()
+    edited = yaml.safe_load(original)
+    edited["policy"]["profiles"]["default"]["pii"]["EMAIL"] = "block"
+    client = _client(gateway)
+    _say(client, "mail ana@example.org")  # monitored only
+    try:
+        gateway.policy_file.write_text(yaml.safe_dump(edited))
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            _say(client, "mail ana@example.org")
+        assert "pii.EMAIL" in caught.value.message
+    finally:
+        gateway.policy_file.write_text(original)
+    _say(client, "mail ana@example.org")

@@ -50,3 +50,21 @@ def test_dry_run_records_but_never_changes_or_blocks() -> None:
 def test_a_profile_naming_an_unknown_span_type_is_refused() -> None:
     with pytest.raises(ValidationError, match="EMAILS"):
         PolicyProfile(pii={"EMAILS": "redact"})
+
+
+def test_a_policy_file_is_reloaded_when_it_changes_and_a_broken_edit_is_refused(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "policy.yaml"
+    path.write_text("policy:\n  profiles:\n    default:\n      pii: {EMAIL: monitor}\n")
+    engine = PolicyEngine(PolicyConfig(file=str(path)))
+    assert engine.check(["ana@example.org"], None).action == "monitor"
+
+    path.write_text("policy:\n  profiles:\n    default:\n      pii: {EMAIL: block}\n")
+    assert engine.check(["ana@example.org"], None).action == "block"
+
+    path.write_text("policy:\n  profiles:\n    default:\n      pii: {EMAILS: allow}\n")
+    assert engine.check(["ana@example.org"], None).action == "block"  # the last good one
+    assert engine.reloads == 2
