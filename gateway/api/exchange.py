@@ -41,6 +41,7 @@ class Exchange:
     cost_usd: float | None = None
     admission: Admission | None = None  # what the meter granted before the call
     decisions: list[PolicyDecision] = field(default_factory=list)
+    redacted: dict[str, str] = field(default_factory=dict)  # placeholder -> value, this request
     streaming: bool = False  # a stream writes its record when it ends, not with the headers
 
     def note_usage(self, usage: Any) -> None:

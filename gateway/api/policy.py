@@ -39,6 +39,7 @@ async def enforce(
     slots = _text_slots(body)
     verdict = await asyncio.to_thread(api.policy.check, [t for _, t in slots], profile)
     exchange.decisions += verdict.decisions
+    exchange.redacted = verdict.mapping
     if verdict.action == "block":
         rules = ", ".join(verdict.blocking_rules)
         raise PolicyViolation(f"The request was blocked by policy ({rules}).")
@@ -219,4 +220,5 @@ def _output_filter(api: GatewayAPI, request: Request) -> OutputFilter | None:
     principal = request.state.exchange.principal
     if api.policy is None or principal is None:
         return None
-    return api.policy.output_filter(api.identity.grant(principal).policy)
+    redacted = request.state.exchange.redacted
+    return api.policy.output_filter(api.identity.grant(principal).policy, redacted)

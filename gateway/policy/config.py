@@ -51,6 +51,9 @@ class PolicyProfile(_Section):
         default_factory=lambda: _default_output(),
         description="the same keys, applied to answers (streamed ones too)",
     )
+    restore_redacted: bool = Field(
+        False, description="put values redacted from the request back into its answer"
+    )
     hold_back_chars: int = Field(
         96,
         ge=16,

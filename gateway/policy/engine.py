@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from gateway.policy.redaction import redact
 from gateway.policy.spans import Span
 
 log = logging.getLogger(__name__)
+
+_PLACEHOLDER_MAX = 32  # longest "[TYPE_n]" placeholder, in characters
 
 _STRENGTH: dict[Action, int] = {"allow": 0, "monitor": 1, "redact": 2, "block": 3}
 
@@ -96,13 +98,18 @@ class PolicyEngine:
         profiles = self.config.profiles
         return profiles.get(name or "", profiles[self.config.default_profile])
 
-    def output_filter(self, profile_name: str | None) -> OutputFilter | None:
-        """A filter for one answer, or None when the profile has no output rules (or in a
-        dry run, where answers are never changed)."""
+    def output_filter(
+        self, profile_name: str | None, redacted: Mapping[str, str] | None = None
+    ) -> OutputFilter | None:
+        """A filter for one answer, or None when there is nothing to do: no output rules and
+        nothing to restore (and always in a dry run, where answers are never changed).
+        `redacted` is the request's placeholder mapping, restored when the profile says so."""
         profile = self.profile(profile_name)
-        if self.config.dry_run or not any(a != "allow" for a in profile.output.values()):
+        restore = redacted if profile.restore_redacted else None
+        filtering = any(a != "allow" for a in profile.output.values())
+        if self.config.dry_run or not (filtering or restore):
             return None
-        return OutputFilter(profile)
+        return OutputFilter(profile, restore)
 
     def check(self, texts: Sequence[str], profile_name: str | None) -> Verdict:
         """Decide on `texts` (a request's messages) under the profile."""
@@ -169,8 +176,9 @@ class OutputFilter:
     the middle of a detected value. Placeholders number consistently across the whole answer.
     """
 
-    def __init__(self, profile: PolicyProfile) -> None:
+    def __init__(self, profile: PolicyProfile, restore: Mapping[str, str] | None = None) -> None:
         self._profile = profile
+        self._restore = dict(restore or {})
         self._buffer = ""
         self._placeholders: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
@@ -192,12 +200,19 @@ class OutputFilter:
         for span, _ in flagged:
             if span.start < boundary < span.end:
                 boundary = span.start
+        if self._restore and not final:
+            # Never release half of a placeholder: it could not be restored.
+            opening = self._buffer.rfind("[", max(0, boundary - _PLACEHOLDER_MAX), boundary)
+            if opening >= 0 and "]" not in self._buffer[opening:boundary]:
+                boundary = opening
         if boundary <= 0:
             return ""
         released = self._redacted(
             self._buffer[:boundary], [s for s, _ in flagged if s.end <= boundary]
         )
         self._buffer = self._buffer[boundary:]
+        for placeholder, value in self._restore.items():
+            released = released.replace(placeholder, value)
         return released
 
     def _flagged(self, spans: list[Span]) -> list[tuple[Span, Action]]:

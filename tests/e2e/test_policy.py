@@ -171,3 +171,23 @@ def test_a_policy_edit_applies_to_the_next_request_without_a_restart(gateway: Ga
     finally:
         gateway.policy_file.write_text(original)
     _say(client, "mail ana@example.org")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_redacted_values_come_back_in_the_answer_when_the_profile_says_so(
+    gateway: Gateway, stream: bool
+) -> None:
+    client = _client(gateway, "privacy")
+    messages = [{"role": "user", "content": "reply to ana@example.org please"}]
+    if stream:
+        chunks = client.chat.completions.create(
+            model="sim-small",
+            messages=messages,
+            stream=True,  # type: ignore[arg-type]
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        reply = client.chat.completions.create(model="sim-small", messages=messages)  # type: ignore[arg-type]
+        text = reply.choices[0].message.content or ""
+    assert _sent(gateway) == "reply to [EMAIL_1] please"  # what the provider saw
+    assert "reply to ana@example.org please" in text  # what the caller reads

@@ -43,3 +43,11 @@ def test_decisions_name_each_rule_once() -> None:
     output.feed("a@example.org b@example.org c@example.org" + " " * 40)
     output.finish()
     assert [d.rule for d in output.decisions] == ["output.EMAIL"]
+
+
+def test_placeholders_split_across_chunks_are_restored() -> None:
+    profile = PolicyProfile(output={}, restore_redacted=True, hold_back_chars=16)
+    output = OutputFilter(profile, restore={"[EMAIL_1]": "ana@example.org"})
+    answer = "Sure, I will write to [EMAIL_1] today, and copy [EMAIL_1] as well."
+    text = "".join(output.feed(piece) for piece in _stream(answer, 4)) + output.finish()
+    assert text == answer.replace("[EMAIL_1]", "ana@example.org")
