@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.api.errors import invalid_body, parse_json
 from gateway.api.exchange import Exchange
-from gateway.errors import InvalidRequest, PolicyViolation
+from gateway.errors import GatewayError, InvalidRequest, PolicyViolation
 from gateway.identity.principal import Principal
 from gateway.policy.engine import OutputBlocked, OutputFilter
 from gateway.protocol.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -158,14 +158,23 @@ async def filter_stream(
     exchange: Exchange = request.state.exchange
     last: ChatCompletionChunk | None = None
     try:
-        async for item in items:
-            if output_filter is None or not isinstance(item, ChatCompletionChunk):
-                yield item
-                continue
-            last = item
-            filtered = _filtered_chunk(item, output_filter, exchange)
-            if filtered is not None:
-                yield filtered
+        try:
+            async for item in items:
+                if output_filter is None or not isinstance(item, ChatCompletionChunk):
+                    yield item
+                    continue
+                last = item
+                filtered = _filtered_chunk(item, output_filter, exchange)
+                if filtered is not None:
+                    yield filtered
+        except GatewayError:
+            # The upstream broke mid-stream: what it did send is complete as far as it goes,
+            # so check and release the held-back text before the error event.
+            if output_filter is not None and last is not None:
+                rest = _guarded(output_filter.finish, exchange)
+                if rest:
+                    yield _with_content(last, rest, finish_reason=None)
+            raise
         if output_filter is not None and last is not None:
             rest = _guarded(output_filter.finish, exchange)
             if rest:  # the upstream ended without a finish chunk: release what was held

@@ -76,8 +76,9 @@ def _default_pii() -> dict[str, Action]:
 
 
 def _default_output() -> dict[str, Action]:
-    # A model that echoes a secret back (from its context or a tool) must not deliver it.
-    return {"credentials": "redact"}
+    # Off unless configured: output rules hold streamed text back (`hold_back_chars`), which
+    # delays every stream's first token; a profile turns them on where that is worth it.
+    return {}
 
 
 class PolicyConfig(_Section):

@@ -191,3 +191,17 @@ def test_redacted_values_come_back_in_the_answer_when_the_profile_says_so(
         text = reply.choices[0].message.content or ""
     assert _sent(gateway) == "reply to [EMAIL_1] please"  # what the provider saw
     assert "reply to ana@example.org please" in text  # what the caller reads
+
+
+def test_held_back_text_still_reaches_the_client_when_the_upstream_breaks(
+    gateway: Gateway,
+) -> None:
+    client = _client(gateway, "reviewers")  # output rules on: text is held back
+    gateway.inject(kind="cut", after_chunks=3, count=1, match_model="sim-small")
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    assert "".join(received).startswith("Simulated")  # released before the error event
