@@ -25,4 +25,5 @@ test: lint
 	$(PY) -m pytest -m "not gpu"
 
 bench: install
+	$(PY) -m pip install -q -e ".[cpu,test,bench]"
 	$(PY) benchmarks/overhead.py

