@@ -27,7 +27,7 @@ def require_binary(name: str, *candidates: str) -> str:
     Missing, the test skips with the reason, except under RAYGATE_REQUIRE_SYSTEM_SERVICES=1
     (set by .ci/run, which installs them), where it fails: CI must run every such test.
     """
-    found = shutil.which(name) or next((c for c in candidates if os.access(c, os.X_OK)), None)
+    found = _find_binary(name, candidates)
     if found:
         return found
     reason = f"{name} is not installed (CI installs it from Debian's packages in .ci/run)"
@@ -39,7 +39,7 @@ def require_binary(name: str, *candidates: str) -> str:
 def optional_binary(name: str, *candidates: str) -> str | None:
     """Like `require_binary`, for a fixture that can run without it: None when missing
     (the tests that need it skip), a failure under RAYGATE_REQUIRE_SYSTEM_SERVICES=1."""
-    found = shutil.which(name) or next((c for c in candidates if os.access(c, os.X_OK)), None)
+    found = _find_binary(name, candidates)
     if found is None and os.environ.get("RAYGATE_REQUIRE_SYSTEM_SERVICES") == "1":
         pytest.fail(f"{name} is not installed (.ci/run installs it from Debian's packages)")
     return found
@@ -79,3 +79,7 @@ def running_gateway(
         yield f"http://127.0.0.1:{ports['port']}", run_env
     finally:
         subprocess.run([raygate, "down"], env=run_env, timeout=180)
+
+
+def _find_binary(name: str, candidates: tuple[str, ...]) -> str | None:
+    return shutil.which(name) or next((c for c in candidates if os.access(c, os.X_OK)), None)

@@ -89,3 +89,7 @@ class BudgetsConfig(_Section):
         gt=0,
         description="a reservation never settled (its replica died) stops counting after this",
     )
+
+    def any_limits(self) -> bool:
+        """Whether any budget is set (else the ledger, and its database work, is skipped)."""
+        return bool(self.users or self.groups or self.keys or self.default_user)

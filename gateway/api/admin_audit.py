@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway.api.errors import invalid_body, parse_json
+from gateway.api.errors import invalid_body, validated
 from gateway.audit.export import MEDIA_TYPES, ExportFormat, export_chunks
 from gateway.audit.query import (
     FILTER_FIELDS,
@@ -96,10 +96,7 @@ def add_audit_routes(
     async def audit_verify(request: Request) -> Response:
         await admitted(request)
         raw = await request.body()
-        try:
-            body = VerifyRequest.model_validate(parse_json(raw) if raw.strip() else {})
-        except ValidationError as exc:
-            raise invalid_body(exc) from None
+        body = validated(VerifyRequest, raw, empty=True)
         report = await asyncio.to_thread(verify, store, expected_head=body.expected_head)
         return JSONResponse(report.model_dump(mode="json"))
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.errors import invalid_body, parse_json
+from gateway.api.errors import validated
 from gateway.errors import InvalidRequest
 from gateway.identity.keys import KeyStore
 from gateway.identity.principal import Principal
@@ -141,10 +141,4 @@ def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
 
 
 async def _body(request: Request, model: type[_M], *, allow_empty: bool = False) -> _M:
-    raw = await request.body()
-    if allow_empty and not raw.strip():
-        return model()
-    try:
-        return model.model_validate(parse_json(raw))
-    except ValidationError as exc:
-        raise invalid_body(exc) from None
+    return validated(model, await request.body(), empty=allow_empty)

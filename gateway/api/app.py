@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from gateway.accounting.budgets import BudgetLedger
 from gateway.accounting.meter import Meter
@@ -21,7 +21,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.api.admin_audit import add_audit_routes
 from gateway.api.admin_keys import add_key_routes
 from gateway.api.backend import Backend
-from gateway.api.errors import install_error_handlers, invalid_body, parse_json
+from gateway.api.errors import install_error_handlers, validated
 from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
 from gateway.api.policy import add_policy_routes, enforce, filter_answer, filter_stream
@@ -74,6 +74,7 @@ class GatewayAPI:
         client = request.client.host if request.client else None
         principal = await self.identity.caller(request.headers, client)
         request.state.exchange.principal = principal
+        request.state.exchange.grant = self.identity.grant(principal)
         return principal
 
     async def finish(self, exchange: Exchange) -> None:
@@ -114,10 +115,7 @@ class GatewayAPI:
         check that the caller may use the model it names."""
         principal = await self.principal(request)
         raw = await self._read_body(request)
-        try:
-            parsed = model.model_validate(parse_json(raw))
-        except ValidationError as exc:
-            raise invalid_body(exc) from None
+        parsed = validated(model, raw)
         name = getattr(parsed, "model", None)
         if isinstance(name, str):
             if name not in self.models:
@@ -128,7 +126,8 @@ class GatewayAPI:
             exchange: Exchange = request.state.exchange
             exchange.model = name
             exchange.prompt = prompt_text(parsed)
-            self.identity.grant(principal).check(principal, name)
+            assert exchange.grant is not None  # resolved with the principal, above
+            exchange.grant.check(principal, name)
             targets = [t.label for t in self.models[name].targets]
             exchange.admission = await self.meter.admit(
                 principal,
@@ -240,7 +239,7 @@ def _meter(config: GatewayConfig, db: Database | None) -> Meter:
     limits = config.rate_limits
     limited = limits.model_dump(exclude={"store"}, exclude_defaults=True)
     limiter = RateLimiter.from_config(limits) if limited else None
-    budgeted = config.budgets.model_dump(exclude={"reservation_ttl_s"}, exclude_defaults=True)
+    budgeted = db is not None and config.budgets.any_limits()
     ledger = BudgetLedger(db, config.budgets) if budgeted and db is not None else None
     return Meter(prices, limiter, ledger)
 
@@ -277,8 +276,7 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
     """The FastAPI app for `config`, answering through `backend`; `replica` names this
     instance in an `x-raygate-replica` header (which ingress replica answered)."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
-    budgets = config.budgets.model_dump(exclude={"reservation_ttl_s"}, exclude_defaults=True)
-    needs_db = config.auth.key_secret or config.audit.enabled or budgets
+    needs_db = config.auth.key_secret or config.audit.enabled or config.budgets.any_limits()
     db = Database(config.storage.url) if needs_db else None
     api = GatewayAPI(config, backend, db)
     app.state.api = api

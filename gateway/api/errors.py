@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
 
 # Anthropic's error `type` for each status, as its SDK expects.
 _ANTHROPIC_TYPES = {
@@ -65,6 +67,15 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. The body must be valid JSON."
         ) from None
+
+
+def validated(model: type[_M], raw: bytes, *, empty: bool = False) -> _M:
+    """`raw` JSON as `model`, or a 400 naming the first offending field; with `empty`, an
+    empty body is the model's defaults."""
+    try:
+        return model.model_validate({} if empty and not raw.strip() else parse_json(raw))
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.accounting.meter import Admission
 from gateway.audit.record import AuditPrincipal, AuditRecord, PolicyDecision
+from gateway.identity.access import Grant
 from gateway.identity.principal import Principal
 from gateway.routing.router import Route
 
@@ -29,6 +30,7 @@ class Exchange:
     arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
+    grant: Grant | None = None  # what the caller may do, resolved once with the principal
     model: str | None = None
     prompt: str | None = None
     route: Route | None = None

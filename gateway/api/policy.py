@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.errors import invalid_body, parse_json
+from gateway.api.errors import validated
 from gateway.api.exchange import Exchange
 from gateway.errors import GatewayError, InvalidRequest, PolicyViolation
 from gateway.identity.principal import Principal
@@ -33,9 +33,9 @@ async def enforce(
     """The input policy of the caller's profile on a chat request: blocked (403, nothing
     sent upstream), redacted (typed placeholders), or passed as it is; decisions recorded."""
     exchange: Exchange = request.state.exchange
-    if api.policy is None or exchange.principal is None:
+    if api.policy is None or exchange.grant is None:
         return body
-    profile = api.identity.grant(exchange.principal).policy
+    profile = exchange.grant.policy
     slots = _text_slots(body)
     verdict = await asyncio.to_thread(api.policy.check, [t for _, t in slots], profile)
     exchange.decisions += verdict.decisions
@@ -57,10 +57,7 @@ def add_policy_routes(app: FastAPI, api: GatewayAPI) -> None:
         if api.policy is None:
             raise InvalidRequest("The policy engine is off (policy.enabled).", code="policy_off")
         raw = await request.body()
-        try:
-            body = PolicyCheck.model_validate(parse_json(raw))
-        except ValidationError as exc:
-            raise invalid_body(exc) from None
+        body = validated(PolicyCheck, raw)
         caller = Principal(body.user or "dry-run", "admin_dry_run", groups=tuple(body.groups))
         profile = api.identity.grant(caller).policy
         verdict = await asyncio.to_thread(api.policy.check, [body.text], profile)
@@ -226,8 +223,7 @@ def _guarded(release: Callable[[], str], exchange: Exchange) -> str:
 
 
 def _output_filter(api: GatewayAPI, request: Request) -> OutputFilter | None:
-    principal = request.state.exchange.principal
-    if api.policy is None or principal is None:
+    exchange: Exchange = request.state.exchange
+    if api.policy is None or exchange.grant is None:
         return None
-    redacted = request.state.exchange.redacted
-    return api.policy.output_filter(api.identity.grant(principal).policy, redacted)
+    return api.policy.output_filter(exchange.grant.policy, exchange.redacted)

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from gateway.config import AuthConfig
 from gateway.errors import AuthError
-from gateway.identity.keys import KeyStore, looks_like_issued_key
+from gateway.identity.keys import ApiKey, KeyStore, looks_like_issued_key
 from gateway.identity.ldap import LdapDirectory
 from gateway.identity.oidc import OidcVerifier, looks_like_jwt
 from gateway.identity.principal import Principal
@@ -99,22 +99,17 @@ class Authenticator:
         raise AuthError("This route needs the admin key.", code="invalid_admin_key")
 
     async def _key_owner(self, secret: str) -> Principal:
-        assert self._keys is not None
-        key = await asyncio.to_thread(self._keys.verify, secret)
-        owner = await self._owner(key.user_id)
+        """The owner of an issued key: from the directory where there is one, else the local
+        user record (read in the same thread hop as the key)."""
+        key, local = await asyncio.to_thread(self._key_and_local_owner, secret)
+        owner = await self._ldap.lookup(key.user_id) if self._ldap is not None else None
+        owner = owner or local or Principal(user_id=key.user_id, auth_method="api_key")
         return replace(owner, auth_method="api_key", key_id=key.key_id, model_scope=key.models)
 
-    async def _owner(self, user_id: str) -> Principal:
-        """A key's owner: from the directory where there is one, else the local user record."""
-        if self._ldap is not None:
-            found = await self._ldap.lookup(user_id)
-            if found is not None:
-                return found
-        if self._users is not None:
-            local = await asyncio.to_thread(self._users.get, user_id)
-            if local is not None:
-                return local
-        return Principal(user_id=user_id, auth_method="api_key")
+    def _key_and_local_owner(self, secret: str) -> tuple[ApiKey, Principal | None]:
+        assert self._keys is not None
+        key = self._keys.verify(secret)
+        return key, self._users.get(key.user_id) if self._users is not None else None
 
     async def aclose(self) -> None:
         """Release directory and identity-provider connections."""

@@ -12,7 +12,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -91,7 +91,7 @@ class Database:
         PostgreSQL a transaction-scoped advisory lock (callers that need a row lock take it).
         """
         conn = self._connect()
-        with self._memory_lock if self._path_is_memory() else _nullcontext():
+        with self._memory_lock if self._path_is_memory() else nullcontext():
             if self.dialect == "sqlite":
                 conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
                 try:
@@ -186,8 +186,3 @@ def _to_pyformat(sql: str) -> str:
         return token.replace("%", "%%")
 
     return _PLACEHOLDER.sub(swap, sql)
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
