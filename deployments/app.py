@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from ray.serve import Application, Deployment
 
+from deployments.cache import CacheDeployment
 from deployments.ingress import Ingress
 from deployments.router import RouterDeployment
 from gateway.config import GatewayConfig, load_config
@@ -25,8 +26,13 @@ def build_app(args: dict[str, Any]) -> Application:
         config = load_config(_find(Path(config)))
     # The decorators turn the classes into Deployments; mypy still sees the plain classes.
     router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
+    cache = cast(Deployment, CacheDeployment).options(**config.serve.cache.options())
     ingress = cast(Deployment, Ingress).options(**config.serve.ingress.options())
-    return ingress.bind(config, router.bind(config))
+    return ingress.bind(
+        config,
+        router.bind(config),
+        cache.bind(config) if config.cache.in_use() else None,
+    )
 
 
 def _find(path: Path) -> Path:

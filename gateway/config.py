@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
+from gateway.cache.config import CacheConfig
 from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
@@ -321,6 +322,7 @@ class DeploymentSettings(_Section):
 
     num_replicas: int | Literal["auto"] = 1
     num_cpus: float = Field(0.25, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="a fraction shares one GPU between replicas")
     max_ongoing_requests: int = Field(256, gt=0)
     autoscaling: dict[str, Any] | None = Field(
         None, description="Ray Serve autoscaling_config; overrides num_replicas"
@@ -328,8 +330,11 @@ class DeploymentSettings(_Section):
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options`."""
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            actor["num_gpus"] = self.num_gpus
         opts: dict[str, Any] = {
-            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "ray_actor_options": actor,
             "max_ongoing_requests": self.max_ongoing_requests,
         }
         if self.autoscaling is not None:
@@ -346,6 +351,10 @@ class ServeConfig(_Section):
     port: int = Field(8000, gt=0, lt=65536)
     ingress: DeploymentSettings = Field(default_factory=DeploymentSettings)
     router: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    cache: DeploymentSettings = Field(
+        default_factory=lambda: DeploymentSettings(num_cpus=0.5),
+        description="the embedder + FAISS cache replicas (give them num_gpus on GPU nodes)",
+    )
 
 
 class SimulatorConfig(_Section):
@@ -367,6 +376,7 @@ class GatewayConfig(_Section):
     access: AccessConfig = Field(default_factory=AccessConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)

@@ -6,11 +6,14 @@ that run the router in-process.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -19,12 +22,26 @@ from gateway.accounting.budgets import BudgetLedger
 from gateway.accounting.meter import Meter
 from gateway.accounting.pricing import PriceTable
 from gateway.api.admin_audit import add_audit_routes
+from gateway.api.admin_cache import add_cache_routes
 from gateway.api.admin_keys import add_key_routes
 from gateway.api.backend import Backend
+from gateway.api.caching import (
+    HIT_PHASES,
+    CacheBackend,
+    CachedAnswer,
+    CacheEvents,
+    ResponseCache,
+    control_of,
+)
 from gateway.api.errors import install_error_handlers, validated
 from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
-from gateway.api.policy import add_policy_routes, enforce, filter_answer, filter_stream
+from gateway.api.policy import (
+    add_policy_routes,
+    enforce,
+    filter_answer,
+    filter_stream,
+)
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
 from gateway.config import GatewayConfig
@@ -51,6 +68,8 @@ from gateway.storage import Database
 
 _M = TypeVar("_M", bound=BaseModel)
 
+log = logging.getLogger(__name__)
+
 # Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
 _UNAUDITED = frozenset({"/healthz", "/readyz"})
 
@@ -58,7 +77,15 @@ _UNAUDITED = frozenset({"/healthz", "/readyz"})
 class GatewayAPI:
     """Request handling shared by every route: auth, body limits, parsing, headers."""
 
-    def __init__(self, config: GatewayConfig, backend: Backend, db: Database | None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        backend: Backend,
+        db: Database | None,
+        *,
+        cache: CacheBackend | None = None,
+        cache_events: CacheEvents | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.db = db
@@ -67,7 +94,42 @@ class GatewayAPI:
         self.audit = _audit_writer(config.audit, db)
         self.meter = _meter(config, db)
         self.policy = PolicyEngine(config.policy) if config.policy.enabled else None
+        # The embedder behind the cache deployment; the policy engine embeds through it too.
+        self.embed = cache.embed if cache is not None else None
+        self.cache = (
+            ResponseCache(
+                config.cache, cache, price_avoided=self._price_avoided, events=cache_events
+            )
+            if cache is not None
+            else None
+        )
         self._closed = False
+
+    async def embedding(self, request: Request, text: str) -> np.ndarray | None:
+        """The embedding of `text` (the request's redacted last user turn), computed once per
+        request and shared by the policy engine and the cache; None without an embedder or
+        when it failed (logged: embedding-based checks then did not run)."""
+        exchange: Exchange = request.state.exchange
+        if exchange.embedding is not None and exchange.embedded_text == text:
+            return exchange.embedding
+        if self.embed is None:
+            return None
+        try:
+            vectors = await asyncio.wait_for(
+                self.embed([text]), timeout=self.config.cache.lookup_timeout_s
+            )
+        except Exception:
+            log.warning("embedding failed; embedding-based checks skip this request", exc_info=True)
+            return None
+        exchange.embedding, exchange.embedded_text = vectors[0], text
+        return vectors[0]
+
+    def _price_avoided(self, answer: CachedAnswer) -> float | None:
+        if answer.target is None:
+            return None
+        return self.meter.prices.cost_avoided(
+            answer.target, answer.prompt_tokens, answer.completion_tokens
+        )
 
     async def principal(self, request: Request) -> Principal:
         """The authenticated caller of a model route, kept on the request's exchange."""
@@ -87,6 +149,8 @@ class GatewayAPI:
         if self._closed:
             return
         self._closed = True
+        if self.cache is not None:
+            await self.cache.drain()
         await self.meter.aclose()
         if self.audit is not None:
             await self.audit.aclose()
@@ -200,7 +264,10 @@ class GatewayAPI:
         async def finished(error: GatewayError | None) -> None:
             exchange.status = 200  # the status the client got; what went wrong is the code
             exchange.error_code = error.code if error is not None else None
-            if exchange.admission is not None and exchange.route is not None:
+            if exchange.admission is not None and exchange.cache_phase in HIT_PHASES:
+                await self.meter.cancel(exchange.admission)  # answered from cache: no spend
+                exchange.cost_usd = 0.0
+            elif exchange.admission is not None and exchange.route is not None:
                 exchange.cost_usd = await self.meter.settle(
                     exchange.admission, exchange.route.target, exchange.usage
                 )
@@ -210,6 +277,8 @@ class GatewayAPI:
         headers = self.headers(request, exchange.route)
         if exchange.admission is not None:
             headers.update(exchange.admission.headers)
+        if exchange.cache_phase in HIT_PHASES:
+            headers.update(_hit_headers(exchange))
         return stream_response(
             items,
             encode=noted,
@@ -219,6 +288,48 @@ class GatewayAPI:
             request_id=request.state.request_id,
             on_finish=finished,
         )
+
+
+async def chat_completion(api: GatewayAPI, request: Request) -> Response:
+    """`POST /v1/chat/completions`: policy, then the cache, then the router."""
+    body = await api.enforce(request, await api.parse(request, ChatCompletionRequest))
+    control = control_of(request.headers.get("x-raygate-cache-control"))
+    exchange: Exchange = request.state.exchange
+    probe = None
+    if api.cache is not None:
+        probe = await api.cache.probe(exchange, body, control, exchange.embedding)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    if probe is not None and probe.hit:
+        if body.stream:
+            items = filter_stream(api, request, api.cache.replay(probe))  # type: ignore[union-attr]
+            return await api.stream(request, items, openai_chunk_encoder(include_usage))
+        exchange.route = Route(target=f"cache/{exchange.cache_phase}")
+        completion = api.cache.completion(probe)  # type: ignore[union-attr]
+        exchange.note_answer(completion)
+        exchange.cost_usd = 0.0
+        answer = await filter_answer(api, request, completion)
+        headers = api.headers(request, exchange.route) | _hit_headers(exchange)
+        if exchange.admission is not None:
+            headers.update(exchange.admission.headers)
+        return JSONResponse(answer.wire(), headers=headers)
+    context = api.context(request)
+    if body.stream:
+        routed = api.backend.chat_stream(body, context)
+        if api.cache is not None:
+            routed = api.cache.recording(probe, routed)
+        items = filter_stream(api, request, routed)
+        return await api.stream(request, items, openai_chunk_encoder(include_usage))
+    call = api.backend.chat(body, context)
+    if api.cache is not None:
+        call = api.cache.recorded(probe, call)
+    return await api.answer(request, call)
+
+
+def _hit_headers(exchange: Exchange) -> dict[str, str]:
+    headers = {"x-raygate-cost-usd": f"{0.0:.8f}"}
+    if exchange.cost_avoided_usd is not None:
+        headers["x-raygate-cost-avoided-usd"] = f"{exchange.cost_avoided_usd:.8f}"
+    return headers
 
 
 def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | None:
@@ -272,13 +383,21 @@ def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
     return encode
 
 
-def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None = None) -> FastAPI:
+def create_api(
+    config: GatewayConfig,
+    backend: Backend,
+    *,
+    replica: str | None = None,
+    cache: CacheBackend | None = None,
+    cache_events: CacheEvents | None = None,
+) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`; `replica` names this
-    instance in an `x-raygate-replica` header (which ingress replica answered)."""
+    instance in an `x-raygate-replica` header (which ingress replica answered); `cache` is
+    the embedder + cache replicas (none: no cache, no embedding-based policy)."""
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
     needs_db = config.auth.key_secret or config.audit.enabled or config.budgets.any_limits()
     db = Database(config.storage.url) if needs_db else None
-    api = GatewayAPI(config, backend, db)
+    api = GatewayAPI(config, backend, db, cache=cache, cache_events=cache_events)
     app.state.api = api
     app.router.on_shutdown.append(api.aclose)
     install_error_handlers(app)
@@ -299,6 +418,10 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
         response.headers["x-raygate-request-id"] = request.state.request_id
         if replica is not None:
             response.headers["x-raygate-replica"] = replica
+        if request.url.path.startswith("/v1/"):
+            response.headers["x-raygate-cache"] = exchange.cache_phase or "off"
+            if exchange.similarity is not None:
+                response.headers["x-raygate-similarity"] = f"{exchange.similarity:.4f}"
         if not exchange.streaming:
             if exchange.admission is not None:
                 await api.meter.cancel(exchange.admission)  # no-op once settled
@@ -309,12 +432,7 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await api.enforce(request, await api.parse(request, ChatCompletionRequest))
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            items = filter_stream(api, request, backend.chat_stream(body, api.context(request)))
-            return await api.stream(request, items, openai_chunk_encoder(include_usage))
-        return await api.answer(request, backend.chat(body, api.context(request)))
+        return await chat_completion(api, request)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -392,4 +510,6 @@ def create_api(config: GatewayConfig, backend: Backend, *, replica: str | None =
     add_key_routes(app, api)
     if api.audit is not None:
         add_audit_routes(app, api.admin, api.audit.store)
+    if api.cache is not None:
+        add_cache_routes(app, api.admin, api.cache.backend)
     return app

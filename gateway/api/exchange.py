@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.accounting.meter import Admission
-from gateway.audit.record import AuditPrincipal, AuditRecord, PolicyDecision
+from gateway.audit.record import AuditPrincipal, AuditRecord, CachePhase, PolicyDecision
 from gateway.identity.access import Grant
 from gateway.identity.principal import Principal
 from gateway.routing.router import Route
@@ -43,8 +43,14 @@ class Exchange:
     cost_usd: float | None = None
     admission: Admission | None = None  # what the meter granted before the call
     decisions: list[PolicyDecision] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)  # detected by the policy's topic rules
     redacted: dict[str, str] = field(default_factory=dict)  # placeholder -> value, this request
     streaming: bool = False  # a stream writes its record when it ends, not with the headers
+    cache_phase: CachePhase | None = None  # None: the cache did not apply
+    similarity: float | None = None
+    cost_avoided_usd: float | None = None  # what a cache hit saved, at the target's prices
+    embedding: Any = None  # the request's embedding (numpy row), computed once and shared
+    embedded_text: str | None = None  # the text `embedding` is of
 
     def note_usage(self, usage: Any) -> None:
         """Take token counts from an OpenAI usage object (or None)."""
@@ -83,7 +89,10 @@ class Exchange:
             route=self.path,
             model_requested=self.model,
             route_taken=self.route.header() if self.route else None,
+            cache_phase=self.cache_phase,
+            similarity=self.similarity,
             decisions=self.decisions,
+            topics=self.topics,
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
             cost_usd=self.cost_usd,

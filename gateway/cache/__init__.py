@@ -1,22 +1,8 @@
-"""Semantic cache: exact, normalised and embedding-similarity answers to repeated requests."""
+"""Semantic cache: exact, normalised and embedding-similarity answers to repeated requests.
 
-from gateway.cache.cache import CacheStats, Hit, SemanticCache
-from gateway.cache.config import CacheConfig
-from gateway.cache.index import Candidate, SemanticIndex
-from gateway.cache.keys import exact_key, scope_key, semantic_eligibility, signature
-from gateway.cache.verify import Verdict, verify_candidate
-
-__all__ = [
-    "CacheConfig",
-    "CacheStats",
-    "Candidate",
-    "Hit",
-    "SemanticCache",
-    "SemanticIndex",
-    "Verdict",
-    "exact_key",
-    "scope_key",
-    "semantic_eligibility",
-    "signature",
-    "verify_candidate",
-]
+`keys` scopes and keys a request, `embedder` embeds it (MiniLM), `index` and `store` hold the
+vectors and entries, `verify` rejects false semantic hits, `cache.SemanticCache` combines the
+four phases, `log` shares entries between replicas through the database, `service` is one
+replica, and `lookup` is the plain data that travels between the API and a replica.
+Nothing is imported here, so that importing the configuration never loads FAISS or torch.
+"""

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -15,22 +14,21 @@ from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
+from gateway.cache.lookup import Hit, Phase
 from gateway.cache.store import Entry, EntryStore
 from gateway.cache.verify import verify_candidate
 
-Phase = Literal["exact", "normalized", "semantic"]
 PHASES: tuple[Phase, ...] = ("exact", "normalized", "semantic")
 
 
 @dataclass(frozen=True)
-class Hit:
-    """A cached answer found for a request, by which phase and how close."""
+class SemanticResult:
+    """Phases 3 and 4 for one request: the hit if any, the best similarity seen, and whether
+    verification refused a candidate above the threshold."""
 
-    entry_id: int
-    response: str
-    phase: Phase
+    hit: Hit | None
     similarity: float
-    cached_text: str
+    rejected: bool
 
 
 @dataclass
@@ -99,31 +97,59 @@ class SemanticCache:
         Pass `embedding` when the request was already embedded (the policy engine shares it);
         otherwise it is computed here, and only if phases 1 and 2 missed.
         """
+        hit = self.lookup_keyed(request_text, scope)
+        if hit is not None:
+            return hit
+        if not self.wants_semantic(scope, eligible=eligible):
+            return None
+        # Embedding is the slow part: done outside the lock so lookups can overlap.
+        vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
+        return self.lookup_semantic(request_text, scope, vector, threshold=threshold).hit
+
+    def lookup_keyed(self, request_text: str, scope: str) -> Hit | None:
+        """Phases 1 and 2: the exact request, then its normalised signature. A miss here is
+        not counted yet: the caller goes on to `wants_semantic` / `lookup_semantic`."""
         with self._lock:
             self._expire()
-            now = self.clock()
             keyed: tuple[tuple[Phase, Entry | None], ...] = (
                 ("exact", self._store.by_exact(exact_key(scope, request_text))),
                 ("normalized", self._store.by_normalised(normalised_key(scope, request_text))),
             )
             for phase, entry in keyed:
                 if entry is not None:
-                    self._store.touch(entry, now)
+                    self._store.touch(entry, self.clock())
                     self.stats.hits[phase] += 1
                     return Hit(entry.entry_id, entry.response, phase, 1.0, entry.text)
+            return None
+
+    def wants_semantic(self, scope: str, *, eligible: bool) -> bool:
+        """Whether phase 3 could find anything after a keyed miss; counts the miss if not."""
+        with self._lock:
             if not eligible:
                 self.stats.ineligible += 1
                 self.stats.misses += 1
-                return None
+                return False
             if self._index.scope_size(scope) == 0:
                 self.stats.misses += 1
-                return None
-        # Embedding is the slow part: done outside the lock so lookups can overlap.
-        vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
+                return False
+            return True
+
+    def lookup_semantic(
+        self,
+        request_text: str,
+        scope: str,
+        vector: np.ndarray,
+        *,
+        threshold: float | None = None,
+    ) -> SemanticResult:
+        """Phases 3 and 4: the nearest stored requests of `scope` above the threshold, the
+        first whose facts agree with the request served. Counts the hit or the miss."""
         bound = self.config.similarity_threshold if threshold is None else threshold
         with self._lock:
             rejected = False
+            best = 0.0
             for candidate in self._index.search(vector, self.config.top_k, scope):
+                best = max(best, candidate.similarity)
                 if candidate.similarity < bound:
                     break
                 entry = self._store.get(candidate.entry_id)
@@ -134,13 +160,14 @@ class SemanticCache:
                     continue
                 self._store.touch(entry, self.clock())
                 self.stats.hits["semantic"] += 1
-                return Hit(
+                hit = Hit(
                     entry.entry_id, entry.response, "semantic", candidate.similarity, entry.text
                 )
+                return SemanticResult(hit, candidate.similarity, rejected)
             if rejected:
                 self.stats.rejected_by_verification += 1
             self.stats.misses += 1
-            return None
+            return SemanticResult(None, best, rejected)
 
     def insert(
         self,
@@ -149,20 +176,23 @@ class SemanticCache:
         response: str,
         *,
         embedding: np.ndarray | None = None,
+        entry_id: int | None = None,
+        created_at: float | None = None,
     ) -> int:
         """Store `response` as the answer to `request_text` in `scope`; return the entry id.
 
         A request already stored under the same exact key is replaced by the newer answer.
+        `entry_id` and `created_at` come from the shared entry log when replicas replay it.
         """
         vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
         with self._lock:
-            now = self.clock()
+            now = self.clock() if created_at is None else created_at
             key = exact_key(scope, request_text)
             previous = self._store.by_exact(key)
             if previous is not None:
                 self._drop(previous.entry_id)
             entry = Entry(
-                entry_id=self._store.next_id,
+                entry_id=self._store.next_id if entry_id is None else entry_id,
                 scope=scope,
                 text=request_text,
                 response=response,
@@ -191,6 +221,18 @@ class SemanticCache:
             self.insert(text, scope, response, embedding=vector)
             for (text, scope, response), vector in zip(items, embeddings, strict=True)
         ]
+
+    def __contains__(self, entry_id: object) -> bool:
+        with self._lock:
+            return isinstance(entry_id, int) and self._store.get(entry_id) is not None
+
+    def remove(self, entry_ids: list[int]) -> int:
+        """Drop these entries (invalidation); return how many were stored."""
+        with self._lock:
+            present = [i for i in entry_ids if self._store.get(i) is not None]
+            for entry_id in present:
+                self._drop(entry_id)
+            return len(present)
 
     def _drop(self, entry_id: int) -> None:
         self._store.remove(entry_id)

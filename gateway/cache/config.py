@@ -9,6 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 Isolation = Literal["global", "organisation", "group", "user"]
 
 
+class CacheRoute(BaseModel):
+    """Per-model-alias overrides of the cache's behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = Field(None, description="cache this alias at all (default: cache's)")
+    similarity_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="the semantic threshold for this alias"
+    )
+    semantic: bool = Field(True, description="False: only exact and normalised phases")
+
+
 class CacheConfig(BaseModel):
     """How the exact, normalised and semantic cache phases behave."""
 
@@ -46,3 +58,42 @@ class CacheConfig(BaseModel):
     hnsw_ef_search: int = Field(64, ge=1, description="HNSW candidate list length at query time")
     hnsw_ef_construction: int = Field(80, ge=1, description="HNSW candidate list length at build")
     embed_batch_size: int = Field(64, ge=1, description="texts per embedding batch")
+    routes: dict[str, CacheRoute] = Field(
+        default_factory=dict, description="per model alias: enabled, threshold, semantic"
+    )
+    organisation: str = Field(
+        "default", description="the partition for isolation 'organisation' (one per deployment)"
+    )
+    sync_interval_s: float = Field(
+        0.2, gt=0, description="how often a cache replica applies other replicas' entries"
+    )
+    lookup_timeout_s: float = Field(
+        2.0, gt=0, description="a lookup slower than this is served as a miss (logged)"
+    )
+    max_batch_size: int = Field(
+        32, ge=1, description="requests the embedder deployment batches into one forward pass"
+    )
+    batch_wait_timeout_s: float = Field(
+        0.002, ge=0, description="how long the embedder waits to fill a batch"
+    )
+    replay_chunk_chars: int = Field(
+        24, ge=1, description="characters per SSE chunk when a hit is replayed as a stream"
+    )
+
+    def in_use(self) -> bool:
+        """Whether any alias uses the cache (and so the embedder deployment runs)."""
+        return self.enabled or any(r.enabled for r in self.routes.values())
+
+    def route(self, alias: str) -> CacheRoute:
+        """The alias's overrides (all defaults when it has none)."""
+        return self.routes.get(alias) or CacheRoute()
+
+    def enabled_for(self, alias: str) -> bool:
+        """Whether requests for `alias` use the cache."""
+        override = self.route(alias).enabled
+        return self.enabled if override is None else override
+
+    def threshold_for(self, alias: str) -> float:
+        """The semantic similarity threshold for `alias`."""
+        override = self.route(alias).similarity_threshold
+        return self.similarity_threshold if override is None else override

@@ -1,0 +1,92 @@
+"""The cache deployment: the MiniLM embedder and one full FAISS cache replica, fused.
+
+Embedding and the semantic lookup always run together on a miss of the keyed phases, so they
+share a replica (one Serve hop, not two). Concurrent requests' texts are embedded in one
+forward pass through `@serve.batch`; on a GPU node give the deployment a fraction of a GPU
+(`serve.cache.num_gpus`) and the embedder runs in half precision there. Replicas stay in step
+through the entry log in the gateway's database (see `gateway.cache.log`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.util.metrics import Counter
+
+from gateway.cache.cache import SemanticCache
+from gateway.cache.embedder import Embedder
+from gateway.cache.log import CacheLog
+from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.cache.service import CacheService
+from gateway.config import GatewayConfig
+from gateway.storage import Database
+
+
+@serve.deployment(name="Cache")
+class CacheDeployment:
+    """Embeds texts (batched) and answers lookups, inserts and invalidations."""
+
+    async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
+        settings = config.cache
+        self._embedder = Embedder(batch_size=settings.embed_batch_size)
+        batcher: Any = self._embed_batched  # Serve's batch queue wrapper, untyped
+        batcher.set_max_batch_size(settings.max_batch_size)
+        batcher.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self._db = Database(config.storage.url)
+        self._service = CacheService(
+            SemanticCache(self._embedder, settings),
+            self._embed,
+            CacheLog(self._db),
+            sync_interval_s=settings.sync_interval_s,
+        )
+        await self._service.start()
+        self._lookups = Counter(
+            "raygate_cache_lookups",
+            description="Cache lookups by outcome: exact, normalized, semantic, miss.",
+            tag_keys=("phase",),
+        )
+        self._rejected = Counter(
+            "raygate_cache_rejected_by_verification",
+            description="Semantic candidates above the threshold that verification refused.",
+        )
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _embed_batched(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = await asyncio.to_thread(self._embedder.embed, texts)
+        return list(vectors)
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 1:
+            return np.atleast_2d(await self._embed_batched(texts[0]))
+        # Corpora (policy topics, attack phrases) come in bulk: one direct batched call.
+        return await asyncio.to_thread(self._embedder.embed, texts)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return await self._service.embed(texts)
+
+    async def lookup(self, query: CacheQuery) -> CacheResult:
+        result = await self._service.lookup(query)
+        self._lookups.inc(tags={"phase": result.phase})
+        if result.rejected:
+            self._rejected.inc()
+        return result
+
+    async def insert(self, entry: NewEntry) -> int:
+        return await self._service.insert(entry)
+
+    async def invalidate(self, selector: Selector) -> int:
+        return await self._service.invalidate(selector)
+
+    async def sync(self) -> int:
+        """Apply the entry log now (tests; replicas also do it every sync interval)."""
+        return await self._service.sync()
+
+    async def stats(self) -> dict[str, Any]:
+        stats = await self._service.stats()
+        return stats | {"replica": serve.get_replica_context().replica_id.unique_id}
+
+    async def __del__(self) -> None:
+        await self._service.aclose()

@@ -1,0 +1,71 @@
+"""Admin API over the semantic cache, under `/admin/cache` (admin credentials only).
+
+GET    /admin/cache                 one cache replica's counters and size
+POST   /admin/cache/invalidate      {"ids"?, "scope"?, "model"?, "older_than_s"?}: every
+                                    replica drops the selected entries within one sync interval
+DELETE /admin/cache/entries/{id}    one entry
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.errors import validated
+from gateway.cache.lookup import Selector
+from gateway.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from gateway.api.caching import CacheBackend
+
+
+class Invalidation(BaseModel):
+    """Body of `POST /admin/cache/invalidate`: all given criteria must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(default_factory=list, description="entry ids")
+    scope: str | None = Field(None, description="a scope hash (from the entry)")
+    model: str | None = Field(None, description="a model alias: every entry answering it")
+    older_than_s: float | None = Field(None, ge=0, description="entries at least this old")
+
+    def selector(self, now: float) -> Selector:
+        if not (self.ids or self.scope or self.model) and self.older_than_s is None:
+            raise InvalidRequest(
+                "Say which entries to invalidate: ids, scope, model and/or older_than_s."
+            )
+        before = now - self.older_than_s if self.older_than_s is not None else None
+        return Selector(tuple(self.ids), self.scope, self.model, before)
+
+
+def add_cache_routes(
+    app: FastAPI,
+    authorize_admin: Callable[[Request], object],
+    cache: CacheBackend,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Register the cache routes; `authorize_admin` raises unless the caller is an admin."""
+
+    @app.get("/admin/cache")
+    async def cache_stats(request: Request) -> Response:
+        authorize_admin(request)
+        return JSONResponse(await cache.stats())
+
+    @app.post("/admin/cache/invalidate")
+    async def cache_invalidate(request: Request) -> Response:
+        authorize_admin(request)
+        body = validated(Invalidation, await request.body())
+        count = await cache.invalidate(body.selector(clock()))
+        return JSONResponse({"invalidated": count})
+
+    @app.delete("/admin/cache/entries/{entry_id}")
+    async def cache_delete(request: Request, entry_id: int) -> Response:
+        authorize_admin(request)
+        count = await cache.invalidate(Selector(entry_ids=(entry_id,)))
+        return JSONResponse({"invalidated": count})

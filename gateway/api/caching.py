@@ -1,0 +1,342 @@
+"""The semantic cache in the request path of `/v1/chat/completions`.
+
+After the input policy (so only redacted text is ever keyed, stored or embedded), `probe`
+looks the request up in its scope; a hit is answered here, as JSON or replayed as a stream in
+the shape the client asked for, and still passes the output policy. A miss goes to the router
+and its answer is stored once it completed cleanly (`recorded` / `recording`), off the
+response path. The cache is optional: a lookup that fails or is slow is served as a miss,
+logged and counted, never an error.
+
+Per request, `x-raygate-cache-control` says `no-cache` (answer fresh, store it), `no-store`
+(may answer from cache, store nothing) or `bypass` (neither).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from gateway.cache.config import CacheConfig
+from gateway.cache.keys import identity_for, scope_key, semantic_eligibility, split_last_user_turn
+from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.errors import InvalidRequest
+from gateway.protocol.openai import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    ChoiceDelta,
+    ChunkChoice,
+    Usage,
+    new_id,
+)
+from gateway.routing.router import Route, Routed
+
+if TYPE_CHECKING:
+    from gateway.api.exchange import Exchange
+    from gateway.identity.principal import Principal
+
+log = logging.getLogger(__name__)
+
+Control = Literal["default", "no-cache", "no-store", "bypass"]
+_CONTROLS: frozenset[str] = frozenset({"no-cache", "no-store", "bypass"})
+HIT_PHASES = frozenset({"exact", "normalized", "semantic"})
+
+
+class CacheBackend(Protocol):
+    """The cache replicas, in-process (`CacheService`) or through a Serve handle."""
+
+    async def lookup(self, query: CacheQuery) -> CacheResult: ...
+
+    async def insert(self, entry: NewEntry) -> int: ...
+
+    async def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    async def invalidate(self, selector: Selector) -> int: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+
+class CacheEvents(Protocol):
+    """Where the API reports each lookup's outcome (Prometheus counters in the ingress)."""
+
+    def __call__(self, model: str, phase: str, cost_avoided_usd: float | None) -> None: ...
+
+
+class CachedAnswer(BaseModel):
+    """What an entry stores: one assistant answer, its usage, and the target that produced
+    it (to price the cost that a hit avoids)."""
+
+    content: str
+    finish_reason: str | None = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    target: str | None = None
+
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+        )
+
+
+@dataclass
+class Probe:
+    """One request's cache lookup: what to store under on a miss, and what it found."""
+
+    model: str
+    scope: str
+    text: str
+    store: bool
+    result: CacheResult | None  # None when the request did not look (bypass, no-cache)
+    answer: CachedAnswer | None  # the hit's answer
+
+    @property
+    def hit(self) -> bool:
+        return self.answer is not None
+
+
+def control_of(value: str | None) -> Control:
+    """Parse `x-raygate-cache-control`; anything else is a 400, not silently ignored."""
+    if value is None or not value.strip():
+        return "default"
+    normalised = value.strip().lower()
+    if normalised not in _CONTROLS:
+        raise InvalidRequest(
+            f"x-raygate-cache-control must be one of no-cache, no-store, bypass; got {value!r}.",
+            param="x-raygate-cache-control",
+        )
+    return normalised  # type: ignore[return-value]
+
+
+class ResponseCache:
+    """The API's side of the cache: scoping, lookups, replay and storing answers."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        backend: CacheBackend,
+        *,
+        price_avoided: Callable[[CachedAnswer], float | None],
+        events: CacheEvents | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self._price_avoided = price_avoided
+        self._events = events
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def applies(self, model: str) -> bool:
+        return self.config.enabled_for(model)
+
+    async def probe(
+        self,
+        exchange: Exchange,
+        body: ChatCompletionRequest,
+        control: Control,
+        embedding: np.ndarray | None,
+    ) -> Probe | None:
+        """Look `body` up; None when the cache does not apply to this request at all."""
+        if not self.applies(body.model) or exchange.principal is None:
+            return None
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        params = body.model_dump(exclude_none=True, exclude={"messages", "model"})
+        scope = scope_key(
+            model=body.model,
+            messages=messages,
+            params=params,
+            isolation=self.config.isolation,
+            identity=self._identity(exchange.principal),
+        )
+        _, text = split_last_user_turn(messages)
+        store = control in ("default", "no-cache") and _storable(body)
+        if control in ("no-cache", "bypass") or not text:
+            exchange.cache_phase = "bypass"
+            self._emit(body.model, "bypass", None)
+            return Probe(body.model, scope, text, store and bool(text), None, None)
+        route = self.config.route(body.model)
+        eligible = route.semantic and semantic_eligibility(messages, params, self.config).eligible
+        query = CacheQuery(
+            scope=scope,
+            text=text,
+            eligible=eligible,
+            threshold=self.config.threshold_for(body.model),
+            embedding=embedding,
+        )
+        result = await self._lookup(query)
+        answer = _answer_of(result) if result is not None else None
+        phase = result.phase if answer is not None and result is not None else "miss"
+        exchange.cache_phase = phase
+        exchange.similarity = round(result.similarity, 4) if result is not None else None
+        if result is not None and result.embedding is not None and exchange.embedding is None:
+            exchange.embedding, exchange.embedded_text = result.embedding, text
+        avoided = self._price_avoided(answer) if answer is not None else None
+        exchange.cost_avoided_usd = avoided
+        self._emit(body.model, phase, avoided)
+        return Probe(body.model, scope, text, store, result, answer)
+
+    async def _lookup(self, query: CacheQuery) -> CacheResult | None:
+        try:
+            return await asyncio.wait_for(
+                self.backend.lookup(query), timeout=self.config.lookup_timeout_s
+            )
+        except Exception:
+            # An optional stage: a dead or slow cache is a miss, never a failed request.
+            log.warning("cache lookup failed; answering as a miss", exc_info=True)
+            return None
+
+    def _identity(self, principal: Principal) -> str:
+        groups = ",".join(sorted(principal.groups)) or "(no group)"
+        return identity_for(
+            self.config.isolation,
+            organisation=self.config.organisation,
+            group=groups,
+            user=principal.user_id,
+        )
+
+    def _emit(self, model: str, phase: str, avoided: float | None) -> None:
+        if self._events is not None:
+            self._events(model, phase, avoided)
+
+    # --- answering a hit -----------------------------------------------------------------
+
+    def completion(self, probe: Probe) -> ChatCompletion:
+        """The hit as a chat completion for this request (a fresh id, the alias as model)."""
+        assert probe.answer is not None
+        answer = probe.answer
+        message = ChatMessage(role="assistant", content=answer.content)
+        return ChatCompletion(
+            model=probe.model,
+            choices=[ChatChoice(index=0, message=message, finish_reason=answer.finish_reason)],
+            usage=answer.usage(),
+        )
+
+    async def replay(self, probe: Probe) -> AsyncIterator[Route | ChatCompletionChunk]:
+        """The hit as the router would stream it: its Route, then real chunks, usage last."""
+        assert probe.answer is not None
+        answer = probe.answer
+        yield Route(target=f"cache/{probe.result.phase if probe.result else 'hit'}")
+        chunk_id = new_id("chatcmpl")
+
+        def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+            choice = ChunkChoice(index=0, delta=delta, finish_reason=finish)
+            return ChatCompletionChunk(id=chunk_id, model=probe.model, choices=[choice])
+
+        yield chunk(ChoiceDelta(role="assistant", content=""))
+        size = self.config.replay_chunk_chars
+        for start in range(0, len(answer.content), size):
+            yield chunk(ChoiceDelta(content=answer.content[start : start + size]))
+        yield chunk(ChoiceDelta(), answer.finish_reason)
+        yield ChatCompletionChunk(id=chunk_id, model=probe.model, usage=answer.usage())
+
+    # --- storing a miss ------------------------------------------------------------------
+
+    async def recorded(
+        self, probe: Probe | None, call: Awaitable[Routed[ChatCompletion]]
+    ) -> Routed[ChatCompletion]:
+        """Await a whole answer and, if it may be cached, store it in the background."""
+        routed = await call
+        if probe is not None and probe.store:
+            answer = _from_completion(routed.response, routed.route.target)
+            if answer is not None:
+                self._store(probe, answer)
+        return routed
+
+    async def recording(self, probe: Probe | None, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Pass a routed stream through; store its answer if it ran to a clean end."""
+        if probe is None or not probe.store:
+            async for item in items:
+                yield item
+            return
+        target: str | None = None
+        parts: list[str] = []
+        finish: str | None = None
+        usage: Usage | None = None
+        cacheable = True
+        async for item in items:
+            if isinstance(item, Route):
+                target = item.target
+            elif isinstance(item, ChatCompletionChunk):
+                usage = item.usage or usage
+                for choice in item.choices:
+                    if choice.index != 0 or choice.delta.tool_calls:
+                        cacheable = False
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                    finish = choice.finish_reason or finish
+            yield item
+        if cacheable and finish in ("stop", "length") and parts:
+            answer = CachedAnswer(
+                content="".join(parts),
+                finish_reason=finish,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                target=target,
+            )
+            self._store(probe, answer)
+
+    def _store(self, probe: Probe, answer: CachedAnswer) -> None:
+        embedding = probe.result.embedding if probe.result is not None else None
+        entry = NewEntry(
+            scope=probe.scope,
+            text=probe.text,
+            model=probe.model,
+            response=answer.model_dump_json(),
+            embedding=embedding,
+        )
+        task = asyncio.create_task(self._insert(entry))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _insert(self, entry: NewEntry) -> None:
+        try:
+            await self.backend.insert(entry)
+        except Exception:
+            log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for the inserts in flight (shutdown, and tests that read what was stored)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+def _storable(body: ChatCompletionRequest) -> bool:
+    # One choice only: n > 1 answers would replay as a single choice.
+    return body.n in (None, 1)
+
+
+def _answer_of(result: CacheResult) -> CachedAnswer | None:
+    if result.hit is None:
+        return None
+    try:
+        return CachedAnswer.model_validate_json(result.hit.response)
+    except ValueError:
+        log.warning("cache entry %s is unreadable; treated as a miss", result.hit.entry_id)
+        return None
+
+
+def _from_completion(response: ChatCompletion, target: str) -> CachedAnswer | None:
+    if len(response.choices) != 1:
+        return None
+    choice = response.choices[0]
+    if choice.message.tool_calls or choice.finish_reason not in ("stop", "length"):
+        return None
+    content = choice.message.text()
+    if not content:
+        return None
+    usage = response.usage
+    return CachedAnswer(
+        content=content,
+        finish_reason=choice.finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        target=target,
+    )

@@ -1,0 +1,79 @@
+"""What travels between the API and a cache replica: queries, results, new entries and
+invalidation selectors. Plain data (numpy arrays at most), cheap to import and to pickle
+across a Serve handle; the FAISS side lives in `cache.py` / `index.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Phase = Literal["exact", "normalized", "semantic"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A cached answer found for a request, by which phase and how close."""
+
+    entry_id: int
+    response: str
+    phase: Phase
+    similarity: float
+    cached_text: str
+
+
+@dataclass(frozen=True)
+class CacheQuery:
+    """One request's lookup: its scope, the text keyed on, and how the semantic phase runs.
+
+    `embedding` is the request's embedding when the caller already has it; `want_embedding`
+    asks for it back even when a keyed phase hits (the policy engine needs it either way).
+    """
+
+    scope: str
+    text: str
+    eligible: bool = True
+    threshold: float | None = None
+    embedding: np.ndarray | None = None
+    want_embedding: bool = False
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """What a lookup found: the hit (None on a miss), the best similarity seen, whether
+    verification refused a candidate, and the request's embedding if it was computed."""
+
+    hit: Hit | None
+    similarity: float
+    rejected: bool = False
+    embedding: np.ndarray | None = None
+
+    @property
+    def phase(self) -> Phase | Literal["miss"]:
+        return self.hit.phase if self.hit is not None else "miss"
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An answer to store: the scope and text it answers, the model alias (for invalidation
+    by model), the serialised answer, and the text's embedding when already known."""
+
+    scope: str
+    text: str
+    model: str
+    response: str
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which entries an invalidation removes: any combination, all given must match."""
+
+    entry_ids: tuple[int, ...] = ()
+    scope: str | None = None
+    model: str | None = None
+    created_before: float | None = None
+
+    def empty(self) -> bool:
+        return not (self.entry_ids or self.scope or self.model) and self.created_before is None

@@ -1,0 +1,329 @@
+"""The cache in the request path, in-process: the API over a real router (the simulator over
+ASGI), a real cache replica with MiniLM, and callers told apart by trusted headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from gateway.api.app import GatewayAPI, create_api
+from gateway.cache.cache import SemanticCache
+from gateway.cache.embedder import Embedder
+from gateway.cache.log import CacheLog
+from gateway.cache.service import CacheService
+from gateway.config import parse_config
+from gateway.providers.registry import build_provider
+from gateway.routing.router import Router
+from gateway.simulator import SimulatorSettings
+from gateway.simulator import create_app as create_simulator
+from gateway.storage import Database
+
+CONFIG = """
+auth:
+  admin_key: sk-admin
+  trusted_header: {trusted_proxies: [127.0.0.1/32]}
+storage: {url: "sqlite:///%(db)s"}
+audit: {enabled: false}
+cache:
+  isolation: %(isolation)s
+  routes:
+    sim-uncached: {enabled: false}
+    sim-keyed: {semantic: false}
+providers:
+  simulator: {preset: simulator, base_url: "http://sim/v1"}
+models:
+  sim-small: {targets: [simulator/sim-small]}
+  sim-uncached: {targets: [simulator/sim-small]}
+  sim-keyed: {targets: [simulator/sim-small]}
+"""
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    sim: httpx.AsyncClient
+    api: GatewayAPI
+
+    async def ask(
+        self,
+        text: str,
+        *,
+        user: str = "alice",
+        groups: str = "staff",
+        model: str = "sim-small",
+        control: str | None = None,
+        **body: Any,
+    ) -> httpx.Response:
+        headers = {"x-forwarded-user": user, "x-forwarded-groups": groups}
+        if control is not None:
+            headers["x-raygate-cache-control"] = control
+        payload = {"model": model, "messages": [{"role": "user", "content": text}], **body}
+        response = await self.http.post("/v1/chat/completions", json=payload, headers=headers)
+        assert self.api.cache is not None
+        await self.api.cache.drain()  # the miss's answer is stored before the next request
+        return response
+
+    async def upstream_calls(self) -> int:
+        requests = (await self.sim.get("/_sim/requests")).json()["requests"]
+        return sum(1 for r in requests if r["path"].endswith("/chat/completions"))
+
+
+async def _gateway(tmp_path: Path, embedder: Embedder, isolation: str) -> AsyncIterator[Gateway]:
+    db = tmp_path / "raygate.db"
+    config = parse_config(CONFIG % {"db": db, "isolation": isolation}, env={})
+    sim_transport = httpx.ASGITransport(app=create_simulator(SimulatorSettings(seed=3)))
+    router = Router(
+        config,
+        {
+            "simulator": build_provider(
+                "simulator", config.providers["simulator"], transport=sim_transport
+            )
+        },
+    )
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(embedder.embed, texts)
+
+    service = CacheService(
+        SemanticCache(embedder, config.cache), embed, CacheLog(Database(f"sqlite:///{db}"))
+    )
+    await service.start()
+    app = create_api(config, router, cache=service)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
+        httpx.AsyncClient(transport=sim_transport, base_url="http://sim") as sim,
+    ):
+        yield Gateway(http, sim, app.state.api)
+    await app.state.api.aclose()
+    await service.aclose()
+    await router.aclose()
+
+
+@pytest_asyncio.fixture
+async def gateway(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
+    async for gw in _gateway(tmp_path, embedder, "user"):
+        yield gw
+
+
+@pytest_asyncio.fixture
+async def group_gateway(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
+    async for gw in _gateway(tmp_path, embedder, "group"):
+        yield gw
+
+
+def sse_events(text: str) -> list[Any]:
+    events = [
+        line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")
+    ]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+@pytest.mark.asyncio
+async def test_each_phase_hits_where_it_should(gateway: Gateway) -> None:
+    first = await gateway.ask("What is the capital of Australia?")
+    assert first.status_code == 200
+    assert first.headers["x-raygate-cache"] == "miss"
+    answer = first.json()["choices"][0]["message"]["content"]
+
+    exact = await gateway.ask("What is the capital of Australia?")
+    normalised = await gateway.ask("what is the capital of australia")
+    semantic = await gateway.ask("Which city is the capital of Australia?")
+    assert [r.headers["x-raygate-cache"] for r in (exact, normalised, semantic)] == [
+        "exact",
+        "normalized",
+        "semantic",
+    ]
+    for hit in (exact, normalised, semantic):
+        assert hit.json()["choices"][0]["message"]["content"] == answer
+        assert hit.headers["x-raygate-cost-usd"] == "0.00000000"
+        assert hit.headers["x-raygate-route"].startswith("cache/")
+    assert float(semantic.headers["x-raygate-similarity"]) >= 0.9
+    assert await gateway.upstream_calls() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_changed_number_or_reversed_meaning_is_not_served(gateway: Gateway) -> None:
+    await gateway.ask("Convert 25 degrees Celsius to Fahrenheit.")
+    await gateway.ask("Is it safe to take ibuprofen with alcohol?")
+    number = await gateway.ask("Convert 30 degrees Celsius to Fahrenheit.")
+    negated = await gateway.ask("Is it not safe to take ibuprofen with alcohol?")
+    assert number.headers["x-raygate-cache"] == "miss"
+    assert negated.headers["x-raygate-cache"] == "miss"
+    assert await gateway.upstream_calls() == 4
+
+
+@pytest.mark.asyncio
+async def test_user_isolation_keeps_entries_to_their_owner(gateway: Gateway) -> None:
+    await gateway.ask("Summarise my open tickets", user="alice")
+    other = await gateway.ask("Summarise my open tickets", user="bob")
+    same = await gateway.ask("Summarise my open tickets", user="alice")
+    assert other.headers["x-raygate-cache"] == "miss"
+    assert same.headers["x-raygate-cache"] == "exact"
+
+
+@pytest.mark.asyncio
+async def test_group_isolation_shares_within_a_group_only(group_gateway: Gateway) -> None:
+    gw = group_gateway
+    await gw.ask("What is the on-call rota?", user="alice", groups="sre")
+    colleague = await gw.ask("What is the on-call rota?", user="bob", groups="sre")
+    outsider = await gw.ask("What is the on-call rota?", user="carol", groups="sales")
+    assert colleague.headers["x-raygate-cache"] == "exact"
+    assert outsider.headers["x-raygate-cache"] == "miss"
+
+
+@pytest.mark.asyncio
+async def test_scope_separates_models_system_prompts_and_sampling(gateway: Gateway) -> None:
+    await gateway.ask("Tell me a fact about owls.", temperature=0.2)
+    hotter = await gateway.ask("Tell me a fact about owls.", temperature=0.3)
+    other_model = await gateway.ask(
+        "Tell me a fact about owls.", model="sim-keyed", temperature=0.2
+    )
+    system = await gateway.http.post(
+        "/v1/chat/completions",
+        json={
+            "model": "sim-small",
+            "temperature": 0.2,
+            "messages": [
+                {"role": "system", "content": "Answer in French."},
+                {"role": "user", "content": "Tell me a fact about owls."},
+            ],
+        },
+        headers={"x-forwarded-user": "alice"},
+    )
+    assert [r.headers["x-raygate-cache"] for r in (hotter, other_model, system)] == ["miss"] * 3
+
+
+@pytest.mark.asyncio
+async def test_tools_and_hot_sampling_skip_only_the_semantic_phase(gateway: Gateway) -> None:
+    await gateway.ask("Write a haiku about the sea.", temperature=1.5)
+    paraphrase = await gateway.ask("Compose a haiku about the sea.", temperature=1.5)
+    repeat = await gateway.ask("Write a haiku about the sea.", temperature=1.5)
+    assert paraphrase.headers["x-raygate-cache"] == "miss"
+    assert repeat.headers["x-raygate-cache"] == "exact"
+
+
+@pytest.mark.asyncio
+async def test_multi_turn_requests_key_on_the_earlier_turns(gateway: Gateway) -> None:
+    def turns(previous: str) -> dict[str, Any]:
+        return {
+            "messages": [
+                {"role": "user", "content": previous},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": "And how long does it take?"},
+            ]
+        }
+
+    headers = {"x-forwarded-user": "alice"}
+    post = gateway.http.post
+    body = {"model": "sim-small", **turns("How do I renew my passport?")}
+    await post("/v1/chat/completions", json=body, headers=headers)
+    await gateway.api.cache.drain()  # type: ignore[union-attr]
+    same = await post("/v1/chat/completions", json=body, headers=headers)
+    other = await post(
+        "/v1/chat/completions",
+        json={"model": "sim-small", **turns("How do I get a visa?")},
+        headers=headers,
+    )
+    assert same.headers["x-raygate-cache"] == "exact"
+    assert other.headers["x-raygate-cache"] == "miss"
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_miss_is_stored_and_a_hit_replays_as_a_stream(gateway: Gateway) -> None:
+    miss = await gateway.ask(
+        "Explain DNS in one paragraph.", stream=True, stream_options={"include_usage": True}
+    )
+    assert miss.headers["x-raygate-cache"] == "miss"
+    streamed = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_events(miss.text) if c["choices"]
+    )
+    hit = await gateway.ask(
+        "Explain DNS in one paragraph.", stream=True, stream_options={"include_usage": True}
+    )
+    assert hit.headers["x-raygate-cache"] == "exact"
+    assert hit.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_events(hit.text)
+    replayed = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+    )
+    assert replayed == streamed and len(chunks) > 3
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+    whole = await gateway.ask("Explain DNS in one paragraph.")
+    assert whole.json()["choices"][0]["message"]["content"] == streamed
+    assert await gateway.upstream_calls() == 1
+
+
+@pytest.mark.asyncio
+async def test_cache_control_header(gateway: Gateway) -> None:
+    no_store = await gateway.ask("What is a mutex?", control="no-store")
+    after_no_store = await gateway.ask("What is a mutex?")
+    no_cache = await gateway.ask("What is a mutex?", control="no-cache")
+    bypass = await gateway.ask("What is a mutex?", control="bypass")
+    hit = await gateway.ask("What is a mutex?", control="no-store")
+    assert [
+        r.headers["x-raygate-cache"] for r in (no_store, after_no_store, no_cache, bypass, hit)
+    ] == ["miss", "miss", "bypass", "bypass", "exact"]
+    assert await gateway.upstream_calls() == 4
+    bad = await gateway.ask("What is a mutex?", control="sometimes")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "x-raygate-cache-control"
+
+
+@pytest.mark.asyncio
+async def test_a_route_can_turn_the_cache_off(gateway: Gateway) -> None:
+    await gateway.ask("Ping", model="sim-uncached")
+    again = await gateway.ask("Ping", model="sim-uncached")
+    assert again.headers["x-raygate-cache"] == "off"
+    assert "x-raygate-similarity" not in again.headers
+
+
+@pytest.mark.asyncio
+async def test_admin_invalidates_by_model_and_id(gateway: Gateway) -> None:
+    admin = {"authorization": "Bearer sk-admin"}
+    await gateway.ask("What is TLS?")
+    await gateway.ask("What is SSH?", model="sim-keyed")
+    stats = (await gateway.http.get("/admin/cache", headers=admin)).json()
+    assert stats["entries"] == 2
+    invalidated = await gateway.http.post(
+        "/admin/cache/invalidate", json={"model": "sim-keyed"}, headers=admin
+    )
+    assert invalidated.json() == {"invalidated": 1}
+    assert (await gateway.ask("What is SSH?", model="sim-keyed")).headers[
+        "x-raygate-cache"
+    ] == "miss"
+    assert (await gateway.ask("What is TLS?")).headers["x-raygate-cache"] == "exact"
+    refused = await gateway.http.post("/admin/cache/invalidate", json={}, headers=admin)
+    assert refused.status_code == 400
+    anonymous = await gateway.http.post("/admin/cache/invalidate", json={"model": "sim-small"})
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.asyncio
+async def test_a_failing_cache_is_a_miss_not_an_error(gateway: Gateway) -> None:
+    assert gateway.api.cache is not None
+    backend = gateway.api.cache.backend
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("cache replica is gone")
+
+    backend.lookup = broken  # type: ignore[method-assign]
+    backend.insert = broken  # type: ignore[method-assign]
+    response = await gateway.ask("Is the cache up?")
+    assert response.status_code == 200
+    assert response.headers["x-raygate-cache"] == "miss"
