@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.audit.cli import add_audit_commands
+from gateway.cache.cli import add_cache_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.identity.cli import add_key_commands
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("simulate", help="run the upstream simulator (see `simulate --help`)")
     add_key_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     add_audit_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
+    add_cache_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     return parser
 
 
