@@ -10,6 +10,7 @@ through the entry log in the gateway's database (see `gateway.cache.log`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ class CacheDeployment:
             sync_interval_s=settings.sync_interval_s,
         )
         await self._service.start()
+        self._replica = serve.get_replica_context().replica_id.unique_id
         self._lookups = Counter(
             "raygate_cache_lookups",
             description="Cache lookups by outcome: exact, normalized, semantic, miss.",
@@ -72,7 +74,7 @@ class CacheDeployment:
         self._lookups.inc(tags={"phase": result.phase})
         if result.rejected:
             self._rejected.inc()
-        return result
+        return dataclasses.replace(result, replica=self._replica)
 
     async def insert(self, entry: NewEntry) -> int:
         return await self._service.insert(entry)
@@ -86,7 +88,7 @@ class CacheDeployment:
 
     async def stats(self) -> dict[str, Any]:
         stats = await self._service.stats()
-        return stats | {"replica": serve.get_replica_context().replica_id.unique_id}
+        return stats | {"replica": self._replica}
 
     async def __del__(self) -> None:
         await self._service.aclose()

@@ -422,6 +422,8 @@ def create_api(
             response.headers["x-raygate-cache"] = exchange.cache_phase or "off"
             if exchange.similarity is not None:
                 response.headers["x-raygate-similarity"] = f"{exchange.similarity:.4f}"
+            if exchange.cache_replica is not None:
+                response.headers["x-raygate-cache-replica"] = exchange.cache_replica
         if not exchange.streaming:
             if exchange.admission is not None:
                 await api.meter.cancel(exchange.admission)  # no-op once settled

@@ -176,6 +176,7 @@ class ResponseCache:
         phase = result.phase if answer is not None and result is not None else "miss"
         exchange.cache_phase = phase
         exchange.similarity = round(result.similarity, 4) if result is not None else None
+        exchange.cache_replica = result.replica if result is not None else None
         if result is not None and result.embedding is not None and exchange.embedding is None:
             exchange.embedding, exchange.embedded_text = result.embedding, text
         avoided = self._price_avoided(answer) if answer is not None else None

@@ -48,6 +48,7 @@ class Exchange:
     streaming: bool = False  # a stream writes its record when it ends, not with the headers
     cache_phase: CachePhase | None = None  # None: the cache did not apply
     similarity: float | None = None
+    cache_replica: str | None = None  # the cache replica that looked the request up
     cost_avoided_usd: float | None = None  # what a cache hit saved, at the target's prices
     embedding: Any = None  # the request's embedding (numpy row), computed once and shared
     embedded_text: str | None = None  # the text `embedding` is of

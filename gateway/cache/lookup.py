@@ -48,6 +48,7 @@ class CacheResult:
     similarity: float
     rejected: bool = False
     embedding: np.ndarray | None = None
+    replica: str | None = None  # the cache replica that answered, where there are several
 
     @property
     def phase(self) -> Phase | Literal["miss"]:

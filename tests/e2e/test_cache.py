@@ -152,3 +152,15 @@ def test_admin_cache_stats_name_a_replica(gateway: Gateway) -> None:
     stats = httpx.get(f"{gateway.base_url}/admin/cache", headers=admin).json()
     assert stats["replica"] and stats["entries"] >= 0
     assert set(stats["hits"]) == {"exact", "normalized", "semantic"}
+
+
+def test_an_entry_stored_through_one_cache_replica_is_served_by_both(gateway: Gateway) -> None:
+    client = _client(gateway)
+    _until_cached(client, "How long are backups retained?")
+    answered_by: set[str] = set()
+    deadline = time.monotonic() + 10  # the bound is one sync interval (0.1 s in gateway.yaml)
+    while len(answered_by) < 2:
+        _, headers = _ask(client, "How long are backups retained?")
+        if headers["x-raygate-cache"] == "exact":
+            answered_by.add(headers["x-raygate-cache-replica"])
+        assert time.monotonic() < deadline, f"only {answered_by} answered"

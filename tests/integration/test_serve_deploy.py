@@ -130,6 +130,7 @@ def test_every_deployment_is_healthy(cluster: Cluster) -> None:
     assert {name: d["status"] for name, d in app["deployments"].items()} == {
         "Ingress": "HEALTHY",
         "Router": "HEALTHY",
+        "Cache": "HEALTHY",
     }
 
 
