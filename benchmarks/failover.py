@@ -57,6 +57,7 @@ PRIMARY = "primary/sim-small"
 SIM_LATENCY_MS = 20
 
 CONFIG = """
+cache: {{enabled: false}}  # every request must reach an upstream
 providers:
   primary:
     preset: simulator

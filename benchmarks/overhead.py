@@ -86,6 +86,7 @@ def _deploy(sim_url: str, serve_port: int) -> None:
         f"""
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {KEY}}}
+cache: {{enabled: false}}  # every request is the same: measure the uncached path
 storage: {{url: "sqlite:///{tempfile.mkdtemp(prefix="raygate-bench-")}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
