@@ -97,6 +97,7 @@ class Exchange:
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
             cost_usd=self.cost_usd,
+            cost_avoided_usd=self.cost_avoided_usd,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             status=self.status,
             error_code=self.error_code,

@@ -17,6 +17,12 @@ GENESIS = "0" * 64
 """The `prev_hash` of the first record of a chain that was never pruned."""
 
 
+# Fields added to the record (and to its policy decisions) after the first release: hashed
+# only when set, so that records written before they existed still verify.
+_ADDED_TO_RECORD = ("cost_avoided_usd",)
+_ADDED_TO_DECISION = ("score", "threshold", "detail")
+
+
 def canonical(record: AuditRecord) -> bytes:
     """The record (without `hash`) as canonical JSON bytes."""
     return canonical_json(record.model_dump(mode="json", exclude={"hash"}))
@@ -24,8 +30,19 @@ def canonical(record: AuditRecord) -> bytes:
 
 def canonical_json(body: dict[str, Any]) -> bytes:
     """A record's JSON form (`model_dump(mode="json")`, without `hash`) as canonical bytes."""
+    body = _without_unset_additions(body)
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
+
+
+def _without_unset_additions(body: dict[str, Any]) -> dict[str, Any]:
+    trimmed = {k: v for k, v in body.items() if not (k in _ADDED_TO_RECORD and v is None)}
+    if "decisions" in trimmed:
+        trimmed["decisions"] = [
+            {k: v for k, v in d.items() if not (k in _ADDED_TO_DECISION and v is None)}
+            for d in trimmed["decisions"]
+        ]
+    return trimmed
 
 
 def link_hash(prev_hash: str, record: AuditRecord) -> str:

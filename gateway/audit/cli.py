@@ -164,15 +164,28 @@ def _print_summary(rows: list[SummaryRow], by: str, fmt: str, out: TextIO) -> No
         return
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([by, "count", "tokens_in", "tokens_out", "cost_usd"])
+        writer.writerow([by, "count", "tokens_in", "tokens_out", "cost_usd", "cost_avoided_usd"])
         for r in rows:
-            writer.writerow([r.key or "", r.count, r.tokens_in, r.tokens_out, f"{r.cost_usd:.6f}"])
+            writer.writerow(
+                [
+                    r.key or "",
+                    r.count,
+                    r.tokens_in,
+                    r.tokens_out,
+                    f"{r.cost_usd:.6f}",
+                    f"{r.cost_avoided_usd:.6f}",
+                ]
+            )
         return
-    out.write(f"{by:24} {'count':>8} {'tokens_in':>12} {'tokens_out':>12} {'cost_usd':>12}\n")
+    out.write(
+        f"{by:24} {'count':>8} {'tokens_in':>12} {'tokens_out':>12} {'cost_usd':>12}"
+        f" {'avoided_usd':>12}\n"
+    )
     for r in rows:
         key = r.key if r.key is not None else "(none)"
         out.write(
-            f"{key:24} {r.count:>8} {r.tokens_in:>12} {r.tokens_out:>12} {r.cost_usd:>12.4f}\n"
+            f"{key:24} {r.count:>8} {r.tokens_in:>12} {r.tokens_out:>12} {r.cost_usd:>12.4f}"
+            f" {r.cost_avoided_usd:>12.4f}\n"
         )
 
 

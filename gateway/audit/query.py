@@ -102,6 +102,7 @@ class SummaryRow(BaseModel):
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    cost_avoided_usd: float = 0.0
 
 
 def list_records(
@@ -160,16 +161,22 @@ def summarize(store: AuditStore, where: AuditFilter, by: GroupBy) -> list[Summar
     condition, params = where.where()
     rows = store.db.fetchall(
         f"SELECT {key}, COUNT(*), COALESCE(SUM(r.tokens_in), 0), "
-        f"COALESCE(SUM(r.tokens_out), 0), COALESCE(SUM(r.cost_usd), 0) "
+        f"COALESCE(SUM(r.tokens_out), 0), COALESCE(SUM(r.cost_usd), 0), "
+        f"COALESCE(SUM(r.cost_avoided_usd), 0) "
         f"FROM audit_records r {join} WHERE {condition} GROUP BY {key}",
         params,
     )
     summary = [
         # PostgreSQL sums BIGINT as NUMERIC (a Decimal here): normalise the types.
         SummaryRow(
-            key=k, count=int(n), tokens_in=int(t_in), tokens_out=int(t_out), cost_usd=float(c)
+            key=k,
+            count=int(n),
+            tokens_in=int(t_in),
+            tokens_out=int(t_out),
+            cost_usd=float(c),
+            cost_avoided_usd=float(saved),
         )
-        for k, n, t_in, t_out, c in rows
+        for k, n, t_in, t_out, c, saved in rows
     ]
     # Sorted here: SQLite and PostgreSQL place NULL keys differently.
     summary.sort(key=lambda s: (-s.count, s.key is None, s.key or ""))

@@ -80,6 +80,9 @@ class PolicyDecision(_Strict):
     action: str = Field(description="e.g. allow, redact, block, flag")
     span_types: list[str] = Field(default_factory=list, description="e.g. EMAIL, IBAN")
     topic: str | None = None
+    score: float | None = Field(None, description="a scored rule's score (topic, jailbreak)")
+    threshold: float | None = Field(None, description="the score at which the rule fires")
+    detail: str | None = Field(None, description="why, e.g. the nearest known attack")
 
 
 class AuditRecord(_Strict):
@@ -103,6 +106,9 @@ class AuditRecord(_Strict):
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    cost_avoided_usd: float | None = Field(
+        None, description="a cache hit: what the answer would have cost at list price"
+    )
     latency_ms: float | None = None
     status: int | None = Field(None, description="the HTTP status answered")
     error_code: str | None = None

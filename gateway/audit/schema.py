@@ -41,6 +41,7 @@ COLUMNS: tuple[str, ...] = (
     "tokens_in",
     "tokens_out",
     "cost_usd",
+    "cost_avoided_usd",
     "latency_ms",
     "status",
     "error_code",
@@ -61,6 +62,11 @@ INDEX_TABLES: tuple[tuple[str, str], ...] = (
     ("audit_groups", "name"),
     ("audit_topics", "topic"),
     ("audit_actions", "action"),
+)
+
+# Columns added after the first release: (table, column, type), added to older tables on open.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("audit_records", "cost_avoided_usd", "DOUBLE PRECISION"),
 )
 
 DDL: tuple[str, ...] = (
@@ -86,6 +92,7 @@ DDL: tuple[str, ...] = (
         tokens_in BIGINT,
         tokens_out BIGINT,
         cost_usd DOUBLE PRECISION,
+        cost_avoided_usd DOUBLE PRECISION,
         latency_ms DOUBLE PRECISION,
         status INTEGER,
         error_code TEXT,
@@ -164,6 +171,7 @@ def row_from_json(body: dict[str, Any]) -> tuple[Any, ...]:
         body["tokens_in"],
         body["tokens_out"],
         body["cost_usd"],
+        body["cost_avoided_usd"],
         body["latency_ms"],
         body["status"],
         body["error_code"],

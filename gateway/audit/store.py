@@ -36,6 +36,18 @@ class ChainChanged(RuntimeError):
     """The chain moved under an operation that needed it still (e.g. a concurrent prune)."""
 
 
+def _add_missing_columns(db: Database) -> None:
+    """Bring tables created by an earlier release up to `schema.ADDED_COLUMNS`."""
+    with db.transaction(exclusive=True) as cur:
+        for table, column, kind in schema.ADDED_COLUMNS:
+            if db.dialect == "postgresql":
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+                continue
+            cur.execute(f"PRAGMA table_info({table})")
+            if column not in {row[1] for row in cur.fetchall()}:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 class AuditStore:
     """The audit tables of one database; safe to share between threads."""
 
@@ -43,6 +55,7 @@ class AuditStore:
         self.db = db
         if migrate:
             db.migrate(schema.DDL)
+            _add_missing_columns(db)
 
     @classmethod
     def open(cls, url: str) -> AuditStore:

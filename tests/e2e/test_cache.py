@@ -134,6 +134,7 @@ def test_hits_are_audited_with_their_phase(gateway: Gateway) -> None:
         assert time.monotonic() < deadline, f"audit records never showed the hit: {phases}"
     hit = next(r for r in records if r["cache_phase"] == "exact")
     assert hit["cost_usd"] == 0 and hit["route_taken"] == "cache/exact"
+    assert hit["cost_avoided_usd"] > 0  # the stored answer's tokens at sim-small's list price
 
 
 def test_the_cli_invalidates_and_every_replica_forgets(gateway: Gateway) -> None:

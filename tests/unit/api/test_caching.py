@@ -152,6 +152,7 @@ async def test_each_phase_hits_where_it_should(gateway: Gateway) -> None:
     for hit in (exact, normalised, semantic):
         assert hit.json()["choices"][0]["message"]["content"] == answer
         assert hit.headers["x-raygate-cost-usd"] == "0.00000000"
+        assert float(hit.headers["x-raygate-cost-avoided-usd"]) > 0
         assert hit.headers["x-raygate-route"].startswith("cache/")
     assert float(semantic.headers["x-raygate-similarity"]) >= 0.9
     assert await gateway.upstream_calls() == 1
