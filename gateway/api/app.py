@@ -297,7 +297,7 @@ async def chat_completion(api: GatewayAPI, request: Request) -> Response:
     exchange: Exchange = request.state.exchange
     probe = None
     if api.cache is not None:
-        probe = await api.cache.probe(exchange, body, control, exchange.embedding)
+        probe = await api.cache.probe(exchange, body, control)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     if probe is not None and probe.hit:
         if body.stream:

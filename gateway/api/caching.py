@@ -142,9 +142,11 @@ class ResponseCache:
         exchange: Exchange,
         body: ChatCompletionRequest,
         control: Control,
-        embedding: np.ndarray | None,
     ) -> Probe | None:
-        """Look `body` up; None when the cache does not apply to this request at all."""
+        """Look `body` up; None when the cache does not apply to this request at all.
+
+        Reuses the exchange's embedding when the policy engine already embedded the same text.
+        """
         if not self.applies(body.model) or exchange.principal is None:
             return None
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
@@ -169,7 +171,7 @@ class ResponseCache:
             text=text,
             eligible=eligible,
             threshold=self.config.threshold_for(body.model),
-            embedding=embedding,
+            embedding=exchange.embedding if exchange.embedded_text == text else None,
         )
         result = await self._lookup(query)
         answer = _answer_of(result) if result is not None else None
