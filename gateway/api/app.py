@@ -39,6 +39,8 @@ from gateway.api.messages import add_messages_route
 from gateway.api.policy import (
     add_policy_routes,
     enforce,
+    enforce_completion,
+    enforce_embeddings,
     filter_answer,
     filter_stream,
 )
@@ -438,7 +440,7 @@ def create_api(
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        body = await api.parse(request, CompletionRequest)
+        body = await enforce_completion(api, request, await api.parse(request, CompletionRequest))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await api.stream(
@@ -450,7 +452,7 @@ def create_api(
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        body = await api.parse(request, EmbeddingRequest)
+        body = await enforce_embeddings(api, request, await api.parse(request, EmbeddingRequest))
         return await api.answer(request, backend.embeddings(body, api.context(request)))
 
     @app.get("/v1/models")

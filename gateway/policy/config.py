@@ -3,20 +3,30 @@
     policy:
       default_profile: default
       dry_run: false            # decide and record, but never block or change a request
+      topics_file: null         # null: the packaged example topics (gateway/policy/topics.yaml)
       profiles:
         default:
           pii: {"*": monitor, credentials: redact}
           jailbreak: {action: monitor}
+          topics: {medical_advice: monitor}
         strict:                  # e.g. `access.groups.contractors.policy: strict`
           pii: {"*": redact, CREDIT_CARD: block, US_SSN: block, credentials: block}
           jailbreak: {action: block, threshold: 0.45}
+          topics: {compensation: block, hr: block, "*": monitor}
+          models: [sim-small, "gpt-4o*"]
+          max_tokens: 1024
+          max_tokens_action: reject
+          model_rules:
+            "gpt-4o*": {pii: {EMAIL: block}, max_tokens: 256}
 
 Keys of `pii` are span types (EMAIL, CREDIT_CARD, ...), `credentials` (every secret type) or
-`*` (every other type); the most specific key wins.
+`*` (every other type); the most specific key wins. Keys of `topics` are topic names from the
+topics file or `*`. The format in full: docs/policy.md.
 """
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.policy.detection import ALL_TYPES
 
 Action = Literal["allow", "monitor", "redact", "block"]
+TopicAction = Literal["allow", "monitor", "block"]
 
 
 class _Section(BaseModel):
@@ -33,10 +44,29 @@ class _Section(BaseModel):
 class JailbreakPolicy(_Section):
     """What a jailbreak / prompt-injection score at or over `threshold` does."""
 
-    action: Action = "monitor"
+    action: Action = Field("monitor", description="what a flagged prompt gets")
     threshold: float | None = Field(
         None, ge=0, le=1, description="unset: the packaged rules' threshold"
     )
+    similarity: bool = Field(
+        True,
+        description="add the embedding-similarity signal (nearest known attack) to the "
+        "pattern score; needs the request embedding",
+    )
+
+
+class ModelRule(_Section):
+    """Overrides of a profile for the models whose alias matches the rule's pattern."""
+
+    pii: dict[str, Action] = Field(
+        default_factory=dict, description="merged over the profile's `pii` for these models"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="a lower ceiling for these models")
+
+    @field_validator("pii")
+    @classmethod
+    def _known_types(cls, rules: dict[str, Action]) -> dict[str, Action]:
+        return _check_span_keys(rules)
 
 
 class PolicyProfile(_Section):
@@ -47,6 +77,9 @@ class PolicyProfile(_Section):
         description="span type, 'credentials' or '*' -> action",
     )
     jailbreak: JailbreakPolicy = Field(default_factory=JailbreakPolicy)
+    topics: dict[str, TopicAction] = Field(
+        default_factory=dict, description="topic name or '*' -> allow, monitor or block"
+    )
     output: dict[str, Action] = Field(
         default_factory=lambda: _default_output(),
         description="the same keys, applied to answers (streamed ones too)",
@@ -60,14 +93,63 @@ class PolicyProfile(_Section):
         le=4096,
         description="stream text held back so a value split across chunks is still caught",
     )
+    models: list[str] | None = Field(
+        None,
+        description="model aliases (shell patterns) members may use, on top of their access "
+        "grant; unset: whatever the grant allows",
+    )
+    max_tokens: int | None = Field(None, ge=1, description="ceiling on a request's max_tokens")
+    max_tokens_action: Literal["clamp", "reject"] = Field(
+        "clamp", description="clamp: lower the request's max_tokens; reject: answer 400"
+    )
+    model_rules: dict[str, ModelRule] = Field(
+        default_factory=dict,
+        description="model alias pattern -> overrides; the first matching pattern applies",
+    )
+    dry_run: bool = Field(False, description="record this profile's decisions; enforce none")
+    embedding_unavailable: Literal["open", "closed"] = Field(
+        "open",
+        description="when the request embedding cannot be had, embedding-based rules do not "
+        "run: open lets the request on (recorded as not run), closed refuses it (503)",
+    )
 
     @field_validator("pii", "output")
     @classmethod
     def _known_types(cls, rules: dict[str, Action]) -> dict[str, Action]:
-        unknown = set(rules) - ALL_TYPES - {"*", "credentials"}
-        if unknown:
-            raise ValueError(f"unknown span types {sorted(unknown)}; known: {sorted(ALL_TYPES)}")
-        return rules
+        return _check_span_keys(rules)
+
+    def model_rule(self, model: str | None) -> ModelRule | None:
+        """The first of `model_rules` whose pattern matches `model`, if any."""
+        if model is None:
+            return None
+        return next((r for p, r in self.model_rules.items() if fnmatchcase(model, p)), None)
+
+    def pii_rules(self, model: str | None) -> dict[str, Action]:
+        """`pii`, with the overrides of `model`'s rule merged over it."""
+        rule = self.model_rule(model)
+        return {**self.pii, **rule.pii} if rule is not None and rule.pii else self.pii
+
+    def token_ceiling(self, model: str | None) -> int | None:
+        """The lowest of the profile's and `model`'s max_tokens ceilings, if any."""
+        rule = self.model_rule(model)
+        own = rule.max_tokens if rule is not None else None
+        ceilings = [c for c in (self.max_tokens, own) if c is not None]
+        return min(ceilings) if ceilings else None
+
+    def allows_model(self, model: str) -> bool:
+        """Whether `models` (when set) lets members use `model`."""
+        return self.models is None or any(fnmatchcase(model, p) for p in self.models)
+
+    def topic_action(self, topic: str) -> TopicAction:
+        """What a detected `topic` gets: its own rule, else `*`, else allow."""
+        return self.topics.get(topic, self.topics.get("*", "allow"))
+
+
+def _check_span_keys(rules: dict[str, Action]) -> dict[str, Action]:
+    unknown = set(rules) - ALL_TYPES - {"*", "credentials"}
+    if unknown:
+        raise ValueError(f"unknown span types {sorted(unknown)}; known: {sorted(ALL_TYPES)}")
+    return rules
 
 
 def _default_pii() -> dict[str, Action]:
@@ -91,6 +173,16 @@ class PolicyConfig(_Section):
         "edits apply to the next request without a restart (a broken edit is refused, logged, "
         "and the last good policy stays)",
     )
+    topics_file: str | None = Field(
+        None,
+        description="a YAML file of topic definitions (shape: gateway/policy/topics.yaml, "
+        "the packaged example used when unset); re-read whenever it changes",
+    )
+    jailbreak_corpus: str | None = Field(
+        None,
+        description="a YAML file of known attack prompts for the similarity signal (shape: "
+        "gateway/policy/jailbreak_corpus.yaml, the packaged one used when unset)",
+    )
     dry_run: bool = Field(False, description="record decisions; never block or redact")
     default_profile: str = "default"
     profiles: dict[str, PolicyProfile] = Field(default_factory=lambda: {"default": PolicyProfile()})
@@ -101,3 +193,7 @@ class PolicyConfig(_Section):
         if not profiles:
             raise ValueError("at least one profile is needed")
         return profiles
+
+    def dry_run_for(self, profile: PolicyProfile) -> bool:
+        """Whether decisions under `profile` are only recorded (globally or per profile)."""
+        return self.dry_run or profile.dry_run

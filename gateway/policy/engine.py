@@ -1,35 +1,48 @@
 """The policy engine's input side: detectors run over a request's text, a profile decides.
 
-`PolicyEngine.check(texts, profile)` returns a `Verdict`: the strongest action taken
-(block > redact > monitor > allow), the decision records for the audit trail, and, for
-`redact`, the texts with typed placeholders (one mapping across all of a request's texts, so
-the same value is the same placeholder everywhere). CPU-bound: call it off the event loop.
+Two stages, because the request embedding is computed from the *redacted* text:
+
+1. `PolicyEngine.check(texts, profile, model=...)`: PII and secret detectors, the pattern
+   jailbreak score. CPU-bound (regex): call it off the event loop.
+2. `PolicyEngine.judge(verdict, embedding, text=...)`: topic rules and the embedding-similarity
+   jailbreak signal on the request embedding (a matrix product; microseconds). The engine
+   embeds nothing itself: the request embedding comes from the caller, and the engine's own
+   phrases (topic examples, known attacks) are embedded once through `prepare(embed)`.
+
+Both return or extend a `Verdict`: the strongest action taken (block > redact > monitor >
+allow), the decision records for the audit trail, the detected topics, and, for `redact`, the
+texts with typed placeholders (one mapping across all of a request's texts, so the same value
+is the same placeholder everywhere). `admit` applies a profile's model and max_tokens rules.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
-from pydantic import ValidationError
 
 from gateway.audit.record import PolicyDecision
 from gateway.policy.config import Action, PolicyConfig, PolicyProfile
-from gateway.policy.detection import CREDENTIAL_TYPES, detect
-from gateway.policy.jailbreak import JailbreakScorer
+from gateway.policy.detection import detect
+from gateway.policy.jailbreak import JailbreakScore, JailbreakScorer
+from gateway.policy.limits import Admission, admit
+from gateway.policy.output import OutputFilter
 from gateway.policy.redaction import redact
+from gateway.policy.rules import action_for, stronger
+from gateway.policy.similarity import AttackCorpus, SimilaritySignal, load_corpus
 from gateway.policy.spans import Span
+from gateway.policy.topics import TopicIndex, TopicScore, TopicSet, load_topics
+from gateway.policy.vectors import Embed, PhraseVectors
+from gateway.policy.watch import WatchedFile
 
 log = logging.getLogger(__name__)
 
-_PLACEHOLDER_MAX = 32  # longest "[TYPE_n]" placeholder, in characters
-
-_STRENGTH: dict[Action, int] = {"allow": 0, "monitor": 1, "redact": 2, "block": 3}
+UNAVAILABLE_RULE = "embedding.unavailable"
 
 
 @dataclass
@@ -37,60 +50,110 @@ class Verdict:
     """What the policy decided about one request's input."""
 
     action: Action
+    profile: PolicyProfile = field(default_factory=PolicyProfile)
     decisions: list[PolicyDecision] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # redacted when action == "redact"
     mapping: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
     spans: list[list[Span]] = field(default_factory=list)  # per text, as detected
-    jailbreak_score: float = 0.0
+    jailbreak: JailbreakScore | None = None  # patterns only, then with the embedding signal
+    topics: list[TopicScore] = field(default_factory=list)  # detected, highest first
+    embedding_checks: str = "not needed"  # "ran", "not needed", or why they did not run
+    dry_run: bool = False  # decided and recorded; action is never more than monitor
     latency_ms: float = 0.0
 
     @property
     def blocking_rules(self) -> list[str]:
         return [d.rule for d in self.decisions if d.action == "block"]
 
+    @property
+    def jailbreak_score(self) -> float:
+        return self.jailbreak.score if self.jailbreak is not None else 0.0
+
+    def take(self, decision: PolicyDecision, action: Action) -> None:
+        """Record `decision`; the verdict's action becomes the stronger of the two (in a dry
+        run, monitor at most)."""
+        self.decisions.append(decision)
+        self.action = "monitor" if self.dry_run else stronger(self.action, action)
+
 
 class PolicyEngine:
     """Applies the configured profiles; with `policy.file`, the file's current ones."""
 
-    def __init__(self, config: PolicyConfig, scorer: JailbreakScorer | None = None) -> None:
+    def __init__(
+        self,
+        config: PolicyConfig,
+        scorer: JailbreakScorer | None = None,
+        *,
+        vectors: PhraseVectors | None = None,
+    ) -> None:
+        """`vectors` may be shared between engines (phrases are embedded once for all)."""
         self.config = config
         self._scorer = scorer or JailbreakScorer()
-        self._file = Path(config.file) if config.file else None
-        self._seen: tuple[int, int] | None = None
-        self._reload_lock = threading.Lock()
+        self._policy_file = (
+            WatchedFile(config.file, _parse_policy, "policy file") if config.file else None
+        )
+        self.topics = load_topics(config.topics_file)
+        self._topics_file = _topics_watch(config.topics_file)
+        if self._topics_file is not None:
+            self._topics_file.changed()  # seen now: the next change is a reload
+        self.corpus: AttackCorpus = load_corpus(config.jailbreak_corpus)
+        self._vectors = vectors if vectors is not None else PhraseVectors()
+        self._topic_index: TopicIndex | None = None
+        self._signal: SimilaritySignal | None = None
         self.reloads = 0
+        _check_topic_names(self.config, self.topics)
         self._refresh()
 
     def _refresh(self) -> None:
-        """Re-read `policy.file` if it changed since last seen (a stat per call: cheap)."""
-        if self._file is None:
-            return
-        try:
-            stat = self._file.stat()
-        except OSError as exc:
-            if self._seen != (0, 0):
-                log.error(
-                    "policy file %s unreadable (%s); keeping the last policy", self._file, exc
-                )
-                self._seen = (0, 0)
-            return
-        seen = (stat.st_mtime_ns, stat.st_size)
-        if seen == self._seen:
-            return
-        with self._reload_lock:
-            if seen == self._seen:
-                return
-            self._seen = seen
+        """Re-read `policy.file` and the topics file if they changed (a stat per call)."""
+        if self._policy_file is not None:
+            loaded = self._policy_file.changed()
+            if loaded is not None:
+                self._adopt_policy(loaded)
+        if self._topics_file is not None:
+            topics = self._topics_file.changed()
+            if topics is not None:
+                self._adopt_topics(topics)
+
+    def _adopt_policy(self, loaded: PolicyConfig) -> None:
+        assert self._policy_file is not None
+        if loaded.topics_file != self.config.topics_file:
             try:
-                data = yaml.safe_load(self._file.read_text()) or {}
-                loaded = PolicyConfig.model_validate(data.get("policy", data))
-            except (yaml.YAMLError, ValidationError, OSError, AttributeError) as exc:
-                log.error("policy file %s refused, keeping the last policy: %s", self._file, exc)
+                topics = load_topics(loaded.topics_file)
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                log.error("policy file refused: its topics file does not load: %s", exc)
                 return
-            # The file may not point at itself again; the live file stays the one watched.
-            self.config = loaded.model_copy(update={"file": str(self._file)})
-            self.reloads += 1
-            log.info("policy reloaded from %s (%d profiles)", self._file, len(loaded.profiles))
+            watch = _topics_watch(loaded.topics_file)
+            if watch is not None:
+                watch.changed()
+        else:
+            topics, watch = self.topics, self._topics_file
+        try:
+            _check_topic_names(loaded, topics)
+        except ValueError as exc:
+            log.error("policy file %s refused, keeping the last policy: %s", loaded.file, exc)
+            return
+        # The file may not point at itself again; the live file stays the one watched.
+        self.config = loaded.model_copy(update={"file": str(self._policy_file.path)})
+        self._topics_file = watch
+        self._set_topics(topics)
+        self.reloads += 1
+        log.info("policy reloaded (%d profiles)", len(loaded.profiles))
+
+    def _adopt_topics(self, topics: TopicSet) -> None:
+        try:
+            _check_topic_names(self.config, topics)
+        except ValueError as exc:
+            log.error("topics file refused, keeping the last topics: %s", exc)
+            return
+        self._set_topics(topics)
+        self.reloads += 1
+        log.info("topics reloaded (%d topics)", len(topics.topics))
+
+    def _set_topics(self, topics: TopicSet) -> None:
+        if topics != self.topics:
+            self.topics = topics
+            self._topic_index = None  # rebuilt from the phrase vectors by the next `prepare`
 
     def profile(self, name: str | None) -> PolicyProfile:
         """The named profile, else the default one."""
@@ -107,147 +170,193 @@ class PolicyEngine:
         profile = self.profile(profile_name)
         restore = redacted if profile.restore_redacted else None
         filtering = any(a != "allow" for a in profile.output.values())
-        if self.config.dry_run or not (filtering or restore):
+        if self.config.dry_run_for(profile) or not (filtering or restore):
             return None
         return OutputFilter(profile, restore)
 
-    def check(self, texts: Sequence[str], profile_name: str | None) -> Verdict:
-        """Decide on `texts` (a request's messages) under the profile."""
+    def admit(
+        self,
+        profile_name: str | None,
+        model: str,
+        max_tokens: int | None,
+        *,
+        generates: bool = True,
+    ) -> Admission:
+        """The profile's model allow-list and (for a request that `generates` tokens) its
+        max_tokens ceiling, for one request."""
+        profile = self.profile(profile_name)
+        dry_run = self.config.dry_run_for(profile)
+        return admit(profile, model, max_tokens, generates=generates, dry_run=dry_run)
+
+    def check(
+        self, texts: Sequence[str], profile_name: str | None, *, model: str | None = None
+    ) -> Verdict:
+        """Stage 1 on `texts` (a request's messages) under the profile: detectors and the
+        pattern jailbreak score. `model` selects the profile's per-model overrides."""
         started = time.perf_counter()
         profile = self.profile(profile_name)
-        verdict = Verdict(action="allow", texts=list(texts))
+        verdict = Verdict(
+            action="allow",
+            profile=profile,
+            texts=list(texts),
+            dry_run=self.config.dry_run_for(profile),
+        )
+        pii = profile.pii_rules(model)
         redactions: list[list[Span]] = []
         for text in texts:
             spans = detect(text)
             verdict.spans.append(spans)
             to_redact = []
             for span_type, found in _by_type(spans).items():
-                action = _action_for(profile, span_type)
+                action = action_for(pii, span_type)
                 if action == "allow":
                     continue
-                verdict.decisions.append(
-                    PolicyDecision(
-                        rule=f"pii.{span_type}",
-                        detector=found[0].detector,
-                        action=action,
-                        span_types=[span_type],
-                    )
+                decision = PolicyDecision(
+                    rule=f"pii.{span_type}",
+                    detector=found[0].detector,
+                    action=action,
+                    span_types=[span_type],
                 )
-                verdict.action = _stronger(verdict.action, action)
+                verdict.take(decision, action)
                 if action == "redact":
                     to_redact += found
             redactions.append(to_redact)
-        jailbreak = self._scorer.score("\n".join(texts))
-        verdict.jailbreak_score = jailbreak.score
-        threshold = profile.jailbreak.threshold
-        flagged = jailbreak.flagged if threshold is None else jailbreak.score >= threshold
-        if flagged and profile.jailbreak.action != "allow":
-            top = jailbreak.matches[0] if jailbreak.matches else None
-            verdict.decisions.append(
-                PolicyDecision(
-                    rule=f"jailbreak.{top.id}" if top else "jailbreak",
-                    detector="jailbreak",
-                    action=profile.jailbreak.action,
-                )
-            )
-            verdict.action = _stronger(verdict.action, profile.jailbreak.action)
-        if verdict.action == "redact":
+        verdict.jailbreak = self._scorer.score("\n".join(texts))
+        self._judge_jailbreak(verdict, verdict.jailbreak)
+        if any(redactions) and not verdict.dry_run:
             verdict.texts, verdict.mapping = _redact_all(texts, redactions)
-        if self.config.dry_run:
-            verdict.action = "monitor" if verdict.decisions else "allow"
-            verdict.texts = list(texts)
         verdict.latency_ms = (time.perf_counter() - started) * 1000
         return verdict
 
+    def needs_embedding(self, profile: PolicyProfile) -> bool:
+        """Whether any of the profile's rules is embedding-based (a topic rule that is not
+        allow, or the similarity jailbreak signal)."""
+        jailbreak = profile.jailbreak
+        similarity = jailbreak.similarity and jailbreak.action != "allow"
+        return similarity or any(a != "allow" for a in profile.topics.values())
 
-class OutputBlocked(Exception):
-    """An answer (or a stream's text so far) breaks an output rule."""
+    def phrases(self) -> list[str]:
+        """Every phrase the engine needs embedded: topic examples, then known attacks."""
+        return [*self.topics.phrases(), *(e.text for e in self.corpus.entries())]
 
-    def __init__(self, decisions: list[PolicyDecision]) -> None:
-        super().__init__(", ".join(d.rule for d in decisions))
-        self.decisions = decisions
+    @property
+    def prepared(self) -> bool:
+        """Whether every phrase has its vector (so `judge` can run)."""
+        self._refresh()
+        return not self._vectors.missing(self.phrases())
 
+    async def prepare(self, embed: Embed) -> None:
+        """Embed the phrases that have no vector yet through `embed` (once; again after a
+        reload that changed them). Raises whatever `embed` raises."""
+        self._refresh()
+        await self._vectors.ensure(self.phrases(), embed)
 
-class OutputFilter:
-    """An answer's text through the output rules of one profile, whole or streamed.
-
-    Streamed text is held back `hold_back_chars` behind the newest chunk, so a value split
-    across chunks is seen whole before any of it is released; text is never released through
-    the middle of a detected value. Placeholders number consistently across the whole answer.
-    """
-
-    def __init__(self, profile: PolicyProfile, restore: Mapping[str, str] | None = None) -> None:
-        self._profile = profile
-        self._restore = dict(restore or {})
-        self._buffer = ""
-        self._placeholders: dict[tuple[str, str], str] = {}
-        self._counts: dict[str, int] = {}
-        self.decisions: list[PolicyDecision] = []
-
-    def feed(self, text: str) -> str:
-        """Take the next piece of the answer; return what may be sent now (redacted).
-        Raises OutputBlocked when a blocking rule matches."""
-        self._buffer += text
-        return self._release(final=False)
-
-    def finish(self) -> str:
-        """The rest of the answer, once it has ended."""
-        return self._release(final=True)
-
-    def _release(self, *, final: bool) -> str:
-        flagged = self._flagged(detect(self._buffer))
-        boundary = len(self._buffer) if final else len(self._buffer) - self._profile.hold_back_chars
-        for span, _ in flagged:
-            if span.start < boundary < span.end:
-                boundary = span.start
-        if self._restore and not final:
-            # Never release half of a placeholder: it could not be restored.
-            opening = self._buffer.rfind("[", max(0, boundary - _PLACEHOLDER_MAX), boundary)
-            if opening >= 0 and "]" not in self._buffer[opening:boundary]:
-                boundary = opening
-        if boundary <= 0:
-            return ""
-        released = self._redacted(
-            self._buffer[:boundary], [s for s, _ in flagged if s.end <= boundary]
-        )
-        self._buffer = self._buffer[boundary:]
-        for placeholder, value in self._restore.items():
-            released = released.replace(placeholder, value)
-        return released
-
-    def _flagged(self, spans: list[Span]) -> list[tuple[Span, Action]]:
-        flagged = []
-        for span in spans:
-            action = _action_for(self._profile, span.type, self._profile.output)
+    def judge(
+        self,
+        verdict: Verdict,
+        embedding: np.ndarray | None,
+        *,
+        text: str = "",
+        unavailable: str | None = None,
+    ) -> Verdict:
+        """Stage 2: topic rules and the similarity jailbreak signal on the request embedding
+        (`text` is the text it was computed from, for keywords). Without an embedding (or
+        phrase vectors), the embedding-based rules do not run: when the profile has any, the
+        verdict records why (`unavailable`), and a fail-closed profile is refused."""
+        started = time.perf_counter()
+        profile = verdict.profile
+        topics, signal = self._indexes()
+        if embedding is None or topics is None or signal is None:
+            reason = unavailable or ("no request embedding" if embedding is None else "")
+            reason = reason or "phrase vectors not prepared (no embedder)"
+            if self.needs_embedding(profile):
+                verdict.embedding_checks = f"not run: {reason}"
+                closed = profile.embedding_unavailable == "closed"
+                decision = PolicyDecision(
+                    rule=UNAVAILABLE_RULE,
+                    detector="embedding",
+                    action="block" if closed else "not_run",
+                    detail=reason,
+                )
+                if closed:
+                    verdict.take(decision, "block")
+                else:
+                    verdict.decisions.append(decision)
+            return verdict
+        verdict.embedding_checks = "ran"
+        scores = topics.score(embedding, text)
+        verdict.topics = [s for s in scores if s.detected]
+        for found in verdict.topics:
+            action = profile.topic_action(found.topic)
             if action == "allow":
                 continue
-            self._note(span, action)
-            flagged.append((span, action))
-        blocked = [d for d in self.decisions if d.action == "block"]
-        if blocked:
-            raise OutputBlocked(blocked)
-        return [(s, a) for s, a in flagged if a == "redact"]
-
-    def _note(self, span: Span, action: Action) -> None:
-        rule = f"output.{span.type}"
-        if not any(d.rule == rule and d.action == action for d in self.decisions):
-            self.decisions.append(
-                PolicyDecision(
-                    rule=rule, detector=span.detector, action=action, span_types=[span.type]
-                )
+            decision = PolicyDecision(
+                rule=f"topic.{found.topic}",
+                detector="topic",
+                action=action,
+                topic=found.topic,
+                score=round(found.score, 4),
+                threshold=found.threshold,
+                detail=found.explain(),
             )
+            verdict.take(decision, action)
+        if profile.jailbreak.similarity and verdict.jailbreak is not None:
+            already = any(d.detector == "jailbreak" for d in verdict.decisions)
+            combined = self._scorer.with_signals(
+                verdict.jailbreak, "\n".join(verdict.texts), embedding, signals=[signal]
+            )
+            verdict.jailbreak = combined
+            if not already:
+                self._judge_jailbreak(verdict, combined)
+        verdict.latency_ms += (time.perf_counter() - started) * 1000
+        return verdict
 
-    def _redacted(self, text: str, spans: list[Span]) -> str:
-        out, position = [], 0
-        for span in sorted(spans, key=lambda s: s.start):
-            key = (span.type, span.text)
-            if key not in self._placeholders:
-                self._counts[span.type] = self._counts.get(span.type, 0) + 1
-                self._placeholders[key] = f"[{span.type}_{self._counts[span.type]}]"
-            out += [text[position : span.start], self._placeholders[key]]
-            position = span.end
-        out.append(text[position:])
-        return "".join(out)
+    def _judge_jailbreak(self, verdict: Verdict, score: JailbreakScore) -> None:
+        rule = verdict.profile.jailbreak
+        threshold = score.threshold if rule.threshold is None else rule.threshold
+        if score.score < threshold or rule.action == "allow":
+            return
+        top = score.matches[0] if score.matches else None
+        decision = PolicyDecision(
+            rule=f"jailbreak.{top.id}" if top else "jailbreak",
+            detector="jailbreak",
+            action=rule.action,
+            score=round(score.score, 4),
+            threshold=threshold,
+            detail="; ".join(m.explanation for m in score.matches[:3]) or None,
+        )
+        verdict.take(decision, rule.action)
+
+    def _indexes(self) -> tuple[TopicIndex | None, SimilaritySignal | None]:
+        if self._topic_index is None or self._topic_index.topics is not self.topics:
+            vectors = self._vectors.matrix(self.topics.phrases())
+            if vectors is not None or not self.topics.topics:
+                empty = np.zeros((0, 1), dtype=np.float32)
+                self._topic_index = TopicIndex(self.topics, empty if vectors is None else vectors)
+        if self._signal is None:
+            vectors = self._vectors.matrix([e.text for e in self.corpus.entries()])
+            if vectors is not None:
+                self._signal = SimilaritySignal(self.corpus, vectors)
+        return self._topic_index, self._signal
+
+
+def _parse_policy(path: Path) -> PolicyConfig:
+    data = yaml.safe_load(path.read_text()) or {}
+    return PolicyConfig.model_validate(data.get("policy", data))
+
+
+def _topics_watch(path: str | None) -> WatchedFile[TopicSet] | None:
+    return WatchedFile(path, load_topics, "topics file") if path else None
+
+
+def _check_topic_names(config: PolicyConfig, topics: TopicSet) -> None:
+    for name, profile in config.profiles.items():
+        unknown = set(profile.topics) - set(topics.topics) - {"*"}
+        if unknown:
+            raise ValueError(
+                f"profile {name!r} names unknown topics {sorted(unknown)}; "
+                f"known: {sorted(topics.topics)}"
+            )
 
 
 def _by_type(spans: list[Span]) -> dict[str, list[Span]]:
@@ -255,21 +364,6 @@ def _by_type(spans: list[Span]) -> dict[str, list[Span]]:
     for span in spans:
         grouped.setdefault(span.type, []).append(span)
     return grouped
-
-
-def _action_for(
-    profile: PolicyProfile, span_type: str, rules: dict[str, Action] | None = None
-) -> Action:
-    rules = profile.pii if rules is None else rules
-    if span_type in rules:
-        return rules[span_type]
-    if span_type in CREDENTIAL_TYPES and "credentials" in rules:
-        return rules["credentials"]
-    return rules.get("*", "allow")
-
-
-def _stronger(a: Action, b: Action) -> Action:
-    return a if _STRENGTH[a] >= _STRENGTH[b] else b
 
 
 def _redact_all(texts: Sequence[str], spans: list[list[Span]]) -> tuple[list[str], dict[str, str]]:

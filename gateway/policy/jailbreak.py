@@ -5,8 +5,8 @@ that must all match) with an id and an explanation. The score combines the weigh
 matched rules by noisy-OR, ``1 - prod(1 - w)``, so independent weak cues add up while no
 single weak cue crosses the threshold alone.
 
-Further signals (an embedding-similarity score against known jailbreaks, to come with the
-MiniLM embedder) plug in through ``JailbreakSignal`` and combine the same way.
+Further signals (the embedding similarity to known attacks, ``gateway.policy.similarity``)
+plug in through ``JailbreakSignal`` and combine the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import yaml
 
 _PATTERNS_FILE = "jailbreak_patterns.yaml"
@@ -62,13 +63,17 @@ class JailbreakScore:
     matches: tuple[RuleMatch, ...] = field(default_factory=tuple)
 
 
+Embedding = np.ndarray | Sequence[float]
+"""A prompt's embedding: one vector, or one row per text of the prompt."""
+
+
 @runtime_checkable
 class JailbreakSignal(Protocol):
     """An extra, non-pattern signal (e.g. similarity of the prompt's embedding to known
     jailbreaks). Returns ``None`` when it has nothing to say (e.g. no embedding was
     computed), else a match whose ``weight`` in [0, 1] joins the noisy-OR."""
 
-    def __call__(self, text: str, embedding: Sequence[float] | None) -> RuleMatch | None:
+    def __call__(self, text: str, embedding: Embedding | None) -> RuleMatch | None:
         """Score ``text`` (and its precomputed embedding, when there is one)."""
         ...
 
@@ -130,8 +135,9 @@ class JailbreakScorer:
         self.rules: tuple[JailbreakRule, ...] = tuple(rules) if rules is not None else default_rules
         self.threshold = default_threshold if threshold is None else threshold
         self.signals = tuple(signals)
+        self._rule_ids = frozenset(r.id for r in self.rules)
 
-    def score(self, text: str, *, embedding: Sequence[float] | None = None) -> JailbreakScore:
+    def score(self, text: str, *, embedding: Embedding | None = None) -> JailbreakScore:
         """Score ``text``; ``embedding`` is passed to the extra signals only."""
         lowered = text.lower()
         matches = [
@@ -139,10 +145,33 @@ class JailbreakScorer:
             for r in self.rules
             if r.matches(text, lowered)
         ]
-        for signal in self.signals:
-            extra = signal(text, embedding)
-            if extra is not None:
-                matches.append(extra)
+        return self._combined(matches, self._signalled(text, embedding))
+
+    def with_signals(
+        self,
+        base: JailbreakScore,
+        text: str,
+        embedding: Embedding | None,
+        *,
+        signals: Sequence[JailbreakSignal] | None = None,
+    ) -> JailbreakScore:
+        """``base`` (a score of ``text`` without its embedding) with the extra signals'
+        matches joined: the rules are not run again. ``signals`` replaces the scorer's own."""
+        rules_only = [m for m in base.matches if m.id in self._rule_ids]
+        return self._combined(rules_only, self._signalled(text, embedding, signals))
+
+    def _signalled(
+        self,
+        text: str,
+        embedding: Embedding | None,
+        signals: Sequence[JailbreakSignal] | None = None,
+    ) -> list[RuleMatch]:
+        chosen = self.signals if signals is None else signals
+        found = (signal(text, embedding) for signal in chosen)
+        return [m for m in found if m is not None]
+
+    def _combined(self, matches: list[RuleMatch], extra: list[RuleMatch]) -> JailbreakScore:
+        matches = [*matches, *extra]
         remaining = 1.0
         for m in matches:
             remaining *= 1.0 - min(max(m.weight, 0.0), 1.0)

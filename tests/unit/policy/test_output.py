@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.policy.config import PolicyProfile
-from gateway.policy.engine import OutputBlocked, OutputFilter
+from gateway.policy.output import OutputBlocked, OutputFilter
 
 PROFILE = PolicyProfile(output={"EMAIL": "redact", "US_SSN": "block"}, hold_back_chars=32)
 
