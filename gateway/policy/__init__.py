@@ -6,7 +6,7 @@ come from outside (see ``gateway.policy.engine``).
 """
 
 from gateway.policy.detection import ALL_TYPES, CREDENTIAL_TYPES, PII_TYPES, detect
-from gateway.policy.engine import PolicyEngine, Verdict
+from gateway.policy.engine import PolicyEngine
 from gateway.policy.jailbreak import (
     JailbreakScore,
     JailbreakScorer,
@@ -18,6 +18,7 @@ from gateway.policy.redaction import Redacted, redact, restore
 from gateway.policy.similarity import SimilaritySignal, load_corpus
 from gateway.policy.spans import Span, resolve_overlaps
 from gateway.policy.topics import TopicIndex, TopicScore, load_topics
+from gateway.policy.verdict import Verdict
 
 __all__ = [
     "ALL_TYPES",

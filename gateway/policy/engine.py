@@ -20,60 +20,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from gateway.audit.record import PolicyDecision
-from gateway.policy.config import Action, PolicyConfig, PolicyProfile
+from gateway.policy.config import PolicyConfig, PolicyProfile
 from gateway.policy.detection import detect
-from gateway.policy.jailbreak import JailbreakScore, JailbreakScorer
+from gateway.policy.jailbreak import JailbreakScorer
 from gateway.policy.limits import Admission, admit
 from gateway.policy.output import OutputFilter
 from gateway.policy.redaction import redact
-from gateway.policy.rules import action_for, stronger
-from gateway.policy.similarity import AttackCorpus, SimilaritySignal, load_corpus
+from gateway.policy.rules import action_for
+from gateway.policy.semantic import UNAVAILABLE_RULE, SemanticStage
+from gateway.policy.similarity import AttackCorpus, load_corpus
 from gateway.policy.spans import Span
-from gateway.policy.topics import TopicIndex, TopicScore, TopicSet, load_topics
+from gateway.policy.topics import TopicSet, load_topics
 from gateway.policy.vectors import Embed, PhraseVectors
+from gateway.policy.verdict import Verdict, judge_jailbreak
 from gateway.policy.watch import WatchedFile
 
+__all__ = ["UNAVAILABLE_RULE", "PolicyEngine", "Verdict"]
+
 log = logging.getLogger(__name__)
-
-UNAVAILABLE_RULE = "embedding.unavailable"
-
-
-@dataclass
-class Verdict:
-    """What the policy decided about one request's input."""
-
-    action: Action
-    profile: PolicyProfile = field(default_factory=PolicyProfile)
-    decisions: list[PolicyDecision] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)  # redacted when action == "redact"
-    mapping: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
-    spans: list[list[Span]] = field(default_factory=list)  # per text, as detected
-    jailbreak: JailbreakScore | None = None  # patterns only, then with the embedding signal
-    topics: list[TopicScore] = field(default_factory=list)  # detected, highest first
-    embedding_checks: str = "not needed"  # "ran", "not needed", or why they did not run
-    dry_run: bool = False  # decided and recorded; action is never more than monitor
-    latency_ms: float = 0.0
-
-    @property
-    def blocking_rules(self) -> list[str]:
-        return [d.rule for d in self.decisions if d.action == "block"]
-
-    @property
-    def jailbreak_score(self) -> float:
-        return self.jailbreak.score if self.jailbreak is not None else 0.0
-
-    def take(self, decision: PolicyDecision, action: Action) -> None:
-        """Record `decision`; the verdict's action becomes the stronger of the two (in a dry
-        run, monitor at most)."""
-        self.decisions.append(decision)
-        self.action = "monitor" if self.dry_run else stronger(self.action, action)
 
 
 class PolicyEngine:
@@ -92,14 +62,12 @@ class PolicyEngine:
         self._policy_file = (
             WatchedFile(config.file, _parse_policy, "policy file") if config.file else None
         )
-        self.topics = load_topics(config.topics_file)
+        topics = load_topics(config.topics_file)
         self._topics_file = _topics_watch(config.topics_file)
         if self._topics_file is not None:
             self._topics_file.changed()  # seen now: the next change is a reload
-        self.corpus: AttackCorpus = load_corpus(config.jailbreak_corpus)
-        self._vectors = vectors if vectors is not None else PhraseVectors()
-        self._topic_index: TopicIndex | None = None
-        self._signal: SimilaritySignal | None = None
+        corpus = load_corpus(config.jailbreak_corpus)
+        self.semantic = SemanticStage(topics, corpus, self._scorer, vectors)
         self.reloads = 0
         _check_topic_names(self.config, self.topics)
         self._refresh()
@@ -151,9 +119,7 @@ class PolicyEngine:
         log.info("topics reloaded (%d topics)", len(topics.topics))
 
     def _set_topics(self, topics: TopicSet) -> None:
-        if topics != self.topics:
-            self.topics = topics
-            self._topic_index = None  # rebuilt from the phrase vectors by the next `prepare`
+        self.semantic.topics = topics  # the index is rebuilt from the phrase vectors
 
     def profile(self, name: str | None) -> PolicyProfile:
         """The named profile, else the default one."""
@@ -222,34 +188,37 @@ class PolicyEngine:
                     to_redact += found
             redactions.append(to_redact)
         verdict.jailbreak = self._scorer.score("\n".join(texts))
-        self._judge_jailbreak(verdict, verdict.jailbreak)
+        judge_jailbreak(verdict, verdict.jailbreak)
         if any(redactions) and not verdict.dry_run:
             verdict.texts, verdict.mapping = _redact_all(texts, redactions)
         verdict.latency_ms = (time.perf_counter() - started) * 1000
         return verdict
 
-    def needs_embedding(self, profile: PolicyProfile) -> bool:
-        """Whether any of the profile's rules is embedding-based (a topic rule that is not
-        allow, or the similarity jailbreak signal)."""
-        jailbreak = profile.jailbreak
-        similarity = jailbreak.similarity and jailbreak.action != "allow"
-        return similarity or any(a != "allow" for a in profile.topics.values())
+    @property
+    def topics(self) -> TopicSet:
+        """The topics in force (the topics file's, as last read)."""
+        return self.semantic.topics
 
-    def phrases(self) -> list[str]:
-        """Every phrase the engine needs embedded: topic examples, then known attacks."""
-        return [*self.topics.phrases(), *(e.text for e in self.corpus.entries())]
+    @property
+    def corpus(self) -> AttackCorpus:
+        """The known-attack corpus of the similarity signal."""
+        return self.semantic.corpus
+
+    def needs_embedding(self, profile: PolicyProfile) -> bool:
+        """Whether any of the profile's rules is embedding-based (see `SemanticStage`)."""
+        return self.semantic.needs_embedding(profile)
 
     @property
     def prepared(self) -> bool:
         """Whether every phrase has its vector (so `judge` can run)."""
         self._refresh()
-        return not self._vectors.missing(self.phrases())
+        return self.semantic.prepared
 
     async def prepare(self, embed: Embed) -> None:
-        """Embed the phrases that have no vector yet through `embed` (once; again after a
-        reload that changed them). Raises whatever `embed` raises."""
+        """Embed the engine's phrases that have no vector yet through `embed` (once; again
+        after a reload that changed them). Raises whatever `embed` raises."""
         self._refresh()
-        await self._vectors.ensure(self.phrases(), embed)
+        await self.semantic.prepare(embed)
 
     def judge(
         self,
@@ -259,85 +228,8 @@ class PolicyEngine:
         text: str = "",
         unavailable: str | None = None,
     ) -> Verdict:
-        """Stage 2: topic rules and the similarity jailbreak signal on the request embedding
-        (`text` is the text it was computed from, for keywords). Without an embedding (or
-        phrase vectors), the embedding-based rules do not run: when the profile has any, the
-        verdict records why (`unavailable`), and a fail-closed profile is refused."""
-        started = time.perf_counter()
-        profile = verdict.profile
-        topics, signal = self._indexes()
-        if embedding is None or topics is None or signal is None:
-            reason = unavailable or ("no request embedding" if embedding is None else "")
-            reason = reason or "phrase vectors not prepared (no embedder)"
-            if self.needs_embedding(profile):
-                verdict.embedding_checks = f"not run: {reason}"
-                closed = profile.embedding_unavailable == "closed"
-                decision = PolicyDecision(
-                    rule=UNAVAILABLE_RULE,
-                    detector="embedding",
-                    action="block" if closed else "not_run",
-                    detail=reason,
-                )
-                if closed:
-                    verdict.take(decision, "block")
-                else:
-                    verdict.decisions.append(decision)
-            return verdict
-        verdict.embedding_checks = "ran"
-        scores = topics.score(embedding, text)
-        verdict.topics = [s for s in scores if s.detected]
-        for found in verdict.topics:
-            action = profile.topic_action(found.topic)
-            if action == "allow":
-                continue
-            decision = PolicyDecision(
-                rule=f"topic.{found.topic}",
-                detector="topic",
-                action=action,
-                topic=found.topic,
-                score=round(found.score, 4),
-                threshold=found.threshold,
-                detail=found.explain(),
-            )
-            verdict.take(decision, action)
-        if profile.jailbreak.similarity and verdict.jailbreak is not None:
-            already = any(d.detector == "jailbreak" for d in verdict.decisions)
-            combined = self._scorer.with_signals(
-                verdict.jailbreak, "\n".join(verdict.texts), embedding, signals=[signal]
-            )
-            verdict.jailbreak = combined
-            if not already:
-                self._judge_jailbreak(verdict, combined)
-        verdict.latency_ms += (time.perf_counter() - started) * 1000
-        return verdict
-
-    def _judge_jailbreak(self, verdict: Verdict, score: JailbreakScore) -> None:
-        rule = verdict.profile.jailbreak
-        threshold = score.threshold if rule.threshold is None else rule.threshold
-        if score.score < threshold or rule.action == "allow":
-            return
-        top = score.matches[0] if score.matches else None
-        decision = PolicyDecision(
-            rule=f"jailbreak.{top.id}" if top else "jailbreak",
-            detector="jailbreak",
-            action=rule.action,
-            score=round(score.score, 4),
-            threshold=threshold,
-            detail="; ".join(m.explanation for m in score.matches[:3]) or None,
-        )
-        verdict.take(decision, rule.action)
-
-    def _indexes(self) -> tuple[TopicIndex | None, SimilaritySignal | None]:
-        if self._topic_index is None or self._topic_index.topics is not self.topics:
-            vectors = self._vectors.matrix(self.topics.phrases())
-            if vectors is not None or not self.topics.topics:
-                empty = np.zeros((0, 1), dtype=np.float32)
-                self._topic_index = TopicIndex(self.topics, empty if vectors is None else vectors)
-        if self._signal is None:
-            vectors = self._vectors.matrix([e.text for e in self.corpus.entries()])
-            if vectors is not None:
-                self._signal = SimilaritySignal(self.corpus, vectors)
-        return self._topic_index, self._signal
+        """Stage 2 on the request embedding (see `SemanticStage.judge`)."""
+        return self.semantic.judge(verdict, embedding, text=text, unavailable=unavailable)
 
 
 def _parse_policy(path: Path) -> PolicyConfig:
