@@ -205,3 +205,32 @@ def test_held_back_text_still_reaches_the_client_when_the_upstream_breaks(
         ):
             received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
     assert "".join(received).startswith("Simulated")  # released before the error event
+
+
+PAY = "How much do the engineers on my team get paid per year?"
+
+
+def test_a_pay_question_is_blocked_for_contractors_but_answered_for_everyone_else(
+    gateway: Gateway,
+) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        _say(_client(gateway, "contractors"), PAY)
+    assert caught.value.code == "policy_violation"
+    assert "topic.compensation" in caught.value.message
+    assert gateway.upstream_requests() == []
+    _say(_client(gateway), PAY)
+    assert _sent(gateway) == PAY
+
+
+def test_a_legacy_completion_prompt_is_redacted_before_the_upstream(gateway: Gateway) -> None:
+    client = _client(gateway, "contractors")
+    client.completions.create(model="sim-small", prompt="Write to ana@example.org today")
+    sent: dict[str, Any] = gateway.upstream_requests()[-1]["json"]  # type: ignore[assignment]
+    assert sent["prompt"] == "Write to [EMAIL_1] today"
+
+
+def test_embedding_inputs_are_redacted_before_the_upstream(gateway: Gateway) -> None:
+    client = _client(gateway, "contractors")
+    client.embeddings.create(model="sim-embed", input=["ana@example.org", "no data here"])
+    sent: dict[str, Any] = gateway.upstream_requests()[-1]["json"]  # type: ignore[assignment]
+    assert sent["input"] == ["[EMAIL_1]", "no data here"]
