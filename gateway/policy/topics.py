@@ -86,7 +86,6 @@ class TopicIndex:
         self._names = list(topics.topics)
         sizes = [len(t.examples) for t in topics.topics.values()]
         self._starts = np.cumsum([0, *sizes])[:-1]
-        self._owner = np.repeat(np.arange(len(sizes)), sizes)
         self._phrases = topics.phrases()
         if self._vectors.shape[0] != len(self._phrases):
             raise ValueError(f"{self._vectors.shape[0]} vectors for {len(self._phrases)} phrases")
@@ -103,8 +102,10 @@ class TopicIndex:
         scores = []
         for i, name in enumerate(self._names):
             definition = self.topics.topics[name]
-            in_topic = np.flatnonzero(self._owner == i)
-            nearest = self._phrases[int(in_topic[np.argmax(sims[in_topic])])]
+            start = int(self._starts[i])
+            nearest = self._phrases[
+                start + int(np.argmax(sims[start : start + len(definition.examples)]))
+            ]
             pattern = self._keywords[i]
             found = pattern.search(lowered) if pattern is not None else None
             similarity = float(best[i])
