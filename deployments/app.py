@@ -11,6 +11,7 @@ from deployments.cache import CacheDeployment
 from deployments.ingress import Ingress
 from deployments.router import RouterDeployment
 from gateway.config import GatewayConfig, load_config
+from local_models.deployment import local_model_app
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,11 @@ def build_app(args: dict[str, Any]) -> Application:
     router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
     cache = cast(Deployment, CacheDeployment).options(**config.serve.cache.options())
     ingress = cast(Deployment, Ingress).options(**config.serve.ingress.options())
+    # Local models: vLLM replicas that the router reaches through one handle each.
+    local_models = {name: local_model_app(name, m) for name, m in config.local_models.items()}
     return ingress.bind(
         config,
-        router.bind(config),
+        router.bind(config, local_models),
         cache.bind(config) if config.cache.in_use() else None,
     )
 

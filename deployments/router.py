@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 from ray.util.metrics import Gauge
 
 from gateway.config import GatewayConfig
@@ -17,10 +18,16 @@ from gateway.protocol.openai import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.providers.base import Provider
+from gateway.providers.local import LocalProvider
+from gateway.providers.local_config import LOCAL_PROVIDER
+from gateway.providers.registry import build_provider
 from gateway.routing.breaker import BreakerState, Transition
 from gateway.routing.context import RouteContext
 from gateway.routing.router import Route, Routed, Router
 from gateway.routing.status import RoutingStatus
+from local_models.client import ServeEngines
+from local_models.deployment import deployment_name
 
 # Breaker state as a number Prometheus can graph and alert on.
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -57,6 +64,21 @@ class _BreakerGauges:
             self._trips.set(trips, tags=tags)
 
 
+def _providers(
+    config: GatewayConfig, local_models: dict[str, DeploymentHandle]
+) -> dict[str, Provider]:
+    """Every enabled provider, and the local models behind their handles as `local`."""
+    providers = {name: build_provider(name, p) for name, p in config.enabled_providers().items()}
+    if local_models:
+        engines = ServeEngines(
+            local_models,
+            app=serve.get_replica_context().app_name,
+            deployments={name: deployment_name(name) for name in local_models},
+        )
+        providers[LOCAL_PROVIDER] = LocalProvider(config.local_models, engines)
+    return providers
+
+
 @serve.deployment(name="Router")
 class RouterDeployment:
     """Calls providers for the ingress; one pooled HTTP client per provider per replica.
@@ -66,8 +88,10 @@ class RouterDeployment:
     """
 
     # Serve awaits an async constructor; the health checks need the replica's running loop.
-    async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
-        self._router = Router(config)
+    async def __init__(  # type: ignore[misc]
+        self, config: GatewayConfig, local_models: dict[str, DeploymentHandle] | None = None
+    ) -> None:
+        self._router = Router(config, _providers(config, local_models or {}))
         self._router.subscribe(_BreakerGauges(self._router.status()))
         await self._router.start()
 

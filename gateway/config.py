@@ -22,6 +22,7 @@ from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
 from gateway.policy.config import PolicyConfig
+from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
 from gateway.providers.presets import PRESETS, ProviderPreset
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -383,6 +384,10 @@ class GatewayConfig(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    local_models: dict[Annotated[str, Field(min_length=1)], LocalModelConfig] = Field(
+        default_factory=dict,
+        description="vLLM replicas in the Serve app: targets local/<name>, and a model <name>",
+    )
     models: dict[Annotated[str, Field(min_length=1)], ModelAlias] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
@@ -390,7 +395,12 @@ class GatewayConfig(_Section):
     def _targets_name_providers(self) -> GatewayConfig:
         for alias, entry in self.models.items():
             for target in entry.targets:
-                if target.provider not in self.providers:
+                if target.provider == LOCAL_PROVIDER and self.local_models:
+                    if target.model not in self.local_models:
+                        raise ValueError(
+                            f"model {alias!r} targets unknown local model {target.model!r}"
+                        )
+                elif target.provider not in self.providers:
                     raise ValueError(
                         f"model {alias!r} targets unknown provider {target.provider!r}"
                     )
@@ -413,18 +423,31 @@ class GatewayConfig(_Section):
                 raise ValueError(f"access.{where}.policy {name!r} is not a policy profile")
         return self
 
+    @model_validator(mode="after")
+    def _local_is_reserved(self) -> GatewayConfig:
+        if self.local_models and LOCAL_PROVIDER in self.providers:
+            raise ValueError(f"provider name {LOCAL_PROVIDER!r} is reserved for local_models")
+        return self
+
+    def _is_local(self, target: Target) -> bool:
+        return target.provider == LOCAL_PROVIDER and target.model in self.local_models
+
     def enabled_providers(self) -> dict[str, ProviderConfig]:
         """Providers whose keys and URLs are present."""
         return {n: p for n, p in self.providers.items() if p.disabled_reason() is None}
 
     def enabled_models(self) -> dict[str, ModelAlias]:
-        """Aliases with their targets on disabled providers dropped; empty aliases dropped."""
+        """Aliases with their targets on disabled providers dropped; empty aliases dropped;
+        and one per local model that no alias is named after."""
         enabled = self.enabled_providers()
         out: dict[str, ModelAlias] = {}
         for alias, entry in self.models.items():
-            targets = [t for t in entry.targets if t.provider in enabled]
+            targets = [t for t in entry.targets if t.provider in enabled or self._is_local(t)]
             if targets:
                 out[alias] = entry.model_copy(update={"targets": targets})
+        for name in self.local_models.keys() - self.models.keys():
+            # A local model answers to its own name unless an alias takes that name.
+            out[name] = ModelAlias(targets=[Target(provider=LOCAL_PROVIDER, model=name)])
         return out
 
 

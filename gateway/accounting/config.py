@@ -2,6 +2,7 @@
 
     pricing:
       gpu_second_usd: 0.0008            # local models: cost of one GPU-second
+      cpu_second_usd: 0.00001           # ... and of one CPU-second on CPU nodes
       prices:                           # beat the packaged prices.yaml
         openai/gpt-4o: {input: 2.5, output: 10, cached_input: 1.25}
         my-finetune: {input: 1, output: 4}
@@ -49,6 +50,9 @@ class PricingConfig(_Section):
     )
     gpu_second_usd: float | None = Field(
         None, ge=0, description="cost of one GPU-second of a local model; unset = not priced"
+    )
+    cpu_second_usd: float | None = Field(
+        None, ge=0, description="cost of one CPU-second of a local model on CPU nodes"
     )
 
     @field_validator("prices")

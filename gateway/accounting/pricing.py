@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import yaml
 
 from gateway.accounting.config import Price, PricingConfig
+from gateway.providers.local import LocalUsage
 
 _PER_TOKEN = 1e-6  # prices are per million tokens
 
@@ -43,11 +44,13 @@ class PriceTable:
         packaged: Mapping[str, Price] | None = None,
         provider_presets: Mapping[str, str | None] | None = None,
         gpu_second_usd: float | None = None,
+        cpu_second_usd: float | None = None,
     ) -> None:
         self._overrides = dict(overrides or {})
         self._packaged = dict(packaged if packaged is not None else packaged_prices())
         self._presets = {name: preset for name, preset in (provider_presets or {}).items()}
         self.gpu_second_usd = gpu_second_usd
+        self.cpu_second_usd = cpu_second_usd
 
     @classmethod
     def from_config(
@@ -59,6 +62,7 @@ class PriceTable:
             config.prices,
             provider_presets=provider_presets,
             gpu_second_usd=config.gpu_second_usd,
+            cpu_second_usd=config.cpu_second_usd,
         )
 
     def price(self, target_label: str) -> Price | None:
@@ -117,7 +121,15 @@ class PriceTable:
 
     def cost_of_usage(self, target_label: str, usage: TokenUsage) -> float | None:
         """`cost` from an OpenAI usage object (`Usage`, `EmbeddingUsage`, or alike), reading
-        `completion_tokens` and `prompt_tokens_details.cached_tokens` where present."""
+        `completion_tokens` and `prompt_tokens_details.cached_tokens` where present.
+
+        A local model's usage (`LocalUsage`) is priced by the engine time attributed to the
+        request instead: GPU-seconds, or CPU-seconds for a replica on CPU nodes.
+        """
+        if isinstance(usage, LocalUsage):
+            if usage.device == "cpu":
+                return self.cost_of_cpu_seconds(usage.device_seconds)
+            return self.cost_of_gpu_seconds(usage.device_seconds)
         prompt, completion, cached = usage_tokens(usage)
         return self.cost(target_label, prompt, completion, cached)
 
@@ -138,6 +150,13 @@ class PriceTable:
         if self.gpu_second_usd is None:
             return None
         return max(0.0, seconds) * self.gpu_second_usd
+
+    def cost_of_cpu_seconds(self, seconds: float) -> float | None:
+        """USD for `seconds` of a local model's CPU time (one CPU for one second each), or
+        None if `cpu_second_usd` is unset."""
+        if self.cpu_second_usd is None:
+            return None
+        return max(0.0, seconds) * self.cpu_second_usd
 
 
 def usage_tokens(usage: TokenUsage) -> tuple[int, int, int]:

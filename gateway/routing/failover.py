@@ -48,18 +48,22 @@ _T = TypeVar("_T")
 
 @dataclass(slots=True)
 class Route:
-    """Which target answered, which failed or were skipped before it, and how long the
-    upstream took to answer (to its first chunk, for streams)."""
+    """Which target answered (and which replica, for a local model), which failed or were
+    skipped before it, and how long the upstream took to answer (to its first chunk, for
+    streams)."""
 
     target: str
     failed: list[str] = field(default_factory=list)
     upstream_ms: float = 0.0
+    replica: str | None = None
 
     def header(self) -> str:
-        """The `x-raygate-route` value: `provider/model`, then `; tried=` earlier failures."""
+        """The `x-raygate-route` value: `provider/model` (`@replica` for a local model), then
+        `; tried=` earlier failures."""
+        answered = f"{self.target}@{self.replica}" if self.replica else self.target
         if not self.failed:
-            return self.target
-        return f"{self.target}; tried={','.join(self.failed)}"
+            return answered
+        return f"{answered}; tried={','.join(self.failed)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from gateway.protocol.openai import (
     ModelList,
 )
 from gateway.providers.base import Provider
+from gateway.providers.local import served_by
 from gateway.providers.registry import build_provider
 from gateway.routing.breaker import BreakerState, CircuitBreaker, Transition
 from gateway.routing.context import RouteContext
@@ -228,6 +229,7 @@ class Router:
             plan, request, context, call, refused=_content_filtered
         )
         committed.attempt.succeeded()
+        committed.route.replica = served_by(committed.value)
         response = committed.value.model_copy(update={"model": request.model})
         return Routed(response, committed.route)
 
@@ -250,6 +252,7 @@ class Router:
         plan = self._plan(request.model)
         committed = await self._failover.commit(plan, request, context, first_chunk)
         first, stream = committed.value
+        committed.route.replica = served_by(first)
         attempt = committed.attempt
         try:
             yield committed.route

@@ -1,0 +1,230 @@
+"""`ServeEngines`: the router's transport to local models, one DeploymentHandle each.
+
+Serve's own failures become the gateway's retryable `UpstreamUnavailable`, so the router
+falls over to the alias's next target: back-pressure (`max_queued_requests` reached: every
+replica busy and the queue full), a replica that died under the request, a deployment that is
+gone, and a deployment with no replica running (scaled to zero, or its replicas starting or
+restarting), which Serve would otherwise queue the request for until one is up. Errors the
+replica raised itself (GatewayErrors) arrive as they were raised.
+
+Which deployments have a running replica comes from the Serve controller, polled in the
+background every `poll_s`. A request for a deployment with none is not sent; a single wake-up
+call is, so that a deployment scaled to zero scales up (Serve counts queued requests). A call
+already waiting when the last replica goes (Serve re-queues a request whose replica died
+before it started) is withdrawn at the next poll rather than left waiting for a new replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
+
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from gateway.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+)
+
+_T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
+
+# How long a wake-up call may wait for a replica to start (a large model loads for minutes).
+_WAKE_TIMEOUT_S = 900.0
+
+
+class ServeEngines:
+    """`gateway.providers.local.LocalEngines` over the local models' DeploymentHandles.
+
+    `app` is the Serve application the deployments belong to; `deployments` maps each model
+    to its deployment name there (for the controller's replica counts).
+    """
+
+    def __init__(
+        self,
+        handles: Mapping[str, DeploymentHandle],
+        *,
+        app: str,
+        deployments: Mapping[str, str],
+        poll_s: float = 1.0,
+    ) -> None:
+        self._handles = dict(handles)
+        self._streams = {name: h.options(stream=True) for name, h in handles.items()}
+        self._app = app
+        self._deployments = dict(deployments)
+        self._poll_s = poll_s
+        self._running: dict[str, int] = {}  # model -> replicas RUNNING; unknown = assume some
+        self._poller: asyncio.Task[None] | None = None
+        self._waking: dict[str, asyncio.Task[None]] = {}
+        self._gone: dict[str, asyncio.Event] = {}  # set while a model has no running replica
+
+    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        handle = self._handle(request.model)
+        return await self._answer(handle.chat.remote(request), request.model)
+
+    def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+        handle = self._handle(request.model, stream=True)
+        return self._chunks(handle.chat_stream.remote(request), request.model)
+
+    async def completion(self, request: CompletionRequest) -> Completion:
+        handle = self._handle(request.model)
+        return await self._answer(handle.completion.remote(request), request.model)
+
+    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
+        handle = self._handle(request.model, stream=True)
+        return self._chunks(handle.completion_stream.remote(request), request.model)
+
+    async def aclose(self) -> None:
+        """Stop polling the controller and any wake-up calls."""
+        tasks = [t for t in (self._poller, *self._waking.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _handle(self, model: str, *, stream: bool = False) -> DeploymentHandle:
+        handles = self._streams if stream else self._handles
+        handle = handles.get(model)
+        if handle is None:
+            raise UpstreamRejected(f"no local model {model!r} is deployed")
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="local:poll")
+        if self._running.get(model) == 0:
+            self._wake(model)
+            raise UpstreamUnavailable(
+                f"local model {model!r} has no running replica yet (starting, or scaled to zero)",
+                headers={"retry-after": "5"},
+            )
+        return handle
+
+    def _wake(self, model: str) -> None:
+        """One queued call per model while none runs: Serve scales up for it."""
+        if model in self._waking:
+            return
+
+        async def wake() -> None:
+            try:
+                async with asyncio.timeout(_WAKE_TIMEOUT_S):
+                    await self._handles[model].check_health.remote()
+            except Exception as exc:  # the next request wakes it again
+                log.info("waking local model %r: %s", model, type(exc).__name__)
+            finally:
+                self._waking.pop(model, None)
+
+        self._waking[model] = asyncio.get_running_loop().create_task(wake(), name=f"wake:{model}")
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                self._running = await asyncio.to_thread(self._replicas_running)
+            except Exception as exc:  # the controller restarting: keep the last counts
+                log.warning("cannot read Serve's status: %s: %s", type(exc).__name__, exc)
+            for model, running in self._running.items():
+                gone = self._gone_event(model)
+                if running and gone.is_set():
+                    log.warning("local model %r has %d running replica(s) again", model, running)
+                    gone.clear()
+                elif not running and not gone.is_set():
+                    log.warning("local model %r has no running replica: falling over", model)
+                    gone.set()
+            await asyncio.sleep(self._poll_s)
+
+    def _gone_event(self, model: str) -> asyncio.Event:
+        return self._gone.setdefault(model, asyncio.Event())
+
+    async def _answer(self, response: Any, model: str) -> Any:
+        """A whole answer, unless the model loses its last replica while it is awaited."""
+        try:
+            return await self._unless_gone(response, model)
+        except BaseException as exc:
+            response.cancel()  # withdrawn, or the client went away; a no-op once answered
+            if isinstance(exc, Exception):
+                raise _gateway_error(exc, model) from None
+            raise
+
+    async def _chunks(self, stream: Any, model: str) -> AsyncIterator[Any]:
+        try:
+            while True:
+                try:
+                    chunk = await self._unless_gone(stream.__anext__(), model)
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        except Exception as exc:
+            raise _gateway_error(exc, model) from None
+        finally:
+            stream.cancel()  # a client that went away aborts the request in the engine
+
+    async def _unless_gone(self, call: Awaitable[_T], model: str) -> _T:
+        task = asyncio.ensure_future(call)
+        gone = asyncio.ensure_future(self._gone_event(model).wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            gone.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        task.add_done_callback(_retrieved)  # Serve ends it with RequestCancelledError
+        self._wake(model)
+        raise UpstreamUnavailable(
+            f"local model {model!r} lost its last running replica", headers={"retry-after": "5"}
+        )
+
+    def _replicas_running(self) -> dict[str, int]:
+        app = serve.status().applications.get(self._app)
+        if app is None:
+            return {}
+        running = {}
+        for model, deployment in self._deployments.items():
+            found = app.deployments.get(deployment)
+            if found is not None:
+                # Keyed by ReplicaState, or by its name once the status went through JSON.
+                states = {
+                    str(getattr(state, "value", state)): n
+                    for state, n in found.replica_states.items()
+                }
+                running[model] = states.get("RUNNING", 0)
+        return running
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _gateway_error(exc: Exception, model: str) -> Exception:
+    where = f"local model {model!r}"
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, GatewayError):
+            return cause
+        if isinstance(cause, BackPressureError | RayActorError):
+            exc = cause
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, BackPressureError):
+        return UpstreamUnavailable(
+            f"{where} is saturated: every replica is busy and its queue is full",
+            headers={"retry-after": "1"},
+        )
+    if isinstance(exc, RayActorError):
+        return UpstreamUnavailable(f"{where}: its replica died or is unreachable")
+    if isinstance(exc, DeploymentUnavailableError):
+        return UpstreamUnavailable(f"{where} is not deployed")
+    return UpstreamError(f"{where} failed: {type(exc).__name__}")
