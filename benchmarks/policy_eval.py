@@ -1,5 +1,5 @@
-"""Evaluation of the policy engine's first part: PII/secret detection, jailbreak scoring,
-and their latency.
+"""Evaluation of the policy engine: PII/secret detection, jailbreak scoring (patterns, and
+patterns + embedding similarity), topic rules, and their latency.
 
 PII: ``presidio_synth_v2.json`` (1,500 synthetic texts). It has no dev/test split, so the
 detectors were shaped by entity formats in general (error categories), never by individual
@@ -17,6 +17,10 @@ rules are reported:
 
 Jailbreak: tuned on ``llm_warden_train.csv`` only; reported on ``llm_warden_test.csv``,
 plus the flag rate on XSTest's safe prompts (false positives) and unsafe prompts.
+
+The embedding-based half (similarity signal, topics, their latency) is in
+``policy_semantic.py``: it embeds ~1,750 prompts with the in-process MiniLM (a few minutes on
+2 CPU cores; ``--vectors-cache FILE.npz`` keeps them between runs; ``--no-embeddings`` skips it).
 
 Latency: ``detect()`` and jailbreak ``score()`` on a ~1k-token (~4 KB) prompt, timed call by
 call after a warm-up. Prints a markdown table and writes ``benchmarks/results/policy_eval.json``.
@@ -79,6 +83,11 @@ NOTES: dict[str, str] = {
     "over_all_types": "every gold span counts, so PERSON, ORGANIZATION, GPE, ... are misses",
     "xstest_unsafe": "XSTest unsafe prompts are plainly harmful requests, not jailbreaks; the "
     "scorer is meant not to flag them (a content policy should), so a low rate is by design",
+    "similarity_controls": "control rows: the pattern threshold alone, then threshold and the "
+    "similarity curve together, each tuned on dev under no benign false positive on dev; the "
+    "signal is credited only with what they could not do",
+    "minilm_embed_prompt_cpu": "the embedding itself is the embedder deployment's (shared with "
+    "the cache, GPU where there is one), timed here in-process on CPU for scale only",
     "latency_prompt": "~4 KB business e-mail, mostly prose with a PII block per ~1 KB; "
     "single-threaded, timed call by call after warm-up on a shared 2-core machine",
 }
@@ -335,11 +344,81 @@ def print_tables(report: dict[str, Any]) -> None:
         print(f"| {name} | {lat[name]['p50_ms']} | {lat[name]['p99_ms']} |")
 
 
+def evaluate_semantic(data: Path, calls: int, cache: Path | None) -> dict[str, Any]:
+    """The embedding-based evaluations (see ``policy_semantic.py``)."""
+    from benchmarks.policy_semantic import (
+        Vectors,
+        evaluate_jailbreak_similarity,
+        evaluate_semantic_latency,
+        evaluate_topics,
+    )
+    from gateway.cache.embedder import Embedder
+
+    embedder = Embedder(device="cpu")
+    vectors = Vectors(embedder, cache)
+    splits = {
+        "dev": _read_csv(data / "jailbreak" / "llm_warden_train.csv"),
+        "test": _read_csv(data / "jailbreak" / "llm_warden_test.csv"),
+    }
+    xs = _read_csv(data / "jailbreak" / "xstest_prompts.csv")
+    safe = [r["prompt"] for r in xs if r["label"] == "safe"]
+    return {
+        "jailbreak_similarity": evaluate_jailbreak_similarity(splits, safe, vectors),
+        "topics": evaluate_topics(vectors),
+        "latency": evaluate_semantic_latency(embedder, latency_prompt(), calls),
+    }
+
+
+def print_semantic(report: dict[str, Any]) -> None:
+    """Markdown tables of the embedding-based figures."""
+    jb = report["jailbreak_similarity"]
+    print(f"\n### Jailbreak: patterns vs. patterns + similarity ({jb['corpus_entries']} entries)\n")
+    print("| setting | threshold | dev P / R / F1 / FPR | test P / R / F1 / FPR | XSTest safe |")
+    print("|---|---|---|---|---|")
+    for name in (
+        "patterns_only_shipped",
+        "patterns_plus_similarity_shipped",
+        "control_patterns_threshold_tuned_on_dev",
+        "control_joint_tuned_on_dev",
+    ):
+        row = jb[name]
+        cells = [
+            f"{row[s]['precision']:.3f} / {row[s]['recall']:.3f} / {row[s]['f1']:.3f} / "
+            f"{row[s]['fpr']:.3f}"
+            for s in ("dev", "test")
+        ]
+        xs = row["xstest_safe_flagged"]
+        print(f"| {name} | {row['threshold']} | {cells[0]} | {cells[1]} | {xs} |")
+    topics = report["topics"]
+    print(f"\n### Topics (threshold {topics['shipped_threshold']})\n")
+    print("| split | precision | recall | F1 | off-topic flagged |")
+    print("|---|---|---|---|---|")
+    for split in ("dev", "test"):
+        t = topics[split]
+        print(
+            f"| {split} | {t['precision']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | "
+            f"{t['off_topic_requests_flagged']} |"
+        )
+    lat = report["latency"]
+    print("\n### Embedding-based latency (1k-token prompt)\n")
+    print("| call | p50 ms | p99 ms |")
+    print("|---|---|---|")
+    for name in (
+        "topic_scoring",
+        "similarity_signal",
+        "input_policy_both_stages",
+        "minilm_embed_prompt_cpu",
+    ):
+        print(f"| {name} | {lat[name]['p50_ms']} | {lat[name]['p99_ms']} |")
+
+
 def main() -> None:
-    """Run all three evaluations, print the tables and write the JSON report."""
+    """Run the evaluations, print the tables and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--vectors-cache", type=Path, default=None)
+    parser.add_argument("--no-embeddings", action="store_true")
     args = parser.parse_args()
     report = {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -348,13 +427,19 @@ def main() -> None:
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
+            # The dev machine is shared: latency figures are only as quiet as this.
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "notes": NOTES,
         "pii": evaluate_pii(args.data / "pii" / "presidio_synth_v2.json"),
         "jailbreak": evaluate_jailbreak(args.data),
         "latency": evaluate_latency(args.calls),
     }
+    if not args.no_embeddings:
+        report["semantic"] = evaluate_semantic(args.data, args.calls, args.vectors_cache)
     print_tables(report)
+    if "semantic" in report:
+        print_semantic(report["semantic"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
