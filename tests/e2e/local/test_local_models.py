@@ -170,9 +170,26 @@ def test_a_saturated_local_model_falls_over_to_the_simulator(local_gateway: Loca
     assert any(LOCAL_ROUTE.match(r) for r in routes), routes
 
 
-@pytest.mark.skip(reason="the lead adds this once the semantic cache is wired into Serve")
 def test_a_repeat_to_the_local_model_is_a_cache_hit(local_gateway: LocalGateway) -> None:
-    """Spot for: the same prompt twice; the second answered from the cache, no engine call."""
+    client = _client(local_gateway)
+    question = [{"role": "user", "content": "What is the boiling point of water at sea level?"}]
+
+    def ask() -> Any:
+        return client.chat.completions.with_raw_response.create(
+            model="tiny-cached", messages=question, max_tokens=8, extra_body=FIXED_LENGTH
+        )
+
+    first = ask()
+    assert first.headers["x-raygate-cache"] == "miss"
+    assert LOCAL_ROUTE.match(first.headers["x-raygate-route"])
+    deadline = time.monotonic() + 15  # the miss's answer is stored off the response path
+    while (repeat := ask()).headers["x-raygate-cache"] == "miss":
+        assert time.monotonic() < deadline, "the local model's answer was never cached"
+    # Random weights sample a different answer every time: the same text is the cache's.
+    assert repeat.headers["x-raygate-cache"] == "exact"
+    assert repeat.headers["x-raygate-route"] == "cache/exact"
+    assert repeat.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert float(repeat.headers["x-raygate-cost-usd"]) == 0.0
 
 
 def test_a_dead_replica_falls_over_and_private_groups_stay_local(
