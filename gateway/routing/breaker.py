@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.config import BreakerPolicy
+from gateway.routing.config import BreakerPolicy
 
 
 class BreakerState(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.config import RouteCondition
+from gateway.routing.config import RouteCondition
 
 if TYPE_CHECKING:
     from gateway.identity.principal import Principal

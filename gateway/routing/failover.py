@@ -30,10 +30,10 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from gateway.config import ModelAlias, RetryPolicy
 from gateway.errors import GatewayError, PermissionDenied, UpstreamUnavailable, is_retryable
 from gateway.providers.base import Provider
 from gateway.routing.breaker import Admission
+from gateway.routing.config import ModelAlias, RetryPolicy
 from gateway.routing.context import RouteContext, admits
 from gateway.routing.health import OutlierDetector
 from gateway.routing.retry import Backoff, fallback_reason, retry_after_s

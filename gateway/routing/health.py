@@ -21,9 +21,9 @@ from typing import Protocol
 
 import httpx
 
-from gateway.config import HealthCheck, OutlierPolicy
 from gateway.providers.base import Provider
 from gateway.routing.breaker import BreakerState
+from gateway.routing.config import HealthCheck, OutlierPolicy
 from gateway.routing.targets import TargetState
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.accounting.pricing import PriceTable
-from gateway.config import GatewayConfig, Target, TokenPrice
+from gateway.config import GatewayConfig
+from gateway.routing.config import Target, TokenPrice
 
 
 class PriceLookup(Protocol):

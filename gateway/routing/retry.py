@@ -18,7 +18,6 @@ import random
 import time
 from email.utils import parsedate_to_datetime
 
-from gateway.config import FallbackReason, RetryPolicy
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -26,6 +25,7 @@ from gateway.errors import (
     UnsupportedParameter,
     UpstreamRejected,
 )
+from gateway.routing.config import FallbackReason, RetryPolicy
 
 
 class Backoff:

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from gateway.config import ConfigError, GatewayConfig, HealthCheck, ModelAlias
+from gateway.config import ConfigError, GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound, UpstreamError, is_retryable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -37,6 +37,7 @@ from gateway.providers.base import Provider
 from gateway.providers.local import served_by
 from gateway.providers.registry import build_provider
 from gateway.routing.breaker import BreakerState, CircuitBreaker, Transition
+from gateway.routing.config import HealthCheck, ModelAlias
 from gateway.routing.context import RouteContext
 from gateway.routing.failover import AliasPlan, Failover, Route
 from gateway.routing.health import HealthMonitor, HealthProbe, HttpHealthProbe, OutlierDetector

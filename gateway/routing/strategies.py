@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from gateway.config import Target
+from gateway.routing.config import Target
 from gateway.routing.pricing import PriceLookup, blended_per_mtok
 from gateway.routing.targets import TargetState
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import BreakerPolicy
 from gateway.errors import UpstreamUnavailable
 from gateway.routing.breaker import BreakerState, CircuitBreaker, Transition
+from gateway.routing.config import BreakerPolicy
 from gateway.routing.router import Router
 from tests.unit.routing.support import FakeClock, MakeRouter, Sim, chat
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import RouteCondition
 from gateway.errors import PermissionDenied, UpstreamUnavailable
 from gateway.identity.principal import Principal
+from gateway.routing.config import RouteCondition
 from gateway.routing.context import RouteContext, admits, matches
 from tests.unit.routing.support import MakeRouter, Sim, chat
 

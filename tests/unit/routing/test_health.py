@@ -7,10 +7,11 @@ import asyncio
 
 import pytest
 
-from gateway.config import ConfigError, HealthCheck, ProviderConfig
+from gateway.config import ConfigError, ProviderConfig
 from gateway.errors import UpstreamUnavailable
 from gateway.providers.base import Provider
 from gateway.providers.registry import build_provider
+from gateway.routing.config import HealthCheck
 from gateway.routing.health import HttpHealthProbe
 from gateway.routing.router import Router
 from gateway.routing.status import TargetStatus

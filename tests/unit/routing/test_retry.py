@@ -8,10 +8,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from gateway.config import ProviderConfig, RetryPolicy
+from gateway.config import ProviderConfig
 from gateway.errors import InvalidRequest, RateLimited, UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import ChatCompletion, ChatCompletionRequest
 from gateway.providers.openai_compat import OpenAICompatible
+from gateway.routing.config import RetryPolicy
 from gateway.routing.retry import Backoff, retry_after_s
 from tests.unit.routing.support import MakeRouter, RecordingSleep, Sim, chat
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ConfigError, TokenPrice, parse_config
+from gateway.config import ConfigError, parse_config
+from gateway.routing.config import TokenPrice
 
 BASE = "providers:\n  sim: {preset: simulator}\n"
 

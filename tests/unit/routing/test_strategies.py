@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from gateway.config import BreakerPolicy, Target, TokenPrice
 from gateway.routing.breaker import CircuitBreaker
+from gateway.routing.config import BreakerPolicy, Target, TokenPrice
 from gateway.routing.strategies import Candidate, Weighted
 from gateway.routing.targets import TargetState
 from tests.unit.routing.support import FakeClock, MakeRouter, Sim, chat
