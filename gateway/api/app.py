@@ -31,8 +31,8 @@ from gateway.api.caching import (
     CachedAnswer,
     CacheEvents,
     ResponseCache,
-    control_of,
 )
+from gateway.api.chat import chat_completion, hit_headers, openai_chunk_encoder
 from gateway.api.errors import install_error_handlers, validated
 from gateway.api.exchange import Exchange, prompt_text
 from gateway.api.messages import add_messages_route
@@ -42,7 +42,6 @@ from gateway.api.policy import (
     enforce_completion,
     enforce_embeddings,
     filter_answer,
-    filter_stream,
 )
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
@@ -280,7 +279,7 @@ class GatewayAPI:
         if exchange.admission is not None:
             headers.update(exchange.admission.headers)
         if exchange.cache_phase in HIT_PHASES:
-            headers.update(_hit_headers(exchange))
+            headers.update(hit_headers(exchange))
         return stream_response(
             items,
             encode=noted,
@@ -290,48 +289,6 @@ class GatewayAPI:
             request_id=request.state.request_id,
             on_finish=finished,
         )
-
-
-async def chat_completion(api: GatewayAPI, request: Request) -> Response:
-    """`POST /v1/chat/completions`: policy, then the cache, then the router."""
-    body = await api.enforce(request, await api.parse(request, ChatCompletionRequest))
-    control = control_of(request.headers.get("x-raygate-cache-control"))
-    exchange: Exchange = request.state.exchange
-    probe = None
-    if api.cache is not None:
-        probe = await api.cache.probe(exchange, body, control)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    if probe is not None and probe.hit:
-        if body.stream:
-            items = filter_stream(api, request, api.cache.replay(probe))  # type: ignore[union-attr]
-            return await api.stream(request, items, openai_chunk_encoder(include_usage))
-        exchange.route = Route(target=f"cache/{exchange.cache_phase}")
-        completion = api.cache.completion(probe)  # type: ignore[union-attr]
-        exchange.note_answer(completion)
-        exchange.cost_usd = 0.0
-        answer = await filter_answer(api, request, completion)
-        headers = api.headers(request, exchange.route) | _hit_headers(exchange)
-        if exchange.admission is not None:
-            headers.update(exchange.admission.headers)
-        return JSONResponse(answer.wire(), headers=headers)
-    context = api.context(request)
-    if body.stream:
-        routed = api.backend.chat_stream(body, context)
-        if api.cache is not None:
-            routed = api.cache.recording(probe, routed)
-        items = filter_stream(api, request, routed)
-        return await api.stream(request, items, openai_chunk_encoder(include_usage))
-    call = api.backend.chat(body, context)
-    if api.cache is not None:
-        call = api.cache.recorded(probe, call)
-    return await api.answer(request, call)
-
-
-def _hit_headers(exchange: Exchange) -> dict[str, str]:
-    headers = {"x-raygate-cost-usd": f"{0.0:.8f}"}
-    if exchange.cost_avoided_usd is not None:
-        headers["x-raygate-cost-avoided-usd"] = f"{exchange.cost_avoided_usd:.8f}"
-    return headers
 
 
 def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | None:
@@ -369,20 +326,6 @@ def _max_tokens(body: Any) -> int | None:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
-
-
-def openai_chunk_encoder(include_usage: bool) -> Callable[[Any], bytes | None]:
-    """Encode chunks; drop usage unless the client asked for it (the gateway always does)."""
-
-    def encode(chunk: BaseModel) -> bytes | None:
-        usage = getattr(chunk, "usage", None)
-        if not include_usage and usage is not None:
-            if not getattr(chunk, "choices", None):
-                return None
-            chunk = chunk.model_copy(update={"usage": None})
-        return sse_data(chunk.model_dump(mode="json", exclude_none=True))
-
-    return encode
 
 
 def create_api(
