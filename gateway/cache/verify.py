@@ -163,7 +163,7 @@ def _facts(text: str) -> _Facts:
             continue
         is_acronym = len(raw) >= 2 and raw.isupper()
         if (capitalised_mid or is_acronym) and low not in _NOT_ENTITIES:
-            entities.add(low)
+            entities.add(low.removesuffix("'s"))  # "Australia's" names Australia
     for year in re.findall(r"\b(1[5-9]\d\d|20\d\d)s?\b", text):
         dates.add(f"year:{year}")
     # A count, not a flag: "why is no one answering" and "why isn't no one answering" both
@@ -176,7 +176,7 @@ def _facts(text: str) -> _Facts:
         numbers=frozenset(_numbers(text, lowered)),
         dates=frozenset(dates),
         entities=frozenset(entities),
-        words=frozenset(lowered),
+        words=frozenset(lowered) | {w.removesuffix("'s") for w in lowered},
         negations=negations,
         directions=directions,
     )

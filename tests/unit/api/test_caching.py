@@ -143,7 +143,7 @@ async def test_each_phase_hits_where_it_should(gateway: Gateway) -> None:
 
     exact = await gateway.ask("What is the capital of Australia?")
     normalised = await gateway.ask("what is the capital of australia")
-    semantic = await gateway.ask("Which city is the capital of Australia?")
+    semantic = await gateway.ask("What's Australia's capital?")
     assert [r.headers["x-raygate-cache"] for r in (exact, normalised, semantic)] == [
         "exact",
         "normalized",
@@ -154,7 +154,7 @@ async def test_each_phase_hits_where_it_should(gateway: Gateway) -> None:
         assert hit.headers["x-raygate-cost-usd"] == "0.00000000"
         assert float(hit.headers["x-raygate-cost-avoided-usd"]) > 0
         assert hit.headers["x-raygate-route"].startswith("cache/")
-    assert float(semantic.headers["x-raygate-similarity"]) >= 0.9
+    assert float(semantic.headers["x-raygate-similarity"]) >= 0.95
     assert await gateway.upstream_calls() == 1
 
 

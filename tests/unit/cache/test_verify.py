@@ -44,3 +44,10 @@ def test_semantic_hit_refused_when_a_fact_differs(query: str, candidate: str, re
 )
 def test_true_paraphrases_are_accepted(query: str, candidate: str) -> None:
     assert verify_candidate(query, candidate).accepted
+
+
+def test_a_possessive_names_the_same_entity() -> None:
+    same = verify_candidate("What's Australia's capital?", "What is the capital of Australia?")
+    other = verify_candidate("What's Austria's capital?", "What is the capital of Australia?")
+    assert same.accepted
+    assert (other.accepted, other.reason) == (False, "named entities differ")
