@@ -43,6 +43,7 @@ from gateway.api.policy import (
     enforce_embeddings,
     filter_answer,
 )
+from gateway.api.policy_output import filter_completion_stream
 from gateway.api.streaming import DONE, open_routed_stream, sse_data, stream_response
 from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
 from gateway.config import GatewayConfig
@@ -386,11 +387,9 @@ def create_api(
         body = await enforce_completion(api, request, await api.parse(request, CompletionRequest))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await api.stream(
-                request,
-                backend.completion_stream(body, api.context(request)),
-                openai_chunk_encoder(include_usage),
-            )
+            items = backend.completion_stream(body, api.context(request))
+            filtered = filter_completion_stream(api, request, items)
+            return await api.stream(request, filtered, openai_chunk_encoder(include_usage))
         return await api.answer(request, backend.completion(body, api.context(request)))
 
     @app.post("/v1/embeddings")

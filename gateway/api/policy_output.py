@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -12,16 +13,21 @@ from fastapi import Request
 from gateway.api.exchange import Exchange
 from gateway.errors import GatewayError, PolicyViolation
 from gateway.policy.output import OutputBlocked, OutputFilter
-from gateway.protocol.openai import ChatCompletion, ChatCompletionChunk
+from gateway.protocol.openai import ChatCompletion, ChatCompletionChunk, Completion
 
 if TYPE_CHECKING:
     from gateway.api.app import GatewayAPI
 
 
 async def filter_answer(api: GatewayAPI, request: Request, response: Any) -> Any:
-    """A whole chat answer through the caller's output rules: redacted, or withheld (403)."""
+    """A whole chat or legacy completion answer through the caller's output rules: redacted,
+    or withheld (403)."""
     output_filter = _output_filter(api, request)
-    if output_filter is None or not isinstance(response, ChatCompletion):
+    if output_filter is None:
+        return response
+    if isinstance(response, Completion):
+        return _filtered_completion(response, output_filter, request.state.exchange)
+    if not isinstance(response, ChatCompletion):
         return response
     exchange: Exchange = request.state.exchange
     choices = []
@@ -71,6 +77,50 @@ async def filter_stream(
             rest = _guarded(output_filter.finish, exchange)
             if rest:  # the upstream ended without a finish chunk: release what was held
                 yield _with_content(last, rest, finish_reason=None)
+    finally:
+        if output_filter is not None:
+            exchange.decisions += [d for d in output_filter.decisions if d.action != "block"]
+        await items.aclose()  # type: ignore[attr-defined]
+
+
+def _filtered_completion(
+    response: Completion, output_filter: OutputFilter, exchange: Exchange
+) -> Completion:
+    choices = []
+    for choice in response.choices:
+        if choice.text:
+            text = _guarded(partial(_whole, output_filter, choice.text), exchange)
+            choice = choice.model_copy(update={"text": text})
+        choices.append(choice)
+    exchange.decisions += output_filter.decisions
+    return response.model_copy(update={"choices": choices})
+
+
+async def filter_completion_stream(
+    api: GatewayAPI, request: Request, items: AsyncIterator[Any]
+) -> AsyncIterator[Any]:
+    """A legacy completion stream through the caller's output rules (choice 0, as chat);
+    a blocking match ends the stream with an error event."""
+    output_filter = _output_filter(api, request)
+    exchange: Exchange = request.state.exchange
+    try:
+        async for item in items:
+            if output_filter is None or not isinstance(item, Completion):
+                yield item
+                continue
+            main = next((c for c in item.choices if c.index == 0), None)
+            if main is None:
+                yield item
+                continue
+            released = _guarded(partial(output_filter.feed, main.text), exchange)
+            if main.finish_reason is not None:
+                released += _guarded(output_filter.finish, exchange)
+            if not released and main.finish_reason is None and item.usage is None:
+                continue  # still held back
+            choices = [
+                c.model_copy(update={"text": released}) if c.index == 0 else c for c in item.choices
+            ]
+            yield item.model_copy(update={"choices": choices})
     finally:
         if output_filter is not None:
             exchange.decisions += [d for d in output_filter.decisions if d.action != "block"]

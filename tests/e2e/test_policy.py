@@ -155,6 +155,35 @@ def test_a_whole_answer_that_breaks_an_output_rule_is_withheld(gateway: Gateway)
     assert caught.value.code == "policy_violation"
 
 
+def test_a_legacy_completion_answer_is_redacted_whole_and_streamed(gateway: Gateway) -> None:
+    client = _client(gateway, "reviewers")
+    whole = client.completions.create(model="sim-small", prompt="echo ana@example.org")
+    assert "ana@example.org" not in whole.choices[0].text
+    assert "[EMAIL_1]" in whole.choices[0].text
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="sim-small", prompt="echo ana@example.org and ana@example.org", stream=True
+        )
+        if c.choices
+    )
+    assert "ana@example.org" not in streamed and streamed.count("[EMAIL_1]") == 2
+
+
+def test_a_legacy_completion_stream_that_turns_forbidden_ends_with_an_error_event(
+    gateway: Gateway,
+) -> None:
+    client = _client(gateway, "reviewers")
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.completions.create(
+            model="sim-small", prompt="my SSN is 123-45-6789", stream=True
+        ):
+            received.append(chunk)
+    assert "policy" in str(caught.value.message)
+    assert "123-45-6789" not in "".join(c.choices[0].text for c in received if c.choices)
+
+
 def test_a_policy_edit_applies_to_the_next_request_without_a_restart(gateway: Gateway) -> None:
     import yaml
 
