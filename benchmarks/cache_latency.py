@@ -396,7 +396,7 @@ async def measure_gateway(
     return {"x_raygate_cache_seen": seen, "rows": rows}
 
 
-def _deploy_with_cache(sim_url: str, serve_port: int) -> None:
+def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool) -> None:
     """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled."""
     import ray
     import ray.cloudpickle
@@ -409,25 +409,36 @@ def _deploy_with_cache(sim_url: str, serve_port: int) -> None:
     # Imported rather than run as __main__, overhead's forwarder must still travel by value.
     ray.cloudpickle.register_pickle_by_value(overhead)
     storage = tempfile.mkdtemp(prefix="raygate-bench-")
+    # The default profile (jailbreak monitored: no embedding needed for a keyed hit), or one
+    # that blocks jailbreaks with the similarity signal, which embeds every request.
+    policy = (
+        "policy: {profiles: {default: {jailbreak: {action: block, similarity: true}}}}\n"
+        if similarity
+        else ""
+    )
     config = parse_config(
         f"""
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}},
         cache: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {overhead.KEY}}}
 cache: {{enabled: true}}
-storage: {{url: "sqlite:///{storage}/raygate.db"}}
+{policy}storage: {{url: "sqlite:///{storage}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
 models:
   sim-small: {{targets: [simulator/sim-small]}}
 """
     )
-    ray.init(
-        address="local", num_cpus=os.cpu_count() or 2, logging_level="ERROR", log_to_driver=False
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
-    bare = cast(Any, overhead.BareForwarder)
-    serve.run(bare.bind(sim_url), name="bare", route_prefix="/bare")
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 2,
+            logging_level="ERROR",
+            log_to_driver=False,
+        )
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+        bare = cast(Any, overhead.BareForwarder)
+        serve.run(bare.bind(sim_url), name="bare", route_prefix="/bare")
     serve.run(build_app({"config": config}), name="raygate", route_prefix="/")
 
 
@@ -455,14 +466,21 @@ def run_gateway_part(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         overhead._wait(f"{sim_url}/healthz")
-        _deploy_with_cache(sim_url, serve_port)
         serve_url = f"http://127.0.0.1:{serve_port}"
-        overhead._wait(f"{serve_url}/readyz", timeout_s=300)
-        return asyncio.run(
-            measure_gateway(
-                serve_url, f"{serve_url}/bare", overhead.KEY, "sim-small", args.requests
+        results: dict[str, Any] = {}
+        # Same run, same bare route: the default policy, then a profile whose jailbreak
+        # similarity signal embeds every request.
+        for similarity in (False, True):
+            label = "jailbreak_similarity_blocking" if similarity else "default_policy"
+            print(f"  [{label}]", flush=True)
+            _deploy_with_cache(sim_url, serve_port, similarity)
+            overhead._wait(f"{serve_url}/readyz", timeout_s=300)
+            results[label] = asyncio.run(
+                measure_gateway(
+                    serve_url, f"{serve_url}/bare", overhead.KEY, "sim-small", args.requests
+                )
             )
-        )
+        return results
     finally:
         simulator.terminate()
         serve.shutdown()

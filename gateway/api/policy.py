@@ -71,7 +71,10 @@ async def enforce(
         body = _with_texts(body, [slot for slot, _ in slots], verdict.texts)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     _, query = split_last_user_turn(messages)
-    embedding, unavailable = await _request_embedding(api, request, [query] if query else [])
+    # Only when a rule of the profile is embedding-based: a keyed cache hit needs no embedding.
+    embedding, unavailable = await _request_embedding(
+        api, request, [query] if query else [], needed=engine.needs_embedding(verdict.profile)
+    )
     await _judge(api, request, verdict, embedding, query, unavailable)
     if admission.max_tokens is not None:
         field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
@@ -99,7 +102,7 @@ async def enforce_completion(
         body = body.model_copy(update={"prompt": prompt})
     query = [t for t in verdict.texts if t.strip()]
     embedding, unavailable = await _request_embedding(
-        api, request, query, needed=len(query) == 1 or engine.needs_embedding(verdict.profile)
+        api, request, query, needed=engine.needs_embedding(verdict.profile)
     )
     await _judge(api, request, verdict, embedding, "\n".join(query), unavailable)
     if admission.max_tokens is not None:
