@@ -24,6 +24,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.api.admin_audit import add_audit_routes
 from gateway.api.admin_cache import add_cache_routes
 from gateway.api.admin_keys import add_key_routes
+from gateway.api.admin_routing import add_routing_routes
 from gateway.api.backend import Backend
 from gateway.api.caching import (
     HIT_PHASES,
@@ -424,33 +425,7 @@ def create_api(
             {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
         )
 
-    @app.get("/admin/routing")
-    async def admin_routing(request: Request) -> Response:
-        api.admin(request)
-        status = await backend.routing_status()
-        return JSONResponse(status.model_dump(mode="json"))
-
-    @app.get("/admin/providers")
-    async def admin_providers(request: Request) -> Response:
-        api.admin(request)
-        return JSONResponse(
-            {
-                "providers": [
-                    {
-                        "name": name,
-                        "kind": p.resolved_preset.kind,
-                        "base_url": p.resolved_preset.base_url,
-                        "enabled": p.disabled_reason() is None,
-                        "disabled_reason": p.disabled_reason(),
-                    }
-                    for name, p in config.providers.items()
-                ],
-                "models": {
-                    alias: [t.label for t in entry.targets] for alias, entry in api.models.items()
-                },
-            }
-        )
-
+    add_routing_routes(app, api)
     add_messages_route(app, api)
     add_policy_routes(app, api)
     add_key_routes(app, api)

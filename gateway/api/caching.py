@@ -80,6 +80,19 @@ class CachedAnswer(BaseModel):
     completion_tokens: int = 0
     target: str | None = None
 
+    @classmethod
+    def of(
+        cls, content: str, finish_reason: str | None, usage: Usage | None, target: str | None
+    ) -> CachedAnswer:
+        """An answer with the token counts of its OpenAI usage (0 when none came)."""
+        return cls(
+            content=content,
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            target=target,
+        )
+
     def usage(self) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens,
@@ -277,14 +290,7 @@ class ResponseCache:
                     finish = choice.finish_reason or finish
             yield item
         if cacheable and finish in ("stop", "length") and parts:
-            answer = CachedAnswer(
-                content="".join(parts),
-                finish_reason=finish,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                target=target,
-            )
-            self._store(probe, answer)
+            self._store(probe, CachedAnswer.of("".join(parts), finish, usage, target))
 
     def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         embedding = probe.result.embedding if probe.result is not None else None
@@ -335,11 +341,4 @@ def _from_completion(response: ChatCompletion, target: str) -> CachedAnswer | No
     content = choice.message.text()
     if not content:
         return None
-    usage = response.usage
-    return CachedAnswer(
-        content=content,
-        finish_reason=choice.finish_reason,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-        target=target,
-    )
+    return CachedAnswer.of(content, choice.finish_reason, response.usage, target)

@@ -27,8 +27,8 @@ class Hit:
 class CacheQuery:
     """One request's lookup: its scope, the text keyed on, and how the semantic phase runs.
 
-    `embedding` is the request's embedding when the caller already has it; `want_embedding`
-    asks for it back even when a keyed phase hits (the policy engine needs it either way).
+    `embedding` is the request's embedding when the caller already has it (the policy
+    engine's); the semantic phase then does not compute it again.
     """
 
     scope: str
@@ -36,7 +36,6 @@ class CacheQuery:
     eligible: bool = True
     threshold: float | None = None
     embedding: np.ndarray | None = None
-    want_embedding: bool = False
 
 
 @dataclass(frozen=True)

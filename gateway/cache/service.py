@@ -79,8 +79,6 @@ class CacheService:
                 query.text, query.scope, vector, threshold=query.threshold
             )
             return CacheResult(found.hit, found.similarity, found.rejected, vector)
-        if query.want_embedding and vector is None:
-            vector = (await self._embed([query.text]))[0]
         return CacheResult(hit, hit.similarity if hit is not None else 0.0, False, vector)
 
     async def insert(self, entry: NewEntry) -> int:

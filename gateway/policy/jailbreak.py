@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import yaml
+
+from gateway.policy.data import read_yaml
 
 _PATTERNS_FILE = "jailbreak_patterns.yaml"
 
@@ -91,12 +91,7 @@ def _compile(rule_id: str, source: str, case_sensitive: bool) -> re.Pattern[str]
 
 def load_rules(path: str | None = None) -> tuple[float, tuple[JailbreakRule, ...]]:
     """Read ``(threshold, rules)`` from a YAML file (default: the packaged patterns)."""
-    if path is None:
-        raw = resources.files("gateway.policy").joinpath(_PATTERNS_FILE).read_text("utf-8")
-    else:
-        with open(path, encoding="utf-8") as fh:
-            raw = fh.read()
-    doc: dict[str, Any] = yaml.safe_load(raw)
+    doc: dict[str, Any] = read_yaml(path, _PATTERNS_FILE)
     rules = []
     for item in doc["rules"]:
         sources = item.get("all_of") or [item["pattern"]]

@@ -10,13 +10,12 @@ linearly to `max_weight` at `full`, and joins the pattern rules' noisy-OR as a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.policy.data import read_yaml
 from gateway.policy.jailbreak import Embedding, RuleMatch
 from gateway.policy.vectors import as_rows
 
@@ -64,11 +63,7 @@ class CorpusEntry:
 
 def load_corpus(path: str | Path | None = None) -> AttackCorpus:
     """Read an attack corpus file (default: the packaged one)."""
-    if path is None:
-        raw = resources.files("gateway.policy").joinpath(_CORPUS_FILE).read_text("utf-8")
-    else:
-        raw = Path(path).read_text(encoding="utf-8")
-    return AttackCorpus.model_validate(yaml.safe_load(raw) or {})
+    return AttackCorpus.model_validate(read_yaml(path, _CORPUS_FILE) or {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.policy.data import read_yaml
 from gateway.policy.vectors import as_rows
 
 _TOPICS_FILE = "topics.yaml"
@@ -49,11 +48,7 @@ class TopicSet(BaseModel):
 
 def load_topics(path: str | Path | None = None) -> TopicSet:
     """Read a topics file (default: the packaged examples)."""
-    if path is None:
-        raw = resources.files("gateway.policy").joinpath(_TOPICS_FILE).read_text("utf-8")
-    else:
-        raw = Path(path).read_text(encoding="utf-8")
-    return TopicSet.model_validate(yaml.safe_load(raw) or {})
+    return TopicSet.model_validate(read_yaml(path, _TOPICS_FILE) or {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import yaml
 
 from tests.servers.oidc_issuer import OidcIssuer
 from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
-from tests.support import free_port, optional_binary
+from tests.support import optional_binary, running_gateway
 
 CONFIG = Path(__file__).with_name("gateway.yaml")
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
@@ -105,36 +104,13 @@ def gateway(
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
     config = _config(tmp_path_factory.mktemp("config"), directory)
-    ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
-    env = {
-        **os.environ,
-        "RAYGATE_PORT": str(ports["port"]),
-        "RAYGATE_SIMULATOR_PORT": str(ports["sim"]),
-        "RAYGATE_CLOSED_PORT": str(ports["closed"]),
-        "RAYGATE_RAY_PORT": str(ports["ray"]),
-        "RAYGATE_DASHBOARD_PORT": str(ports["dash"]),
-        "RAYGATE_STATE_DIR": str(state_dir),
-        "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
-    }
-    started = subprocess.run(
-        [RAYGATE, "up", "--detach", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if started.returncode != 0:
-        logs = "".join(p.read_text()[-3000:] for p in state_dir.glob("*.log"))
-        subprocess.run([RAYGATE, "down"], env=env, timeout=120)
-        pytest.fail(f"raygate up failed:\n{started.stdout}\n{started.stderr}\n{logs}")
-    try:
+    issuer = {"RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url}
+    with running_gateway(config, state_dir, issuer) as (base_url, env):
         yield Gateway(
-            base_url=f"http://127.0.0.1:{ports['port']}",
-            simulator_url=f"http://127.0.0.1:{ports['sim']}",
-            env={**env, "RAYGATE_CONFIG": str(config)},
+            base_url=base_url,
+            simulator_url=f"http://127.0.0.1:{env['RAYGATE_SIMULATOR_PORT']}",
+            env=env,
         )
-    finally:
-        subprocess.run([RAYGATE, "down"], env=env, timeout=180)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ from gateway.protocol.openai import (
 from gateway.providers.local import (
     LocalChatCompletion,
     LocalChatCompletionChunk,
+    LocalCompletion,
     LocalProvider,
     LocalUsage,
 )
@@ -79,10 +80,16 @@ class SimEngines:
             yield LocalChatCompletionChunk(**{**dict(chunk), "usage": usage, "replica": "r1"})
 
     async def completion(self, request: CompletionRequest) -> Completion:
-        raise NotImplementedError
+        self._check()
+        answer = await self._upstream.completion(request)
+        usage = _local_usage(answer.usage)
+        return LocalCompletion(**{**dict(answer), "usage": usage, "replica": "r1"})
 
-    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
-        raise NotImplementedError
+    async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
+        self._check()
+        async for chunk in self._upstream.completion_stream(request):
+            usage = _local_usage(chunk.usage) if chunk.usage else None
+            yield LocalCompletion(**{**dict(chunk), "usage": usage, "replica": "r1"})
 
     async def aclose(self) -> None:
         await self._upstream.aclose()
@@ -158,6 +165,16 @@ async def test_the_route_names_the_replica_that_answered(router: Router) -> None
     body = routed.response.wire()
     assert body["model"] == "tiny-or-sim"
     assert "replica" not in body and "device_seconds" not in body["usage"]
+
+
+@pytest.mark.asyncio
+async def test_a_legacy_completion_names_the_replica_too(router: Router) -> None:
+    request = CompletionRequest(model="tiny-or-sim", prompt="hello", max_tokens=4)
+    routed = await router.completion(request)
+    assert routed.route.header() == "local/tiny@r1"
+    assert routed.response.wire()["model"] == "tiny-or-sim"
+    route, chunks = await drain(router.completion_stream(request))
+    assert route.header() == "local/tiny@r1" and chunks
 
 
 @pytest.mark.asyncio
