@@ -175,9 +175,10 @@ async def _one_request(router: Router, stream: bool, phase: str, t0: float) -> O
     route: Route | None = None
     try:
         if stream:
-            async for item in router.chat_stream(request):
-                if isinstance(item, Route):
-                    route = item
+            opened = await router.chat_stream(request)
+            route = opened.route
+            async for _ in opened.chunks:
+                pass
         else:
             route = (await router.chat(request)).route
         outcome.ok = True

@@ -2,19 +2,20 @@
 
 All three are measured interleaved per concurrency level against one simulator (zero added
 latency, so every millisecond measured is the path's own), once per set of Ray Serve settings
-(`PROFILES`), each on a fresh Ray. Prints a table and writes `benchmarks/results/overhead.json`.
+(`PROFILES`), each on a fresh Ray. With `--compare REV`, raygate at commit REV (checked out in
+a temporary worktree) is measured in the same run, in alternating rounds with the working
+tree's, so a change's cost is read side by side on one machine in one run. Prints a table and
+writes `benchmarks/results/overhead.json`.
 
-    .venv/bin/python benchmarks/overhead.py [--requests 400] [--concurrency 1 8 64]
-                                            [--profiles default throughput haproxy]
+    .venv/bin/python -m benchmarks.overhead [--requests 400] [--concurrency 1 8 64]
+        [--profiles default throughput haproxy] [--compare REV] [--rounds 2]
 """
 
 import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,8 +29,8 @@ from fastapi import FastAPI, Request, Response
 from ray import serve
 from ray.serve import Deployment
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "overhead.json"
+from benchmarks.report import ROOT, Report, latency_summary, markdown_table
+
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "How far is the moon?"}]}
 KEY = "sk-bench"
 
@@ -135,12 +136,12 @@ async def _load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
+    summary = latency_summary(latencies)
     return {
         "requests": requests,
         "errors": errors,
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(latencies[max(int(len(latencies) * 0.99) - 1, 0)], 2),
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
         "throughput_rps": round(len(latencies) / elapsed, 1),
     }
 
@@ -161,6 +162,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="per path and level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument("--compare", metavar="REV", help="also measure raygate at this commit")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per version")
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_out is not None:
@@ -168,17 +171,42 @@ def main() -> int:
         args.child_out.write_text(json.dumps(rows))
         return 0
 
-    rows = []
-    for profile in args.profiles:
-        print(f"Serve settings: {profile}", flush=True)
-        out = RESULTS.with_suffix(f".{profile}.tmp")
-        command = [sys.executable, __file__, "--child-out", str(out), "--requests",
-                   str(args.requests), "--concurrency", *map(str, args.concurrency)]  # fmt: skip
-        subprocess.run(command, check=True, env={**os.environ, **PROFILES[profile]})
-        rows += [{"serve": profile, **row} for row in json.loads(out.read_text())]
-        out.unlink()
-    _report(rows)
+    report = Report("overhead", parameters=vars(args) | {"child_out": None})
+    versions = {"working tree": ROOT}
+    with tempfile.TemporaryDirectory(prefix="raygate-compare-") as scratch:
+        if args.compare:
+            versions[args.compare] = _checkout(args.compare, Path(scratch) / "tree")
+        rows = []
+        for profile in args.profiles:
+            for round_ in range(args.rounds):
+                for version, tree in versions.items():
+                    print(f"Serve settings: {profile}, {version}, round {round_ + 1}", flush=True)
+                    found = _child(args, tree, PROFILES[profile], Path(scratch) / "rows.json")
+                    rows += [{"serve": profile, "version": version, **row} for row in found]
+        if args.compare:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", versions[args.compare]],
+                cwd=ROOT,
+                check=False,
+            )
+    _report(report, rows, profiles=args.profiles)
     return 0
+
+
+def _checkout(rev: str, where: Path) -> Path:
+    """`rev` checked out (detached) at `where`: the code the other version runs."""
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=ROOT, check=True)
+    return where
+
+
+def _child(args: argparse.Namespace, tree: Path, env: dict[str, str], out: Path) -> Any:
+    """One measuring process (and its fresh Ray) on the code in `tree`: this script, with
+    `tree` first on the path of the process and of the Ray workers it starts."""
+    command = [sys.executable, __file__, "--child-out", str(out)]
+    command += ["--requests", str(args.requests), "--concurrency", *map(str, args.concurrency)]
+    path = os.pathsep.join([str(tree), str(ROOT)])
+    subprocess.run(command, check=True, cwd=tree, env={**os.environ, **env, "PYTHONPATH": path})
+    return json.loads(out.read_text())
 
 
 def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
@@ -215,62 +243,89 @@ def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def _report(rows: list[dict[str, Any]]) -> None:
-    by = {(r["serve"], r["path"], r["concurrency"]): r for r in rows}
+def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) -> None:
     summary = []
-    for profile in dict.fromkeys(r["serve"] for r in rows):
-        for concurrency in sorted({r["concurrency"] for r in rows}):
-            bare = by[(profile, "bare Serve forwarder", concurrency)]
-            gate = by[(profile, "raygate (miss path)", concurrency)]
-            summary.append(
-                {
-                    "serve": profile,
-                    "concurrency": concurrency,
-                    "added_p50_ms": round(gate["p50_ms"] - bare["p50_ms"], 2),
-                    "added_p99_ms": round(gate["p99_ms"] - bare["p99_ms"], 2),
-                }
-            )
-    header = "| Serve settings | path | concurrency | p50 ms | p99 ms | req/s | errors |"
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [
-        f"| {r['serve']} | {r['path']} | {r['concurrency']} | {r['p50_ms']} | {r['p99_ms']} "
-        f"| {r['throughput_rps']} | {r['errors']} |"
-        for r in rows
-    ]
-    print("\n".join(lines))
-    print("\nraygate over the bare Serve forwarder:")
-    for s in summary:
-        print(
-            f"  {s['serve']:10} c={s['concurrency']:<3} {s['added_p50_ms']:+} ms p50, "
-            f"{s['added_p99_ms']:+} ms p99"
-        )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "overhead",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "commit": commit or None,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "profiles": {
-                    name: PROFILES[name] for name in dict.fromkeys(r["serve"] for r in rows)
-                },
-                "rows": rows,
-                "raygate_over_bare_serve": summary,
-                "table_markdown": "\n".join(lines),
-            },
-            indent=2,
-        )
-        + "\n"
+    for version in dict.fromkeys(r["version"] for r in rows):
+        for profile in profiles:
+            for concurrency in sorted({r["concurrency"] for r in rows}):
+                same = [
+                    r
+                    for r in rows
+                    if (r["version"], r["serve"], r["concurrency"])
+                    == (version, profile, concurrency)
+                ]
+                bare = [r for r in same if r["path"] == "bare Serve forwarder"]
+                gate = [r for r in same if r["path"] == "raygate (miss path)"]
+                summary.append(
+                    {
+                        "version": version,
+                        "serve": profile,
+                        "concurrency": concurrency,
+                        "added_p50_ms": _mean_diff(gate, bare, "p50_ms"),
+                        "added_p99_ms": _mean_diff(gate, bare, "p99_ms"),
+                        "raygate_p50_ms": _mean(gate, "p50_ms"),
+                        "raygate_rps": _mean(gate, "throughput_rps"),
+                    }
+                )
+    table = markdown_table(
+        ["version", "Serve settings", "path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors"],
+        [
+            [
+                r["version"],
+                r["serve"],
+                r["path"],
+                r["concurrency"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["throughput_rps"],
+                r["errors"],
+            ]
+            for r in rows
+        ],
+        align="lllrrrrr",
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    added = markdown_table(
+        [
+            "version",
+            "Serve settings",
+            "concurrency",
+            "raygate p50 ms",
+            "req/s",
+            "over bare Serve, p50",
+            "p99",
+        ],
+        [
+            [
+                s["version"],
+                s["serve"],
+                s["concurrency"],
+                s["raygate_p50_ms"],
+                s["raygate_rps"],
+                f"{s['added_p50_ms']:+} ms",
+                f"{s['added_p99_ms']:+} ms",
+            ]
+            for s in summary
+        ],
+        align="llrrrrr",
+    )
+    print(table, "\n\nraygate over the bare Serve forwarder (mean over rounds):\n" + added, sep="")
+    report.write(
+        {
+            "profiles": {name: PROFILES[name] for name in profiles},
+            "rows": rows,
+            "raygate_over_bare_serve": summary,
+            "table_markdown": table,
+            "summary_markdown": added,
+        }
+    )
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return round(sum(r[key] for r in rows) / len(rows), 2)
+
+
+def _mean_diff(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> float:
+    return round(_mean(a, key) - _mean(b, key), 2)
 
 
 if __name__ == "__main__":

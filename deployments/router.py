@@ -8,6 +8,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util.metrics import Gauge
 
+from deployments.handles import ServeEngines
 from gateway.config import GatewayConfig
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -24,9 +25,9 @@ from gateway.providers.local_config import LOCAL_PROVIDER
 from gateway.providers.registry import build_provider
 from gateway.routing.breaker import BreakerState, Transition
 from gateway.routing.context import RouteContext
+from gateway.routing.routed import in_band
 from gateway.routing.router import Route, Routed, Router
 from gateway.routing.status import RoutingStatus
-from local_models.client import ServeEngines
 from local_models.deployment import deployment_name
 
 # Breaker state as a number Prometheus can graph and alert on.
@@ -103,7 +104,8 @@ class RouterDeployment:
     async def chat_stream(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
     ) -> AsyncIterator[Route | ChatCompletionChunk]:
-        async for item in self._router.chat_stream(request, context):
+        # Through the handle a stream is one sequence: its route first, then its chunks.
+        async for item in in_band(await self._router.chat_stream(request, context)):
             yield item
 
     async def completion(
@@ -114,7 +116,7 @@ class RouterDeployment:
     async def completion_stream(
         self, request: CompletionRequest, context: RouteContext | None = None
     ) -> AsyncIterator[Route | Completion]:
-        async for item in self._router.completion_stream(request, context):
+        async for item in in_band(await self._router.completion_stream(request, context)):
             yield item
 
     async def embeddings(

@@ -1,10 +1,10 @@
 """The meter on the request path: rate limits and budgets before the call, cost after it.
 
-    admission = await meter.admit(principal, alias, targets, prompt_tokens, max_tokens)
+    allowance = await meter.admit(principal, alias, targets, prompt_tokens, max_tokens)
     ...the upstream call...
-    cost = await meter.settle(admission, route_label, usage)   # or: await meter.cancel(...)
+    cost = await meter.settle(allowance, route_label, usage)   # or: await meter.cancel(...)
 
-A refused admission raises RateLimited (429, with Retry-After and x-ratelimit-* headers),
+A refused request raises RateLimited (429, with Retry-After and x-ratelimit-* headers),
 QuotaExceeded (429 insufficient_quota) or RateLimitStoreUnavailable (503, fail-closed).
 """
 
@@ -24,7 +24,7 @@ DEFAULT_COMPLETION_TOKENS = 512
 
 
 @dataclass
-class Admission:
+class Allowance:
     """What `admit` granted, to be settled or cancelled exactly once."""
 
     decision: LimitDecision | None
@@ -51,7 +51,7 @@ class Meter:
         targets: Sequence[str],
         prompt_tokens: int,
         max_tokens: int | None,
-    ) -> Admission:
+    ) -> Allowance:
         """Check the caller's rate limits and reserve the dearest target's estimated cost."""
         completion = DEFAULT_COMPLETION_TOKENS if max_tokens is None else max_tokens
         decision = None
@@ -69,36 +69,36 @@ class Meter:
                     await self._limiter.record_tokens(decision, 0)
                 raise
         headers = decision.headers() if decision is not None else {}
-        return Admission(decision, reservation, estimate, headers)
+        return Allowance(decision, reservation, estimate, headers)
 
     async def settle(
-        self, admission: Admission, route_label: str | None, usage: TokenUsage | None
+        self, allowance: Allowance, route_label: str | None, usage: TokenUsage | None
     ) -> float | None:
         """Charge the real cost (None when the model has no known price or no usage came);
         without usage, the reservation's estimate stands, since the provider still charged."""
-        if admission.done:
+        if allowance.done:
             return None
-        admission.done = True
+        allowance.done = True
         cost = None
         if route_label is not None and usage is not None:
             cost = self.prices.cost_of_usage(route_label, usage)
-        if self._ledger is not None and admission.reservation is not None:
-            charged = cost if cost is not None else admission.estimate_usd
-            await self._ledger.settle(admission.reservation, charged)
-        if self._limiter is not None and admission.decision is not None and usage is not None:
+        if self._ledger is not None and allowance.reservation is not None:
+            charged = cost if cost is not None else allowance.estimate_usd
+            await self._ledger.settle(allowance.reservation, charged)
+        if self._limiter is not None and allowance.decision is not None and usage is not None:
             prompt, completion, _ = usage_tokens(usage)
-            await self._limiter.record_tokens(admission.decision, prompt + completion)
+            await self._limiter.record_tokens(allowance.decision, prompt + completion)
         return cost
 
-    async def cancel(self, admission: Admission) -> None:
+    async def cancel(self, allowance: Allowance) -> None:
         """Nothing was answered: give back the reservation and the tokens."""
-        if admission.done:
+        if allowance.done:
             return
-        admission.done = True
-        if self._ledger is not None and admission.reservation is not None:
-            await self._ledger.release(admission.reservation)
-        if self._limiter is not None and admission.decision is not None:
-            await self._limiter.record_tokens(admission.decision, 0)
+        allowance.done = True
+        if self._ledger is not None and allowance.reservation is not None:
+            await self._ledger.release(allowance.reservation)
+        if self._limiter is not None and allowance.decision is not None:
+            await self._limiter.record_tokens(allowance.decision, 0)
 
     async def aclose(self) -> None:
         if self._limiter is not None:

@@ -1,11 +1,11 @@
-"""The semantic cache in the request path of `/v1/chat/completions`.
+"""The cache stage of the chat pipeline (chat, and Anthropic messages once translated).
 
 After the input policy (so only redacted text is ever keyed, stored or embedded), `probe`
-looks the request up in its scope; a hit is answered here, as JSON or replayed as a stream in
-the shape the client asked for, and still passes the output policy. A miss goes to the router
-and its answer is stored once it completed cleanly (`recorded` / `recording`), off the
-response path. The cache is optional: a lookup that fails or is slow is served as a miss,
-logged and counted, never an error.
+looks the request up in its scope; a hit becomes the request's answer (`hit`: JSON, or
+replayed as a stream in the shape the client asked for), which then passes the output policy
+like any other. A miss goes to the router and its answer is stored once it completed cleanly
+(`keep`), off the response path. The cache is optional: a lookup that fails or is slow is
+served as a miss, logged and counted, never an error.
 
 Per request, `x-raygate-cache-control` says `no-cache` (answer fresh, store it), `no-store`
 (may answer from cache, store nothing) or `bypass` (neither).
@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
+from gateway.accounting.pricing import PriceTable
+from gateway.api.backend import ChatAnswer
+from gateway.api.embedding import RequestEmbedding
+from gateway.api.exchange import Exchange
 from gateway.cache.config import CacheConfig
 from gateway.cache.keys import identity_for, scope_key, semantic_eligibility, split_last_user_turn
 from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
 from gateway.errors import InvalidRequest
+from gateway.identity.principal import Principal
 from gateway.protocol.openai import (
     ChatChoice,
     ChatCompletion,
@@ -37,17 +43,12 @@ from gateway.protocol.openai import (
     Usage,
     new_id,
 )
-from gateway.routing.router import Route, Routed
-
-if TYPE_CHECKING:
-    from gateway.api.exchange import Exchange
-    from gateway.identity.principal import Principal
+from gateway.routing.router import Route, Routed, RoutedStream
 
 log = logging.getLogger(__name__)
 
 Control = Literal["default", "no-cache", "no-store", "bypass"]
 _CONTROLS: frozenset[str] = frozenset({"no-cache", "no-store", "bypass"})
-HIT_PHASES = frozenset({"exact", "normalized", "semantic"})
 
 
 class CacheBackend(Protocol):
@@ -131,35 +132,31 @@ def control_of(value: str | None) -> Control:
 
 
 class ResponseCache:
-    """The API's side of the cache: scoping, lookups, replay and storing answers."""
+    """The cache stage: scoping and lookups, hits answered as JSON or replayed as a stream,
+    and misses' answers stored once they completed cleanly."""
 
     def __init__(
         self,
         config: CacheConfig,
         backend: CacheBackend,
         *,
-        price_avoided: Callable[[CachedAnswer], float | None],
+        prices: PriceTable,
         events: CacheEvents | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
-        self._price_avoided = price_avoided
+        self._prices = prices
         self._events = events
         self._pending: set[asyncio.Task[None]] = set()
 
     def applies(self, model: str) -> bool:
         return self.config.enabled_for(model)
 
-    async def probe(
-        self,
-        exchange: Exchange,
-        body: ChatCompletionRequest,
-        control: Control,
-    ) -> Probe | None:
-        """Look `body` up; None when the cache does not apply to this request at all.
-
-        Reuses the exchange's embedding when the policy engine already embedded the same text.
-        """
+    async def probe(self, exchange: Exchange, body: ChatCompletionRequest) -> Probe | None:
+        """Look `body` up as `x-raygate-cache-control` allows; None when the cache does not
+        apply to this request at all. Reuses the request's embedding when one was computed
+        of the same text, and keeps the one the lookup computed for the stages after it."""
+        control = control_of(exchange.headers.get("x-raygate-cache-control"))
         if not self.applies(body.model) or exchange.principal is None:
             return None
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
@@ -184,7 +181,7 @@ class ResponseCache:
             text=text,
             eligible=eligible,
             threshold=self.config.threshold_for(body.model),
-            embedding=exchange.embedding if exchange.embedded_text == text else None,
+            embedding=RequestEmbedding.known(exchange, text),
         )
         result = await self._lookup(query)
         answer = _answer_of(result) if result is not None else None
@@ -192,11 +189,13 @@ class ResponseCache:
         exchange.cache_phase = phase
         exchange.similarity = round(result.similarity, 4) if result is not None else None
         exchange.cache_replica = result.replica if result is not None else None
-        if result is not None and result.embedding is not None and exchange.embedding is None:
-            exchange.embedding, exchange.embedded_text = result.embedding, text
-        avoided = self._price_avoided(answer) if answer is not None else None
-        exchange.cost_avoided_usd = avoided
-        self._emit(body.model, phase, avoided)
+        if result is not None and result.embedding is not None:
+            RequestEmbedding.note(exchange, text, result.embedding)
+        if answer is not None:
+            exchange.cost_usd = 0.0  # answered from the cache: nothing is spent
+            exchange.cost_avoided_usd = self._avoided(answer)
+            exchange.note_usage(answer.usage())
+        self._emit(body.model, phase, exchange.cost_avoided_usd)
         return Probe(body.model, scope, text, store, result, answer)
 
     async def _lookup(self, query: CacheQuery) -> CacheResult | None:
@@ -218,79 +217,87 @@ class ResponseCache:
             user=principal.user_id,
         )
 
+    def _avoided(self, answer: CachedAnswer) -> float | None:
+        if answer.target is None:
+            return None
+        return self._prices.cost_avoided(
+            answer.target, answer.prompt_tokens, answer.completion_tokens
+        )
+
     def _emit(self, model: str, phase: str, avoided: float | None) -> None:
         if self._events is not None:
             self._events(model, phase, avoided)
 
     # --- answering a hit -----------------------------------------------------------------
 
-    def completion(self, probe: Probe) -> ChatCompletion:
-        """The hit as a chat completion for this request (a fresh id, the alias as model)."""
-        assert probe.answer is not None
-        answer = probe.answer
+    def hit(self, exchange: Exchange, probe: Probe, *, stream: bool) -> ChatAnswer:
+        """The hit as this request's answer: a completion, or a replayed stream."""
+        assert probe.answer is not None and probe.result is not None
+        route = Route(target=f"cache/{probe.result.phase}")
+        exchange.route = route
+        if stream:
+            return RoutedStream(route, self._replay(probe.model, probe.answer))
+        return Routed(self._completion(probe.model, probe.answer), route)
+
+    @staticmethod
+    def _completion(model: str, answer: CachedAnswer) -> ChatCompletion:
         message = ChatMessage(role="assistant", content=answer.content)
         return ChatCompletion(
-            model=probe.model,
+            model=model,
             choices=[ChatChoice(index=0, message=message, finish_reason=answer.finish_reason)],
             usage=answer.usage(),
         )
 
-    async def replay(self, probe: Probe) -> AsyncIterator[Route | ChatCompletionChunk]:
-        """The hit as the router would stream it: its Route, then real chunks, usage last."""
-        assert probe.answer is not None
-        answer = probe.answer
-        yield Route(target=f"cache/{probe.result.phase if probe.result else 'hit'}")
+    async def _replay(
+        self, model: str, answer: CachedAnswer
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """Real chunks, as an upstream would stream them, usage last."""
         chunk_id = new_id("chatcmpl")
 
         def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
             choice = ChunkChoice(index=0, delta=delta, finish_reason=finish)
-            return ChatCompletionChunk(id=chunk_id, model=probe.model, choices=[choice])
+            return ChatCompletionChunk(id=chunk_id, model=model, choices=[choice])
 
         yield chunk(ChoiceDelta(role="assistant", content=""))
         size = self.config.replay_chunk_chars
         for start in range(0, len(answer.content), size):
             yield chunk(ChoiceDelta(content=answer.content[start : start + size]))
         yield chunk(ChoiceDelta(), answer.finish_reason)
-        yield ChatCompletionChunk(id=chunk_id, model=probe.model, usage=answer.usage())
+        yield ChatCompletionChunk(id=chunk_id, model=model, usage=answer.usage())
 
     # --- storing a miss ------------------------------------------------------------------
 
-    async def recorded(
-        self, probe: Probe | None, call: Awaitable[Routed[ChatCompletion]]
-    ) -> Routed[ChatCompletion]:
-        """Await a whole answer and, if it may be cached, store it in the background."""
-        routed = await call
-        if probe is not None and probe.store:
-            answer = _from_completion(routed.response, routed.route.target)
-            if answer is not None:
-                self._store(probe, answer)
-        return routed
-
-    async def recording(self, probe: Probe | None, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Pass a routed stream through; store its answer if it ran to a clean end."""
+    def keep(self, probe: Probe | None, answer: ChatAnswer) -> ChatAnswer:
+        """The routed answer, stored once complete (a stream: if it ran to a clean end)
+        when the probe says it may be."""
         if probe is None or not probe.store:
-            async for item in items:
-                yield item
-            return
-        target: str | None = None
+            return answer
+        if isinstance(answer, RoutedStream):
+            return RoutedStream(answer.route, self._recording(probe, answer))
+        stored = _from_completion(answer.response, answer.route.target)
+        if stored is not None:
+            self._store(probe, stored)
+        return answer
+
+    async def _recording(
+        self, probe: Probe, stream: RoutedStream[ChatCompletionChunk]
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         parts: list[str] = []
         finish: str | None = None
         usage: Usage | None = None
         cacheable = True
-        async for item in items:
-            if isinstance(item, Route):
-                target = item.target
-            elif isinstance(item, ChatCompletionChunk):
-                usage = item.usage or usage
-                for choice in item.choices:
+        async with aclosing(stream.chunks) as chunks:
+            async for chunk in chunks:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
                     if choice.index != 0 or choice.delta.tool_calls:
                         cacheable = False
                     if choice.delta.content:
                         parts.append(choice.delta.content)
                     finish = choice.finish_reason or finish
-            yield item
+                yield chunk
         if cacheable and finish in ("stop", "length") and parts:
-            self._store(probe, CachedAnswer.of("".join(parts), finish, usage, target))
+            self._store(probe, CachedAnswer.of("".join(parts), finish, usage, stream.route.target))
 
     def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         embedding = probe.result.embedding if probe.result is not None else None

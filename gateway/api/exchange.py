@@ -1,47 +1,74 @@
-"""What happened to one request, gathered as it goes, for its audit record.
+"""One request as it passes the pipeline's stages, and what it leaves in the audit trail.
 
-Each stage notes what it learned on the request's `Exchange` (`request.state.exchange`): the
-caller, the model, the route, the usage, the answer's text, the outcome. The API turns it into
-one `AuditRecord` when the response is complete: at once for a JSON answer, at the end of the
-stream for a streamed one (completed, failed, or abandoned by the client).
+The middleware opens an `Exchange` for every request; each stage notes what it learned on it
+(the caller, the model, the policy's decisions, the cache outcome, the route, the usage, the
+answer's text). When the response is complete (at once for a JSON answer, at the end of a
+stream, whether it completed, failed or was abandoned) it becomes one `AuditRecord`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar, overload
 
-from gateway.accounting.meter import Admission
+import numpy as np
+from pydantic import BaseModel
+
+from gateway.accounting.meter import Allowance
 from gateway.audit.record import AuditPrincipal, AuditRecord, CachePhase, PolicyDecision
 from gateway.identity.access import Grant
 from gateway.identity.principal import Principal
+from gateway.protocol.anthropic import MessagesRequest, TextBlock
+from gateway.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    Completion,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    Usage,
+)
+from gateway.routing.context import RouteContext
+from gateway.routing.routed import Routed, RoutedStream
 from gateway.routing.router import Route
+
+# The answers and chunks the stages pass along, in the gateway's canonical (OpenAI) shapes.
+Answer = ChatCompletion | Completion | EmbeddingResponse
+Chunk = ChatCompletionChunk | Completion
+_A = TypeVar("_A", bound=Answer)
+_K = TypeVar("_K", bound=Chunk)
 
 
 @dataclass
 class Exchange:
-    """The audit-relevant facts of one request."""
+    """The facts of one request, gathered stage by stage."""
 
     request_id: str
     path: str
     client_address: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # the request's HTTP headers
     arrived: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     grant: Grant | None = None  # what the caller may do, resolved once with the principal
     model: str | None = None
     prompt: str | None = None
+    allowance: Allowance | None = None  # what the meter granted before the call
     route: Route | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
     response_parts: list[str] = field(default_factory=list)
     status: int | None = None
     error_code: str | None = None
-    usage: Any = None  # the answer's OpenAI usage object, once known
+    usage: Usage | EmbeddingUsage | None = None  # the answer's usage, once known
     cost_usd: float | None = None
-    admission: Admission | None = None  # what the meter granted before the call
     decisions: list[PolicyDecision] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)  # detected by the policy's topic rules
     redacted: dict[str, str] = field(default_factory=dict)  # placeholder -> value, this request
@@ -50,35 +77,74 @@ class Exchange:
     similarity: float | None = None
     cache_replica: str | None = None  # the cache replica that looked the request up
     cost_avoided_usd: float | None = None  # what a cache hit saved, at the target's prices
-    embedding: Any = None  # the request's embedding (numpy row), computed once and shared
+    embedding: np.ndarray | None = None  # the request's embedding, computed once and shared
     embedded_text: str | None = None  # the text `embedding` is of
 
-    def note_usage(self, usage: Any) -> None:
-        """Take token counts from an OpenAI usage object (or None)."""
+    @property
+    def policy_profile(self) -> str | None:
+        """The caller's policy profile (None: the default one)."""
+        return self.grant.policy if self.grant is not None else None
+
+    @property
+    def answered_from_cache(self) -> bool:
+        """Whether a cache hit answered this request (nothing was spent upstream)."""
+        return self.cache_phase in ("exact", "normalized", "semantic")
+
+    def route_context(self) -> RouteContext:
+        """What routing conditions may look at: the authenticated caller's identity."""
+        return RouteContext.of(self.principal) if self.principal is not None else RouteContext()
+
+    def overhead_ms(self) -> float:
+        """Time spent in the gateway so far, the upstream's time excluded."""
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        upstream_ms = self.route.upstream_ms if self.route is not None else 0.0
+        return max(elapsed_ms - upstream_ms, 0.0)
+
+    def note_usage(self, usage: Usage | EmbeddingUsage | None) -> None:
+        """Take the token counts of an answer's usage (None: none came)."""
         if usage is None:
             return
         self.usage = usage
-        self.tokens_in = getattr(usage, "prompt_tokens", None)
-        self.tokens_out = getattr(usage, "completion_tokens", None)
+        self.tokens_in = usage.prompt_tokens
+        self.tokens_out = usage.completion_tokens if isinstance(usage, Usage) else None
 
-    def note_answer(self, response: Any) -> None:
-        """A whole answer: its usage and text."""
-        self.note_usage(getattr(response, "usage", None))
-        for choice in getattr(response, "choices", None) or []:
-            message = getattr(choice, "message", None)
-            text = message.text() if message is not None else getattr(choice, "text", None)
+    def note_answer(self, answer: Answer) -> None:
+        """A whole answer: its usage and its text."""
+        self.note_usage(answer.usage)
+        if isinstance(answer, ChatCompletion):
+            self.response_parts += [c.message.text() for c in answer.choices if c.message.text()]
+        elif isinstance(answer, Completion):
+            self.response_parts += [c.text for c in answer.choices if c.text]
+
+    def note_chunk(self, chunk: Chunk) -> None:
+        """A streamed chunk: the first choice's text, and the usage on the last chunk."""
+        self.note_usage(chunk.usage)
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            text = choice.delta.content if isinstance(choice, ChunkChoice) else choice.text
             if text:
                 self.response_parts.append(text)
 
-    def note_chunk(self, chunk: Any) -> None:
-        """A streamed chunk: its text delta, and the usage on the last one."""
-        self.note_usage(getattr(chunk, "usage", None))
-        for choice in getattr(chunk, "choices", None) or []:
-            delta = getattr(choice, "delta", None)
-            text = getattr(delta, "content", None) if delta is not None else None
-            text = text if text is not None else getattr(choice, "text", None)
-            if text and getattr(choice, "index", 0) == 0:
-                self.response_parts.append(text)
+    @overload
+    def observe(self, answer: Routed[_A]) -> Routed[_A]: ...
+
+    @overload
+    def observe(self, answer: RoutedStream[_K]) -> RoutedStream[_K]: ...
+
+    def observe(self, answer: Routed[_A] | RoutedStream[_K]) -> Routed[_A] | RoutedStream[_K]:
+        """Note an answer as it came back, before the output policy: the audit trail keeps
+        what crossed the organisation's boundary. A stream is noted chunk by chunk."""
+        if isinstance(answer, RoutedStream):
+            return RoutedStream(answer.route, self._noting(answer.chunks))
+        self.note_answer(answer.response)
+        return answer
+
+    async def _noting(self, chunks: AsyncGenerator[_K, None]) -> AsyncGenerator[_K, None]:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                self.note_chunk(chunk)
+                yield chunk
 
     def record(self) -> AuditRecord:
         """The audit record (content raw; the writer applies the configured content modes)."""
@@ -106,30 +172,32 @@ class Exchange:
         )
 
 
-def prompt_text(body: Any) -> str | None:
-    """The text a request sends: chat messages (role-prefixed), a prompt, or embedding input."""
-    messages = getattr(body, "messages", None)
-    if messages is not None:
-        system = getattr(body, "system", None)  # Anthropic keeps it beside the messages
-        lines = [f"system: {_text(system)}"] if system else []
-        lines += [f"{getattr(m, 'role', '?')}: {_text(m)}" for m in messages]
+def prompt_text(body: BaseModel) -> str | None:
+    """The text a request sends: chat or Anthropic messages (role-prefixed, the system prompt
+    first), a prompt, or embedding input (token ids have no text)."""
+    if isinstance(body, ChatCompletionRequest):
+        return "\n".join(f"{m.role}: {m.text()}" for m in body.messages)
+    if isinstance(body, MessagesRequest):
+        lines = [f"system: {_blocks_text(body.system)}"] if body.system else []
+        lines += [f"{m.role}: {_blocks_text(m.content)}" for m in body.messages]
         return "\n".join(lines)
-    for name in ("prompt", "input"):
-        value = getattr(body, name, None)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return "\n".join(value)
+    if isinstance(body, CompletionRequest):
+        return _strings(body.prompt)
+    if isinstance(body, EmbeddingRequest):
+        return _strings(body.input)
     return None
 
 
-def _text(item: Any) -> str:
-    """Text of a message, or of content given as a string or a list of blocks/parts."""
-    if hasattr(item, "text") and callable(item.text):
-        return str(item.text())
-    content = getattr(item, "content", item)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(getattr(part, "text", None) or "" for part in content)
-    return ""
+def _blocks_text(content: str | Sequence[object] | None) -> str:
+    # Anthropic content: a string, or blocks of which only text blocks carry text.
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "".join(block.text for block in content if isinstance(block, TextBlock))
+
+
+def _strings(value: str | list[str] | list[int] | list[list[int]]) -> str | None:
+    if isinstance(value, str):
+        return value
+    if all(isinstance(v, str) for v in value):
+        return "\n".join(v for v in value if isinstance(v, str))
+    return None

@@ -1,8 +1,9 @@
 """Server-sent event streams to the client.
 
-Headers are committed only after the router has an upstream's first chunk in hand, so a
-failure before that is an ordinary error response with its status. A failure after it ends
-the stream with an error event, never a silent clean end. A client that goes away cancels the
+Headers are committed only once the router has an upstream's first chunk in hand (a routed
+stream is opened before it is answered), so a failure before that is an ordinary error
+response with its status. A failure after it ends the stream with the wire's error event,
+never a silent clean end. A client that goes away closes the stream, and with it the
 upstream call.
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from gateway.errors import ClientClosedRequest, GatewayError, UpstreamError
-from gateway.routing.router import Route
+from gateway.errors import ClientClosedRequest, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -36,60 +37,38 @@ def sse_event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
-async def open_routed_stream(items: AsyncIterator[Any]) -> Route:
-    """Wait for the router's Route, which it sends once the first upstream chunk is in.
-
-    Raises the router's GatewayError when no target could start a stream.
-    """
-    try:
-        first = await anext(items)
-    except StopAsyncIteration:
-        raise UpstreamError("the router ended the stream before it started") from None
-    if not isinstance(first, Route):
-        raise UpstreamError("the router sent a chunk before its route")
-    return first
-
-
-def stream_response(
-    items: AsyncIterator[Any],
+def sse_response(
+    events: AsyncGenerator[bytes, None],
     *,
-    encode: Callable[[Any], bytes | None],
-    on_error: Callable[[GatewayError], bytes],
-    done: bytes | None,
+    error_event: Callable[[GatewayError], bytes],
     headers: dict[str, str],
     request_id: str,
-    on_finish: Callable[[GatewayError | None], Awaitable[None]] | None = None,
+    on_finish: Callable[[GatewayError | None], Awaitable[None]],
 ) -> StreamingResponse:
-    """Send `items` encoded as SSE; end with `done`, or with `on_error(...)` on failure.
+    """Send encoded `events`; a failure among them ends the stream with `error_event(...)`.
 
     `on_finish` hears how the stream ended: None when it completed, else the error, a
-    ClientClosedRequest when the client went away first.
+    ClientClosedRequest when the client went away first. It runs even when the response
+    task is being cancelled.
     """
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         outcome: GatewayError | None = ClientClosedRequest("The client closed the stream.")
         try:
-            async for item in items:
-                encoded = encode(item)
-                if encoded:
-                    yield encoded
+            async with aclosing(events):
+                async for event in events:
+                    yield event
             outcome = None
         except GatewayError as exc:
             log.warning("stream %s failed after it started: %s", request_id, exc.message)
             outcome = exc
-            yield on_error(exc)
-            return
+            yield error_event(exc)
         except Exception:
             log.exception("stream %s failed after it started", request_id)
             outcome = GatewayError(f"The gateway hit an internal error ({request_id}).")
-            yield on_error(outcome)
-            return
+            yield error_event(outcome)
         finally:
-            await items.aclose()  # type: ignore[attr-defined]
-            if on_finish is not None:
-                await _shielded(on_finish(outcome))
-        if done:
-            yield done
+            await _shielded(on_finish(outcome))
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}

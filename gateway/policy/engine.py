@@ -29,7 +29,7 @@ from gateway.audit.record import PolicyDecision
 from gateway.policy.config import PolicyConfig, PolicyProfile
 from gateway.policy.detection import detect
 from gateway.policy.jailbreak import JailbreakScorer
-from gateway.policy.limits import Admission, admit
+from gateway.policy.limits import LimitCheck, admit
 from gateway.policy.output import OutputFilter
 from gateway.policy.redaction import redact
 from gateway.policy.rules import action_for
@@ -147,7 +147,7 @@ class PolicyEngine:
         max_tokens: int | None,
         *,
         generates: bool = True,
-    ) -> Admission:
+    ) -> LimitCheck:
         """The profile's model allow-list and (for a request that `generates` tokens) its
         max_tokens ceiling, for one request."""
         profile = self.profile(profile_name)

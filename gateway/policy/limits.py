@@ -16,7 +16,7 @@ from gateway.policy.config import PolicyProfile
 
 
 @dataclass
-class Admission:
+class LimitCheck:
     """What a profile's limits make of one request."""
 
     max_tokens: int | None  # the value to send upstream (None: leave the request's as it is)
@@ -32,11 +32,11 @@ def admit(
     *,
     generates: bool = True,
     dry_run: bool = False,
-) -> Admission:
+) -> LimitCheck:
     """The profile's model and max_tokens rules for a request for `model` asking for
     `max_tokens` (None: not set); the ceiling only where the request `generates` tokens (not
     embeddings). In a dry run the decisions are recorded, nothing changes."""
-    result = Admission(max_tokens=None)
+    result = LimitCheck(max_tokens=None)
     if not profile.allows_model(model):
         result.decisions.append(
             PolicyDecision(

@@ -1,8 +1,9 @@
 """Anthropic Messages clients onto the canonical OpenAI chat format, and back.
 
 The gateway's `POST /v1/messages` route lets Anthropic SDK users call any configured model:
-the request becomes a `ChatCompletionRequest`, and the answer (whole or streamed) becomes an
-Anthropic `Message` or Anthropic's exact stream event sequence. Pure functions, no I/O.
+the request becomes a `ChatCompletionRequest`, and the answer becomes an Anthropic `Message`
+(a stream becomes Anthropic's event sequence in `anthropic_convert_stream.py`). Pure
+functions, no I/O.
 
 Lossy points, each deliberate:
 - A list-of-blocks `system` is joined with blank lines into one system message.
@@ -14,38 +15,23 @@ Lossy points, each deliberate:
   accepts or rejects them (never a silent drop).
 - `stop_sequence` is never reported: OpenAI does not say which stop sequence matched, so
   a stop is reported as `end_turn`.
-- Streams: message_start reports 0 tokens, since chat streams report usage only at the end;
-  message_delta carries the totals (input_tokens too, as Anthropic's own stream does).
-  Upstream `reasoning_content` is not relayed: Anthropic thinking blocks need a signature.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from gateway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 from gateway.protocol.anthropic import (
-    ContentBlockDeltaEvent,
-    ContentBlockStartEvent,
-    ContentBlockStopEvent,
     ImageBlock,
-    InputJSONDelta,
     InputMessage,
     Message,
-    MessageDelta,
-    MessageDeltaEvent,
-    MessageDeltaUsage,
     MessagesRequest,
-    MessageStartEvent,
-    MessageStopEvent,
     StopReason,
-    StreamEvent,
     TextBlock,
-    TextDelta,
     ToolResultBlock,
     ToolUseBlock,
     Usage,
@@ -53,7 +39,6 @@ from gateway.protocol.anthropic import (
 )
 from gateway.protocol.openai import (
     ChatCompletion,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
     ContentPart,
@@ -256,19 +241,19 @@ def chat_to_message(resp: ChatCompletion, *, model: str | None = None) -> Messag
                 input=_tool_input(call.function.arguments),
             )
         )
-    stop_reason = _stop_reason(choice.finish_reason)
+    stop_reason = stop_reason_of(choice.finish_reason)
     if choice.message.refusal and choice.finish_reason in (None, "stop"):
         stop_reason = "refusal"
     return Message(
-        id=_message_id(resp.id),
+        id=message_id(resp.id),
         model=model or resp.model,
         content=content,
         stop_reason=stop_reason,
-        usage=_usage(resp.usage),
+        usage=anthropic_usage(resp.usage),
     )
 
 
-def _stop_reason(finish_reason: str | None) -> StopReason:
+def stop_reason_of(finish_reason: str | None) -> StopReason:
     return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
 
@@ -284,7 +269,7 @@ def _tool_input(arguments: str | None) -> dict[str, Any]:
     return value
 
 
-def _usage(usage: ChatUsage | None) -> Usage:
+def anthropic_usage(usage: ChatUsage | None) -> Usage:
     if usage is None:
         return Usage()
     cached = _cached_tokens(usage)
@@ -303,118 +288,7 @@ def _cached_tokens(usage: ChatUsage) -> int:
     return 0
 
 
-# --- streamed response ------------------------------------------------------------------------
-
-
-class _BlockStream:
-    """Turns chunk deltas into Anthropic's strictly sequential content blocks."""
-
-    def __init__(self) -> None:
-        self.index = -1
-        self.open_kind: str | None = None
-        self.open_tool: int | None = None
-        self.open_id: str | None = None
-        self.closed_tools: set[int] = set()
-        self.closed_ids: set[str] = set()
-
-    def close(self) -> list[StreamEvent]:
-        if self.open_kind is None:
-            return []
-        if self.open_tool is not None:
-            self.closed_tools.add(self.open_tool)
-        if self.open_id is not None:
-            self.closed_ids.add(self.open_id)
-        self.open_kind, self.open_tool, self.open_id = None, None, None
-        return [ContentBlockStopEvent(index=self.index)]
-
-    def text(self, text: str) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        if self.open_kind != "text":
-            events += self.close()
-            self.index += 1
-            self.open_kind = "text"
-            events.append(
-                ContentBlockStartEvent(index=self.index, content_block=TextBlock(text=""))
-            )
-        events.append(ContentBlockDeltaEvent(index=self.index, delta=TextDelta(text=text)))
-        return events
-
-    def tool(self, call: ToolCall, position: int) -> list[StreamEvent]:
-        tool_index = call.index if call.index is not None else position
-        # Some upstreams give every call index 0: a new id starts a new call as well.
-        new_id = call.id is not None and call.id != self.open_id
-        events: list[StreamEvent] = []
-        if self.open_kind != "tool" or self.open_tool != tool_index or new_id:
-            if call.id in self.closed_ids or (call.id is None and tool_index in self.closed_tools):
-                # Anthropic blocks cannot be reopened; interleaved arguments cannot be relayed.
-                raise UpstreamError("the upstream interleaved tool call arguments")
-            events += self.close()
-            self.index += 1
-            self.open_kind, self.open_tool = "tool", tool_index
-            self.open_id = call.id or new_tool_use_id()
-            block = ToolUseBlock(id=self.open_id, name=call.function.name or "", input={})
-            events.append(ContentBlockStartEvent(index=self.index, content_block=block))
-        if call.function.arguments:
-            delta = InputJSONDelta(partial_json=call.function.arguments)
-            events.append(ContentBlockDeltaEvent(index=self.index, delta=delta))
-        return events
-
-
-async def chunks_to_events(
-    chunks: AsyncIterator[ChatCompletionChunk], *, model: str
-) -> AsyncIterator[StreamEvent]:
-    """Anthropic's stream event sequence for a canonical chunk stream.
-
-    Yields message_start (at the first chunk), content_block_start / _delta / _stop for each
-    text run and each tool call, then message_delta (stop reason, and the token counts of the
-    final usage chunk) and message_stop once the chunks end. Only choice 0 is relayed.
-    Raises `UpstreamError` when the chunk stream is empty.
-    """
-    blocks = _BlockStream()
-    started = False
-    finish_reason: str | None = None
-    refused = False
-    usage: ChatUsage | None = None
-    async for chunk in chunks:
-        if not started:
-            started = True
-            yield MessageStartEvent(message=Message(id=_message_id(chunk.id), model=model))
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.index != 0:
-                continue
-            delta = choice.delta
-            for text in (delta.content, delta.refusal):
-                if text:
-                    refused = refused or text is delta.refusal
-                    for event in blocks.text(text):
-                        yield event
-            for position, call in enumerate(delta.tool_calls or []):
-                for event in blocks.tool(call, position):
-                    yield event
-            if choice.finish_reason is not None:
-                finish_reason = choice.finish_reason
-    if not started:
-        raise UpstreamError("the upstream stream ended before its first chunk")
-    for event in blocks.close():
-        yield event
-    stop_reason = _stop_reason(finish_reason)
-    if refused and finish_reason in (None, "stop"):
-        stop_reason = "refusal"
-    final = _usage(usage)
-    yield MessageDeltaEvent(
-        delta=MessageDelta(stop_reason=stop_reason),
-        usage=MessageDeltaUsage(
-            output_tokens=final.output_tokens,
-            input_tokens=final.input_tokens if usage is not None else None,
-            cache_read_input_tokens=final.cache_read_input_tokens,
-        ),
-    )
-    yield MessageStopEvent()
-
-
-def _message_id(upstream_id: str) -> str:
+def message_id(upstream_id: str) -> str:
     """An Anthropic-style id (`msg_...`) that still names the upstream's answer."""
     if upstream_id.startswith("msg_"):
         return upstream_id

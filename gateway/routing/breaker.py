@@ -9,7 +9,7 @@ probe fails the cooldown grows (`cooldown_multiplier`, up to `max_cooldown`); a 
 half-open: up to `half_open_probes` requests pass at once. The first success closes the breaker
 with an empty window; a failure opens it again.
 
-Outcomes carry the `Admission` they were let through with, and count only while the breaker is
+Outcomes carry the `Permit` they were let through with, and count only while the breaker is
 still in the state (the epoch) that admitted them: a slow request from before a trip cannot
 close or re-open a breaker that has moved on.
 """
@@ -44,7 +44,7 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
+class Permit:
     """A breaker's leave for one request; hand it back with the request's outcome."""
 
     epoch: int
@@ -101,19 +101,19 @@ class CircuitBreaker:
             return None
         return self._opened_at + self._open_for
 
-    # --- admission and outcomes ---------------------------------------------------------------
+    # --- permits and outcomes ---------------------------------------------------------------
 
-    def admit(self) -> Admission | None:
+    def admit(self) -> Permit | None:
         """Leave for one request, or None while open or while every probe slot is taken."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return Admission(self._epoch, probe=False)
+            return Permit(self._epoch, probe=False)
         if state is BreakerState.HALF_OPEN and self._probes < self._policy.half_open_probes:
             self._probes += 1
-            return Admission(self._epoch, probe=True)
+            return Permit(self._epoch, probe=True)
         return None
 
-    def admit_early(self) -> Admission | None:
+    def admit_early(self) -> Permit | None:
         """Like `admit`, but an open breaker goes half-open now to admit this request as its
         probe. For a request that no target could otherwise take: one probe at a time still
         finds out whether the target is back, where waiting out the cooldown would only
@@ -122,21 +122,21 @@ class CircuitBreaker:
             self._move(BreakerState.HALF_OPEN, "probed_early")
         return self.admit()
 
-    def record_success(self, admission: Admission) -> None:
+    def record_success(self, permit: Permit) -> None:
         """The admitted request succeeded."""
-        if not self._current(admission):
+        if not self._current(permit):
             return
-        if admission.probe:
+        if permit.probe:
             self._probes -= 1
             self._close("probe_succeeded")
             return
         self._observe(failed=False)
 
-    def record_failure(self, admission: Admission) -> None:
+    def record_failure(self, permit: Permit) -> None:
         """The admitted request failed in a way that counts against the target."""
-        if not self._current(admission):
+        if not self._current(permit):
             return
-        if admission.probe:
+        if permit.probe:
             self._probes -= 1
             self._cooldown = min(
                 self._cooldown * self._policy.cooldown_multiplier, self._policy.max_cooldown
@@ -149,10 +149,10 @@ class CircuitBreaker:
             if self._failures / len(self._window) >= policy.failure_rate:
                 self._open("failure_rate", self._cooldown)
 
-    def release(self, admission: Admission) -> None:
+    def release(self, permit: Permit) -> None:
         """The admitted request ended without a verdict on the target (cancelled, or refused
         for a reason of its own): frees its probe slot, counts nothing."""
-        if self._current(admission) and admission.probe:
+        if self._current(permit) and permit.probe:
             self._probes -= 1
 
     # --- forced changes -----------------------------------------------------------------------
@@ -175,8 +175,8 @@ class CircuitBreaker:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _current(self, admission: Admission) -> bool:
-        return admission.epoch == self._epoch
+    def _current(self, permit: Permit) -> bool:
+        return permit.epoch == self._epoch
 
     def _observe(self, *, failed: bool) -> None:
         self._window.append((self._clock(), failed))

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from gateway.errors import GatewayError, PermissionDenied, UpstreamUnavailable, is_retryable
 from gateway.providers.base import Provider
-from gateway.routing.breaker import Admission
+from gateway.routing.breaker import Permit
 from gateway.routing.config import ModelAlias, RetryPolicy
 from gateway.routing.context import RouteContext, admits
 from gateway.routing.health import OutlierDetector
@@ -164,12 +164,12 @@ class Failover:
                     continue
                 if round_no and self._clock() >= began + plan.retry.deadline:
                     break
-                admission = self._admit(candidate.state, tries)
-                if admission is None:
+                permit = self._admit(candidate.state, tries)
+                if permit is None:
                     continue
                 tried = True
                 committed = await self._attempt(
-                    plan, candidate, admission, request, start, refused, tries
+                    plan, candidate, permit, request, start, refused, tries
                 )
                 if committed is not None:
                     return committed
@@ -192,7 +192,7 @@ class Failover:
         self,
         plan: AliasPlan,
         candidate: Candidate,
-        admission: Admission,
+        permit: Permit,
         request: _Req,
         start: Callable[[Provider, _Req], Awaitable[_T]],
         refused: Callable[[_T], bool] | None,
@@ -201,7 +201,7 @@ class Failover:
         """One call to one target: committed, or None to go on to the next target."""
         state = candidate.state
         label = state.label
-        attempt = Attempt(state, admission)
+        attempt = Attempt(state, permit)
         upstream = request.model_copy(update={"model": candidate.target.model})
         started = self._clock()
         try:
@@ -233,18 +233,18 @@ class Failover:
             return None
         return committed
 
-    def _admit(self, state: TargetState, tries: _Tries[_T]) -> Admission | None:
+    def _admit(self, state: TargetState, tries: _Tries[_T]) -> Permit | None:
         """The breaker's leave for this target, or None (noted once) when it is out."""
         in_rotation = self._in_rotation(state)
-        admission = state.breaker.admit() if in_rotation else None
-        if admission is None and state.label not in tries.skipped:
+        permit = state.breaker.admit() if in_rotation else None
+        if permit is None and state.label not in tries.skipped:
             tries.skipped.add(state.label)
             tries.failed.append(f"{state.label}:{'circuit_open' if in_rotation else 'unhealthy'}")
-        return admission
+        return permit
 
     def _probe_early(
         self, order: list[Candidate], tries: _Tries[_T]
-    ) -> tuple[Candidate, Admission] | None:
+    ) -> tuple[Candidate, Permit] | None:
         """An early probe of the open target whose cooldown ends first, unless a probe of
         it is already in flight. Targets its health checks fail are left alone."""
         due = [
@@ -257,14 +257,14 @@ class Failover:
         if not due:
             return None
         _, _, candidate = min(due, key=lambda item: item[:2])
-        admission = candidate.state.breaker.admit_early()
-        if admission is None:
+        permit = candidate.state.breaker.admit_early()
+        if permit is None:
             return None
         # It is being tried after all: the route should not call it skipped.
         note = f"{candidate.state.label}:circuit_open"
         if note in tries.failed:
             tries.failed.remove(note)
-        return candidate, admission
+        return candidate, permit
 
     def count_failure(self, attempt: Attempt) -> None:
         """Finish an attempt as a failure of its target (breaker and passive ejection)."""

@@ -14,9 +14,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -43,6 +42,7 @@ from gateway.routing.failover import AliasPlan, Failover, Route
 from gateway.routing.health import HealthMonitor, HealthProbe, HttpHealthProbe, OutlierDetector
 from gateway.routing.pricing import PriceLookup, default_prices
 from gateway.routing.retry import Backoff
+from gateway.routing.routed import Routed, RoutedStream, open_routed
 from gateway.routing.status import (
     AliasStatus,
     Health,
@@ -53,7 +53,7 @@ from gateway.routing.status import (
 from gateway.routing.strategies import Candidate, strategy_for
 from gateway.routing.targets import TargetState
 
-__all__ = ["Route", "RouteContext", "Routed", "Router"]
+__all__ = ["Route", "RouteContext", "Routed", "RoutedStream", "Router"]
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,6 @@ _Req = TypeVar("_Req", ChatCompletionRequest, CompletionRequest, EmbeddingReques
 _Resp = TypeVar("_Resp", bound=BaseModel)
 
 _RECENT_TRANSITIONS = 100
-
-
-@dataclass(slots=True)
-class Routed(Generic[_Resp]):
-    """A whole answer and its route."""
-
-    response: _Resp
-    route: Route
 
 
 class Router:
@@ -175,17 +167,22 @@ class Router:
         """Embeddings from the first target that gives them."""
         return await self._first_answer(request, context, lambda p, r: p.embeddings(r))
 
-    def chat_stream(
+    async def chat_stream(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
-    ) -> AsyncIterator[Route | ChatCompletionChunk]:
-        """The route, once the first chunk is in hand, then the chunks."""
-        return self._first_stream(request, context, lambda p, r: p.chat_stream(r))
+    ) -> RoutedStream[ChatCompletionChunk]:
+        """A chat stream from the first target that starts one: returned once its first
+        chunk is in hand (a failure before that falls over, or is raised here)."""
+        return await open_routed(
+            self._first_stream(request, context, lambda p, r: p.chat_stream(r))
+        )
 
-    def completion_stream(
+    async def completion_stream(
         self, request: CompletionRequest, context: RouteContext | None = None
-    ) -> AsyncIterator[Route | Completion]:
-        """The route, then legacy completion chunks."""
-        return self._first_stream(request, context, lambda p, r: p.completion_stream(r))
+    ) -> RoutedStream[Completion]:
+        """A legacy completion stream, as `chat_stream`."""
+        return await open_routed(
+            self._first_stream(request, context, lambda p, r: p.completion_stream(r))
+        )
 
     # --- status -------------------------------------------------------------------------------
 
@@ -239,7 +236,8 @@ class Router:
         request: _Req,
         context: RouteContext | None,
         open_stream: Callable[[Provider, _Req], AsyncIterator[_Resp]],
-    ) -> AsyncIterator[Route | _Resp]:
+    ) -> AsyncGenerator[Route | _Resp, None]:
+        # The route first, then the chunks: `open_routed` splits them.
         async def first_chunk(provider: Provider, upstream: _Req) -> tuple[_Resp, Any]:
             stream = open_stream(provider, upstream)
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.routing.breaker import Admission, CircuitBreaker
+from gateway.routing.breaker import CircuitBreaker, Permit
 
 
 class TargetState:
@@ -32,9 +32,9 @@ class TargetState:
 class Attempt:
     """One call in flight to a target: counts it as busy until `finish` says how it went."""
 
-    def __init__(self, target: TargetState, admission: Admission) -> None:
+    def __init__(self, target: TargetState, permit: Permit) -> None:
         self.target = target
-        self._admission = admission
+        self._permit = permit
         self._open = True
         target.in_flight += 1
 
@@ -42,18 +42,18 @@ class Attempt:
         """The target answered in full."""
         if self._end():
             self.target.consecutive_failures = 0
-            self.target.breaker.record_success(self._admission)
+            self.target.breaker.record_success(self._permit)
 
     def failed(self) -> None:
         """The target failed in a way that counts against it (see retry.py)."""
         if self._end():
             self.target.consecutive_failures += 1
-            self.target.breaker.record_failure(self._admission)
+            self.target.breaker.record_failure(self._permit)
 
     def abandoned(self) -> None:
         """The call ended with no verdict on the target (cancelled, or the request's fault)."""
         if self._end():
-            self.target.breaker.release(self._admission)
+            self.target.breaker.release(self._permit)
 
     def _end(self) -> bool:
         if not self._open:

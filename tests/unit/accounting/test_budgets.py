@@ -15,7 +15,6 @@ from gateway.accounting.budgets import BudgetLedger, QuotaExceeded
 from gateway.accounting.config import BudgetsConfig
 from gateway.identity.principal import Principal
 from gateway.storage.database import Database
-from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.unit.accounting.budget_worker import reserve_in_turn
 
 JUNE_3 = datetime(2025, 6, 3, 12, 0, tzinfo=UTC).timestamp()

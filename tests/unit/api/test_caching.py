@@ -3,7 +3,6 @@ ASGI), a real cache replica with MiniLM, and callers told apart by trusted heade
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,21 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import pytest_asyncio
 
-from gateway.api.app import GatewayAPI, create_api
-from gateway.cache.cache import SemanticCache
 from gateway.cache.embedder import Embedder
-from gateway.cache.log import CacheLog
-from gateway.cache.service import CacheService
-from gateway.config import parse_config
-from gateway.providers.registry import build_provider
-from gateway.routing.router import Router
 from gateway.simulator import SimulatorSettings
-from gateway.simulator import create_app as create_simulator
-from gateway.storage import Database
+from tests.support.gateway import InProcessGateway, in_process_gateway
 
 CONFIG = """
 auth:
@@ -47,16 +37,15 @@ models:
 """
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
-
-
 @dataclass
 class Gateway:
-    http: httpx.AsyncClient
-    sim: httpx.AsyncClient
-    api: GatewayAPI
+    """An in-process gateway with a cache; callers told apart by trusted headers."""
+
+    gw: InProcessGateway
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.gw.http
 
     async def ask(
         self,
@@ -71,47 +60,22 @@ class Gateway:
         headers = {"x-forwarded-user": user, "x-forwarded-groups": groups}
         if control is not None:
             headers["x-raygate-cache-control"] = control
-        payload = {"model": model, "messages": [{"role": "user", "content": text}], **body}
-        response = await self.http.post("/v1/chat/completions", json=payload, headers=headers)
-        assert self.api.cache is not None
-        await self.api.cache.drain()  # the miss's answer is stored before the next request
+        response = await self.gw.chat(text, model=model, headers=headers, **body)
+        await self.gw.stored()  # the miss's answer is stored before the next request
         return response
 
     async def upstream_calls(self) -> int:
-        requests = (await self.sim.get("/_sim/requests")).json()["requests"]
-        return sum(1 for r in requests if r["path"].endswith("/chat/completions"))
+        return sum(
+            1 for r in await self.gw.sim.requests() if r["path"].endswith("/chat/completions")
+        )
 
 
 async def _gateway(tmp_path: Path, embedder: Embedder, isolation: str) -> AsyncIterator[Gateway]:
-    db = tmp_path / "raygate.db"
-    config = parse_config(CONFIG % {"db": db, "isolation": isolation}, env={})
-    sim_transport = httpx.ASGITransport(app=create_simulator(SimulatorSettings(seed=3)))
-    router = Router(
-        config,
-        {
-            "simulator": build_provider(
-                "simulator", config.providers["simulator"], transport=sim_transport
-            )
-        },
-    )
-
-    async def embed(texts: list[str]) -> np.ndarray:
-        return await asyncio.to_thread(embedder.embed, texts)
-
-    service = CacheService(
-        SemanticCache(embedder, config.cache), embed, CacheLog(Database(f"sqlite:///{db}"))
-    )
-    await service.start()
-    app = create_api(config, router, cache=service)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
-        httpx.AsyncClient(transport=sim_transport, base_url="http://sim") as sim,
-    ):
-        yield Gateway(http, sim, app.state.api)
-    await app.state.api.aclose()
-    await service.aclose()
-    await router.aclose()
+    config = CONFIG % {"db": tmp_path / "raygate.db", "isolation": isolation}
+    async with in_process_gateway(
+        config, embedder=embedder, sim_settings=SimulatorSettings(seed=3)
+    ) as gw:
+        yield Gateway(gw)
 
 
 @pytest_asyncio.fixture
@@ -234,7 +198,7 @@ async def test_multi_turn_requests_key_on_the_earlier_turns(gateway: Gateway) ->
     post = gateway.http.post
     body = {"model": "sim-small", **turns("How do I renew my passport?")}
     await post("/v1/chat/completions", json=body, headers=headers)
-    await gateway.api.cache.drain()  # type: ignore[union-attr]
+    await gateway.gw.stored()
     same = await post("/v1/chat/completions", json=body, headers=headers)
     other = await post(
         "/v1/chat/completions",
@@ -317,8 +281,8 @@ async def test_admin_invalidates_by_model_and_id(gateway: Gateway) -> None:
 
 @pytest.mark.asyncio
 async def test_a_failing_cache_is_a_miss_not_an_error(gateway: Gateway) -> None:
-    assert gateway.api.cache is not None
-    backend = gateway.api.cache.backend
+    assert gateway.gw.pipeline.cache is not None
+    backend = gateway.gw.pipeline.cache.backend
 
     async def broken(*_: Any) -> Any:
         raise RuntimeError("cache replica is gone")

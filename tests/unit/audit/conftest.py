@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditStore
-from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
 
-from gateway.api.admin_audit import add_audit_routes
+from gateway.api.admin.audit import audit_routes
 from gateway.api.errors import install_error_handlers
 from gateway.audit import AuditStore
 from gateway.errors import AuthError
@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> AuditStore:
 async def client(store: AuditStore) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_error_handlers(app)
-    add_audit_routes(app, authorize_admin, store, clock=lambda: T0 + timedelta(days=1))
+    app.include_router(audit_routes(authorize_admin, store, clock=lambda: T0 + timedelta(days=1)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
         yield http

@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cache.embedder import Embedder
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The real all-MiniLM-L6-v2, loaded once for every test that needs it."""
-    return Embedder()
-
 
 class ManualClock:
     """A clock that moves only when told to."""

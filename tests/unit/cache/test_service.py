@@ -20,7 +20,6 @@ from gateway.cache.log import CacheLog, LoggedEntry
 from gateway.cache.lookup import CacheQuery, NewEntry, Selector
 from gateway.cache.service import CacheService
 from gateway.storage import Database
-from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.unit.cache.conftest import ManualClock
 
 Replica = Callable[..., Awaitable[CacheService]]

@@ -18,7 +18,6 @@ from gateway.limits.config import RateLimitsConfig
 from gateway.limits.limiter import LimitDecision, RateLimiter, _duration
 from gateway.limits.memory_backend import MemoryBackend
 from gateway.limits.redis_backend import RedisBackend
-from tests.servers.redis import redis_server, redis_url  # noqa: F401 (fixtures)
 
 
 class Clock:

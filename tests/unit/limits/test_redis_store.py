@@ -16,7 +16,7 @@ from gateway.limits.backend import Charge, StoreUnavailable
 from gateway.limits.config import RateLimitsConfig
 from gateway.limits.limiter import RateLimiter, RateLimitStoreUnavailable
 from gateway.limits.redis_backend import RedisBackend
-from tests.servers.redis import RedisServer, redis_binary, redis_server, redis_url  # noqa: F401
+from tests.servers.redis import RedisServer, redis_binary
 
 ALICE = Principal(user_id="alice", auth_method="test")
 
@@ -45,7 +45,7 @@ async def admitted(replica: RateLimiter) -> bool:
 
 
 @pytest.mark.asyncio
-async def test_two_replicas_sharing_redis_enforce_one_limit(redis_url: str) -> None:  # noqa: F811
+async def test_two_replicas_sharing_redis_enforce_one_limit(redis_url: str) -> None:
     # Redis's own TIME: at 5 per minute nothing refills during the few ms this test takes.
     first, second = limiter(redis_url), limiter(redis_url)
     try:
@@ -58,7 +58,7 @@ async def test_two_replicas_sharing_redis_enforce_one_limit(redis_url: str) -> N
 
 
 @pytest.mark.asyncio
-async def test_keys_expire_once_their_bucket_is_full_again(redis_url: str) -> None:  # noqa: F811
+async def test_keys_expire_once_their_bucket_is_full_again(redis_url: str) -> None:
     replica = limiter(redis_url, key_prefix="test:")
     try:
         await replica.check(ALICE, "m", tokens_estimate=0)

@@ -27,11 +27,6 @@ class CountingEmbed:
         return await asyncio.to_thread(self._embedder.embed, texts)
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder(device="cpu")
-
-
 @pytest.fixture
 def embed(embedder: Embedder) -> CountingEmbed:
     return CountingEmbed(embedder)

@@ -20,34 +20,34 @@ REJECTING = PROFILE.model_copy(update={"max_tokens_action": "reject"})
 
 
 def test_a_model_outside_the_profile_is_refused_and_recorded() -> None:
-    admission = admit(PROFILE, "claude-opus", 10)
-    assert admission.refused == "model"
-    (decision,) = admission.decisions
+    check = admit(PROFILE, "claude-opus", 10)
+    assert check.refused == "model"
+    (decision,) = check.decisions
     assert (decision.rule, decision.action) == ("models", "block")
     assert "claude-opus" in (decision.detail or "")
 
 
 def test_a_request_under_the_ceiling_passes_unchanged() -> None:
-    admission = admit(PROFILE, "sim-small", 500)
-    assert (admission.refused, admission.max_tokens, admission.decisions) == (None, None, [])
+    check = admit(PROFILE, "sim-small", 500)
+    assert (check.refused, check.max_tokens, check.decisions) == (None, None, [])
 
 
 def test_a_request_over_the_ceiling_is_clamped_by_default() -> None:
-    admission = admit(PROFILE, "sim-small", 4000)
-    assert admission.refused is None and admission.max_tokens == 1000
-    (decision,) = admission.decisions
+    check = admit(PROFILE, "sim-small", 4000)
+    assert check.refused is None and check.max_tokens == 1000
+    (decision,) = check.decisions
     assert (decision.rule, decision.action, decision.threshold) == ("max_tokens", "clamp", 1000)
 
 
 def test_a_request_naming_no_limit_gets_the_ceiling_even_when_rejecting() -> None:
-    admission = admit(REJECTING, "sim-small", None)
-    assert admission.refused is None and admission.max_tokens == 1000
+    check = admit(REJECTING, "sim-small", None)
+    assert check.refused is None and check.max_tokens == 1000
 
 
 def test_a_rejecting_profile_refuses_a_request_over_the_ceiling() -> None:
-    admission = admit(REJECTING, "sim-small", 1001)
-    assert admission.refused == "max_tokens" and admission.ceiling == 1000
-    assert admission.decisions[0].action == "block"
+    check = admit(REJECTING, "sim-small", 1001)
+    assert check.refused == "max_tokens" and check.ceiling == 1000
+    assert check.decisions[0].action == "block"
 
 
 def test_a_model_rule_lowers_the_ceiling_but_never_raises_it() -> None:
@@ -56,15 +56,15 @@ def test_a_model_rule_lowers_the_ceiling_but_never_raises_it() -> None:
 
 
 def test_embeddings_have_no_token_ceiling() -> None:
-    admission = admit(PROFILE, "sim-small", None, generates=False)
-    assert admission.max_tokens is None and admission.decisions == []
+    check = admit(PROFILE, "sim-small", None, generates=False)
+    assert check.max_tokens is None and check.decisions == []
 
 
 def test_a_dry_run_records_the_refusal_but_refuses_nothing() -> None:
     assert admit(PROFILE, "claude-opus", 10, dry_run=True).refused is None
-    admission = admit(REJECTING, "sim-small", 9999, dry_run=True)
-    assert (admission.refused, admission.max_tokens) == (None, None)
-    assert [d.action for d in admission.decisions] == ["block"]
+    check = admit(REJECTING, "sim-small", 9999, dry_run=True)
+    assert (check.refused, check.max_tokens) == (None, None)
+    assert [d.action for d in check.decisions] == ["block"]
 
 
 def test_per_model_pii_overrides_apply_only_to_their_models() -> None:

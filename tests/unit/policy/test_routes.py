@@ -12,12 +12,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateway.api.app import GatewayAPI, create_api
-from gateway.config import parse_config
-from gateway.providers.registry import build_provider
-from gateway.routing.router import Router
+from gateway.api.embedding import Embed
+from tests.support.gateway import InProcessGateway, in_process_gateway
 from tests.unit.policy.conftest import CountingEmbed
-from tests.unit.routing.support import Sim
 
 SECRET = "proxy-secret-0123456789"
 CONFIG = """
@@ -68,16 +65,11 @@ PAY = "How much do the engineers on my team get paid per year?"
 
 
 class Gateway:
-    """The app, its simulator, and a client per group."""
+    """An in-process gateway and a client per group."""
 
-    def __init__(self, app: Any, sim: Sim) -> None:
-        self.app = app
-        self.sim = sim
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-
-    @property
-    def api(self) -> GatewayAPI:
-        return self.app.state.api  # type: ignore[no-any-return]
+    def __init__(self, gw: InProcessGateway) -> None:
+        self.gw = gw
+        self.http = gw.http
 
     async def post(self, path: str, body: dict[str, Any], *groups: str) -> httpx.Response:
         headers = {
@@ -85,7 +77,7 @@ class Gateway:
             "x-forwarded-user": "ana",
             "x-forwarded-groups": ",".join(groups),
         }
-        return await self.http.post(path, json=body, headers=headers)
+        return await self.gw.post(path, body, headers=headers)
 
     async def chat(self, text: str, *groups: str, **extra: Any) -> httpx.Response:
         body = {"model": "sim-small", "messages": [{"role": "user", "content": text}], **extra}
@@ -93,39 +85,22 @@ class Gateway:
 
     async def upstream(self) -> list[dict[str, Any]]:
         """The JSON bodies the simulator received, oldest first."""
-        requests = (await self.sim.control.get("/_sim/requests")).json()["requests"]
-        return [r["json"] for r in requests if r["json"]]
+        return await self.gw.sim.bodies()
 
     async def records(self) -> list[dict[str, Any]]:
         """Every audit record so far (the writer flushed first)."""
-        assert self.api.audit is not None
-        await self.api.audit.flush()
-        response = await self.http.get(
-            "/admin/audit/records", headers={"authorization": "Bearer sk-raygate-admin"}
-        )
-        return list(response.json()["records"])
+        return await self.gw.records()
+
+    def set_embed(self, embed: Embed | None) -> None:
+        """Replace the embedder the policy uses (none, or a failing one)."""
+        self.gw.pipeline.input_policy.embedding.embed = embed
 
 
 @pytest_asyncio.fixture
 async def gateway(tmp_path: Path, embed: CountingEmbed) -> AsyncIterator[Gateway]:
-    config = parse_config(CONFIG.format(secret=SECRET, db=tmp_path / "gw.db"), env={})
-    config = config.model_copy(
-        update={"auth": config.auth.model_copy(update={"admin_key": "sk-raygate-admin"})}
-    )
-    sim = Sim()
-    adapters = {
-        name: build_provider(name, p, transport=sim.transport)
-        for name, p in config.providers.items()
-    }
-    router = Router(config, adapters)
-    app = create_api(config, router)
-    app.state.api.embed = embed  # the embedder deployment's place, in-process
-    gw = Gateway(app, sim)
-    yield gw
-    await gw.http.aclose()
-    await app.state.api.aclose()
-    await router.aclose()
-    await sim.control.aclose()
+    config = CONFIG.format(secret=SECRET, db=tmp_path / "gw.db")
+    async with in_process_gateway(config, embed=embed) as gw:
+        yield Gateway(gw)
 
 
 @pytest.mark.asyncio
@@ -170,7 +145,7 @@ async def test_the_request_embedding_is_computed_once_and_kept_for_the_cache(
 
 @pytest.mark.asyncio
 async def test_without_an_embedder_topic_rules_are_recorded_as_not_run(gateway: Gateway) -> None:
-    gateway.api.embed = None
+    gateway.set_embed(None)
     assert (await gateway.chat(PAY, "contractors")).status_code == 200
     (record,) = await gateway.records()
     (decision,) = [d for d in record["decisions"] if d["rule"] == "embedding.unavailable"]
@@ -185,7 +160,7 @@ async def test_a_fail_closed_profile_is_refused_with_503_when_the_embedder_fails
     async def broken(texts: list[str]) -> Any:
         raise ConnectionError("embedder replica gone")
 
-    gateway.api.embed = broken
+    gateway.set_embed(broken)
     response = await gateway.chat("What is the capital of Australia?", "careful")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "policy_unavailable"

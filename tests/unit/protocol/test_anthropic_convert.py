@@ -13,11 +13,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 from gateway.protocol.anthropic import Message, MessagesRequest, StreamEvent
-from gateway.protocol.anthropic_convert import (
-    chat_to_message,
-    chunks_to_events,
-    messages_to_chat_request,
-)
+from gateway.protocol.anthropic_convert import chat_to_message, messages_to_chat_request
+from gateway.protocol.anthropic_convert_stream import chunks_to_events
 from gateway.protocol.anthropic_upstream import anthropic_to_chat, chat_request_to_anthropic
 from gateway.protocol.anthropic_upstream_stream import AnthropicStreamTranslator
 from gateway.protocol.openai import ChatCompletion, ChatCompletionChunk

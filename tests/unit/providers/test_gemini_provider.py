@@ -27,7 +27,7 @@ from gateway.providers.base import Provider
 from gateway.providers.gemini import GeminiProvider
 from gateway.providers.registry import build_provider
 from gateway.simulator import SimulatorSettings, create_app
-from tests.unit.providers.sim_support import (
+from tests.support.simulator import (
     add_faults,
     collect,
     provider_for,

@@ -36,7 +36,8 @@ from gateway.providers.local import (
 )
 from gateway.providers.registry import build_provider
 from gateway.routing.router import Router
-from tests.unit.routing.support import Sim, chat, drain
+from tests.support.simulator import Sim
+from tests.unit.routing.support import chat, drain
 
 CONFIG = """
 providers:

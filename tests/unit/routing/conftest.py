@@ -12,7 +12,8 @@ from gateway.config import parse_config
 from gateway.providers.base import Provider
 from gateway.providers.registry import build_provider
 from gateway.routing.router import Router
-from tests.unit.routing.support import PROVIDERS, FakeClock, MakeRouter, RecordingSleep, Sim
+from tests.support.simulator import Sim
+from tests.unit.routing.support import PROVIDERS, FakeClock, MakeRouter, RecordingSleep
 
 
 @pytest_asyncio.fixture

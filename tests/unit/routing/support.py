@@ -1,15 +1,12 @@
-"""Helpers of the routing tests: the in-process simulator, a fake clock and sleep."""
+"""Helpers of the routing tests: providers on the simulator, a fake clock and sleep."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-
 from gateway.protocol.openai import ChatCompletionRequest
-from gateway.routing.router import Route, Router
-from gateway.simulator import SimulatorSettings, create_app
+from gateway.routing.router import Route, RoutedStream, Router
 
 PROVIDERS = """
 providers:
@@ -19,27 +16,6 @@ providers:
 """
 
 MakeRouter = Callable[..., Awaitable[Router]]
-
-
-class Sim:
-    """The simulator app in-process (`httpx.ASGITransport`), with its control API."""
-
-    def __init__(self) -> None:
-        self.transport = httpx.ASGITransport(app=create_app(SimulatorSettings(seed=1)))
-        self.control = httpx.AsyncClient(transport=self.transport, base_url="http://sim")
-
-    async def fault(self, **fault: Any) -> None:
-        """Queue one fault (see gateway.simulator.faults.Fault)."""
-        (await self.control.post("/_sim/faults", json={"faults": [fault]})).raise_for_status()
-
-    async def clear_faults(self) -> None:
-        """Drop every queued fault."""
-        (await self.control.delete("/_sim/faults")).raise_for_status()
-
-    async def models_asked(self) -> list[str]:
-        """The model of every completion request the simulator received, oldest first."""
-        requests = (await self.control.get("/_sim/requests")).json()["requests"]
-        return [r["json"]["model"] for r in requests if r["json"]]
 
 
 class FakeClock:
@@ -74,8 +50,7 @@ def chat(model: str, **extra: Any) -> ChatCompletionRequest:
     )
 
 
-async def drain(items: AsyncIterator[Any]) -> tuple[Route, list[Any]]:
-    """The route a router stream starts with, and every chunk after it."""
-    route = await anext(items)
-    assert isinstance(route, Route)
-    return route, [item async for item in items]
+async def drain(opening: Awaitable[RoutedStream[Any]]) -> tuple[Route, list[Any]]:
+    """The route a router stream was opened on, and every chunk of it."""
+    stream = await opening
+    return stream.route, [chunk async for chunk in stream.chunks]

@@ -8,7 +8,8 @@ from gateway.errors import UpstreamUnavailable
 from gateway.routing.breaker import BreakerState, CircuitBreaker, Transition
 from gateway.routing.config import BreakerPolicy
 from gateway.routing.router import Router
-from tests.unit.routing.support import FakeClock, MakeRouter, Sim, chat
+from tests.support.simulator import Sim
+from tests.unit.routing.support import FakeClock, MakeRouter, chat
 
 POLICY = BreakerPolicy(
     window=10, min_requests=4, failure_rate=0.5, cooldown=5, max_cooldown=12, half_open_probes=1
@@ -24,12 +25,12 @@ def _breaker(
 
 def _outcomes(breaker: CircuitBreaker, *failed: bool) -> None:
     for fail in failed:
-        admission = breaker.admit()
-        assert admission is not None
+        permit = breaker.admit()
+        assert permit is not None
         if fail:
-            breaker.record_failure(admission)
+            breaker.record_failure(permit)
         else:
-            breaker.record_success(admission)
+            breaker.record_success(permit)
 
 
 def test_closed_opens_when_the_failure_rate_reaches_the_threshold(clock: FakeClock) -> None:
@@ -196,10 +197,10 @@ async def test_with_every_target_open_and_probed_others_fail_fast_with_circuit_o
 ) -> None:
     router = await make_router(TRIPPY)
     await _trip_both(router, sim, clock)
-    first_probe = router.chat_stream(chat("pair", stream=True))
-    assert (await anext(first_probe)).target == "first/model-a"  # type: ignore[union-attr]
-    second_probe = router.chat_stream(chat("pair", stream=True))
-    assert (await anext(second_probe)).target == "second/model-b"  # type: ignore[union-attr]
+    first_probe = await router.chat_stream(chat("pair", stream=True))
+    assert first_probe.route.target == "first/model-a"
+    second_probe = await router.chat_stream(chat("pair", stream=True))
+    assert second_probe.route.target == "second/model-b"
     asked = len(await sim.models_asked())
     with pytest.raises(UpstreamUnavailable) as err:
         await router.chat(chat("pair"))  # both probes are still in flight
@@ -209,4 +210,4 @@ async def test_with_every_target_open_and_probed_others_fail_fast_with_circuit_o
     assert err.value.headers["retry-after"] == "1"
     assert len(await sim.models_asked()) == asked  # the fast failure reached no upstream
     for stream in (first_probe, second_probe):
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()

@@ -8,7 +8,8 @@ from gateway.errors import PermissionDenied, UpstreamUnavailable
 from gateway.identity.principal import Principal
 from gateway.routing.config import RouteCondition
 from gateway.routing.context import RouteContext, admits, matches
-from tests.unit.routing.support import MakeRouter, Sim, chat
+from tests.support.simulator import Sim
+from tests.unit.routing.support import MakeRouter, chat
 
 LAB = RouteContext(user_id="ada", groups=("staff", "lab"), department="research")
 

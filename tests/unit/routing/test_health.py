@@ -16,7 +16,8 @@ from gateway.routing.health import HttpHealthProbe
 from gateway.routing.router import Router
 from gateway.routing.status import TargetStatus
 from tests.support import free_port
-from tests.unit.routing.support import FakeClock, MakeRouter, Sim, chat
+from tests.support.simulator import Sim
+from tests.unit.routing.support import FakeClock, MakeRouter, chat
 
 
 class ScriptedProbe:

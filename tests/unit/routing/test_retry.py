@@ -14,7 +14,8 @@ from gateway.protocol.openai import ChatCompletion, ChatCompletionRequest
 from gateway.providers.openai_compat import OpenAICompatible
 from gateway.routing.config import RetryPolicy
 from gateway.routing.retry import Backoff, retry_after_s
-from tests.unit.routing.support import MakeRouter, RecordingSleep, Sim, chat
+from tests.support.simulator import Sim
+from tests.unit.routing.support import MakeRouter, RecordingSleep, chat
 
 
 class CeilingRng(random.Random):

@@ -7,7 +7,8 @@ import pytest_asyncio
 
 from gateway.errors import InvalidRequest, ModelNotFound, UpstreamError, UpstreamUnavailable
 from gateway.routing.router import Router
-from tests.unit.routing.support import MakeRouter, Sim, chat, drain
+from tests.support.simulator import Sim
+from tests.unit.routing.support import MakeRouter, chat, drain
 
 MODELS = """
 models:
@@ -82,10 +83,9 @@ async def test_stream_failure_after_first_chunk_reaches_the_caller(
     router: Router, sim: Sim
 ) -> None:
     await sim.fault(kind="malformed", after_chunks=2, match_model="model-a")
-    items = router.chat_stream(chat("pair", stream=True))
-    route = await anext(items)
-    assert route.header() == "first/model-a"  # committed: no fallback after the first chunk
+    stream = await router.chat_stream(chat("pair", stream=True))
+    assert stream.route.header() == "first/model-a"  # committed: no fallback after the first chunk
     with pytest.raises(UpstreamError, match="malformed"):
-        async for _ in items:
+        async for _ in stream.chunks:
             pass
     assert await sim.models_asked() == ["model-a"]

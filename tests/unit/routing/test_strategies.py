@@ -12,7 +12,8 @@ from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.config import BreakerPolicy, Target, TokenPrice
 from gateway.routing.strategies import Candidate, Weighted
 from gateway.routing.targets import TargetState
-from tests.unit.routing.support import FakeClock, MakeRouter, Sim, chat
+from tests.support.simulator import Sim
+from tests.unit.routing.support import FakeClock, MakeRouter, chat
 
 
 def _candidate(model: str, weight: float = 1.0) -> Candidate:
@@ -91,11 +92,10 @@ async def test_least_busy_avoids_the_target_with_a_stream_in_flight(
     router = await make_router(
         "models:\n  busy: {strategy: least_busy, targets: [first/model-a, second/model-b]}\n"
     )
-    held = router.chat_stream(chat("busy", stream=True))
-    route = await anext(held)  # committed to model-a, and still open
-    assert route.target == "first/model-a"  # type: ignore[union-attr]
+    held = await router.chat_stream(chat("busy", stream=True))  # committed, still open
+    assert held.route.target == "first/model-a"
     while_busy = await router.chat(chat("busy"))
-    await held.aclose()  # type: ignore[attr-defined]
+    await held.aclose()
     after = await router.chat(chat("busy"))
     assert while_busy.route.target == "second/model-b"
     assert after.route.target == "first/model-a"

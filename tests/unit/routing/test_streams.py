@@ -9,12 +9,12 @@ from gateway.config import ProviderConfig, Timeouts, parse_config
 from gateway.errors import UpstreamError
 from gateway.protocol.openai import CompletionRequest
 from gateway.providers.registry import build_provider
-from gateway.routing.router import Route, Router
+from gateway.routing.router import Router
 from gateway.routing.status import TargetStatus
 from gateway.simulator import SimulatorSettings, create_app
-from tests.unit.providers.sim_support import add_faults, serve
-from tests.unit.providers.sim_support import received as received_requests
-from tests.unit.routing.support import PROVIDERS, FakeClock, MakeRouter, Sim, chat, drain
+from tests.support.simulator import Sim, add_faults, serve
+from tests.support.simulator import received as received_requests
+from tests.unit.routing.support import PROVIDERS, FakeClock, MakeRouter, chat, drain
 
 PAIR = "models:\n  pair: {targets: [first/model-a, second/model-b]}\n"
 
@@ -63,12 +63,11 @@ async def test_connection_cut_mid_stream_reaches_the_caller_and_counts_against_t
         router = Router(parse_config(PROVIDERS + PAIR, env={}), providers)
         try:
             await add_faults(url, {"kind": "cut", "after_chunks": 2, "match_model": "model-a"})
-            items = router.chat_stream(chat("pair", stream=True))
-            route = await anext(items)
-            assert isinstance(route, Route) and route.header() == "first/model-a"
+            stream = await router.chat_stream(chat("pair", stream=True))
+            assert stream.route.header() == "first/model-a"
             received = []
             with pytest.raises(UpstreamError, match=r"broke|ended before"):
-                async for chunk in items:
+                async for chunk in stream.chunks:
                     received.append(chunk)
             assert len(received) >= 1  # the chunks before the cut reached the caller
             status = _target(router, "first/model-a")
@@ -89,10 +88,9 @@ async def test_a_stream_abandoned_by_its_client_frees_its_probe_slot(
     await router.chat(chat("pair"))
     assert _target(router, "first/model-a").breaker == "open"
     clock.advance(5)
-    probe = router.chat_stream(chat("pair", stream=True))
-    route = await anext(probe)
-    assert isinstance(route, Route) and route.target == "first/model-a"
-    await probe.aclose()  # type: ignore[attr-defined]
+    probe = await router.chat_stream(chat("pair", stream=True))
+    assert probe.route.target == "first/model-a"
+    await probe.aclose()
     status = _target(router, "first/model-a")
     assert (status.breaker, status.in_flight) == ("half_open", 0)
     routed = await router.chat(chat("pair"))  # the slot is free for the next probe

@@ -1,7 +1,8 @@
-"""Helpers for driving provider adapters against the upstream simulator.
+"""The upstream simulator in tests: one harness for every suite.
 
-In-process (`httpx.ASGITransport`) for most tests; a loopback uvicorn server for faults an
-in-process transport cannot express (a dropped connection).
+In-process (`httpx.ASGITransport`) for most tests (`Sim`, `provider_for`); a loopback uvicorn
+server (`serve`) for what an in-process transport cannot express (a dropped connection). The
+simulator's control API (`/_sim/...`) queues faults and reports what it received.
 """
 
 from __future__ import annotations
@@ -20,6 +21,39 @@ from gateway.config import ProviderConfig
 from gateway.protocol.openai import ChatCompletionChunk
 from gateway.providers.base import Provider
 from gateway.providers.registry import build_provider
+from gateway.simulator import SimulatorSettings, create_app
+
+
+class Sim:
+    """The simulator app in-process (`httpx.ASGITransport`), with its control API."""
+
+    def __init__(self, settings: SimulatorSettings | None = None) -> None:
+        self.app = create_app(settings or SimulatorSettings(seed=1))
+        self.transport = httpx.ASGITransport(app=self.app)
+        self.control = httpx.AsyncClient(transport=self.transport, base_url="http://sim")
+
+    async def fault(self, **fault: Any) -> None:
+        """Queue one fault (see gateway.simulator.faults.Fault)."""
+        (await self.control.post("/_sim/faults", json={"faults": [fault]})).raise_for_status()
+
+    async def clear_faults(self) -> None:
+        """Drop every queued fault."""
+        (await self.control.delete("/_sim/faults")).raise_for_status()
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """Every request the simulator received, oldest first."""
+        return list((await self.control.get("/_sim/requests")).json()["requests"])
+
+    async def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the completion requests it received, oldest first."""
+        return [r["json"] for r in await self.requests() if r["json"]]
+
+    async def models_asked(self) -> list[str]:
+        """The model of every completion request the simulator received, oldest first."""
+        return [body["model"] for body in await self.bodies()]
+
+    async def aclose(self) -> None:
+        await self.control.aclose()
 
 
 def provider_for(

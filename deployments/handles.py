@@ -1,17 +1,22 @@
-"""`ServeEngines`: the router's transport to local models, one DeploymentHandle each.
+"""Clients of the Serve deployments, and what their failures mean to the gateway.
 
-Serve's own failures become the gateway's retryable `UpstreamUnavailable`, so the router
-falls over to the alias's next target: back-pressure (`max_queued_requests` reached: every
-replica busy and the queue full), a replica that died under the request, a deployment that is
-gone, and a deployment with no replica running (scaled to zero, or its replicas starting or
-restarting), which Serve would otherwise queue the request for until one is up. Errors the
-replica raised itself (GatewayErrors) arrive as they were raised.
+Every hop through a DeploymentHandle (ingress -> router, ingress -> cache, router -> local
+model) goes through `answer` / `stream` here, so a failure means the same on each:
 
-Which deployments have a running replica comes from the Serve controller, polled in the
-background every `poll_s`. A request for a deployment with none is not sent; a single wake-up
-call is, so that a deployment scaled to zero scales up (Serve counts queued requests). A call
-already waiting when the last replica goes (Serve re-queues a request whose replica died
-before it started) is withdrawn at the next poll rather than left waiting for a new replica.
+- an error the replica raised itself (a `GatewayError`) arrives as it was raised;
+- Serve's own failures, a replica that died under the request (`RayActorError`), a
+  deployment that is gone, back-pressure (`max_queued_requests` reached), are a retryable
+  503 naming the hop, so the router falls over (local models) or the client may retry;
+- anything else is a 502 naming the hop, never the generic 500 with a traceback.
+
+`ServeEngines`, the router's transport to local models, also withholds calls from a model
+with no running replica (scaled to zero, or its replicas starting or restarting), which Serve
+would otherwise queue until one is up. Which deployments have a running replica comes from
+the Serve controller, polled in the background every `poll_s`. A request for a deployment
+with none is not sent; a single wake-up call is, so that a deployment scaled to zero scales
+up (Serve counts queued requests). A call already waiting when the last replica goes (Serve
+re-queues a request whose replica died before it started) is withdrawn at the next poll
+rather than left waiting for a new replica.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
+import numpy as np
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
+from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -34,7 +41,12 @@ from gateway.protocol.openai import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
 )
+from gateway.routing.context import RouteContext
+from gateway.routing.routed import Routed, RoutedStream, open_routed
+from gateway.routing.status import RoutingStatus
 
 _T = TypeVar("_T")
 
@@ -42,6 +54,119 @@ log = logging.getLogger(__name__)
 
 # How long a wake-up call may wait for a replica to start (a large model loads for minutes).
 _WAKE_TIMEOUT_S = 900.0
+
+
+def failure(exc: Exception, where: str) -> Exception:
+    """What a call through a handle that raised `exc` means to the gateway (see above)."""
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, GatewayError | BackPressureError | RayActorError):
+            exc = cause
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, BackPressureError):
+        return UpstreamUnavailable(
+            f"{where} is saturated: every replica is busy and its queue is full",
+            headers={"retry-after": "1"},
+        )
+    if isinstance(exc, RayActorError):
+        return UpstreamUnavailable(f"{where}: its replica died or is unreachable")
+    if isinstance(exc, DeploymentUnavailableError):
+        return UpstreamUnavailable(f"{where} is not deployed")
+    log.warning("%s failed: %r", where, exc)
+    return UpstreamError(f"{where} failed: {type(exc).__name__}")
+
+
+async def answer(call: Awaitable[_T], where: str) -> _T:
+    """The result of a handle call, its failure mapped by `failure`."""
+    try:
+        return await call
+    except Exception as exc:
+        raise failure(exc, where) from None
+
+
+async def stream(items: Any, where: str) -> AsyncGenerator[Any, None]:
+    """The items of a streaming handle call, its failure mapped by `failure`; closing it
+    cancels the call in the replica (a client that went away stops the upstream call)."""
+    try:
+        async for item in items:
+            yield item
+    except Exception as exc:
+        raise failure(exc, where) from None
+    finally:
+        items.cancel()
+
+
+class RouterClient:
+    """`gateway.api.Backend` over the router deployment's handle."""
+
+    _WHERE = "the gateway's router"
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+        self._streams = handle.options(stream=True)
+
+    async def chat(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> Routed[ChatCompletion]:
+        return await answer(self._handle.chat.remote(request, context), self._WHERE)
+
+    async def chat_stream(
+        self, request: ChatCompletionRequest, context: RouteContext | None = None
+    ) -> RoutedStream[ChatCompletionChunk]:
+        items = self._streams.chat_stream.remote(request, context)
+        return await open_routed(stream(items, self._WHERE))
+
+    async def completion(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> Routed[Completion]:
+        return await answer(self._handle.completion.remote(request, context), self._WHERE)
+
+    async def completion_stream(
+        self, request: CompletionRequest, context: RouteContext | None = None
+    ) -> RoutedStream[Completion]:
+        items = self._streams.completion_stream.remote(request, context)
+        return await open_routed(stream(items, self._WHERE))
+
+    async def embeddings(
+        self, request: EmbeddingRequest, context: RouteContext | None = None
+    ) -> Routed[EmbeddingResponse]:
+        return await answer(self._handle.embeddings.remote(request, context), self._WHERE)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self._handle.ready.remote())
+        except Exception:
+            return False
+
+    async def routing_status(self) -> RoutingStatus:
+        """The router replica's `Router.status()` (one replica's view when there are several)."""
+        return await answer(self._handle.status.remote(), self._WHERE)
+
+
+class CacheClient:
+    """`gateway.api.caching.CacheBackend` over the cache deployment's handle."""
+
+    _WHERE = "the semantic cache"
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def lookup(self, query: CacheQuery) -> CacheResult:
+        return await answer(self._handle.lookup.remote(query), self._WHERE)
+
+    async def insert(self, entry: NewEntry) -> int:
+        return await answer(self._handle.insert.remote(entry), self._WHERE)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return await answer(self._handle.embed.remote(texts), self._WHERE)
+
+    async def invalidate(self, selector: Selector) -> int:
+        return await answer(self._handle.invalidate.remote(selector), self._WHERE)
+
+    async def stats(self) -> dict[str, Any]:
+        """One cache replica's counters (the one the handle picked)."""
+        return await answer(self._handle.stats.remote(), self._WHERE)
 
 
 class ServeEngines:
@@ -151,7 +276,7 @@ class ServeEngines:
         except BaseException as exc:
             response.cancel()  # withdrawn, or the client went away; a no-op once answered
             if isinstance(exc, Exception):
-                raise _gateway_error(exc, model) from None
+                raise failure(exc, _where(model)) from None
             raise
 
     async def _chunks(self, stream: Any, model: str) -> AsyncIterator[Any]:
@@ -163,7 +288,7 @@ class ServeEngines:
                     return
                 yield chunk
         except Exception as exc:
-            raise _gateway_error(exc, model) from None
+            raise failure(exc, _where(model)) from None
         finally:
             stream.cancel()  # a client that went away aborts the request in the engine
 
@@ -208,23 +333,5 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _gateway_error(exc: Exception, model: str) -> Exception:
-    where = f"local model {model!r}"
-    if isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, GatewayError):
-            return cause
-        if isinstance(cause, BackPressureError | RayActorError):
-            exc = cause
-    if isinstance(exc, GatewayError):
-        return exc
-    if isinstance(exc, BackPressureError):
-        return UpstreamUnavailable(
-            f"{where} is saturated: every replica is busy and its queue is full",
-            headers={"retry-after": "1"},
-        )
-    if isinstance(exc, RayActorError):
-        return UpstreamUnavailable(f"{where}: its replica died or is unreachable")
-    if isinstance(exc, DeploymentUnavailableError):
-        return UpstreamUnavailable(f"{where} is not deployed")
-    return UpstreamError(f"{where} failed: {type(exc).__name__}")
+def _where(model: str) -> str:
+    return f"local model {model!r}"

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.admin import AuthorizeAdmin
 from gateway.api.errors import validated
 from gateway.errors import InvalidRequest
 from gateway.identity.keys import KeyStore
 from gateway.identity.principal import Principal
+from gateway.identity.service import Identity
 from gateway.identity.users import UserStore
-
-if TYPE_CHECKING:
-    from gateway.api.app import GatewayAPI
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -68,19 +67,20 @@ class RotateKey(BaseModel):
     grace_seconds: float = Field(0.0, ge=0)
 
 
-def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
-    """Register the key and user admin routes on `app`."""
+def key_routes(authorize_admin: AuthorizeAdmin, identity: Identity) -> APIRouter:
+    """The key and user admin routes."""
+    router = APIRouter()
 
     def stores(request: Request) -> tuple[KeyStore, UserStore]:
-        api.admin(request)
-        keys, users = api.identity.keys, api.identity.users
+        authorize_admin(request)
+        keys, users = identity.keys, identity.users
         if keys is None or users is None:
             raise InvalidRequest(
                 "Issued API keys are not enabled: set auth.key_secret.", code="keys_not_enabled"
             )
         return keys, users
 
-    @app.post("/admin/keys")
+    @router.post("/admin/keys")
     async def issue_key(request: Request) -> Response:
         keys, users = stores(request)
         body = await _body(request, IssueKey)
@@ -94,7 +94,7 @@ def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
             {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
         )
 
-    @app.get("/admin/keys")
+    @router.get("/admin/keys")
     async def list_keys(request: Request) -> Response:
         keys, _ = stores(request)
         user = request.query_params.get("user")
@@ -103,7 +103,7 @@ def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
         now = time.time()
         return JSONResponse({"data": [k.as_dict(now) for k in found]})
 
-    @app.post("/admin/keys/{key_id}/rotate")
+    @router.post("/admin/keys/{key_id}/rotate")
     async def rotate_key(request: Request, key_id: str) -> Response:
         keys, _ = stores(request)
         body = await _body(request, RotateKey, allow_empty=True)
@@ -112,13 +112,13 @@ def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
             {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
         )
 
-    @app.delete("/admin/keys/{key_id}")
+    @router.delete("/admin/keys/{key_id}")
     async def revoke_key(request: Request, key_id: str) -> Response:
         keys, _ = stores(request)
         revoked = await asyncio.to_thread(keys.revoke, key_id)
         return JSONResponse({"key": revoked.as_dict(time.time())})
 
-    @app.get("/admin/users")
+    @router.get("/admin/users")
     async def list_users(request: Request) -> Response:
         _, users = stores(request)
         found = await asyncio.to_thread(users.list)
@@ -138,6 +138,8 @@ def add_key_routes(app: FastAPI, api: GatewayAPI) -> None:
                 ]
             }
         )
+
+    return router
 
 
 async def _body(request: Request, model: type[_M], *, allow_empty: bool = False) -> _M:

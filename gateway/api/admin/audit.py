@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -49,21 +49,21 @@ class VerifyRequest(BaseModel):
     expected_head: ChainPoint | None = None
 
 
-def add_audit_routes(
-    app: FastAPI,
+def audit_routes(
     authorize_admin: Callable[[Request], object],
     store: AuditStore,
     *,
     clock: Callable[[], datetime] = utc_now,
-) -> None:
-    """Register the audit routes; `authorize_admin` raises unless the caller is an admin."""
+) -> APIRouter:
+    """The audit routes; `authorize_admin` raises unless the caller is an admin."""
+    router = APIRouter()
 
     async def admitted(request: Request, *extra: str) -> AuditFilter:
         """The caller's filter, once the caller is known to be an admin."""
         await _authorized(authorize_admin, request)
         return _filter(request, clock(), extra)
 
-    @app.get("/admin/audit/records")
+    @router.get("/admin/audit/records")
     async def audit_records(request: Request) -> Response:
         where = await admitted(request, "limit", "cursor")
         limit = _limit(request.query_params.get("limit"))
@@ -74,14 +74,14 @@ def add_audit_routes(
             raise InvalidRequest(str(exc), param="cursor") from None
         return JSONResponse(page.model_dump(mode="json"))
 
-    @app.get("/admin/audit/summary")
+    @router.get("/admin/audit/summary")
     async def audit_summary(request: Request) -> Response:
         where = await admitted(request, "by")
         by = _choice(request.query_params.get("by", "department"), GROUP_BY, "by")
         rows = await asyncio.to_thread(summarize, store, where, by)
         return JSONResponse({"by": by, "rows": [r.model_dump(mode="json") for r in rows]})
 
-    @app.get("/admin/audit/export")
+    @router.get("/admin/audit/export")
     async def audit_export(request: Request) -> Response:
         where = await admitted(request, "format")
         formats: tuple[ExportFormat, ...] = ("csv", "json")
@@ -92,13 +92,15 @@ def add_audit_routes(
             headers={"content-disposition": f'attachment; filename="audit.{fmt}"'},
         )
 
-    @app.post("/admin/audit/verify")
+    @router.post("/admin/audit/verify")
     async def audit_verify(request: Request) -> Response:
         await admitted(request)
         raw = await request.body()
         body = validated(VerifyRequest, raw, empty=True)
         report = await asyncio.to_thread(verify, store, expected_head=body.expected_head)
         return JSONResponse(report.model_dump(mode="json"))
+
+    return router
 
 
 async def _authorized(authorize_admin: Callable[[Request], object], request: Request) -> object:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.caching import CacheBackend
 from gateway.api.errors import validated
 from gateway.cache.lookup import Selector
 from gateway.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from gateway.api.caching import CacheBackend
 
 
 class Invalidation(BaseModel):
@@ -43,29 +40,31 @@ class Invalidation(BaseModel):
         return Selector(tuple(self.ids), self.scope, self.model, before)
 
 
-def add_cache_routes(
-    app: FastAPI,
+def cache_routes(
     authorize_admin: Callable[[Request], object],
     cache: CacheBackend,
     *,
     clock: Callable[[], float] = time.time,
-) -> None:
-    """Register the cache routes; `authorize_admin` raises unless the caller is an admin."""
+) -> APIRouter:
+    """The cache routes; `authorize_admin` raises unless the caller is an admin."""
+    router = APIRouter()
 
-    @app.get("/admin/cache")
+    @router.get("/admin/cache")
     async def cache_stats(request: Request) -> Response:
         authorize_admin(request)
         return JSONResponse(await cache.stats())
 
-    @app.post("/admin/cache/invalidate")
+    @router.post("/admin/cache/invalidate")
     async def cache_invalidate(request: Request) -> Response:
         authorize_admin(request)
         body = validated(Invalidation, await request.body())
         count = await cache.invalidate(body.selector(clock()))
         return JSONResponse({"invalidated": count})
 
-    @app.delete("/admin/cache/entries/{entry_id}")
+    @router.delete("/admin/cache/entries/{entry_id}")
     async def cache_delete(request: Request, entry_id: int) -> Response:
         authorize_admin(request)
         count = await cache.invalidate(Selector(entry_ids=(entry_id,)))
         return JSONResponse({"invalidated": count})
+
+    return router

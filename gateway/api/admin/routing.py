@@ -3,27 +3,35 @@ one router replica's view) and `GET /admin/providers` (which providers are on, a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-if TYPE_CHECKING:
-    from gateway.api.app import GatewayAPI
+from gateway.api.admin import AuthorizeAdmin
+from gateway.api.backend import Backend
+from gateway.config import ProviderConfig
+from gateway.routing.config import ModelAlias
 
 
-def add_routing_routes(app: FastAPI, api: GatewayAPI) -> None:
-    """Register the routing routes (admin credentials only)."""
+def routing_routes(
+    authorize_admin: AuthorizeAdmin,
+    backend: Backend,
+    providers: Mapping[str, ProviderConfig],
+    models: Mapping[str, ModelAlias],
+) -> APIRouter:
+    """The routing routes (admin credentials only); `models` are the enabled aliases."""
+    router = APIRouter()
 
-    @app.get("/admin/routing")
+    @router.get("/admin/routing")
     async def admin_routing(request: Request) -> Response:
-        api.admin(request)
-        status = await api.backend.routing_status()
+        authorize_admin(request)
+        status = await backend.routing_status()
         return JSONResponse(status.model_dump(mode="json"))
 
-    @app.get("/admin/providers")
+    @router.get("/admin/providers")
     async def admin_providers(request: Request) -> Response:
-        api.admin(request)
+        authorize_admin(request)
         return JSONResponse(
             {
                 "providers": [
@@ -34,10 +42,12 @@ def add_routing_routes(app: FastAPI, api: GatewayAPI) -> None:
                         "enabled": p.disabled_reason() is None,
                         "disabled_reason": p.disabled_reason(),
                     }
-                    for name, p in api.config.providers.items()
+                    for name, p in providers.items()
                 ],
                 "models": {
-                    alias: [t.label for t in entry.targets] for alias, entry in api.models.items()
+                    alias: [t.label for t in entry.targets] for alias, entry in models.items()
                 },
             }
         )
+
+    return router

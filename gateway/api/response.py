@@ -1,0 +1,140 @@
+"""The response stage: the gateway's headers, the cost settled, the answer put on its wire,
+and one audit record for every request, errors included.
+
+`open` starts a request's exchange; `respond` answers a model route (JSON at once, or a
+stream whose record is written when it ends); `close` runs after every response, the error
+responses of the handlers included: it adds the headers every answer carries, settles or
+cancels what the meter granted, and hands the record of a non-streamed request to the audit
+writer (queued, written off the request path).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.accounting.meter import Meter
+from gateway.api.exchange import Exchange
+from gateway.api.streaming import sse_response
+from gateway.api.wire import Wire
+from gateway.audit.writer import AuditWriter
+from gateway.errors import GatewayError
+from gateway.routing.routed import Routed, RoutedStream
+
+# Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
+_UNAUDITED = frozenset({"/healthz", "/readyz"})
+
+_T = TypeVar("_T")
+_C = TypeVar("_C")
+
+
+class Responder:
+    """Answers requests and accounts for each one. `replica` names this ingress replica in
+    an `x-raygate-replica` header."""
+
+    def __init__(
+        self, meter: Meter, audit: AuditWriter | None, *, replica: str | None = None
+    ) -> None:
+        self._meter = meter
+        self.audit = audit
+        self._replica = replica
+
+    def open(self, request: Request) -> Exchange:
+        """The exchange of a request that just arrived."""
+        request.state.started = time.perf_counter()
+        request.state.request_id = f"req_{uuid.uuid4().hex}"
+        exchange = Exchange(
+            request_id=request.state.request_id,
+            path=request.url.path,
+            client_address=request.client.host if request.client else None,
+            headers=request.headers,
+        )
+        request.state.exchange = exchange
+        return exchange
+
+    async def respond(
+        self, exchange: Exchange, answer: Routed[_T] | RoutedStream[_C], wire: Wire[_T, _C]
+    ) -> Response:
+        """A model route's answer: JSON with its cost, or a stream."""
+        if isinstance(answer, RoutedStream):
+            return self._stream(exchange, answer, wire)
+        await self._settle(exchange)
+        return JSONResponse(wire.answer(answer.response), headers=self._headers(exchange))
+
+    async def close(self, exchange: Exchange, response: Response) -> None:
+        """After any response: its headers, and for one that is not a stream, the settlement
+        and the audit record."""
+        response.headers["x-raygate-request-id"] = exchange.request_id
+        if self._replica is not None:
+            response.headers["x-raygate-replica"] = self._replica
+        if exchange.path.startswith("/v1/"):
+            response.headers["x-raygate-cache"] = exchange.cache_phase or "off"
+            if exchange.similarity is not None:
+                response.headers["x-raygate-similarity"] = f"{exchange.similarity:.4f}"
+            if exchange.cache_replica is not None:
+                response.headers["x-raygate-cache-replica"] = exchange.cache_replica
+        if exchange.streaming:
+            return  # its record is written when the stream ends
+        await self._settle(exchange)
+        if exchange.path not in _UNAUDITED:
+            exchange.status = response.status_code
+            await self._finish(exchange)
+
+    async def aclose(self) -> None:
+        """Flush the audit trail and close the meter's connections (replica shutdown)."""
+        await self._meter.aclose()
+        if self.audit is not None:
+            await self.audit.aclose()
+
+    def _stream(
+        self, exchange: Exchange, answer: RoutedStream[_C], wire: Wire[Any, _C]
+    ) -> Response:
+        exchange.streaming = True
+
+        async def finished(error: GatewayError | None) -> None:
+            exchange.status = 200  # the status the client got; what went wrong is the code
+            exchange.error_code = error.code if error is not None else None
+            await self._settle(exchange)
+            await self._finish(exchange)
+
+        return sse_response(
+            wire.stream(answer.chunks),
+            error_event=wire.error_event,
+            headers=self._headers(exchange),
+            request_id=exchange.request_id,
+            on_finish=finished,
+        )
+
+    def _headers(self, exchange: Exchange) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if exchange.route is not None:
+            headers["x-raygate-route"] = exchange.route.header()
+            headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
+        if exchange.allowance is not None:
+            headers.update(exchange.allowance.headers)
+        if exchange.cost_usd is not None:
+            headers["x-raygate-cost-usd"] = f"{exchange.cost_usd:.8f}"
+        if exchange.cost_avoided_usd is not None:
+            headers["x-raygate-cost-avoided-usd"] = f"{exchange.cost_avoided_usd:.8f}"
+        return headers
+
+    async def _settle(self, exchange: Exchange) -> None:
+        """Charge what an upstream answered, once; give back what nothing (or the cache)
+        answered."""
+        allowance = exchange.allowance
+        if allowance is None or allowance.done:
+            return
+        if exchange.route is None or exchange.answered_from_cache:
+            await self._meter.cancel(allowance)
+            return
+        exchange.cost_usd = await self._meter.settle(
+            allowance, exchange.route.target, exchange.usage
+        )
+
+    async def _finish(self, exchange: Exchange) -> None:
+        if self.audit is not None:
+            await self.audit.record(exchange.record())

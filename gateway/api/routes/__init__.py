@@ -1,0 +1,1 @@
+"""The public routes: each module an `APIRouter` over the stages it uses."""

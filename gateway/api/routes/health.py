@@ -1,0 +1,26 @@
+"""Liveness and readiness probes, for load balancers and Kubernetes (never audited)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from gateway.api.backend import Backend
+
+
+def health_routes(backend: Backend) -> APIRouter:
+    """`GET /healthz` (the process answers) and `GET /readyz` (the router can route)."""
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz() -> Response:
+        ready = await backend.ready()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+        )
+
+    return router

@@ -1,0 +1,219 @@
+"""Bad input and upstream failures through the whole request path, in process: OpenAI's error
+shape (Anthropic's on /v1/messages) with the right status, nothing sent upstream when the
+gateway refuses, a stream that breaks after it started ending with an error event, and every
+request leaving one audit record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.support.gateway import InProcessGateway, in_process_gateway
+
+CONFIG = """
+auth: {{dev_key: sk-dev}}
+storage: {{url: "sqlite:///{db}"}}
+limits: {{max_body_bytes: 4096}}
+cache: {{enabled: false}}
+providers:
+  sim: {{preset: simulator, base_url: "http://sim/v1"}}
+  sim-anthropic: {{kind: anthropic, base_url: "http://sim", api_key: simulated}}
+  openai: {{preset: openai, api_key: ""}}
+models:
+  sim-small: {{targets: [sim/sim-small]}}
+  sim-claude: {{targets: [sim-anthropic/claude-sim]}}
+  sim-pair: {{targets: [sim/sim-primary, sim/sim-secondary]}}
+  gpt-4o-mini: {{targets: [openai/gpt-4o-mini]}}
+"""
+CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
+KEY = {"authorization": "Bearer sk-dev"}
+
+
+@pytest_asyncio.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[InProcessGateway]:
+    async with in_process_gateway(CONFIG.format(db=tmp_path / "gw.db"), headers=KEY) as gw:
+        yield gw
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The OpenAI-shaped error of `response`, which must have `status`."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in response.text
+    assert response.headers["x-raygate-request-id"].startswith("req_")
+    return dict(body["error"])
+
+
+def sse(text: str) -> list[str]:
+    return [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.asyncio
+async def test_malformed_json_is_a_400(gateway: InProcessGateway) -> None:
+    response = await gateway.post("/v1/chat/completions", content=b'{"model": "sim-small",')
+    error = error_of(response, 400)
+    assert error["type"] == "invalid_request_error" and "JSON" in error["message"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**CHAT, "temperature": "hot"}, "temperature"),
+        ({**CHAT, "temperature": 3}, "temperature"),
+        ({"model": "sim-small"}, "messages"),
+        (
+            {"model": "sim-small", "messages": [{"role": "wizard", "content": "hi"}]},
+            "messages.0.role",
+        ),
+    ],
+)
+async def test_an_invalid_body_is_a_400_naming_the_parameter(
+    gateway: InProcessGateway, body: dict[str, Any], param: str
+) -> None:
+    assert error_of(await gateway.post("/v1/chat/completions", body), 400)["param"] == param
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+async def test_unknown_model_is_a_404_model_not_found(gateway: InProcessGateway) -> None:
+    response = await gateway.post("/v1/chat/completions", {**CHAT, "model": "gpt-9"})
+    assert error_of(response, 404)["code"] == "model_not_found"
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+async def test_a_body_over_the_limit_is_a_413_declared_or_streamed(
+    gateway: InProcessGateway,
+) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 10_000}]}
+    declared = await gateway.post("/v1/chat/completions", big)
+    assert error_of(declared, 413)["code"] == "request_too_large"
+
+    async def chunked() -> AsyncIterator[bytes]:  # no content-length: counted as it arrives
+        payload = json.dumps(big).encode()
+        for start in range(0, len(payload), 1000):
+            yield payload[start : start + 1000]
+
+    streamed = await gateway.post("/v1/chat/completions", content=chunked())
+    assert error_of(streamed, 413)["code"] == "request_too_large"
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+async def test_missing_and_wrong_keys_are_401(gateway: InProcessGateway) -> None:
+    missing = await gateway.http.post("/v1/chat/completions", json=CHAT)
+    assert error_of(missing, 401)["code"] == "missing_api_key"
+    wrong = await gateway.post("/v1/chat/completions", CHAT, headers={"authorization": "Bearer x"})
+    assert error_of(wrong, 401)["code"] == "invalid_api_key"
+
+
+@pytest.mark.asyncio
+async def test_unknown_route_and_wrong_method_keep_the_error_shape(
+    gateway: InProcessGateway,
+) -> None:
+    assert error_of(await gateway.http.get("/v1/no/such/route"), 404)["code"] == "not_found"
+    wrong_method = await gateway.http.get("/v1/chat/completions")
+    assert error_of(wrong_method, 405)["code"] == "method_not_allowed"
+
+
+@pytest.mark.asyncio
+async def test_an_unsupported_parameter_is_a_400_before_any_upstream_call(
+    gateway: InProcessGateway,
+) -> None:
+    response = await gateway.post("/v1/chat/completions", {**CHAT, "model": "sim-claude", "n": 2})
+    error = error_of(response, 400)
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "n")
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("upstream_status", "client_status"), [(500, 502), (502, 502), (503, 503), (401, 502)]
+)
+async def test_an_upstream_failure_maps_to_a_gateway_error(
+    gateway: InProcessGateway, upstream_status: int, client_status: int
+) -> None:
+    await gateway.sim.fault(kind="status", status=upstream_status, count=1)
+    error = error_of(await gateway.post("/v1/chat/completions", CHAT), client_status)
+    assert error["type"] == "api_error" and "sim" in error["message"]
+
+
+@pytest.mark.asyncio
+async def test_an_upstream_429_passes_retry_after_through(gateway: InProcessGateway) -> None:
+    await gateway.sim.fault(kind="status", status=429, retry_after=7, count=1)
+    response = await gateway.post("/v1/chat/completions", CHAT)
+    assert error_of(response, 429)["code"] == "rate_limit_exceeded"
+    assert response.headers["retry-after"] == "7"
+
+
+@pytest.mark.asyncio
+async def test_a_stream_broken_midway_ends_with_an_error_event_not_done(
+    gateway: InProcessGateway,
+) -> None:
+    await gateway.sim.fault(kind="malformed", after_chunks=3, count=1)
+    response = await gateway.post("/v1/chat/completions", {**CHAT, "stream": True})
+    assert response.status_code == 200
+    events = sse(response.text)
+    assert events[-1] != "[DONE]"
+    assert json.loads(events[-1])["error"]["type"] == "api_error"
+    assert len(events) >= 4  # the chunks sent before the break reached the client
+
+
+@pytest.mark.asyncio
+async def test_an_anthropic_stream_broken_midway_ends_with_an_error_event(
+    gateway: InProcessGateway,
+) -> None:
+    await gateway.sim.fault(kind="malformed", after_chunks=3, count=1)
+    body = {"model": "sim-small", "max_tokens": 50, "stream": True, "messages": CHAT["messages"]}
+    response = await gateway.post("/v1/messages", body)
+    assert response.status_code == 200
+    names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+    assert names[0] == "message_start" and names[-1] == "error"
+    assert "message_stop" not in names
+
+
+@pytest.mark.asyncio
+async def test_an_anthropic_route_error_is_in_anthropics_shape(gateway: InProcessGateway) -> None:
+    body = {"model": "gpt-9", "max_tokens": 5, "messages": CHAT["messages"]}
+    response = await gateway.post("/v1/messages", body)
+    assert response.status_code == 404
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": response.json()["error"]["message"]},
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_cannot_start_falls_over_or_is_an_ordinary_error(
+    gateway: InProcessGateway,
+) -> None:
+    await gateway.sim.fault(kind="status", status=503, match_model="sim-primary", count=1)
+    fell_over = await gateway.post(
+        "/v1/chat/completions", {**CHAT, "model": "sim-pair", "stream": True}
+    )
+    assert fell_over.status_code == 200 and sse(fell_over.text)[-1] == "[DONE]"
+    assert fell_over.headers["x-raygate-route"] == "sim/sim-secondary; tried=sim/sim-primary:503"
+    await gateway.sim.fault(kind="status", status=503, count=1)
+    refused = await gateway.post("/v1/chat/completions", {**CHAT, "stream": True})
+    assert error_of(refused, 503)["code"] == "upstream_unavailable"
+
+
+@pytest.mark.asyncio
+async def test_every_request_leaves_one_audit_record_with_its_status(
+    gateway: InProcessGateway,
+) -> None:
+    await gateway.post("/v1/chat/completions", CHAT)
+    await gateway.post("/v1/chat/completions", {**CHAT, "model": "gpt-9"})
+    await gateway.sim.fault(kind="malformed", after_chunks=2, count=1)
+    await gateway.post("/v1/chat/completions", {**CHAT, "stream": True})
+    records = await gateway.records()
+    outcomes = sorted((r["status"], r["error_code"] or "") for r in records)
+    assert outcomes == [(200, ""), (200, "upstream_error"), (404, "model_not_found")]
