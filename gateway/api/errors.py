@@ -7,7 +7,6 @@ request id, never the traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, TypeVar
 
@@ -59,22 +58,22 @@ def invalid_body(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid request: {message}", param=where or None)
 
 
-def parse_json(raw: bytes) -> Any:
-    """The JSON body, or a 400 that says it is not JSON."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. The body must be valid JSON."
-        ) from None
-
-
 def validated(model: type[_M], raw: bytes, *, empty: bool = False) -> _M:
-    """`raw` JSON as `model`, or a 400 naming the first offending field; with `empty`, an
-    empty body is the model's defaults."""
+    """`raw` JSON as `model`, or a 400: one that says the body is not JSON (malformed, not
+    UTF-8, a lone surrogate, nested too deeply), or one naming the first offending field.
+    With `empty`, an empty body is the model's defaults."""
     try:
-        return model.model_validate({} if empty and not raw.strip() else parse_json(raw))
+        if empty and not raw.strip():
+            return model.model_validate({})
+        return model.model_validate_json(raw)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            reason = str(first.get("ctx", {}).get("error", "")) or first["msg"]
+            raise InvalidRequest(
+                "We could not parse the JSON body of your request. The body must be valid "
+                f"JSON in UTF-8 ({reason})."
+            ) from None
         raise invalid_body(exc) from None
 
 
@@ -99,10 +98,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        request_id = getattr(request.state, "request_id", "?")
-        error = GatewayError(f"The gateway hit an internal error (request {request_id}).")
-        return error_response(request, error)
+        return internal_error(request, exc)
+
+
+def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 for an exception nothing expected: logged with its traceback, answered with
+    the request id only."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = getattr(request.state, "request_id", "?")
+    error = GatewayError(f"The gateway hit an internal error (request {request_id}).")
+    return error_response(request, error)
 
 
 def _request_id_header(request: Request) -> dict[str, str]:

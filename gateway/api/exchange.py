@@ -62,6 +62,7 @@ class Exchange:
     prompt: str | None = None
     allowance: Allowance | None = None  # what the meter granted before the call
     route: Route | None = None
+    tried: str | None = None  # when no target answered: the ones tried (`tried=a:503,...`)
     tokens_in: int | None = None
     tokens_out: int | None = None
     response_parts: list[str] = field(default_factory=list)
@@ -155,7 +156,7 @@ class Exchange:
             client_address=self.client_address,
             route=self.path,
             model_requested=self.model,
-            route_taken=self.route.header() if self.route else None,
+            route_taken=self.route.header() if self.route else self.tried,
             cache_phase=self.cache_phase,
             similarity=self.similarity,
             decisions=self.decisions,

@@ -10,6 +10,7 @@ writer (queued, written off the request path).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any, TypeVar
@@ -23,7 +24,12 @@ from gateway.api.streaming import sse_response
 from gateway.api.wire import Wire
 from gateway.audit.writer import AuditWriter
 from gateway.errors import GatewayError
+from gateway.routing.failover import ROUTE_HEADER
 from gateway.routing.routed import Routed, RoutedStream
+
+ACCOUNTING_FAILED = "accounting_failed"  # the error code of a request whose settlement failed
+
+log = logging.getLogger(__name__)
 
 # Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
 _UNAUDITED = frozenset({"/healthz", "/readyz"})
@@ -69,6 +75,8 @@ class Responder:
         """After any response: its headers, and for one that is not a stream, the settlement
         and the audit record."""
         response.headers["x-raygate-request-id"] = exchange.request_id
+        if "x-raygate-overhead-ms" not in response.headers:  # an error, or not a model route
+            response.headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
         if self._replica is not None:
             response.headers["x-raygate-replica"] = self._replica
         if exchange.path.startswith("/v1/"):
@@ -80,6 +88,8 @@ class Responder:
         if exchange.streaming:
             return  # its record is written when the stream ends
         await self._settle(exchange)
+        if exchange.route is None:
+            exchange.tried = response.headers.get(ROUTE_HEADER)
         if exchange.path not in _UNAUDITED:
             exchange.status = response.status_code
             await self._finish(exchange)
@@ -112,7 +122,7 @@ class Responder:
     def _headers(self, exchange: Exchange) -> dict[str, str]:
         headers: dict[str, str] = {}
         if exchange.route is not None:
-            headers["x-raygate-route"] = exchange.route.header()
+            headers[ROUTE_HEADER] = exchange.route.header()
             headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
         if exchange.allowance is not None:
             headers.update(exchange.allowance.headers)
@@ -124,16 +134,23 @@ class Responder:
 
     async def _settle(self, exchange: Exchange) -> None:
         """Charge what an upstream answered, once; give back what nothing (or the cache)
-        answered."""
+        answered. A failure here (the budget database or the limit store down) costs the
+        caller nothing already answered: it is logged and recorded as the request's error
+        code, and the audit record is still written."""
         allowance = exchange.allowance
         if allowance is None or allowance.done:
             return
-        if exchange.route is None or exchange.answered_from_cache:
-            await self._meter.cancel(allowance)
-            return
-        exchange.cost_usd = await self._meter.settle(
-            allowance, exchange.route.target, exchange.usage
-        )
+        try:
+            if exchange.route is None or exchange.answered_from_cache:
+                await self._meter.cancel(allowance)
+                return
+            exchange.cost_usd = await self._meter.settle(
+                allowance, exchange.route.target, exchange.usage
+            )
+        except Exception:
+            log.exception("settling request %s failed", exchange.request_id)
+            allowance.done = True
+            exchange.error_code = exchange.error_code or ACCOUNTING_FAILED
 
     async def _finish(self, exchange: Exchange) -> None:
         if self.audit is not None:

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from gateway.audit.record import PolicyDecision
+from gateway.errors import InvalidRequest
 from gateway.policy.config import PolicyConfig, PolicyProfile
 from gateway.policy.detection import detect
 from gateway.policy.jailbreak import JailbreakScorer
@@ -258,10 +259,25 @@ def _by_type(spans: list[Span]) -> dict[str, list[Span]]:
     return grouped
 
 
+# NUL, then Unicode's noncharacters (reserved for internal use, never meaningful in text).
+_SEPARATORS = (
+    0,
+    *range(0xFDD0, 0xFDF0),
+    *(plane * 0x10000 + low for plane in range(17) for low in (0xFFFE, 0xFFFF)),
+)
+
+
+def _separator(texts: Sequence[str]) -> str:
+    for code in _SEPARATORS:
+        if not any(chr(code) in text for text in texts):
+            return chr(code)
+    raise InvalidRequest("The request's text holds every Unicode noncharacter; send text.")
+
+
 def _redact_all(texts: Sequence[str], spans: list[list[Span]]) -> tuple[list[str], dict[str, str]]:
     # One mapping across the request: the same value keeps one placeholder in every message.
-    # Texts are joined with a separator no detector matches, redacted once, and split back.
-    separator = "\u0000"
+    # Texts are joined with a separator none of them contains, redacted once, and split back.
+    separator = _separator(texts)
     offsets, position = [], 0
     for text in texts:
         offsets.append(position)

@@ -239,7 +239,9 @@ class EmbeddingRequest(_Wire):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(None, ge=1)
+    # No embedding model has more (OpenAI's largest has 3,072): an absurd value is the
+    # client's mistake, a 400 here rather than a 502 from the upstream.
+    dimensions: int | None = Field(None, ge=1, le=65_536)
     user: str | None = None
 
     @field_validator("input")

@@ -42,6 +42,8 @@ from gateway.routing.targets import Attempt, TargetState
 
 log = logging.getLogger(__name__)
 
+ROUTE_HEADER = "x-raygate-route"  # on answers (`Route.header()`) and on routing failures
+
 _Req = TypeVar("_Req", bound=BaseModel)
 _T = TypeVar("_T")
 
@@ -148,8 +150,24 @@ class Failover:
         the next target when the alias has `content_filter` in `fallback_on` (the last
         refusal is returned when no other target answers).
         """
-        order = plan.order(context)
         tries: _Tries[_T] = _Tries()
+        try:
+            return await self._commit(plan, request, context, start, refused, tries)
+        except GatewayError as exc:
+            if tries.failed:  # the client learns what was tried, as from an answer
+                exc.headers = {**exc.headers, ROUTE_HEADER: "tried=" + ",".join(tries.failed)}
+            raise
+
+    async def _commit(
+        self,
+        plan: AliasPlan,
+        request: _Req,
+        context: RouteContext | None,
+        start: Callable[[Provider, _Req], Awaitable[_T]],
+        refused: Callable[[_T], bool] | None,
+        tries: _Tries[_T],
+    ) -> Committed[_T]:
+        order = plan.order(context)
         began = self._clock()
         for round_no in range(plan.retry.max_attempts):
             if round_no:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from gateway.accounting.meter import Meter
 from tests.support.gateway import InProcessGateway, in_process_gateway
 
 CONFIG = """
@@ -217,3 +218,115 @@ async def test_every_request_leaves_one_audit_record_with_its_status(
     records = await gateway.records()
     outcomes = sorted((r["status"], r["error_code"] or "") for r in records)
     assert outcomes == [(200, ""), (200, "upstream_error"), (404, "model_not_found")]
+
+
+REDACTING = """
+auth: {{dev_key: sk-dev}}
+storage: {{url: "sqlite:///{db}"}}
+audit: {{prompt: full, response: full}}
+cache: {{enabled: false}}
+policy:
+  profiles:
+    default: {{pii: {{"*": redact}}}}
+providers:
+  sim: {{preset: simulator, base_url: "http://sim/v1"}}
+models:
+  sim-small: {{targets: [sim/sim-small]}}
+  sim-embed: {{targets: [sim/sim-embed]}}
+"""
+
+
+def _content(raw: bytes) -> bytes:
+    return b'{"model": "sim-small", "messages": [{"role": "user", "content": "' + raw + b'"}]}'
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (_content(b"a\\ud800b"), "hex"),
+        (_content(b"a\xed\xa0\x80b"), "unicode"),
+        (b'{"model": "sim-small", "tool_choice": ' + b"[" * 1200 + b"]" * 1200 + b"}", "recursion"),
+        (_content(b"\xff\xfe"), "unicode"),
+    ],
+    ids=["lone-surrogate-escape", "surrogate-bytes", "nested-1200-deep", "not-utf8"],
+)
+async def test_json_the_gateway_cannot_take_is_a_400_not_a_500(
+    gateway: InProcessGateway, raw: bytes, why: str
+) -> None:
+    error = error_of(await gateway.post("/v1/chat/completions", content=raw), 400)
+    assert "JSON" in error["message"] and why in error["message"]
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+async def test_an_absurd_embedding_dimension_is_a_400_naming_it(gateway: InProcessGateway) -> None:
+    body = {"model": "sim-small", "input": "hello", "dimensions": 2**63}
+    error = error_of(await gateway.post("/v1/embeddings", body), 400)
+    assert error["param"] == "dimensions"
+    assert await gateway.sim.requests() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "text", ["a\x00b ana@example.org", "echo ana@example.org\x00", "[EMAIL_1]\x00 ana@example.org"]
+)
+async def test_a_nul_beside_a_redacted_value_is_redacted_not_a_500(
+    tmp_path: Path, text: str
+) -> None:
+    config = REDACTING.format(db=tmp_path / "gw.db")
+    async with in_process_gateway(config, headers=KEY) as gw:
+        chat = {"model": "sim-small", "messages": [{"role": "user", "content": text}]}
+        response = await gw.post("/v1/chat/completions", chat)
+        assert response.status_code == 200, response.text
+        (sent,) = await gw.sim.bodies()
+        assert "ana@example.org" not in sent["messages"][0]["content"]
+        assert sent["messages"][0]["content"].count("\x00") == 1
+
+
+@pytest.mark.asyncio
+async def test_an_unexpected_failure_is_a_500_in_the_error_shape_and_audited(
+    gateway: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug in a stage")
+
+    monkeypatch.setattr(gateway.pipeline.upstream, "chat", broken)
+    response = await gateway.post("/v1/chat/completions", CHAT)
+    error = error_of(response, 500)
+    assert response.headers["x-raygate-request-id"] in error["message"]
+    assert "a bug in a stage" not in response.text
+    (record,) = await gateway.records()
+    assert (
+        record["status"] == 500 and record["request_id"] == response.headers["x-raygate-request-id"]
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_request_whose_accounting_fails_is_answered_and_audited(
+    gateway: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise ConnectionError("the budget database is gone")
+
+    monkeypatch.setattr(Meter, "settle", broken)
+    whole = await gateway.post("/v1/chat/completions", CHAT)
+    streamed = await gateway.post("/v1/chat/completions", {**CHAT, "stream": True})
+    assert whole.status_code == streamed.status_code == 200
+    assert sse(streamed.text)[-1] == "[DONE]"
+    records = await gateway.records()
+    assert [(r["status"], r["error_code"]) for r in records] == [(200, "accounting_failed")] * 2
+
+
+@pytest.mark.asyncio
+async def test_a_routing_failure_says_which_targets_were_tried(gateway: InProcessGateway) -> None:
+    await gateway.sim.fault(kind="status", status=503, count=2)
+    response = await gateway.post("/v1/chat/completions", {**CHAT, "model": "sim-pair"})
+    error_of(response, 503)
+    assert response.headers["x-raygate-route"] == (
+        "tried=sim/sim-primary:503,sim/sim-secondary:503"
+    )
+    assert float(response.headers["x-raygate-overhead-ms"]) >= 0
+    (record,) = await gateway.records()
+    assert record["status"] == 503
+    assert record["route_taken"] == response.headers["x-raygate-route"]
