@@ -145,6 +145,8 @@ class ProviderConfig(_Section):
         location = self.gcp.location if self.gcp else "global"
         if location == "global":
             return "https://aiplatform.googleapis.com"
+        if location in ("us", "eu"):  # multi-region endpoints
+            return f"https://aiplatform.{location}.rep.googleapis.com"
         return f"https://{location}-aiplatform.googleapis.com"
 
     def resolved_api_key(self) -> str:
