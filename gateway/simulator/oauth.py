@@ -2,9 +2,9 @@
 account's `token_uri` points at) and Entra ID's client-credentials grant
 (`POST /{tenant}/oauth2/v2.0/token`), plus `/_sim/tokens` to inspect and revoke tokens.
 
-Google assertions are verified with the service account's public key (RS256, `aud` = this
-endpoint, the cloud-platform scope); Entra clients by their secret. With no accounts or
-clients configured, any well-formed request gets a token.
+Google assertions are verified with the service account's public key (RS256, `aud` Google's
+token endpoint or this one, the cloud-platform scope); Entra clients by their secret. With no
+accounts or clients configured, any well-formed request gets a token.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from gateway.simulator.state import get_state
 from gateway.simulator.wire import json_response
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+"""google-auth always sends this as a service-account assertion's `aud`."""
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -45,9 +47,9 @@ async def google_token(request: Request) -> Response:
         key = accounts.get(str(claims.get("iss")))
         if key is None:
             return _oauth_error(400, "invalid_grant", "Invalid grant: account not found")
-        audience = str(request.url.replace(query=""))
+        audiences = [GOOGLE_TOKEN_URI, str(request.url.replace(query=""))]
         try:
-            jwt.decode(assertion, key, algorithms=["RS256"], audience=audience)
+            jwt.decode(assertion, key, algorithms=["RS256"], audience=audiences)
         except jwt.InvalidTokenError as exc:
             return _oauth_error(400, "invalid_grant", f"Invalid JWT Signature. ({exc})")
     if CLOUD_PLATFORM not in str(claims.get("scope", "")).split():

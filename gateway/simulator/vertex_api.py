@@ -3,7 +3,7 @@
 
 `google` models answer `generateContent`, `streamGenerateContent` and `countTokens` with the
 Gemini handlers, and `predict` as a text-embedding model; `anthropic` models answer
-`rawPredict` / `streamRawPredict` with the Anthropic handler (the body must carry
+`rawPredict` / `streamRawPredict` with the Anthropic handler (the body must carry an
 `anthropic_version` and no `model`, as on Vertex AI). With `gcp_service_accounts` set, a
 request needs an OAuth token the simulator's `/token` issued and has not revoked or let expire.
 """
@@ -22,8 +22,6 @@ from gateway.simulator.oauth import bearer
 from gateway.simulator.rewrite import body_of, delegate
 from gateway.simulator.state import SimulatorState, get_state
 from gateway.simulator.wire import before_first_byte, json_response
-
-ANTHROPIC_VERSION = "vertex-2023-10-16"
 
 
 async def publisher_model(request: Request) -> Response:
@@ -90,11 +88,10 @@ async def _raw_predict(
     if not isinstance(body, dict):
         state.record(request, body)
         return anthropic_api.error_response(400, "The request body is not valid JSON.")
-    if body.get("anthropic_version") != ANTHROPIC_VERSION:
+    version = body.get("anthropic_version")
+    if not isinstance(version, str) or not version:
         state.record(request, body)
-        return anthropic_api.error_response(
-            400, f"anthropic_version: must be {ANTHROPIC_VERSION!r}"
-        )
+        return anthropic_api.error_response(400, "anthropic_version: Field required")
     if "model" in body:
         state.record(request, body)
         return anthropic_api.error_response(400, "model: Extra inputs are not permitted")
@@ -103,10 +100,11 @@ async def _raw_predict(
         return anthropic_api.error_response(400, "stream must be true exactly for streamRawPredict")
     inner: dict[str, Any] = {k: v for k, v in body.items() if k != "anthropic_version"}
     inner["model"] = model
-    key = state.settings.api_key
-    return await delegate(
-        request, anthropic_api.messages, inner, headers={"x-api-key": key} if key else None
-    )
+    # The Anthropic handler wants the version and its key as headers, as Anthropic's API does.
+    headers = {"anthropic-version": "2023-06-01"}
+    if state.settings.api_key:
+        headers["x-api-key"] = state.settings.api_key
+    return await delegate(request, anthropic_api.messages, inner, headers=headers)
 
 
 def _deny(request: Request, state: SimulatorState) -> Response | None:
