@@ -156,9 +156,11 @@ class BedrockProvider(Provider):
         """The base mapping, with AWS's error type (`x-amzn-errortype`) in the message."""
         error = super().status_error(status, text, headers)
         kind = headers.get("x-amzn-errortype", "").split(":", 1)[0]
-        if kind:
-            error.message = f"{error.message} ({kind})"
-        return error
+        if not kind:
+            return error
+        return type(error)(
+            f"{error.message} ({kind})", param=error.param, code=error.code, headers=error.headers
+        )
 
     def _stream_error(self, name: str, payload: object) -> GatewayError:
         message = payload.get("message") if isinstance(payload, dict) else None
