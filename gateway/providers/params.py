@@ -105,7 +105,7 @@ def conform(
         refused.update(REASONING_REFUSED)
     elif preset.reasoning_models:
         refused.add("reasoning_effort")
-    values = request.model_dump(exclude_none=True)
+    values = request.model_dump(exclude_unset=True, exclude_none=True)
     removed: dict[str, None] = {}
     unhonoured: list[str] = []
     for param in sorted(request.set_params() & refused):
@@ -126,7 +126,7 @@ def conform(
     values = {k: v for k, v in values.items() if k not in removed}
     if isinstance(request, ChatCompletionRequest):
         values = _rewrite_chat(values, preset, reasoning=reasoning)
-    if not removed and values == request.model_dump(exclude_none=True):
+    if not removed and values == request.model_dump(exclude_unset=True, exclude_none=True):
         return Conformed(request)
     return Conformed(type(request).model_validate(values), dropped)
 

@@ -54,6 +54,13 @@ def _load() -> dict[str, ProviderPreset]:
 PRESETS: dict[str, ProviderPreset] = _load()
 
 
+_CLOUD_URLS = {
+    "bedrock": "from `aws.region`",
+    "vertex": "from `gcp.location`",
+    "vertex-anthropic": "from `gcp.location`",
+}
+
+
 def presets_table(presets: dict[str, ProviderPreset] | None = None) -> str:
     """Every preset as a Markdown table (the one `docs/providers.md` carries)."""
     rows = [
@@ -68,7 +75,7 @@ def presets_table(presets: dict[str, ProviderPreset] | None = None) -> str:
         refused = ", ".join(f"`{param}`" for param in p.unsupported_params) or "none"
         if p.reasoning_models:
             refused += "; reasoning models: sampling parameters, see below"
-        url = f"`{p.base_url}`" if p.base_url else "set `base_url`"
+        url = f"`{p.base_url}`" if p.base_url else _CLOUD_URLS.get(p.kind, "set `base_url`")
         rows.append(
             f"| `{name}` | {p.title} | {p.kind} | {url} | {key} | "
             f"{', '.join(p.endpoints)} | {refused} | {p.notes} |"

@@ -98,8 +98,7 @@ async def _raw_predict(
     if bool(body.get("stream")) != stream:
         state.record(request, body)
         return anthropic_api.error_response(400, "stream must be true exactly for streamRawPredict")
-    inner: dict[str, Any] = {k: v for k, v in body.items() if k != "anthropic_version"}
-    inner["model"] = model
+    inner: dict[str, Any] = {**body, "model": model}
     # The Anthropic handler wants the version and its key as headers, as Anthropic's API does.
     headers = {"anthropic-version": "2023-06-01"}
     if state.settings.api_key:
