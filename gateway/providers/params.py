@@ -124,9 +124,10 @@ def conform(
             )
     removed.update(dict.fromkeys(dropped))
     values = {k: v for k, v in values.items() if k not in removed}
-    if isinstance(request, ChatCompletionRequest):
-        values = _rewrite_chat(values, preset, reasoning=reasoning)
-    if not removed and values == request.model_dump(exclude_unset=True, exclude_none=True):
+    rewritten = isinstance(request, ChatCompletionRequest) and _rewrite_chat(
+        values, preset, reasoning=reasoning
+    )
+    if not removed and not rewritten:
         return Conformed(request)
     return Conformed(type(request).model_validate(values), dropped)
 
@@ -136,19 +137,21 @@ def is_reasoning_model(model: str, preset: ProviderPreset) -> bool:
     return any(fnmatchcase(model, pattern) for pattern in preset.reasoning_models)
 
 
-def _rewrite_chat(
-    values: dict[str, Any], preset: ProviderPreset, *, reasoning: bool
-) -> dict[str, Any]:
+def _rewrite_chat(values: dict[str, Any], preset: ProviderPreset, *, reasoning: bool) -> bool:
+    """Rewrite a chat request's values in place for the upstream; whether anything changed."""
+    changed = False
     if not preset.developer_role:
         messages = values["messages"]
         if any(m.get("role") == "developer" for m in messages):
             values["messages"] = [
                 {**m, "role": "system"} if m.get("role") == "developer" else m for m in messages
             ]
+            changed = True
     limit_field = preset.max_tokens_field or ("max_completion_tokens" if reasoning else None)
     if limit_field is not None:
         other = "max_tokens" if limit_field == "max_completion_tokens" else "max_completion_tokens"
         limit = values.pop(other, None)
         if limit is not None:
             values.setdefault(limit_field, limit)
-    return values
+            changed = True
+    return changed
