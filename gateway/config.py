@@ -22,8 +22,9 @@ from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
 from gateway.policy.config import PolicyConfig
+from gateway.providers.config import ProviderConfig
+from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
-from gateway.providers.presets import PRESETS, ProviderPreset
 from gateway.routing.config import ModelAlias, RoutingConfig, Target
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -35,70 +36,6 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Timeouts(_Section):
-    """Upstream timeouts, in seconds."""
-
-    connect: float = Field(5.0, gt=0, description="TCP/TLS connect")
-    first_token: float = Field(
-        60.0, gt=0, description="until the first streamed chunk, and between later chunks"
-    )
-    total: float = Field(600.0, gt=0, description="whole request, streams included")
-
-
-class ProviderConfig(_Section):
-    """One upstream: an OpenAI-compatible server, Anthropic, or Gemini."""
-
-    preset: str | None = Field(None, description="name from providers/presets.yaml")
-    kind: Literal["openai", "anthropic", "gemini"] | None = Field(
-        None, description="wire format; defaults to the preset's"
-    )
-    base_url: str | None = Field(None, description="defaults to the preset's")
-    api_key: str | None = Field(None, description="defaults to the preset's api_key_env")
-    api_version: str | None = Field(None, description="Azure api-version / Anthropic version")
-    headers: dict[str, str] = Field(default_factory=dict, description="sent on every call")
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(100, gt=0, description="httpx pool size")
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))}")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_and_url(self) -> ProviderConfig:
-        if self.preset is None and (self.kind is None or self.base_url is None):
-            raise ValueError("a provider without a preset needs both kind and base_url")
-        return self
-
-    @property
-    def resolved_preset(self) -> ProviderPreset:
-        """The preset merged under this provider's own settings."""
-        base = PRESETS[self.preset] if self.preset else ProviderPreset(kind=self.kind or "openai")
-        return base.model_copy(
-            update={
-                k: v
-                for k, v in {"kind": self.kind, "base_url": self.base_url}.items()
-                if v is not None
-            }
-        )
-
-    def resolved_api_key(self) -> str:
-        """The key (filled from the preset's environment variable at load time), or ''."""
-        return self.api_key or ""
-
-    def disabled_reason(self) -> str | None:
-        """Why this provider is switched off (a needed key is missing), or None."""
-        preset = self.resolved_preset
-        if preset.requires_key and not self.resolved_api_key():
-            source = preset.api_key_env or "api_key"
-            return f"{source} is not set"
-        if not preset.base_url:
-            return "base_url is not set"
-        return None
 
 
 class AuthConfig(_Section):
@@ -340,9 +277,7 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Gat
             problems.append(f"{source}:{line}: {field}: {err['msg']}")
         raise ConfigError("invalid configuration\n  " + "\n  ".join(problems)) from None
     for provider in config.providers.values():
-        key_env = provider.resolved_preset.api_key_env
-        if provider.api_key is None and key_env:
-            provider.api_key = env.get(key_env) or None
+        provider.fill_from_env(env)
     return config
 
 

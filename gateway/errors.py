@@ -82,6 +82,14 @@ class PolicyViolation(PermissionDenied):
     default_code = "policy_violation"
 
 
+class ContentFiltered(PolicyViolation):
+    """The upstream's own content filter refused the prompt (Azure OpenAI's `content_filter`
+    error); the message names the categories that tripped it. An alias with `content_filter`
+    in `fallback_on` tries its next target instead."""
+
+    default_code = "content_filter"
+
+
 class ModelNotFound(GatewayError):
     """The model alias is not configured (or not enabled)."""
 

@@ -123,6 +123,8 @@ class Responder:
         headers: dict[str, str] = {}
         if exchange.route is not None:
             headers[ROUTE_HEADER] = exchange.route.header()
+            if exchange.route.dropped:  # parameters the target could not honour (drop_params)
+                headers["x-raygate-dropped-params"] = ",".join(exchange.route.dropped)
             headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
         if exchange.allowance is not None:
             headers.update(exchange.allowance.headers)

@@ -14,7 +14,10 @@ Lossy or refused mappings, each deliberate:
   `gemini_schema`, which documents what it drops.
 - Image (and audio, file) parts: data: URLs become `inlineData`; http(s) / gs:// URLs become
   `fileData` with the media type guessed from the URL's extension.
-- `top_k` (an extra field) becomes `topK`; other unknown fields go on at the top level.
+- `top_k` (an extra field) becomes `topK`; `reasoning_effort` becomes a
+  `thinkingConfig.thinkingBudget` (none 0, minimal and low 1024, medium 8192, high 24576
+  tokens: the budgets Google's own OpenAI-compatible endpoint uses); other unknown fields go
+  on at the top level.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SIGNATURE_MARK = "__thought__"
 mark, so that a client sending the history back returns them (Gemini 3 requires that)."""
 
 _TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 _CONFIG_FIELDS = {  # chat field -> generationConfig field, passed as they are
     "temperature": "temperature",
     "top_p": "topP",
@@ -74,6 +78,14 @@ def chat_request_to_gemini(req: ChatCompletionRequest) -> dict[str, Any]:
         body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice)}
     extras = dict(req.model_extra or {})
     config = _generation_config(req, top_k=extras.pop("top_k", None))
+    effort = extras.pop("reasoning_effort", None)
+    if effort is not None:
+        if effort not in THINKING_BUDGETS:
+            raise InvalidRequest(
+                f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}",
+                param="reasoning_effort",
+            )
+        config["thinkingConfig"] = {"thinkingBudget": THINKING_BUDGETS[effort]}
     if config:
         body["generationConfig"] = config
     # Fields chat has no name for (safetySettings, cachedContent, ...) go on as they are.

@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 
-from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from gateway.protocol.anthropic_upstream import anthropic_to_chat, chat_request_to_anthropic
 from gateway.protocol.anthropic_upstream_stream import AnthropicStreamTranslator
 from gateway.protocol.openai import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.providers.base import Provider
+from gateway.providers.config import ProviderConfig
 
 DEFAULT_API_VERSION = "2023-06-01"
 _PATH = "/v1/messages"
@@ -43,11 +43,15 @@ class AnthropicProvider(Provider):
             return {"x-api-key": api_key}
         return super().auth_headers(api_key)
 
+    def messages_call(self, body: dict[str, Any], *, stream: bool) -> tuple[str, dict[str, Any]]:
+        """The path and body of one Messages call (Vertex AI's differ)."""
+        return _PATH, body
+
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         body = chat_request_to_anthropic(request)
         body.pop("stream", None)
-        data = await self.post_json(_PATH, body)
+        data = await self.post_json(*self.messages_call(body, stream=False))
         if not isinstance(data, dict):
             raise UpstreamError(f"upstream {self.name!r} answered with something not an object")
         try:
@@ -58,10 +62,10 @@ class AnthropicProvider(Provider):
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         body = {**chat_request_to_anthropic(request), "stream": True}
         translator = AnthropicStreamTranslator(model=request.model)
-        async with self.open_stream(_PATH, body) as events:
+        async with self.open_stream(*self.messages_call(body, stream=True)) as events:
             async for event in events:
                 data = self.parse_event(event)
                 if not isinstance(data, dict):

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-from gateway.config import ProviderConfig
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -41,6 +40,10 @@ from gateway.protocol.openai import (
     EmbeddingResponse,
 )
 from gateway.providers import completions_bridge
+from gateway.providers.config import DropParams, ProviderConfig
+from gateway.providers.entra_auth import EntraClientCredentials
+from gateway.providers.params import Conformed, Request, conform, merge_drop
+from gateway.providers.token_auth import TokenAuth
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,11 @@ class Provider(ABC):
         self.config = config
         self.preset = config.resolved_preset
         self.timeouts = config.timeouts
+        self._auth = self.request_auth()
         self._client = httpx.AsyncClient(
             base_url=(self.preset.base_url or "").rstrip("/"),
             headers={**self.auth_headers(config.resolved_api_key()), **config.headers},
+            auth=self._auth,
             timeout=httpx.Timeout(
                 connect=self.timeouts.connect,
                 read=self.timeouts.first_token,
@@ -84,8 +89,9 @@ class Provider(ABC):
         )
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
-        """Headers that carry the key, in the preset's style."""
-        if not api_key or self.preset.auth == "none":
+        """Headers that carry the key, in the preset's style (none when Entra ID tokens are
+        configured instead)."""
+        if not api_key or self.preset.auth == "none" or self.config.azure_ad is not None:
             return {}
         header = {
             "bearer": ("authorization", f"Bearer {api_key}"),
@@ -95,9 +101,21 @@ class Provider(ABC):
         }[self.preset.auth]
         return dict([header])
 
+    def request_auth(self) -> httpx.Auth | None:
+        """Per-request authentication (signatures, OAuth tokens), or None for a static key.
+
+        Entra ID client credentials (`azure_ad`) work for any OpenAI-style upstream that
+        takes them; the cloud adapters add their own (SigV4, Google OAuth).
+        """
+        if self.config.azure_ad is not None:
+            return EntraClientCredentials(self.config.azure_ad, name=self.name)
+        return None
+
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the token client, when there is one)."""
         await self._client.aclose()
+        if isinstance(self._auth, TokenAuth):
+            await self._auth.aclose()
 
     # --- the canonical surface ----------------------------------------------------------------
 
@@ -127,11 +145,22 @@ class Provider(ABC):
         )
 
     def check_params(self, params: set[str]) -> None:
-        """Refuse parameters this upstream is known to reject."""
+        """Refuse parameters this upstream is known to reject (by name, whatever the value)."""
         for param in sorted(params & set(self.preset.unsupported_params)):
             raise UnsupportedParameter(
                 f"parameter {param!r} is not supported by provider {self.name!r}", param=param
             )
+
+    def conform(self, request: Request, *, drop: DropParams | None = None) -> Conformed[Request]:
+        """The request as this upstream takes it: renamed where that loses nothing, without
+        the parameters this provider's `drop_params` (or `drop`, an alias's) lets go, and
+        `UnsupportedParameter` for any other it cannot honour (see `params.py`)."""
+        return conform(
+            request,
+            self.preset,
+            provider=self.name,
+            drop=merge_drop(self.config.drop_params, drop),
+        )
 
     # --- HTTP plumbing for adapters -----------------------------------------------------------
 
@@ -139,6 +168,17 @@ class Provider(ABC):
         self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
     ) -> Any:
         """POST a JSON body and return the parsed JSON answer, or raise a GatewayError."""
+        response = await self.post(path, body, params=params)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"upstream {self.name!r} sent a body that is not JSON") from None
+
+    async def post(
+        self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """POST a JSON body within the total timeout; the (read) response of a success, or
+        the GatewayError its status maps to."""
         timeout = httpx.Timeout(
             connect=self.timeouts.connect,
             read=self.timeouts.total,
@@ -156,16 +196,22 @@ class Provider(ABC):
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
             raise self.status_error(response.status_code, response.text, response.headers)
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(f"upstream {self.name!r} sent a body that is not JSON") from None
+        return response
 
     @asynccontextmanager
     async def open_stream(
         self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
     ) -> AsyncIterator[AsyncIterator[SSEEvent]]:
         """POST and yield an iterator of SSE events, with first-token and total deadlines."""
+        async with self.open_response(path, body, params=params) as (response, deadline):
+            yield self._sse_events(response, deadline)
+
+    @asynccontextmanager
+    async def open_response(
+        self, path: str, body: dict[str, Any], *, params: dict[str, str] | None = None
+    ) -> AsyncIterator[tuple[httpx.Response, float]]:
+        """POST for a streamed answer; yields the response once its status is a success, and
+        the monotonic deadline of the whole stream. An error status raises its GatewayError."""
         deadline = time.monotonic() + self.timeouts.total
         request = self._client.build_request("POST", path, json=body, params=params)
         try:
@@ -181,27 +227,32 @@ class Provider(ABC):
             if response.status_code >= 400:
                 text = (await response.aread()).decode(errors="replace")
                 raise self.status_error(response.status_code, text, response.headers)
-            yield self._sse_events(response, deadline)
+            yield response, deadline
         finally:
             await response.aclose()
 
-    async def _sse_events(
-        self, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[SSEEvent]:
-        lines = response.aiter_lines()
-        event: str | None = None
-        data: list[str] = []
+    async def timed(self, items: AsyncIterator[Any], deadline: float) -> AsyncIterator[Any]:
+        """The items of a streamed body, each within the first-token timeout and all before
+        `deadline`; a stall or a broken connection raises."""
         while True:
             budget = min(self.timeouts.first_token, deadline - time.monotonic())
             try:
                 async with asyncio.timeout(max(budget, 0)):
-                    line = await anext(lines)
+                    item = await anext(items)
             except StopAsyncIteration:
                 return
             except TimeoutError:
                 raise UpstreamTimeout(f"stream from {self.name!r} stalled") from None
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"stream from {self.name!r} broke: {exc}") from None
+            yield item
+
+    async def _sse_events(
+        self, response: httpx.Response, deadline: float
+    ) -> AsyncIterator[SSEEvent]:
+        event: str | None = None
+        data: list[str] = []
+        async for line in self.timed(response.aiter_lines(), deadline):
             if line == "":
                 if data:
                     yield SSEEvent(event, "\n".join(data))
@@ -266,4 +317,8 @@ def _error_message(text: str) -> str | None:
         return str(error["message"])
     if isinstance(error, str):
         return error
+    # AWS and Cohere put the message at the top level.
+    for key in ("message", "Message"):
+        if isinstance(body, dict) and isinstance(body.get(key), str):
+            return str(body[key])
     return None

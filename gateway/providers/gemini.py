@@ -41,7 +41,7 @@ class GeminiProvider(Provider):
         return super().auth_headers(api_key)
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         body = chat_request_to_gemini(request)
         data = await self.post_json(self._path(request.model, "generateContent"), body)
         try:
@@ -52,7 +52,7 @@ class GeminiProvider(Provider):
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         body = chat_request_to_gemini(request)
         path = self._path(request.model, "streamGenerateContent")
         translator = GeminiStreamTranslator(model=request.model)
@@ -72,7 +72,7 @@ class GeminiProvider(Provider):
         yield translator.usage_chunk()
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         body = embedding_request_to_gemini(request)
         data = await self.post_json(self._path(request.model, "batchEmbedContents"), body)
         try:
@@ -81,6 +81,7 @@ class GeminiProvider(Provider):
             raise self._named(exc) from None
 
     def _path(self, model: str, action: str) -> str:
+        """The path of `action` on `model` (Vertex AI's differs)."""
         return f"/v1beta/models/{quote(model.removeprefix('models/'), safe='')}:{action}"
 
     def status_error(self, status: int, text: str, headers: httpx.Headers) -> GatewayError:

@@ -19,7 +19,6 @@ from typing import Literal, Protocol, TypeVar
 
 from pydantic import Field
 
-from gateway.config import ProviderConfig
 from gateway.errors import UpstreamRejected, UpstreamTimeout
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -30,6 +29,7 @@ from gateway.protocol.openai import (
     Usage,
 )
 from gateway.providers.base import Provider
+from gateway.providers.config import ProviderConfig
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
 
 _T = TypeVar("_T")

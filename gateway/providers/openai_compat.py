@@ -23,16 +23,16 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class OpenAICompatible(Provider):
-    """OpenAI, Azure OpenAI, Mistral, Groq, vLLM, Ollama, ...: the request passes as it is."""
+    """OpenAI, Mistral, Groq, vLLM, Ollama, ...: the request passes as it is, once conformed
+    to the preset's quirks. Legacy completions go through chat where the upstream has no
+    `/completions`."""
 
-    def _path(self, endpoint: str, model: str) -> str:
-        if self.preset.url_style == "azure":
-            return f"/{model}/{endpoint}"
+    def path(self, endpoint: str, model: str) -> str:
+        """The path of `endpoint` (Azure's carries the deployment)."""
         return f"/{endpoint}"
 
-    def _params(self) -> dict[str, str] | None:
-        if self.preset.url_style == "azure":
-            return {"api-version": self.config.api_version or "2024-10-21"}
+    def query(self) -> dict[str, str] | None:
+        """Query parameters sent with every call (Azure's api-version)."""
         return None
 
     def _body(self, request: BaseModel, *, stream: bool) -> dict[str, Any]:
@@ -54,60 +54,68 @@ class OpenAICompatible(Provider):
             ) from None
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         data = await self.post_json(
-            self._path("chat/completions", request.model),
+            self.path("chat/completions", request.model),
             self._body(request, stream=False),
-            params=self._params(),
+            params=self.query(),
         )
         return self._parse(ChatCompletion, data)
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         async for data in self._stream("chat/completions", request):
             yield self._parse(ChatCompletionChunk, data)
 
     async def completion(self, request: CompletionRequest) -> Completion:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
+        if "completions" not in self.preset.endpoints:
+            return await super().completion(request)
         data = await self.post_json(
-            self._path("completions", request.model),
+            self.path("completions", request.model),
             self._body(request, stream=False),
-            params=self._params(),
+            params=self.query(),
         )
         return self._parse(Completion, data)
 
     async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
+        if "completions" not in self.preset.endpoints:
+            async for chunk in super().completion_stream(request):
+                yield chunk
+            return
         async for data in self._stream("completions", request):
             yield self._parse(Completion, data)
 
     async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        self.check_params(request.set_params())
+        request = self.conform(request).request
         data = await self.post_json(
-            self._path("embeddings", request.model),
+            self.path("embeddings", request.model),
             request.model_dump(mode="json", exclude_none=True),
-            params=self._params(),
+            params=self.query(),
         )
         return self._parse(EmbeddingResponse, data)
 
     async def _stream(
         self, endpoint: str, request: ChatCompletionRequest | CompletionRequest
     ) -> AsyncIterator[Any]:
-        path = self._path(endpoint, request.model)
+        path = self.path(endpoint, request.model)
         body = self._body(request, stream=True)
-        async with self.open_stream(path, body, params=self._params()) as events:
+        async with self.open_stream(path, body, params=self.query()) as events:
             async for event in events:
                 if event.data.strip() == "[DONE]":
                     return
                 data = self.parse_event(event)
                 if isinstance(data, dict) and "error" in data:
-                    raise UpstreamError(
-                        f"upstream {self.name!r} failed mid-stream: {_message(data['error'])}"
-                    )
+                    raise self.stream_error(data["error"])
                 yield data
         raise UpstreamError(f"stream from {self.name!r} ended before [DONE]")
+
+    def stream_error(self, error: Any) -> UpstreamError:
+        """The error an `{"error": ...}` event in a stream stands for."""
+        return UpstreamError(f"upstream {self.name!r} failed mid-stream: {_message(error)}")
 
 
 def _message(error: Any) -> str:

@@ -54,6 +54,11 @@ class ModelAlias(_Section):
         default_factory=list, description="non-retryable failures that still move to the next"
     )
     retry: RetryPolicy | None = Field(None, description="fields set here override routing.retry")
+    drop_params: bool | list[str] = Field(
+        False,
+        description="drop parameters a target cannot honour (all, or those named) instead of "
+        "refusing the request; the route lists what was dropped",
+    )
     when: RouteCondition | None = Field(None, description="only callers matching may use it")
     unless: RouteCondition | None = Field(None, description="callers matching may not use it")
 

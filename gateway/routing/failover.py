@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel
-
 from gateway.errors import GatewayError, PermissionDenied, UpstreamUnavailable, is_retryable
+from gateway.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.providers.base import Provider
 from gateway.routing.breaker import Permit
 from gateway.routing.config import ModelAlias, RetryPolicy
@@ -44,20 +43,22 @@ log = logging.getLogger(__name__)
 
 ROUTE_HEADER = "x-raygate-route"  # on answers (`Route.header()`) and on routing failures
 
-_Req = TypeVar("_Req", bound=BaseModel)
+_Req = TypeVar("_Req", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 _T = TypeVar("_T")
 
 
 @dataclass(slots=True)
 class Route:
     """Which target answered (and which replica, for a local model), which failed or were
-    skipped before it, and how long the upstream took to answer (to its first chunk, for
-    streams)."""
+    skipped before it, how long the upstream took to answer (to its first chunk, for
+    streams), and which request parameters it was sent without."""
 
     target: str
     failed: list[str] = field(default_factory=list)
     upstream_ms: float = 0.0
     replica: str | None = None
+    dropped: list[str] = field(default_factory=list)
+    """Parameters removed because the target could not honour them (`drop_params`)."""
 
     def header(self) -> str:
         """The `x-raygate-route` value: `provider/model` (`@replica` for a local model), then
@@ -221,9 +222,13 @@ class Failover:
         label = state.label
         attempt = Attempt(state, permit)
         upstream = request.model_copy(update={"model": candidate.target.model})
+        provider = self._providers[state.provider]
         started = self._clock()
         try:
-            value = await start(self._providers[state.provider], upstream)
+            # Fitted to this target before the call: a parameter it cannot honour is refused
+            # (or dropped, per the alias's and provider's drop_params) without a round trip.
+            conformed = provider.conform(upstream, drop=plan.alias.drop_params)
+            value = await start(provider, conformed.request)
         except GatewayError as exc:
             tries.last = exc
             tries.failed.append(f"{label}:{exc.status}")
@@ -241,7 +246,8 @@ class Failover:
             raise
         upstream_ms = (self._clock() - started) * 1000
         state.observe_latency(upstream_ms)
-        committed = Committed(value, Route(label, list(tries.failed), upstream_ms), attempt)
+        route = Route(label, list(tries.failed), upstream_ms, dropped=conformed.dropped)
+        committed = Committed(value, route, attempt)
         if refused is not None and "content_filter" in plan.alias.fallback_on and refused(value):
             # The target works; it declined this prompt. Another target may not.
             attempt.succeeded()

@@ -7,8 +7,8 @@ at once): connect errors, 429, 500, 502, 503, 504 and first-token / total timeou
 Not retryable, never sent to the same target twice: 400/422 (`invalid_request`), parameters a
 provider does not take (`unsupported_parameter`), 401/403/404 from the upstream, relayed as
 502 (`upstream_rejected`), 413 (`payload_too_large`), and a whole answer that stopped with
-`finish_reason: content_filter` (`content_filter`). An alias may still pass these on to its
-next target by naming them in `fallback_on`.
+`finish_reason: content_filter` or an upstream's content-filter error (`content_filter`). An
+alias may still pass these on to its next target by naming them in `fallback_on`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from email.utils import parsedate_to_datetime
 
 from gateway.errors import (
+    ContentFiltered,
     GatewayError,
     InvalidRequest,
     PayloadTooLarge,
@@ -65,6 +66,8 @@ def retry_after_s(error: GatewayError, *, now_epoch: float | None = None) -> flo
 
 def fallback_reason(error: GatewayError) -> FallbackReason | None:
     """The `fallback_on` name of a non-retryable failure, or None for one no alias may pass on."""
+    if isinstance(error, ContentFiltered):
+        return "content_filter"
     if isinstance(error, UnsupportedParameter):
         return "unsupported_parameter"
     if isinstance(error, InvalidRequest):

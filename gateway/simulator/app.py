@@ -1,11 +1,22 @@
-"""The simulator's ASGI app: OpenAI, Anthropic and Gemini routes plus the control API."""
+"""The simulator's ASGI app: OpenAI, Anthropic, Gemini, Azure OpenAI, Bedrock, Vertex AI and
+Cohere routes, their token endpoints, plus the control API."""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from gateway.simulator import anthropic_api, control, gemini_api, openai_api
+from gateway.simulator import (
+    anthropic_api,
+    azure_api,
+    bedrock_api,
+    cohere_api,
+    control,
+    gemini_api,
+    oauth,
+    openai_api,
+    vertex_api,
+)
 from gateway.simulator.faults import silence_cut_tracebacks
 from gateway.simulator.settings import SimulatorSettings
 from gateway.simulator.state import SimulatorState
@@ -32,6 +43,11 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
             *openai_api.routes,
             *anthropic_api.routes,
             *gemini_api.routes,
+            *azure_api.routes,
+            *bedrock_api.routes,
+            *vertex_api.routes,
+            *cohere_api.routes,
+            *oauth.routes,
             *control.routes,
         ]
     )

@@ -19,7 +19,8 @@ def parse_args(argv: list[str] | None = None) -> SimulatorSettings:
     defaults = SimulatorSettings()
     parser = argparse.ArgumentParser(
         prog="raygate simulate",
-        description="Serve a simulated OpenAI / Anthropic / Gemini upstream.",
+        description="Serve a simulated OpenAI / Anthropic / Gemini / Azure OpenAI / Bedrock / "
+        "Vertex AI / Cohere upstream.",
     )
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)

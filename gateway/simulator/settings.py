@@ -38,3 +38,17 @@ class SimulatorSettings(BaseModel):
     embedding_dim: int = Field(default=64, ge=1, le=65536)
     faults: list[Fault] = Field(default_factory=list)
     """Faults queued when the app is created (more can be added through `/_sim/faults`)."""
+    aws_credentials: dict[str, str] = Field(default_factory=dict)
+    """Access key id -> secret key. When set, Bedrock requests must carry a SigV4 signature
+    by one of them (or `api_key` as a Bedrock API key); when empty, any request is served."""
+    gcp_service_accounts: dict[str, str] = Field(default_factory=dict)
+    """Service-account email -> PEM public key. When set, `/token` issues OAuth tokens only
+    for JWT assertions these keys signed, and Vertex AI routes need such a token."""
+    azure_clients: dict[str, str] = Field(default_factory=dict)
+    """Entra ID client id -> secret. When set, `/{tenant}/oauth2/v2.0/token` issues tokens to
+    these clients, and Azure OpenAI routes take such a token as well as `api_key`."""
+    oauth_token_ttl_s: int = Field(default=3600, ge=1)
+    """Lifetime of the OAuth tokens the simulator issues (its `expires_in`)."""
+    content_filter_terms: list[str] = Field(default_factory=list)
+    """Prompts containing one of these (case-insensitive) trip Azure's content filter (a 400
+    `content_filter`) and Bedrock's (`stopReason: content_filtered`)."""

@@ -12,9 +12,10 @@ from starlette.requests import Request
 
 from gateway.simulator.faults import Fault, FaultQueue
 from gateway.simulator.settings import SimulatorSettings
+from gateway.simulator.tokens import TokenStore
 
 REQUEST_LOG_SIZE = 1000
-_REDACTED_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+_REDACTED_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
 
 
 class Stats:
@@ -51,6 +52,7 @@ class SimulatorState:
         self.stats = Stats()
         self._rng = random.Random(settings.seed)
         self._ids = itertools.count(1)
+        self.tokens = TokenStore(ttl_s=settings.oauth_token_ttl_s)
 
     def record(self, request: Request, body: Any) -> None:
         """Log a request to a provider route and count it."""

@@ -374,11 +374,13 @@ async def test_preset_unsupported_params_are_checked_first(sim: Starlette) -> No
         transport=httpx.ASGITransport(app=sim),
     )
     with pytest.raises(UnsupportedParameter) as refused:
-        await adapter.chat(chat(user("hi"), presence_penalty=0.0))
-    await adapter.aclose()
-
+        await adapter.chat(chat(user("hi"), presence_penalty=0.5))
     assert refused.value.param == "presence_penalty"
     assert await received(sim) == []
+    # Its no-op value asks for nothing Anthropic would not do: it is left out, not refused.
+    await adapter.chat(chat(user("hi"), presence_penalty=0.0))
+    await adapter.aclose()
+    assert "presence_penalty" not in (await received(sim))[0]["json"]
 
 
 # --- upstream failures ------------------------------------------------------------------------
