@@ -88,3 +88,30 @@ async def test_every_answer_carries_the_gateway_headers(gateway: InProcessGatewa
         assert float(response.headers["x-raygate-overhead-ms"]) >= 0
         assert response.headers["x-raygate-request-id"].startswith("req_")
     assert float(whole.headers["x-raygate-cost-usd"]) > 0
+
+
+@pytest.mark.asyncio
+async def test_a_dropped_parameter_is_named_in_a_header(tmp_path: Path) -> None:
+    config = f"""
+auth: {{dev_key: sk-dev}}
+storage: {{url: "sqlite:///{tmp_path / "gw.db"}"}}
+cache: {{enabled: false}}
+providers:
+  gemini: {{preset: gemini, base_url: "http://sim", api_key: simulated}}
+models:
+  lenient: {{targets: [gemini/gemini-sim], drop_params: [parallel_tool_calls]}}
+  strict: {{targets: [gemini/gemini-sim]}}
+"""
+    async with in_process_gateway(config, headers=KEY) as gw:
+        chat = {"messages": [{"role": "user", "content": "hi"}], "parallel_tool_calls": False}
+        for stream in (False, True):
+            lenient = await gw.post(
+                "/v1/chat/completions", {**chat, "model": "lenient", "stream": stream}
+            )
+            assert lenient.status_code == 200, lenient.text
+            assert lenient.headers["x-raygate-dropped-params"] == "parallel_tool_calls"
+        strict = await gw.post("/v1/chat/completions", {**chat, "model": "strict"})
+        assert (
+            strict.status_code == 400 and strict.json()["error"]["param"] == "parallel_tool_calls"
+        )
+        assert "x-raygate-dropped-params" not in strict.headers

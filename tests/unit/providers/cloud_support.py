@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 
 from gateway.simulator import SimulatorSettings, create_app
-from tests.unit.providers.sim_support import serve
+from tests.support.simulator import serve
 
 AWS_KEY_ID = "AKIDRAYGATETEST00001"
 AWS_SECRET = "raygate/test/secret/key/00000000000000000"

@@ -28,8 +28,8 @@ from gateway.providers.config import ProviderConfig
 from gateway.providers.eventstream import messages
 from gateway.providers.registry import build_provider
 from gateway.simulator import eventstream
+from tests.support.simulator import add_faults, collect, received, streamed_text
 from tests.unit.providers.cloud_support import AWS_KEY_ID, AWS_SECRET, cloud_settings, cloud_sim
-from tests.unit.providers.sim_support import add_faults, collect, received, streamed_text
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 WEATHER_TOOL = {

@@ -21,6 +21,7 @@ from gateway.providers.base import Provider
 from gateway.providers.config import ProviderConfig
 from gateway.providers.registry import build_provider
 from gateway.providers.vertex import VertexAnthropic, VertexGemini
+from tests.support.simulator import collect, control, received, streamed_text
 from tests.unit.providers.cloud_support import (
     AZURE_CLIENT_ID,
     AZURE_CLIENT_SECRET,
@@ -31,7 +32,6 @@ from tests.unit.providers.cloud_support import (
     cloud_sim,
     service_account,
 )
-from tests.unit.providers.sim_support import collect, control, received, streamed_text
 
 WEATHER_TOOL = {
     "type": "function",

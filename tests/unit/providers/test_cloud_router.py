@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 from gateway.config import parse_config
 from gateway.errors import UnsupportedParameter
 from gateway.protocol.openai import ChatCompletionRequest, EmbeddingRequest
-from gateway.routing.failover import Route
 from gateway.routing.router import Router
+from tests.support.simulator import received
 from tests.unit.providers.cloud_support import (
     AWS_KEY_ID,
     AWS_SECRET,
@@ -29,7 +29,6 @@ from tests.unit.providers.cloud_support import (
     cloud_sim,
     service_account,
 )
-from tests.unit.providers.sim_support import received
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +116,12 @@ async def test_each_cloud_answers_whole_and_streamed_through_the_router(
     content = whole.response.choices[0].message.content or ""
     assert content.startswith(f"Simulated answer from {target.split('/', 1)[1]}")
     assert whole.response.usage is not None and whole.response.usage.prompt_tokens == 3
-    items = [item async for item in router.chat_stream(chat(alias, "streamed"))]
-    route, chunks = items[0], items[1:]
-    assert isinstance(route, Route) and route.target == target
-    text = "".join(
-        c.choices[0].delta.content or "" for c in chunks if not isinstance(c, Route) and c.choices
-    )
+    stream = await router.chat_stream(chat(alias, "streamed"))
+    chunks = [chunk async for chunk in stream.chunks]
+    assert stream.route.target == target
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith(f"Simulated answer from {target.split('/', 1)[1]}: streamed")
-    usage = [c.usage for c in chunks if not isinstance(c, Route) and c.usage is not None]
+    usage = [c.usage for c in chunks if c.usage is not None]
     assert usage and usage[-1].prompt_tokens == 1
 
 
@@ -147,8 +144,9 @@ async def test_drop_params_lets_langchains_parallel_tool_calls_through_to_gemini
     lenient = await router.chat(chat("gemini-lenient", parallel_tool_calls=False))
     assert lenient.route.dropped == ["parallel_tool_calls"]
     assert lenient.response.choices[0].finish_reason == "stop"
-    items = [i async for i in router.chat_stream(chat("gemini-lenient", parallel_tool_calls=False))]
-    assert isinstance(items[0], Route) and items[0].dropped == ["parallel_tool_calls"]
+    stream = await router.chat_stream(chat("gemini-lenient", parallel_tool_calls=False))
+    await stream.aclose()
+    assert stream.route.dropped == ["parallel_tool_calls"]
 
 
 @pytest.mark.asyncio
