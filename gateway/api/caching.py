@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -29,7 +29,7 @@ from gateway.api.embedding import RequestEmbedding
 from gateway.api.exchange import Exchange
 from gateway.cache.config import CacheConfig
 from gateway.cache.keys import identity_for, scope_key, semantic_eligibility, split_last_user_turn
-from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Phase, Selector
 from gateway.errors import InvalidRequest
 from gateway.identity.principal import Principal
 from gateway.protocol.openai import (
@@ -112,6 +112,8 @@ class Probe:
     store: bool
     result: CacheResult | None  # None when the request did not look (bypass, no-cache)
     answer: CachedAnswer | None  # the hit's answer
+    phase: Phase | None = None  # how the hit was found
+    lead: asyncio.Future[CachedAnswer | None] | None = None  # identical requests wait on it
 
     @property
     def hit(self) -> bool:
@@ -148,6 +150,8 @@ class ResponseCache:
         self._prices = prices
         self._events = events
         self._pending: set[asyncio.Task[None]] = set()
+        self._storing: dict[str, set[asyncio.Task[None]]] = {}  # scope -> inserts in flight
+        self._leads: dict[tuple[str, str], asyncio.Future[CachedAnswer | None]] = {}
 
     def applies(self, model: str) -> bool:
         return self.config.enabled_for(model)
@@ -174,6 +178,13 @@ class ResponseCache:
             exchange.cache_phase = "bypass"
             self._emit(body.model, "bypass", None)
             return Probe(body.model, scope, text, store and bool(text), None, None)
+        await self._stored(scope)
+        key = (scope, text)
+        if key in self._leads:
+            answer = await self._follow(self._leads[key])
+            if answer is not None:  # an identical request in flight here answered it
+                self._answered(exchange, body.model, "exact", answer, similarity=1.0)
+                return Probe(body.model, scope, text, False, None, answer, "exact")
         route = self.config.route(body.model)
         eligible = route.semantic and semantic_eligibility(messages, params, self.config).eligible
         query = CacheQuery(
@@ -184,19 +195,52 @@ class ResponseCache:
             embedding=RequestEmbedding.known(exchange, text),
         )
         result = await self._lookup(query)
-        answer = _answer_of(result) if result is not None else None
-        phase = result.phase if answer is not None and result is not None else "miss"
-        exchange.cache_phase = phase
-        exchange.similarity = round(result.similarity, 4) if result is not None else None
-        exchange.cache_replica = result.replica if result is not None else None
         if result is not None and result.embedding is not None:
             RequestEmbedding.note(exchange, text, result.embedding)
-        if answer is not None:
-            exchange.cost_usd = 0.0  # answered from the cache: nothing is spent
-            exchange.cost_avoided_usd = self._avoided(answer)
-            exchange.note_usage(answer.usage())
-        self._emit(body.model, phase, exchange.cost_avoided_usd)
-        return Probe(body.model, scope, text, store, result, answer)
+        exchange.cache_replica = result.replica if result is not None else None
+        answer = _answer_of(result) if result is not None else None
+        if result is not None and result.hit is not None and answer is not None:
+            self._answered(exchange, body.model, result.hit.phase, answer, result.similarity)
+            return Probe(body.model, scope, text, store, result, answer, result.hit.phase)
+        exchange.cache_phase = "miss"
+        exchange.similarity = round(result.similarity, 4) if result is not None else None
+        self._emit(body.model, "miss", None)
+        probe = Probe(body.model, scope, text, store, result, None)
+        if store and self.config.coalesce and not body.stream and key not in self._leads:
+            # The first of identical requests asks upstream; the rest wait for its answer.
+            probe.lead = self._leads[key] = asyncio.get_running_loop().create_future()
+        return probe
+
+    def _answered(
+        self,
+        exchange: Exchange,
+        model: str,
+        phase: Phase,
+        answer: CachedAnswer,
+        similarity: float,
+    ) -> None:
+        exchange.cache_phase = phase
+        exchange.similarity = round(similarity, 4)
+        exchange.cost_usd = 0.0  # answered from the cache: nothing is spent
+        exchange.cost_avoided_usd = self._avoided(answer)
+        exchange.note_usage(answer.usage())
+        self._emit(model, phase, exchange.cost_avoided_usd)
+
+    async def _follow(self, lead: asyncio.Future[CachedAnswer | None]) -> CachedAnswer | None:
+        """The answer of the identical request in flight, or None when it gave none (it
+        failed, was not cacheable, or took longer than `coalesce_wait_s`)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(lead), self.config.coalesce_wait_s)
+        except TimeoutError:
+            return None
+
+    async def _stored(self, scope: str) -> None:
+        """Wait for this scope's answers still being stored here, so a repeat or a
+        paraphrase that arrives just after an answer finds it (bounded by the lookup
+        timeout)."""
+        inserts = self._storing.get(scope)
+        if inserts:
+            await asyncio.wait(set(inserts), timeout=self.config.lookup_timeout_s)
 
     async def _lookup(self, query: CacheQuery) -> CacheResult | None:
         try:
@@ -232,8 +276,8 @@ class ResponseCache:
 
     def hit(self, exchange: Exchange, probe: Probe, *, stream: bool) -> ChatAnswer:
         """The hit as this request's answer: a completion, or a replayed stream."""
-        assert probe.answer is not None and probe.result is not None
-        route = Route(target=f"cache/{probe.result.phase}")
+        assert probe.answer is not None and probe.phase is not None
+        route = Route(target=f"cache/{probe.phase}")
         exchange.route = route
         if stream:
             return RoutedStream(route, self._replay(probe.model, probe.answer))
@@ -267,17 +311,33 @@ class ResponseCache:
 
     # --- storing a miss ------------------------------------------------------------------
 
-    def keep(self, probe: Probe | None, answer: ChatAnswer) -> ChatAnswer:
+    async def keep(self, probe: Probe | None, call: Awaitable[ChatAnswer]) -> ChatAnswer:
         """The routed answer, stored once complete (a stream: if it ran to a clean end)
-        when the probe says it may be."""
+        when the probe says it may be; identical requests waiting on this one get it."""
+        try:
+            answer = await call
+        except BaseException:
+            self._settle(probe, None)  # they ask for themselves
+            raise
         if probe is None or not probe.store:
+            self._settle(probe, None)
             return answer
         if isinstance(answer, RoutedStream):
             return RoutedStream(answer.route, self._recording(probe, answer))
         stored = _from_completion(answer.response, answer.route.target)
+        self._settle(probe, stored)
         if stored is not None:
             self._store(probe, stored)
         return answer
+
+    def _settle(self, probe: Probe | None, answer: CachedAnswer | None) -> None:
+        """Give the requests waiting on `probe`'s lead its answer (None: they ask for
+        themselves). An answer stays on offer until it is stored (see `_store`)."""
+        if probe is None or probe.lead is None or probe.lead.done():
+            return
+        probe.lead.set_result(answer)
+        if answer is None and self._leads.get((probe.scope, probe.text)) is probe.lead:
+            del self._leads[(probe.scope, probe.text)]
 
     async def _recording(
         self, probe: Probe, stream: RoutedStream[ChatCompletionChunk]
@@ -310,7 +370,18 @@ class ResponseCache:
         )
         task = asyncio.create_task(self._insert(entry))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        storing = self._storing.setdefault(probe.scope, set())
+        storing.add(task)
+
+        def stored(done: asyncio.Task[None]) -> None:
+            self._pending.discard(done)
+            storing.discard(done)
+            if not storing and self._storing.get(probe.scope) is storing:
+                del self._storing[probe.scope]
+            if probe.lead is not None and self._leads.get((probe.scope, probe.text)) is probe.lead:
+                del self._leads[(probe.scope, probe.text)]  # from now on the cache answers
+
+        task.add_done_callback(stored)
 
     async def _insert(self, entry: NewEntry) -> None:
         try:

@@ -75,9 +75,8 @@ class Pipeline:
         if self.cache is not None and probe is not None and probe.hit:
             answer = self.cache.hit(exchange, probe, stream=body.stream)
         else:
-            answer = await self.upstream.chat(exchange, body)
-            if self.cache is not None:
-                answer = self.cache.keep(probe, answer)
+            call = self.upstream.chat(exchange, body)
+            answer = await (self.cache.keep(probe, call) if self.cache is not None else call)
         return await self.output_policy.chat(exchange, exchange.observe(answer))
 
     async def completion(self, exchange: Exchange, body: CompletionRequest) -> CompletionAnswer:

@@ -79,6 +79,14 @@ class CacheConfig(BaseModel):
     batch_wait_timeout_s: float = Field(
         0.002, ge=0, description="how long the embedder waits to fill a batch"
     )
+    coalesce: bool = Field(
+        True,
+        description="identical requests in flight on one ingress replica share one upstream "
+        "call (streamed requests wait for one, but never lead)",
+    )
+    coalesce_wait_s: float = Field(
+        60.0, gt=0, description="how long a request waits for an identical one's answer"
+    )
     replay_chunk_chars: int = Field(
         24, ge=1, description="characters per SSE chunk when a hit is replayed as a stream"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -68,7 +69,15 @@ class CacheService:
         return await self._embed(texts)
 
     async def lookup(self, query: CacheQuery) -> CacheResult:
-        """The four phases for one request (see `SemanticCache`)."""
+        """The four phases for one request (see `SemanticCache`). A miss first catches up
+        with the log (one read), so an answer stored by any replica before the lookup began
+        is found here, not only after the next background sync."""
+        result = await self._lookup(query)
+        if result.hit is None and await self.sync():
+            result = await self._lookup(dataclasses.replace(query, embedding=result.embedding))
+        return result
+
+    async def _lookup(self, query: CacheQuery) -> CacheResult:
         cache = self.cache
         vector = query.embedding
         hit = cache.lookup_keyed(query.text, query.scope)

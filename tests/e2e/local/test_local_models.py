@@ -182,9 +182,7 @@ def test_a_repeat_to_the_local_model_is_a_cache_hit(local_gateway: LocalGateway)
     first = ask()
     assert first.headers["x-raygate-cache"] == "miss"
     assert LOCAL_ROUTE.match(first.headers["x-raygate-route"])
-    deadline = time.monotonic() + 15  # the miss's answer is stored off the response path
-    while (repeat := ask()).headers["x-raygate-cache"] == "miss":
-        assert time.monotonic() < deadline, "the local model's answer was never cached"
+    repeat = ask()  # the miss's answer is stored before this gateway answers a repeat
     # Random weights sample a different answer every time: the same text is the cache's.
     assert repeat.headers["x-raygate-cache"] == "exact"
     assert repeat.headers["x-raygate-route"] == "cache/exact"

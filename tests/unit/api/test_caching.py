@@ -3,6 +3,7 @@ ASGI), a real cache replica with MiniLM, and callers told apart by trusted heade
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -292,3 +293,42 @@ async def test_a_failing_cache_is_a_miss_not_an_error(gateway: Gateway) -> None:
     response = await gateway.ask("Is the cache up?")
     assert response.status_code == 200
     assert response.headers["x-raygate-cache"] == "miss"
+
+
+@pytest.mark.asyncio
+async def test_a_repeat_and_a_paraphrase_right_after_an_answer_hit_without_waiting(
+    gateway: Gateway,
+) -> None:
+    headers = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
+    first = await gateway.gw.chat("How do I rotate an AWS access key?", headers=headers)
+    repeat = await gateway.gw.chat("How do I rotate an AWS access key?", headers=headers)
+    paraphrase = await gateway.gw.chat(
+        "What are the steps to rotate an AWS access key?", headers=headers
+    )
+    assert [r.headers["x-raygate-cache"] for r in (first, repeat, paraphrase)] == [
+        "miss",
+        "exact",
+        "semantic",
+    ]
+    answer = first.json()["choices"][0]["message"]["content"]
+    assert repeat.json()["choices"][0]["message"]["content"] == answer
+    assert paraphrase.json()["choices"][0]["message"]["content"] == answer
+    assert await gateway.upstream_calls() == 1
+
+
+@pytest.mark.asyncio
+async def test_identical_requests_in_flight_share_one_upstream_call(gateway: Gateway) -> None:
+    await gateway.gw.sim.fault(kind="delay", delay_ms=1500)  # holds the first one upstream
+    headers = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
+    first = asyncio.create_task(gateway.gw.chat("Is the VPN down?", headers=headers))
+    deadline = asyncio.get_running_loop().time() + 30
+    while await gateway.upstream_calls() == 0:  # the first is upstream now
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    others = await asyncio.gather(
+        *(gateway.gw.chat("Is the VPN down?", headers=headers) for _ in range(3))
+    )
+    answers = {r.json()["choices"][0]["message"]["content"] for r in [await first, *others]}
+    assert len(answers) == 1
+    assert [r.headers["x-raygate-cache"] for r in others] == ["exact"] * 3
+    assert await gateway.upstream_calls() == 1

@@ -80,9 +80,11 @@ async def test_the_output_policy_applies_to_cache_hits_on_both_wires(
 
 @pytest.mark.asyncio
 async def test_every_answer_carries_the_gateway_headers(gateway: InProcessGateway) -> None:
-    chat = {"model": "sim-small", "messages": [{"role": "user", "content": "Hello there"}]}
-    whole = await gateway.post("/v1/chat/completions", chat)
-    streamed = await gateway.post("/v1/chat/completions", {**chat, "stream": True})
+    def chat(text: str) -> dict[str, object]:
+        return {"model": "sim-small", "messages": [{"role": "user", "content": text}]}
+
+    whole = await gateway.post("/v1/chat/completions", chat("Hello there"))
+    streamed = await gateway.post("/v1/chat/completions", {**chat("Goodbye"), "stream": True})
     for response in (whole, streamed):
         assert response.headers["x-raygate-route"] == "sim/sim-small"
         assert float(response.headers["x-raygate-overhead-ms"]) >= 0
