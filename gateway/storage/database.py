@@ -138,6 +138,22 @@ class Database:
             for statement in statements:
                 cur.execute(statement)
 
+    def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        """Add each `(column, SQL type)` that `table` (created by an earlier release) lacks.
+
+        New columns must be nullable or have a default; existing rows get NULL / the default.
+        """
+        with self.transaction(exclusive=True) as cur:
+            if self.dialect == "postgresql":
+                for column, kind in columns:
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+                return
+            cur.execute(f"PRAGMA table_info({table})")
+            present = {row[1] for row in cur.fetchall()}
+            for column, kind in columns:
+                if column not in present:
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)
