@@ -25,6 +25,7 @@ from gateway.policy.config import PolicyConfig
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
 from gateway.providers.presets import PRESETS, ProviderPreset
 from gateway.routing.config import ModelAlias, RoutingConfig, Target
+from gateway.storage.keyring import Keyring
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -132,6 +133,30 @@ class StorageConfig(_Section):
         "sqlite:///.raygate/raygate.db",
         description="sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
     )
+
+    data_key: str | None = Field(
+        None,
+        repr=False,
+        description="AES-GCM keys sealing stored prompt and answer text, `id:secret[,old:...]` "
+        "(first current), e.g. ${RAYGATE_DATA_KEY}; unset: stored text is in clear",
+    )
+    data_key_file: Path | None = Field(None, description="a file holding data_key instead")
+
+    @field_validator("data_key", "data_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("data_key")
+    @classmethod
+    def _well_formed_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            Keyring.parse(value, name="data_key")  # raises, naming the entry, never the secret
+        return value
+
+    def data_keyring(self) -> Keyring | None:
+        """The data keys (read from data_key_file when that is how they are given)."""
+        return Keyring.load(self.data_key, self.data_key_file, name="storage.data_key")
 
     @field_validator("url")
     @classmethod
