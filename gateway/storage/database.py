@@ -154,6 +154,22 @@ class Database:
                 if column not in present:
                     cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """Rewrite `tables` so that old versions of changed rows leave the files on disk
+        (after content was resealed: the clear text must not linger in free pages).
+
+        SQLite: VACUUM, then the WAL checkpointed and truncated. PostgreSQL: VACUUM FULL of
+        each table (it locks the table while it runs).
+        """
+        conn = self._connect()
+        with self._memory_lock if self._path_is_memory() else nullcontext():
+            if self.dialect == "sqlite":
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return
+            for table in tables:
+                conn.execute(f"VACUUM FULL {table}")
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)
