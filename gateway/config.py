@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
 from gateway.cache.config import CacheConfig
+from gateway.identity.admin import AdminRolesConfig
 from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
@@ -117,6 +118,10 @@ class AuthConfig(_Section):
     oidc: OidcConfig | None = Field(None, description="bearer JWTs from an OIDC/SSO issuer")
     trusted_header: TrustedHeaderConfig | None = Field(
         None, description="identity headers from an authenticating reverse proxy"
+    )
+    admin_roles: AdminRolesConfig = Field(
+        default_factory=AdminRolesConfig,
+        description="directory groups / identity-provider roles of the admin roles",
     )
 
     @field_validator("dev_key", "admin_key", "key_secret", mode="before")

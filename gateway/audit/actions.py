@@ -58,14 +58,19 @@ def cli_actor(roles: Sequence[str] = ("admin",)) -> AuditPrincipal:
 def record_now(store: AuditStore, record: AuditRecord) -> AuditRecord:
     """Append one record at once (no writer queue): for the CLI. Returns it chained.
 
-    Refuses (ValueError) to append an unkeyed record to a keyed chain: that would read as
-    tampering at the next verification; the command needs the chain key instead.
+    Refuses (ValueError) to append an unkeyed record to a keyed chain: see `ensure_recordable`.
     """
+    ensure_recordable(store)
+    return store.append([record])[0]
+
+
+def ensure_recordable(store: AuditStore) -> None:
+    """ValueError if `store` would append an unkeyed record to a keyed chain: that would read
+    as tampering at the next verification; the command needs the chain key instead."""
     if not store.keyed and newest_is_keyed(store):
         raise ValueError(
             "the audit chain is keyed: set audit.chain_key (RAYGATE_AUDIT_KEY) to record this"
         )
-    return store.append([record])[0]
 
 
 def newest_is_keyed(store: AuditStore) -> bool:

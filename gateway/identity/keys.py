@@ -11,6 +11,12 @@ so one revocation stops every secret of that key's line.
 
 A key may carry an admin role (`admin_role`): such a key opens only the admin routes (with
 that role), never a model route, and only an `admin` may issue, rotate or revoke one.
+
+What a key is (its id, owner, models, expiry, admin role) is bound to it by a MAC under the
+key secret (`row_mac`): someone who can write the database but does not hold the key secret
+cannot hand their key to another owner, widen it or make it an admin key; such a row is
+refused. (Revocation is a state, not bound: a database writer could clear it. The audit trail,
+whose chain they cannot rewrite, keeps the revocation.)
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +34,8 @@ from gateway.errors import AuthError, InvalidRequest, NotFound
 from gateway.identity.roles import ADMIN_ROLES, is_admin_role
 from gateway.storage import Database
 from gateway.storage.database import Cursor
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "rg-"
 
@@ -43,13 +52,18 @@ SCHEMA = [
         revoked_at DOUBLE PRECISION,
         replaced_by TEXT,
         grace_until DOUBLE PRECISION,
-        admin_role TEXT
+        admin_role TEXT,
+        row_mac TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id)",
 ]
 
 # Columns added after the first release, added to older tables on open.
-_ADDED_COLUMNS = (("grace_until", "DOUBLE PRECISION"), ("admin_role", "TEXT"))
+_ADDED_COLUMNS = (
+    ("grace_until", "DOUBLE PRECISION"),
+    ("admin_role", "TEXT"),
+    ("row_mac", "TEXT"),
+)
 
 # The first release kept the end of a rotation's grace period in `revoked_at` (a future time).
 # Moved to `grace_until`, so that `revoked_at` means revoked, now, on every clock.
@@ -125,8 +139,10 @@ class KeyStore:
         self._pepper = key_secret.encode()
         self._clock = clock
         db.migrate(SCHEMA)
-        db.add_missing_columns("api_keys", _ADDED_COLUMNS)
+        added = db.add_missing_columns("api_keys", _ADDED_COLUMNS)
         db.execute(_MOVE_GRACE)
+        if "row_mac" in added:
+            self._bind_existing_rows()
 
     def issue(
         self,
@@ -159,10 +175,11 @@ class KeyStore:
             admin_role=admin_role,
         )
         self._db.execute(
-            f"INSERT INTO api_keys (key_hash, {_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO api_keys (key_hash, row_mac, {_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self._hash(secret),
+                self._row_mac(key),
                 key.key_id,
                 key.user_id,
                 key.name,
@@ -253,17 +270,33 @@ class KeyStore:
         """The active key behind `secret`, or AuthError (unknown, revoked and expired keys
         get distinct codes but the same lack of detail about anyone else's keys)."""
         row = self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = ?", (self._hash(secret),)
+            f"SELECT {_COLUMNS}, row_mac FROM api_keys WHERE key_hash = ?", (self._hash(secret),)
         )
         if row is None:
             raise AuthError("Incorrect API key provided.")
-        key = _key(row)
+        key = _key(row[:-1])
+        if not hmac.compare_digest(str(row[-1]), self._row_mac(key)):
+            log.error("api key %s: its row does not match its MAC; refused", key.key_id)
+            raise AuthError("Incorrect API key provided.")
         state = key.state(self._clock())
         if state in ("revoked", "rotated"):
             raise AuthError("This API key has been revoked.", code="api_key_revoked")
         if state == "expired":
             raise AuthError("This API key has expired.", code="api_key_expired")
         return key
+
+    def _row_mac(self, key: ApiKey) -> str:
+        bound = [key.key_id, key.user_id, key.models, key.created_at, key.expires_at]
+        message = json.dumps([*bound, key.admin_role], separators=(",", ":"))
+        return hmac.new(self._pepper, b"api-key-row\x00" + message.encode(), "sha256").hexdigest()
+
+    def _bind_existing_rows(self) -> None:
+        """MAC the rows of a table from before `row_mac` (once, when the column is added)."""
+        for row in self._db.fetchall(f"SELECT {_COLUMNS} FROM api_keys WHERE row_mac IS NULL"):
+            key = _key(row)
+            self._db.execute(
+                "UPDATE api_keys SET row_mac = ? WHERE key_id = ?", (self._row_mac(key), key.key_id)
+            )
 
     def _hash(self, secret: str) -> str:
         return hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()

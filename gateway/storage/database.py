@@ -138,21 +138,28 @@ class Database:
             for statement in statements:
                 cur.execute(statement)
 
-    def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
-        """Add each `(column, SQL type)` that `table` (created by an earlier release) lacks.
+    def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> list[str]:
+        """Add each `(column, SQL type)` that `table` (created by an earlier release) lacks;
+        returns the columns added.
 
         New columns must be nullable or have a default; existing rows get NULL / the default.
         """
         with self.transaction(exclusive=True) as cur:
             if self.dialect == "postgresql":
-                for column, kind in columns:
-                    cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-                return
-            cur.execute(f"PRAGMA table_info({table})")
-            present = {row[1] for row in cur.fetchall()}
-            for column, kind in columns:
-                if column not in present:
-                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = ?",
+                    (table,),
+                )
+            else:
+                cur.execute(f"PRAGMA table_info({table})")
+            rows = cur.fetchall()
+            present = {row[0] if self.dialect == "postgresql" else row[1] for row in rows}
+            added = [(column, kind) for column, kind in columns if column not in present]
+            exists = " IF NOT EXISTS" if self.dialect == "postgresql" else ""
+            for column, kind in added:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}")
+        return [column for column, _ in added]
 
     def reclaim(self, tables: Sequence[str]) -> None:
         """Rewrite `tables` so that old versions of changed rows leave the files on disk
