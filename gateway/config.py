@@ -198,6 +198,9 @@ class LimitsConfig(_Section):
     """Input limits."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger bodies get 413")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="a body not all read within this many seconds gets 408"
+    )
 
 
 class DeploymentSettings(_Section):
