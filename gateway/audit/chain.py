@@ -77,9 +77,7 @@ def _digest(prev_hash: str, canonical_record: bytes, key: bytes | None) -> str:
     return hmac.new(key, prev_hash.encode("ascii") + canonical_record, hashlib.sha256).hexdigest()
 
 
-def seal(
-    record: AuditRecord, seq: int, prev_hash: str, key: ChainKey | None = None
-) -> AuditRecord:
+def seal(record: AuditRecord, seq: int, prev_hash: str, key: ChainKey | None = None) -> AuditRecord:
     """`record` placed at `seq` after `prev_hash`, with its hash (keyed with `key` if given)."""
     body = seal_json(record.model_dump(mode="json"), seq, prev_hash, key)
     update = {k: body.get(k) for k in ("seq", "prev_hash", "hash", "chain_key")}

@@ -22,7 +22,6 @@ from gateway.audit.chain import ChainKey, mac_key_id, mac_matches, point_mac
 from gateway.audit.store import AuditStore, ChainPoint
 
 CHECKPOINT_DOMAIN = "raygate-audit-checkpoint"
-FORMAT = "raygate-audit-checkpoint/1"
 
 
 class Checkpoint(BaseModel):
@@ -30,7 +29,7 @@ class Checkpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["raygate-audit-checkpoint/1"] = FORMAT
+    format: Literal["raygate-audit-checkpoint/1"] = "raygate-audit-checkpoint/1"
     seq: int = Field(description="the head's seq when the checkpoint was made")
     hash: str = Field(description="the hash of the record at `seq`")
     anchor_seq: int = Field(description="where the chain started then (after retention)")

@@ -30,7 +30,7 @@ from gateway.audit.chain import (
 from gateway.audit.record import AuditRecord
 from gateway.storage import Database
 from gateway.storage.keyring import Keyring
-from gateway.storage.sealing import SealError, Sealer, is_sealed, sealed_key_id
+from gateway.storage.sealing import Sealer, SealError, is_sealed, sealed_key_id
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -174,7 +174,9 @@ class AuditStore:
         stored = list(row)
         for column, i in zip(schema.CONTENT_COLUMNS, _CONTENT_INDEXES, strict=True):
             if row[i] is not None:
-                stored[i] = self.sealer.seal(row[i], context=content_context(row[_ID_INDEX], column))
+                stored[i] = self.sealer.seal(
+                    row[i], context=content_context(row[_ID_INDEX], column)
+                )
         return (*stored, self.sealer.current_key_id)
 
     def open_row(self, stored: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -217,9 +219,7 @@ class AuditStore:
         stored = self.stored_rows(after_seq=after_seq, through_seq=through_seq, limit=limit)
         return [self.open_row(row) for row in stored]
 
-    def stored_rows(
-        self, *, after_seq: int, through_seq: int, limit: int
-    ) -> list[tuple[Any, ...]]:
+    def stored_rows(self, *, after_seq: int, through_seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Rows as stored (`schema.SELECT_STORED`: content possibly sealed, then
         `content_key`) with `after_seq < seq <= through_seq`, in seq order (for verify)."""
         return self.db.fetchall(

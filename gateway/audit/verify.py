@@ -202,9 +202,7 @@ class _Walk:
                 )
             )
         while self.at.seq < end:
-            rows = self.store.stored_rows(
-                after_seq=self.at.seq, through_seq=end, limit=page_size
-            )
+            rows = self.store.stored_rows(after_seq=self.at.seq, through_seq=end, limit=page_size)
             if not rows:
                 raise _Broken(
                     ChainProblem(
@@ -277,7 +275,6 @@ class _Walk:
         for table, _ in schema.INDEX_TABLES:
             if set(expected[table]) != index.get(table, set()):
                 raise broken("index_mismatch", f"{table} does not match the record")
-
 
     def _key_for(
         self, record: AuditRecord, broken: Callable[[ProblemKind, str], _Broken]

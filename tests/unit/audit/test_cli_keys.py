@@ -86,7 +86,9 @@ def test_an_edited_checkpoint_file_fails_verification(keyed: Cli, tmp_path: Path
     assert code == 1 and "checkpoint_invalid" in err
 
 
-def test_a_checkpoint_needs_the_chain_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_checkpoint_needs_the_chain_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli = Cli(_config(tmp_path), capsys)
     code, _, err = cli("audit", "checkpoint")
     assert code == 2 and "RAYGATE_AUDIT_KEY" in err

@@ -53,7 +53,9 @@ def _problem(store: AuditStore, **options: object) -> tuple[str, int | None]:
     return report.problem.kind, report.problem.seq
 
 
-def _delete_prefix_and_move_anchor(store: AuditStore, through: int, chain: list[AuditRecord]):
+def _delete_prefix_and_move_anchor(
+    store: AuditStore, through: int, chain: list[AuditRecord]
+) -> None:
     store.db.execute("DELETE FROM audit_records WHERE seq <= ?", (through,))
     for table in ("audit_groups", "audit_topics", "audit_actions"):
         store.db.execute(f"DELETE FROM {table} WHERE seq <= ?", (through,))
@@ -132,7 +134,9 @@ def test_a_tail_cut_with_the_head_rewritten_is_found_against_a_checkpoint(
     _, checkpoint = make_checkpoint(keyed)
     assert checkpoint is not None
     keyed.db.execute("DELETE FROM audit_records WHERE seq > 4")
-    keyed.db.execute("UPDATE audit_chain SET seq = 4, hash = ? WHERE name = 'head'", (chain[3].hash,))
+    keyed.db.execute(
+        "UPDATE audit_chain SET seq = 4, hash = ? WHERE name = 'head'", (chain[3].hash,)
+    )
 
     assert verify(keyed).ok  # consistent from the inside, as any chain would be...
     assert _problem(keyed, checkpoint=checkpoint) == ("truncated", 5)  # ...but not against it

@@ -110,9 +110,7 @@ class _PrunedMidVerify(AuditStore):
 
     pruned = False
 
-    def stored_rows(
-        self, *, after_seq: int, through_seq: int, limit: int
-    ) -> list[tuple[Any, ...]]:
+    def stored_rows(self, *, after_seq: int, through_seq: int, limit: int) -> list[tuple[Any, ...]]:
         if not self.pruned:
             self.pruned = True
             other = AuditStore(self.db, migrate=False)

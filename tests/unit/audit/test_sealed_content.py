@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditStore, verify
+from gateway.audit import AuditRecord, AuditStore, verify
 from gateway.audit.cli import add_audit_commands
 from gateway.audit.export import export_chunks
 from gateway.audit.keying import rekey
@@ -27,11 +27,11 @@ OLD = "d1:" + "o" * 40
 NEW = "d2:" + "n" * 40
 
 
-def sealed_store(db: Database, data_key: str, **options: object) -> AuditStore:
-    return AuditStore(db, sealer=Sealer(Keyring.parse(data_key)), **options)  # type: ignore[arg-type]
+def sealed_store(db: Database, data_key: str, *, migrate: bool = True) -> AuditStore:
+    return AuditStore(db, sealer=Sealer(Keyring.parse(data_key)), migrate=migrate)
 
 
-def secret_records(count: int = 3) -> list:  # type: ignore[type-arg]
+def secret_records(count: int = 3) -> list[AuditRecord]:
     return [
         make_record(
             n,

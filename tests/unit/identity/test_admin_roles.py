@@ -30,8 +30,16 @@ from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConf
 from gateway.identity.users import UserStore
 from gateway.storage import Database
 from tests.servers.oidc_issuer import OidcIssuer
-from tests.servers.slapd import ALICE, BOB, CAROL, GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD
-from tests.servers.slapd import Slapd
+from tests.servers.slapd import (
+    ALICE,
+    BOB,
+    CAROL,
+    GROUPS,
+    PEOPLE,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    Slapd,
+)
 from tests.support import require_binary
 
 KEY_SECRET = "0123456789abcdef0123456789abcdef"

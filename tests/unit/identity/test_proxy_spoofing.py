@@ -12,7 +12,8 @@ up` and the cluster manifests set, it is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,15 +21,14 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.datastructures import Headers
 
 from deployments.local import ray_env
 from gateway.errors import AuthError
 from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConfig
-from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 PROXY = TrustedHeaderAuth(TrustedHeaderConfig(trusted_proxies=["10.9.8.7/32"]))
@@ -47,21 +47,20 @@ APP = Starlette(routes=[Route("/whoami", _whoami)])
 
 
 @asynccontextmanager
-async def serve_like_ray_serve(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):  # type: ignore[no-untyped-def]
+async def serve_like_ray_serve(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> AsyncIterator[str]:
     """uvicorn configured as Ray Serve's proxy configures it, in this environment."""
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    port = free_port()
-    config = uvicorn.Config(
-        lambda: APP, factory=True, host="127.0.0.1", port=port, lifespan="off", log_config=None
-    )
+    # Listening before uvicorn starts: connections wait in the backlog, no readiness poll.
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(lambda: APP, factory=True, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)  # polling the server's own readiness flag, not a timed wait
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
@@ -103,9 +102,6 @@ def test_raygate_up_and_the_cluster_manifests_turn_the_rewrite_off(
 
 
 # --- headers the proxy does not set ------------------------------------------------------------
-
-
-Authenticate = Callable[[Headers], object]
 
 
 def test_a_groups_header_the_proxy_does_not_set_is_ignored() -> None:

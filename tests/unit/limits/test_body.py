@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,7 +22,6 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, RequestTimeout
 from gateway.limits.body import read_body
-from tests.support import free_port
 
 LIMIT = 1000
 TIMEOUT_S = 0.3
@@ -42,14 +42,13 @@ async def _echo(request: Request) -> Response:
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[int]:
-    port = free_port()
     app = Starlette(routes=[Route("/echo", _echo, methods=["POST"])])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
+    # Listening before uvicorn starts: connections wait in the backlog, no readiness poll.
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
     running = uvicorn.Server(config)
-    task = asyncio.create_task(running.serve())
-    while not running.started:
-        await asyncio.sleep(0.01)  # the server's own readiness flag
-    yield port
+    task = asyncio.create_task(running.serve(sockets=[sock]))
+    yield int(sock.getsockname()[1])
     running.should_exit = True
     await task
 
@@ -62,7 +61,9 @@ async def _exchange(port: int, head: bytes, body: bytes) -> tuple[int, dict[str,
         status_line = await reader.readline()
         headers = await reader.readuntil(b"\r\n\r\n")
         length = next(
-            int(line.split(b":")[1]) for line in headers.split(b"\r\n") if line.lower().startswith(b"content-length")
+            int(line.split(b":")[1])
+            for line in headers.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
         )
         payload = await reader.readexactly(length)
     writer.close()
@@ -90,7 +91,7 @@ async def test_a_whole_body_is_read(server: int) -> None:
 
 @pytest.mark.asyncio
 async def test_a_declared_body_over_the_limit_is_refused_unread(server: int) -> None:
-    status, body = await _exchange(server, _head(LIMIT + 1), b"")
+    status, _ = await _exchange(server, _head(LIMIT + 1), b"")
     assert status == 413
 
 

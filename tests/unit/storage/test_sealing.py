@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.storage.keyring import MIN_SECRET_CHARS, Keyring, KeyringError, new_secret
-from gateway.storage.sealing import SealError, Sealer, is_sealed, sealed_key_id
+from gateway.storage.sealing import Sealer, SealError, is_sealed, sealed_key_id
 
 OLD = "old:" + "o" * 40
 NEW = "new:" + "n" * 40
