@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from gateway.audit import schema
 from gateway.audit.record import AuditPrincipal, AuditRecord
 from gateway.audit.store import AuditStore
+from gateway.identity.principal import Principal
 
 
 def admin_record(
@@ -41,6 +42,15 @@ def admin_record(
         prompt_mode="none",
         response_mode="none",
     )
+
+
+def admin_actor(principal: Principal, admin_roles: Sequence[str]) -> AuditPrincipal:
+    """The audited actor of an admin action: who (their groups and the key they used
+    included), with the admin roles they acted under as `roles`.
+
+    For an `AdminPrincipal` from `Identity.admin`: `admin_actor(admin.principal, admin.roles)`.
+    """
+    return AuditPrincipal.of(principal).model_copy(update={"roles": list(admin_roles)})
 
 
 def cli_actor(roles: Sequence[str] = ("admin",)) -> AuditPrincipal:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditRecord, AuditStore, verify
+from gateway.audit import AuditRecord, AuditStore, AuditWriter, verify
 from gateway.audit.cli import add_audit_commands
 from gateway.audit.export import export_chunks
 from gateway.audit.keying import rekey
@@ -159,3 +159,25 @@ def test_the_gateway_store_takes_both_keys_from_the_config(db: Database) -> None
     row = db.fetchone("SELECT content_key, prompt FROM audit_records")
     assert row is not None and row[0] == "d1" and SECRET_PROMPT not in row[1]
     assert json.loads(verify(store).model_dump_json())["keyed"] is True
+
+
+@pytest.mark.asyncio
+async def test_the_gateway_writer_keys_the_chain_and_seals_what_it_is_given(
+    db: Database,
+) -> None:
+    config = GatewayConfig.model_validate(
+        {
+            "storage": {"data_key": OLD},
+            "audit": {"chain_key": "c1:" + "c" * 40, "prompt": "full", "response": "full"},
+        }
+    )
+    writer = AuditWriter.for_gateway(db, config)
+    forwarded = "my card is [CREDIT_CARD]"  # the prompt as the input policy let it through
+    await writer.record(make_record(0, prompt_mode=None, prompt=forwarded, response_mode=None))
+    await writer.flush()
+    (record,) = list_records(writer.store, AuditFilter()).records
+    assert (record.prompt, record.prompt_mode, record.chain_key) == (forwarded, "full", "c1")
+    row = db.fetchone("SELECT prompt, content_key FROM audit_records")
+    assert row is not None and "CREDIT_CARD" not in row[0] and row[1] == "d1"
+    assert verify(writer.store).ok
+    await writer.aclose()

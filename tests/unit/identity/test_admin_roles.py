@@ -14,9 +14,8 @@ import pytest_asyncio
 from starlette.datastructures import Headers
 
 from gateway.audit import AuditStore, verify
-from gateway.audit.actions import admin_record
+from gateway.audit.actions import admin_actor, admin_record
 from gateway.audit.query import AuditFilter, list_records
-from gateway.audit.record import AuditPrincipal
 from gateway.config import AuthConfig
 from gateway.errors import AuthError, PermissionDenied
 from gateway.identity.admin import AdminPrincipal, authorize, key_permission
@@ -283,17 +282,18 @@ async def test_directory_groups_grant_admin_roles(ldap_authenticator: Authentica
 def test_an_admin_action_is_chained_with_its_actor_role_and_target(tmp_path: Path) -> None:
     store = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
     admin = AdminPrincipal(
-        Principal("ann", "admin_api_key", key_id="3f2a", roles=("key_manager",)),
+        Principal("ann", "ldap", key_id="3f2a", groups=("platform",), roles=("staff",)),
         ("key_manager",),
-        ("key:3f2a",),
+        ("group:platform",),
     )
-    actor = AuditPrincipal.of(admin.principal)
+    actor = admin_actor(admin.principal, admin.roles)
     store.append([admin_record(actor, "keys.revoke", "key:9c1d", route="/admin/keys/9c1d")])
 
     (record,) = list_records(store, AuditFilter(user="ann")).records
     assert (record.admin_action, record.admin_target) == ("keys.revoke", "key:9c1d")
     assert record.principal is not None
     assert (record.principal.key_id, record.principal.roles) == ("3f2a", ["key_manager"])
+    assert record.principal.groups == ["platform"]
     assert verify(store).ok
     store.db.execute("UPDATE audit_records SET admin_target = 'key:0000'")
     assert verify(store).problem is not None
