@@ -21,6 +21,7 @@ import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import cast
 
 from gateway.config import AuthConfig
 from gateway.errors import AuthError, PermissionDenied
@@ -29,6 +30,7 @@ from gateway.identity.keys import ApiKey, KeyStore, looks_like_issued_key
 from gateway.identity.ldap import LdapDirectory
 from gateway.identity.oidc import OidcVerifier, looks_like_jwt
 from gateway.identity.principal import Principal
+from gateway.identity.roles import AdminRole, is_admin_role
 from gateway.identity.trusted_header import TrustedHeaderAuth
 from gateway.identity.users import UserStore
 
@@ -176,17 +178,16 @@ class Authenticator:
 
 
 def _admin_of_key(key: ApiKey, local: Principal | None) -> AdminPrincipal:
-    if key.admin_role is None:
+    role = key.admin_role
+    if role is None or not is_admin_role(role):
         raise AuthError(
             "This API key is not an admin key; admin routes need one issued with an admin role.",
             code="invalid_admin_key",
         )
     # Who the key belongs to, for the record; the role is the key's alone, never the owner's.
     who = local or Principal(user_id=key.user_id, auth_method="admin_api_key")
-    owner = replace(
-        who, auth_method="admin_api_key", key_id=key.key_id, roles=(key.admin_role,), groups=()
-    )
-    return AdminPrincipal(owner, (key.admin_role,), (f"key:{key.key_id}",))  # type: ignore[arg-type]
+    owner = replace(who, auth_method="admin_api_key", key_id=key.key_id, roles=(role,), groups=())
+    return AdminPrincipal(owner, (cast(AdminRole, role),), (f"key:{key.key_id}",))
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
