@@ -9,6 +9,9 @@ on), many asyncio producers each `await writer.record(...)` as request handlers 
   `max_queue`, so once the queue is full requests wait (back-pressure) and p99 shows it.
 - saturated, max_queue=500: the same with a small queue: back-pressure from the start.
 - paced: a steady offered rate below capacity; p50/p99 of `record()` is what a request pays.
+- saturated, keyed / keyed + sealed: the defaults with the chain keyed (HMAC under
+  `audit.chain_key`), then also prompts and answers kept in full and sealed (AES-GCM under
+  `storage.data_key`): what the keys cost the writer and `verify`, side by side in one run.
 
 Then the filter by group through the side table against a LIKE over the JSON column (the
 storage choice it measures), and a summary by topic.
@@ -47,7 +50,10 @@ from gateway.audit import (  # noqa: E402
     PolicyDecision,
     verify,
 )
+from gateway.audit.content import ContentPolicy  # noqa: E402
 from gateway.audit.query import AuditFilter, list_records, summarize  # noqa: E402
+from gateway.storage.keyring import Keyring  # noqa: E402
+from gateway.storage.sealing import Sealer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "audit_write.json"
 PROMPT = "Summarise the attached quarterly figures for the finance committee, please. " * 8
@@ -134,19 +140,34 @@ def _timed(fn: Any, repeat: int = 5) -> float:
     return round(best * 1000, 2)
 
 
+CHAIN_KEY = Keyring.parse("bench:" + "c" * 43)
+DATA_KEY = Keyring.parse("bench:" + "d" * 43)
+FULL = ContentPolicy(prompt="full", response="full")
+
+
 def _run_backend(backend: str, url_for: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    # (name, records, offered rate or None for as fast as possible, writer settings)
-    scenarios: list[tuple[str, int, float | None, dict[str, Any]]] = [
-        ("saturated, defaults", args.records, None, {}),
-        ("saturated, max_queue=500", args.records, None, {"max_queue": 500}),
-        (f"paced {args.paced_rate:g}/s, defaults", args.paced_records, args.paced_rate, {}),
+    # (name, records, offered rate or None for as fast as possible, writer settings, keys)
+    scenarios: list[tuple[str, int, float | None, dict[str, Any], dict[str, Any]]] = [
+        ("saturated, defaults", args.records, None, {}, {}),
+        ("saturated, max_queue=500", args.records, None, {"max_queue": 500}, {}),
+        (f"paced {args.paced_rate:g}/s, defaults", args.paced_records, args.paced_rate, {}, {}),
+        ("saturated, keyed", args.records, None, {}, {"chain_keys": CHAIN_KEY}),
+        (
+            "saturated, keyed + sealed",
+            args.records,
+            None,
+            {"content": FULL},
+            {"chain_keys": CHAIN_KEY, "sealer": Sealer(DATA_KEY)},
+        ),
     ]
-    for name, count, rate, settings in scenarios:
-        store = AuditStore.open(url_for(name))
+    for name, count, rate, settings, keys in scenarios:
+        store = AuditStore.open(url_for(name), **keys)
         records = [make_record(n) for n in range(count)]
         row = {"backend": backend, "scenario": name, "records": count}
-        row |= {"producers": args.producers, "offered_per_s": rate, "settings": settings}
+        shown = {k: "full" if k == "content" else v for k, v in settings.items()}
+        row |= {"producers": args.producers, "offered_per_s": rate, "settings": shown}
+        row |= {"keys": sorted(keys)}
         row |= asyncio.run(_drive(store, records, args.producers, rate, **settings))
         started = time.perf_counter()
         report = verify(store)
@@ -230,12 +251,12 @@ def main() -> int:
             )
 
     print(
-        f"{'backend':11} {'scenario':26} {'records/s':>10} {'p50 us':>8} {'p99 us':>10} "
+        f"{'backend':11} {'scenario':28} {'records/s':>10} {'p50 us':>8} {'p99 us':>10} "
         f"{'max us':>10} {'verify/s':>9}"
     )
     for r in rows:
         print(
-            f"{r['backend']:11} {r['scenario']:26} {r['records_per_s']:>10} "
+            f"{r['backend']:11} {r['scenario']:28} {r['records_per_s']:>10} "
             f"{r['record_call_p50_us']:>8} {r['record_call_p99_us']:>10} "
             f"{r['record_call_max_us']:>10} {r['verify_records_per_s']:>9}"
         )
@@ -260,6 +281,7 @@ def main() -> int:
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                 },
+                "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
                 "postgresql": "local server started by the benchmark, fsync on (defaults)",
                 "sqlite": "WAL, synchronous=NORMAL (the data layer's settings)",
                 "rows": rows,

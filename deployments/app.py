@@ -11,6 +11,7 @@ from deployments.cache import CacheDeployment
 from deployments.ingress import Ingress
 from deployments.router import RouterDeployment
 from gateway.config import GatewayConfig, load_config
+from gateway.identity.startup import check_safe_to_start
 from local_models.deployment import local_model_app
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ def build_app(args: dict[str, Any]) -> Application:
     config = args["config"]
     if not isinstance(config, GatewayConfig):
         config = load_config(_find(Path(config)))
+    check_safe_to_start(config)  # no default or short keys where others can reach them
     # The decorators turn the classes into Deployments; mypy still sees the plain classes.
     router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
     cache = cast(Deployment, CacheDeployment).options(**config.serve.cache.options())

@@ -123,12 +123,28 @@ def _start_ray(
                "--block", f"--port={port}", f"--dashboard-port={dashboard_port}",
                "--dashboard-host=127.0.0.1", f"--num-cpus={num_cpus}",
                "--disable-usage-stats"]  # fmt: skip
-    # Ray Serve's throughput-optimized settings: lower latency at concurrency 1 in every run of
-    # benchmarks/overhead.py, mixed (within noise) under saturation on 2 cores. An operator's
-    # own value in the environment wins.
-    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", **os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.update(ray_auth_env(state_dir))
+    env = ray_env(state_dir)
     return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+
+
+def ray_env(state_dir: Path) -> dict[str, str]:
+    """The environment of the local Ray (and so of its Serve proxy and replicas).
+
+    - Ray Serve's throughput-optimized settings: lower latency at concurrency 1 in every run of
+      benchmarks/overhead.py, mixed (within noise) under saturation on 2 cores.
+    - `FORWARDED_ALLOW_IPS=""`: the Serve proxy's uvicorn otherwise takes the client address
+      from `X-Forwarded-For` on connections from loopback, so any local process could pose as
+      a trusted proxy's address (`auth.trusted_header.trusted_proxies`).
+    An operator's own value in the environment wins over both.
+    """
+    env = {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "FORWARDED_ALLOW_IPS": "",
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    env.update(ray_auth_env(state_dir))
+    return env
 
 
 def ray_auth_env(state_dir: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ from gateway.audit.cli import add_audit_commands
 from gateway.cache.cli import add_cache_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.identity.cli import add_key_commands
+from gateway.identity.startup import check_safe_to_start
 
 
 def default_config_path() -> Path:
@@ -80,27 +81,31 @@ def _state_dir() -> Path:
 
 def _load(path: Path | None, *, secrets_dir: Path | None = None) -> GatewayConfig:
     if secrets_dir is not None:
-        _ensure_local_key_secret(secrets_dir)
+        _ensure_local_secret(secrets_dir, "RAYGATE_KEY_SECRET", "key_secret", "")
+        _ensure_local_secret(secrets_dir, "RAYGATE_AUDIT_KEY", "audit_key", "local:")
     return load_config(path or default_config_path())
 
 
-def _ensure_local_key_secret(state_dir: Path) -> None:
-    """On one machine, RAYGATE_KEY_SECRET defaults to a random secret kept in the state dir
-    (mode 0600), so issued keys survive restarts without anyone having to invent one."""
-    if os.environ.get("RAYGATE_KEY_SECRET"):
+def _ensure_local_secret(state_dir: Path, variable: str, name: str, prefix: str) -> None:
+    """On one machine, `variable` (RAYGATE_KEY_SECRET, RAYGATE_AUDIT_KEY) defaults to a random
+    secret kept in the state dir (mode 0600), so issued keys and the audit chain's key survive
+    restarts without anyone having to invent one. A config that does not name the variable
+    ignores it."""
+    if os.environ.get(variable):
         return
-    path = state_dir / "key_secret"
+    path = state_dir / name
     if not path.exists():
         state_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    os.environ["RAYGATE_KEY_SECRET"] = path.read_text().strip()
+        path.write_text(prefix + secrets.token_urlsafe(32))
+    os.environ[variable] = path.read_text().strip()
 
 
 def _up(args: argparse.Namespace) -> int:
     from deployments.local import LaunchError, down, up
 
     config = _load(args.config, secrets_dir=args.state_dir)
+    check_safe_to_start(config)  # before anything starts: ConfigError, exit status 2
     try:
         state = up(
             config,
@@ -137,6 +142,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    check_safe_to_start(config)
     for name, provider in config.providers.items():
         reason = provider.disabled_reason()
         print(f"provider {name}: {'enabled' if reason is None else f'disabled ({reason})'}")

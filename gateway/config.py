@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
 from gateway.cache.config import CacheConfig
+from gateway.identity.admin import AdminRolesConfig
 from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
@@ -26,6 +27,7 @@ from gateway.providers.config import ProviderConfig
 from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
 from gateway.routing.config import ModelAlias, RoutingConfig, Target
+from gateway.storage.keyring import Keyring
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -54,6 +56,10 @@ class AuthConfig(_Section):
     trusted_header: TrustedHeaderConfig | None = Field(
         None, description="identity headers from an authenticating reverse proxy"
     )
+    admin_roles: AdminRolesConfig = Field(
+        default_factory=AdminRolesConfig,
+        description="directory groups / identity-provider roles of the admin roles",
+    )
 
     @field_validator("dev_key", "admin_key", "key_secret", mode="before")
     @classmethod
@@ -69,6 +75,30 @@ class StorageConfig(_Section):
         "sqlite:///.raygate/raygate.db",
         description="sqlite:///relative.db, sqlite:////abs.db or postgresql://...",
     )
+
+    data_key: str | None = Field(
+        None,
+        repr=False,
+        description="AES-GCM keys sealing stored prompt and answer text, `id:secret[,old:...]` "
+        "(first current), e.g. ${RAYGATE_DATA_KEY}; unset: stored text is in clear",
+    )
+    data_key_file: Path | None = Field(None, description="a file holding data_key instead")
+
+    @field_validator("data_key", "data_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("data_key")
+    @classmethod
+    def _well_formed_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            Keyring.parse(value, name="data_key")  # raises, naming the entry, never the secret
+        return value
+
+    def data_keyring(self) -> Keyring | None:
+        """The data keys (read from data_key_file when that is how they are given)."""
+        return Keyring.load(self.data_key, self.data_key_file, name="storage.data_key")
 
     @field_validator("url")
     @classmethod
@@ -105,6 +135,9 @@ class LimitsConfig(_Section):
     """Input limits."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger bodies get 413")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="a body not all read within this many seconds gets 408"
+    )
 
 
 class DeploymentSettings(_Section):

@@ -106,6 +106,14 @@ class NotFound(GatewayError):
     default_code = "not_found"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its request (its body) in time."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is over the configured limit."""
 

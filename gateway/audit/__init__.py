@@ -5,6 +5,8 @@ batches off the request path; `verify` walks the chain, `query` and `export` ans
 compliance's questions, `retention` cuts the chain's old end without breaking it.
 """
 
+from gateway.audit.actions import admin_record
+from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.config import AuditConfig
 from gateway.audit.content import ContentPolicy, Redactor
 from gateway.audit.record import AuditPrincipal, AuditRecord, PolicyDecision
@@ -21,9 +23,11 @@ __all__ = [
     "AuditWriterClosed",
     "ChainPoint",
     "ChainProblem",
+    "Checkpoint",
     "ContentPolicy",
     "PolicyDecision",
     "Redactor",
     "VerifyReport",
+    "admin_record",
     "verify",
 ]

@@ -1,14 +1,20 @@
-"""`raygate audit ...`: verify, query, export and prune the audit trail.
+"""`raygate audit ...`: verify, query, export and prune the audit trail; manage its keys.
 
-    raygate audit verify [--db URL] [--expect-head SEQ:HASH] [--json]
+    raygate audit verify [--db URL] [--checkpoint FILE] [--expect-head SEQ:HASH] [--json]
+    raygate audit checkpoint [--out FILE]      # the verified head, MAC'd: keep it elsewhere
     raygate audit query [filters] [--group-by department|topic|user|model|group|action]
                         [--format table|json|csv] [--limit N] [--cursor C]
     raygate audit export --format csv|json --out FILE [filters]
     raygate audit prune --older-than 90d
+    raygate audit adopt-key                    # once, after audit.chain_key is first set
+    raygate audit rekey                        # seal content under the current data key
 
 Filters: --user, --department, --group, --topic, --action, --model, --since, --until (ISO date
-or date-time, or an age such as 7d). The database is --db, else the config's `storage.url`.
+or date-time, or an age such as 7d). The database is --db, else the config's `storage.url`;
+the chain and data keys are the config's (`audit.chain_key`, `storage.data_key`).
 `verify` exits 0 when the chain is intact, 1 when it is not (saying where), 2 on a usage error.
+`adopt-key` and `rekey` are recorded in the trail with the account that ran them; a prune
+shows in the (MAC'd) anchor it moves.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.audit import schema
+from gateway.audit.actions import admin_record, cli_actor, record_now
+from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.export import write_export
+from gateway.audit.keying import adopt_key, make_checkpoint, rekey
 from gateway.audit.query import (
     FILTER_FIELDS,
     GROUP_BY,
@@ -39,6 +48,7 @@ from gateway.audit.store import AuditStore, ChainChanged, ChainPoint
 from gateway.audit.timespec import parse_age
 from gateway.audit.verify import verify
 from gateway.config import GatewayConfig
+from gateway.storage import Database
 
 LoadConfig = Callable[[argparse.Namespace], GatewayConfig]
 Clock = Callable[[], datetime]
@@ -64,9 +74,26 @@ def add_audit_commands(
     sub = audit.add_subparsers(required=True, metavar="ACTION")
 
     check = sub.add_parser("verify", parents=[common], help="check the hash chain")
+    check.add_argument("--checkpoint", type=Path, help="a checkpoint file made earlier")
     check.add_argument("--expect-head", help="SEQ:HASH of a head recorded earlier")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.set_defaults(run=lambda a: _run(a, load, clock, _verify))
+
+    point = sub.add_parser(
+        "checkpoint", parents=[common], help="verify, then write the head MAC'd with the key"
+    )
+    point.add_argument("--out", default="-", help="file to write; - for stdout (default)")
+    point.set_defaults(run=lambda a: _run(a, load, clock, _checkpoint))
+
+    adopt = sub.add_parser(
+        "adopt-key", parents=[common], help="make an unkeyed (older) chain keyed from now on"
+    )
+    adopt.set_defaults(run=lambda a: _run(a, load, clock, _adopt_key))
+
+    reseal = sub.add_parser(
+        "rekey", parents=[common], help="seal stored content under the current data key"
+    )
+    reseal.set_defaults(run=lambda a: _run(a, load, clock, _rekey))
 
     query = sub.add_parser("query", parents=[common, filters], help="list or aggregate records")
     query.add_argument("--group-by", choices=GROUP_BY, help="counts, tokens and cost per value")
@@ -108,32 +135,92 @@ Action = Callable[[argparse.Namespace, AuditStore, datetime], int]
 
 def _run(args: argparse.Namespace, load: LoadConfig, clock: Clock, action: Action) -> int:
     try:
-        store = AuditStore.open(args.db or load(args).storage.url)
+        # The config gives the keys even when --db names the database.
+        config = load(args)
+        store = AuditStore.for_gateway(Database(args.db or config.storage.url), config)
         try:
             return action(args, store, clock())
         finally:
             store.db.close()
     except (ValueError, ChainChanged) as exc:
-        # ConfigError and pydantic's ValidationError are ValueErrors: a usage problem.
+        # ConfigError, KeyringError, SealError and pydantic's ValidationError are ValueErrors.
         print(f"raygate audit: {exc}", file=sys.stderr)
         return 2
 
 
 def _verify(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
     expected = _head(args.expect_head) if args.expect_head else None
-    report = verify(store, expected_head=expected)
+    checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
+    report = verify(store, expected_head=expected, checkpoint=checkpoint)
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.problem is None:
         head = report.head
+        keyed = "keyed" if report.keyed else "UNKEYED (set audit.chain_key)"
         print(
             f"audit trail intact: {report.checked} records checked "
-            f"(seq {report.anchor.seq + 1}..{head.seq}); head {head.seq}:{head.hash}"
+            f"(seq {report.anchor.seq + 1}..{head.seq}), {keyed}; head {head.seq}:{head.hash}"
         )
+        if checkpoint is not None:
+            print(f"reaches checkpoint {checkpoint.seq} of {checkpoint.created_at}")
     if report.problem is not None:
         print(f"audit trail BROKEN at {report.problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _read_checkpoint(path: Path) -> Checkpoint:
+    try:
+        return Checkpoint.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"--checkpoint {path}: cannot read: {exc.strerror}") from None
+
+
+def _checkpoint(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    report, checkpoint = make_checkpoint(store, clock=lambda: now)
+    if checkpoint is None:
+        print(f"raygate audit: no checkpoint; chain broken at {report.problem}", file=sys.stderr)
+        return 1
+    _write(args.out, checkpoint.dumps())
+    return 0
+
+
+def _adopt_key(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    report = adopt_key(store, cli_actor())
+    if report.problem is not None:
+        print(f"raygate audit: not adopted; chain broken at {report.problem}", file=sys.stderr)
+        return 1
+    done = []
+    if report.anchor_authenticated:
+        done.append("the anchor now carries its MAC")
+    if report.adoption_seq is not None:
+        done.append(f"keyed record {report.adoption_seq} covers every record before it")
+    print("chain keyed: " + ("; ".join(done) if done else "nothing to do, it already was"))
+    return 0
+
+
+def _rekey(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
+    report = rekey(store)
+    if report.resealed:
+        store.db.reclaim(["audit_records"])  # no clear text left behind in free pages
+    record_now(store, admin_record(cli_actor(), "audit.rekey", f"data_key:{report.key_id}"))
+    print(f"resealed {report.resealed} records under data key {report.key_id}")
+    if report.unreadable:
+        shown = ", ".join(str(seq) for seq in report.unreadable[:20])
+        print(f"content that did not open, left as found: seq {shown}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write(out: str, text: str) -> None:
+    if out == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(out)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _head(text: str) -> ChainPoint:

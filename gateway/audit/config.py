@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.audit.record import ContentMode
+from gateway.storage.keyring import Keyring
 
 
 class AuditConfig(BaseModel):
@@ -24,3 +27,27 @@ class AuditConfig(BaseModel):
     flush_interval_s: float = Field(
         0.2, ge=0, description="longest a record waits for its batch to fill before commit"
     )
+    chain_key: str | None = Field(
+        None,
+        repr=False,
+        description="HMAC keys of the chain, `id:secret[,old_id:old_secret]` (first current), "
+        "e.g. ${RAYGATE_AUDIT_KEY}; unset: the chain is plain SHA-256",
+    )
+    chain_key_file: Path | None = Field(None, description="a file holding chain_key instead")
+
+    @field_validator("chain_key", "chain_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `${VAR:-}` in YAML gives "": a key that is switched off, never an empty key.
+        return None if value == "" else value
+
+    @field_validator("chain_key")
+    @classmethod
+    def _well_formed(cls, value: str | None) -> str | None:
+        if value is not None:
+            Keyring.parse(value, name="chain_key")  # raises, naming the entry, never the secret
+        return value
+
+    def chain_keyring(self) -> Keyring | None:
+        """The chain's keys (read from chain_key_file when that is how they are given)."""
+        return Keyring.load(self.chain_key, self.chain_key_file, name="audit.chain_key")

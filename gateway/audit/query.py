@@ -116,11 +116,11 @@ def list_records(
         condition += " AND r.seq < ?"
         params.append(_cursor_seq(cursor))
     rows = store.db.fetchall(
-        f"SELECT {schema.SELECT_COLUMNS} FROM audit_records r WHERE {condition} "
+        f"SELECT {schema.SELECT_STORED} FROM audit_records r WHERE {condition} "
         "ORDER BY r.seq DESC LIMIT ?",
         (*params, limit + 1),
     )
-    records = [schema.from_row(row) for row in rows[:limit]]
+    records = [store.record(row) for row in rows[:limit]]
     more = len(rows) > limit
     return RecordPage(records=records, next_cursor=str(records[-1].seq) if more else None)
 
@@ -140,12 +140,12 @@ def iter_records(
     after = -1
     while True:
         rows = store.db.fetchall(
-            f"SELECT {schema.SELECT_COLUMNS} FROM audit_records r "
+            f"SELECT {schema.SELECT_STORED} FROM audit_records r "
             f"WHERE {condition} AND r.seq > ? ORDER BY r.seq LIMIT ?",
             (*params, after, page_size),
         )
         for row in rows:
-            yield schema.from_row(row)
+            yield store.record(row)
         if len(rows) < page_size:
             return
         after = rows[-1][0]

@@ -58,6 +58,7 @@ class AuditPrincipal(_Strict):
     department: str | None = None
     groups: list[str] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list)
+    key_id: str | None = Field(None, description="the issued API key used, if one was")
 
     @classmethod
     def of(cls, principal: Principal) -> AuditPrincipal:
@@ -69,6 +70,7 @@ class AuditPrincipal(_Strict):
             department=principal.department,
             groups=list(principal.groups),
             roles=list(principal.roles),
+            key_id=principal.key_id,
         )
 
 
@@ -86,7 +88,13 @@ class PolicyDecision(_Strict):
 
 
 class AuditRecord(_Strict):
-    """One gateway request. Fields are optional where a stage may not have run."""
+    """One gateway request. Fields are optional where a stage may not have run.
+
+    An admin action (a key issued, the trail exported, ...) is a record too: `principal` is
+    the actor (the admin, with the admin roles they held), `admin_action` what they did (the
+    permission-style name, e.g. `keys.revoke`) and `admin_target` what it was done to (e.g.
+    `key:3f2a...`, `user:alice`). All three are hashed into the chain like every field.
+    """
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), description="record id")
     seq: int | None = Field(None, description="position in the chain; set on append")
@@ -115,11 +123,22 @@ class AuditRecord(_Strict):
     prompt_mode: ContentMode | None = Field(
         None, description="how `prompt` is stored; None: raw text the writer has yet to treat"
     )
-    prompt: str | None = None
+    prompt: str | None = Field(
+        None,
+        description="the prompt as the gateway forwarded it (after the input policy's "
+        "redaction); the writer stores it per `prompt_mode` and never sees anything else",
+    )
     response_mode: ContentMode | None = None
-    response: str | None = None
+    response: str | None = Field(None, description="the answer as the client received it")
+    admin_action: str | None = Field(None, description="an admin action, e.g. keys.revoke")
+    admin_target: str | None = Field(None, description="what it acted on, e.g. key:<id>")
+    chain_key: str | None = Field(
+        None, description="the id of the HMAC key that sealed this record; None: plain SHA-256"
+    )
     prev_hash: str | None = Field(None, description="the hash of the record before; on append")
-    hash: str | None = Field(None, description="sha256(prev_hash || canonical record); on append")
+    hash: str | None = Field(
+        None, description="HMAC (or sha256) of prev_hash || canonical record; on append"
+    )
 
     @property
     def actions(self) -> list[str]:

@@ -8,7 +8,12 @@ hashed; `verify` checks that they agree with the hashed columns.
 
 `audit_chain` holds two rows: `head` (the last seq and hash, updated in the same transaction as
 every append, so a truncated tail is detected) and `anchor` (the seq and hash the remaining
-chain starts from, moved forward by retention).
+chain starts from, moved forward by retention; on a keyed chain with its MAC in `mac`, so that
+it cannot be moved by anyone without the key).
+
+`content_key` is storage, not record: the id of the data key that sealed the row's `prompt`
+and `response` (NULL: stored in clear). The hash covers the clear text, so resealing under a
+new key (`raygate audit rekey`) leaves the chain as it was.
 """
 
 from __future__ import annotations
@@ -49,12 +54,23 @@ COLUMNS: tuple[str, ...] = (
     "prompt",
     "response_mode",
     "response",
+    "principal_key_id",
+    "admin_action",
+    "admin_target",
+    "chain_key",
     "prev_hash",
     "hash",
 )
 SELECT_COLUMNS = ", ".join(f"r.{c}" for c in COLUMNS)
+SELECT_STORED = SELECT_COLUMNS + ", r.content_key"
+"""A stored row: the record's columns, then `content_key` (see the module docstring)."""
+CONTENT_COLUMNS = ("prompt", "response")
 INSERT_RECORD = (
     f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+INSERT_STORED = (
+    f"INSERT INTO audit_records ({', '.join(COLUMNS)}, content_key) "
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
 )
 
 # Side tables: (table, value column). Each answers "which records carry this value?".
@@ -64,9 +80,20 @@ INDEX_TABLES: tuple[tuple[str, str], ...] = (
     ("audit_actions", "action"),
 )
 
+# Indexes on added columns: created once the columns exist on older tables too.
+AFTER_ADDED_COLUMNS: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS audit_records_admin ON audit_records (admin_action)",
+)
+
 # Columns added after the first release: (table, column, type), added to older tables on open.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("audit_records", "cost_avoided_usd", "DOUBLE PRECISION"),
+    ("audit_records", "principal_key_id", "TEXT"),
+    ("audit_records", "admin_action", "TEXT"),
+    ("audit_records", "admin_target", "TEXT"),
+    ("audit_records", "chain_key", "TEXT"),
+    ("audit_records", "content_key", "TEXT"),
+    ("audit_chain", "mac", "TEXT"),
 )
 
 DDL: tuple[str, ...] = (
@@ -100,8 +127,13 @@ DDL: tuple[str, ...] = (
         prompt TEXT,
         response_mode TEXT,
         response TEXT,
+        principal_key_id TEXT,
+        admin_action TEXT,
+        admin_target TEXT,
+        chain_key TEXT,
         prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
+        hash TEXT NOT NULL,
+        content_key TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records (ts)",
     "CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_id)",
@@ -122,7 +154,8 @@ DDL: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS audit_chain (
         name TEXT PRIMARY KEY,
         seq BIGINT NOT NULL,
-        hash TEXT NOT NULL
+        hash TEXT NOT NULL,
+        mac TEXT
     )""",
     f"INSERT INTO audit_chain (name, seq, hash) VALUES ('head', 0, '{GENESIS}') "
     "ON CONFLICT (name) DO NOTHING",
@@ -145,7 +178,9 @@ def row_from_json(body: dict[str, Any]) -> tuple[Any, ...]:
     who = body["principal"]
     if who is None:
         principal: tuple[Any, ...] = (None,) * 6
+        key_id = None
     else:
+        key_id = who.get("key_id")
         principal = (
             who["user_id"],
             who["email"],
@@ -179,6 +214,10 @@ def row_from_json(body: dict[str, Any]) -> tuple[Any, ...]:
         body["prompt"],
         body["response_mode"],
         body["response"],
+        key_id,
+        body.get("admin_action"),
+        body.get("admin_target"),
+        body.get("chain_key"),
         body["prev_hash"],
         body["hash"],
     )
@@ -196,6 +235,7 @@ def from_row(row: tuple[Any, ...]) -> AuditRecord:
             department=values["department"],
             groups=json.loads(values["principal_groups"] or "[]"),
             roles=json.loads(values["principal_roles"] or "[]"),
+            key_id=values["principal_key_id"],
         )
     return AuditRecord.model_validate(
         {
@@ -208,7 +248,15 @@ def from_row(row: tuple[Any, ...]) -> AuditRecord:
 
 
 _PRINCIPAL_COLUMNS = frozenset(
-    ("user_id", "email", "department", "principal_groups", "principal_roles", "auth_method")
+    (
+        "user_id",
+        "email",
+        "department",
+        "principal_groups",
+        "principal_roles",
+        "auth_method",
+        "principal_key_id",
+    )
 )
 
 

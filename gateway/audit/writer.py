@@ -21,11 +21,16 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from gateway.audit.config import AuditConfig
 from gateway.audit.content import ContentPolicy, Redactor
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import AuditStore
+from gateway.storage import Database
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,14 @@ class AuditWriter:
             flush_interval_s=config.flush_interval_s,
             content=content,
         )
+
+    @classmethod
+    def for_gateway(
+        cls, db: Database, config: GatewayConfig, *, redactor: Redactor | None = None
+    ) -> AuditWriter:
+        """The gateway's writer: the store with the config's chain and data keys
+        (`AuditStore.for_gateway`), the queue and content settings of `config.audit`."""
+        return cls.from_config(AuditStore.for_gateway(db, config), config.audit, redactor=redactor)
 
     @property
     def store(self) -> AuditStore:

@@ -1,7 +1,11 @@
 """`raygate keys ...`: issue, list, rotate and revoke API keys against the gateway's database.
 
 The commands write to the same database the gateway reads (`storage.url`), so they work with
-the gateway up or down; a revoked key is refused by the next request.
+the gateway up or down; a revoked key is refused by the next request. Issuing, rotating and
+revoking are recorded in the audit trail (when it is on), with the account that ran them.
+
+`raygate keys new-secret` prints a fresh `id:secret` entry for a keyring (`RAYGATE_AUDIT_KEY`,
+`RAYGATE_DATA_KEY`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.audit.actions import admin_record, cli_actor, ensure_recordable, record_now
+from gateway.audit.store import AuditStore
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
+from gateway.identity.admin import key_action
 from gateway.identity.keys import ApiKey, KeyStore
 from gateway.identity.principal import Principal
+from gateway.identity.roles import ADMIN_ROLES
 from gateway.identity.users import UserStore
 from gateway.storage import Database
+from gateway.storage.keyring import new_secret
 
 LoadConfig = Callable[[argparse.Namespace], GatewayConfig]
 
@@ -40,6 +49,11 @@ def add_key_commands(commands: Any, load: LoadConfig) -> None:
         issue.add_argument(f"--{attr}")
     issue.add_argument("--group", action="append", help="owner's group (repeat)")
     issue.add_argument("--role", action="append", help="owner's role (repeat)")
+    issue.add_argument(
+        "--admin-role",
+        choices=ADMIN_ROLES,
+        help="an admin key with this role: it opens the admin routes only",
+    )
     issue.set_defaults(run=lambda a: _run(a, load, _issue))
 
     listing = sub.add_parser("list", help="list keys (never their secrets)")
@@ -57,11 +71,19 @@ def add_key_commands(commands: Any, load: LoadConfig) -> None:
     revoke.add_argument("key_id")
     revoke.set_defaults(run=lambda a: _run(a, load, _revoke))
 
+    fresh = sub.add_parser("new-secret", help="print a new `id:secret` for a keyring")
+    fresh.add_argument("--id", default=None, help="the key id (default: today's date)")
+    fresh.set_defaults(run=_new_secret)
+
+
+Record = Callable[[str, str], None]
+"""Records an admin action (`keys.revoke`, `key:<id>`) in the audit trail."""
+
 
 def _run(
     args: argparse.Namespace,
     load: LoadConfig,
-    action: Callable[[argparse.Namespace, KeyStore, UserStore], int],
+    action: Callable[[argparse.Namespace, KeyStore, UserStore, Record], int],
 ) -> int:
     config = load(args)
     if not config.auth.key_secret:
@@ -69,16 +91,40 @@ def _run(
         return 2
     db = Database(config.storage.url)
     try:
-        return action(args, KeyStore(db, config.auth.key_secret), UserStore(db))
+        record = _recorder(db, config)
+        return action(args, KeyStore(db, config.auth.key_secret), UserStore(db), record)
     except GatewayError as exc:
         print(f"raygate: {exc.message}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"raygate: {exc}", file=sys.stderr)
         return 2
+    finally:
+        db.close()
 
 
-def _issue(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
+def _recorder(db: Database, config: GatewayConfig) -> Record:
+    """Appends admin actions to the trail; checks first that it can (ValueError otherwise),
+    so that nothing is changed that could not be recorded."""
+    if not config.audit.enabled:
+        return lambda action, target: None
+    store = AuditStore.for_gateway(db, config)
+    ensure_recordable(store)
+    actor = cli_actor()
+
+    def record(action: str, target: str) -> None:
+        record_now(store, admin_record(actor, action, target))
+
+    return record
+
+
+def _new_secret(args: argparse.Namespace) -> int:
+    key_id = args.id or datetime.now(UTC).strftime("%Y%m%d")
+    print(f"{key_id}:{new_secret()}")
+    return 0
+
+
+def _issue(args: argparse.Namespace, keys: KeyStore, users: UserStore, record: Record) -> int:
     attributes = (args.email, args.display_name, args.department, args.title, args.group, args.role)
     if any(a is not None for a in attributes) or users.get(args.user) is None:
         users.upsert(
@@ -95,14 +141,18 @@ def _issue(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
         )
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     expires = parse_expiry(args.expires) if args.expires else None
-    issued = keys.issue(args.user, name=args.name, expires_at=expires, models=models)
-    print(f"key id: {issued.key.key_id}  (user {issued.key.user_id})")
+    issued = keys.issue(
+        args.user, name=args.name, expires_at=expires, models=models, admin_role=args.admin_role
+    )
+    record(key_action("issue", args.admin_role), f"key:{issued.key.key_id}")
+    role = f", admin role {args.admin_role}: admin routes only" if args.admin_role else ""
+    print(f"key id: {issued.key.key_id}  (user {issued.key.user_id}{role})")
     print(f"secret: {issued.secret}")
     print("The secret is shown only now; raygate stores a keyed hash of it.")
     return 0
 
 
-def _list(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
+def _list(args: argparse.Namespace, keys: KeyStore, users: UserStore, record: Record) -> int:
     found = keys.list(user_id=args.user, include_inactive=args.all)
     now = time.time()
     if args.json:
@@ -117,15 +167,17 @@ def _list(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
     return 0
 
 
-def _rotate(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
+def _rotate(args: argparse.Namespace, keys: KeyStore, users: UserStore, record: Record) -> int:
     issued = keys.rotate(args.key_id, grace_s=parse_duration(args.grace))
+    record(key_action("rotate", issued.key.admin_role), f"key:{args.key_id}->{issued.key.key_id}")
     print(f"new key id: {issued.key.key_id}  (replaces {args.key_id})")
     print(f"secret: {issued.secret}")
     return 0
 
 
-def _revoke(args: argparse.Namespace, keys: KeyStore, users: UserStore) -> int:
+def _revoke(args: argparse.Namespace, keys: KeyStore, users: UserStore, record: Record) -> int:
     key = keys.revoke(args.key_id)
+    record(key_action("revoke", key.admin_role), f"key:{key.key_id}")
     print(f"revoked {key.key_id} (user {key.user_id})")
     return 0
 

@@ -5,6 +5,19 @@ Behind oauth2-proxy (or any proxy that signs users in and forwards `X-Forwarded-
 proxy: the connection must come from a configured address, carry the proxy's shared secret,
 or both where both are configured. Anyone else sending the same headers is refused rather
 than ignored, because a spoofed identity header is an attack, not a missing credential.
+
+Only the headers the configuration names are read, and only the user header is named by
+default: a proxy that sets the user but passes the client's other headers through would
+otherwise let a client add itself to any group (and with it, models, policy profiles and
+admin roles). Name `email_header`, `groups_header` and the others only for headers your proxy
+sets on every request, replacing what the client sent (oauth2-proxy sets and strips all four
+of `X-Forwarded-User`, `-Email`, `-Groups`, `-Preferred-Username`).
+
+The address check reads the connection's peer as the ASGI server reports it. Ray Serve's HTTP
+proxy runs uvicorn, which by default rewrites that address from `X-Forwarded-For` for
+connections from loopback (`FORWARDED_ALLOW_IPS`, default `127.0.0.1,::1`): `raygate up`
+turns that off; on a cluster set `FORWARDED_ALLOW_IPS=""` in the Ray nodes' environment, or
+authenticate the proxy with `shared_secret`, which no address rewrite can forge.
 """
 
 from __future__ import annotations
@@ -38,12 +51,16 @@ class TrustedHeaderConfig(BaseModel):
     )
     secret_header: str = Field("x-raygate-proxy-secret", description="carries shared_secret")
     user_header: str = Field("x-forwarded-user", description="the user's id; required")
-    email_header: str = Field("x-forwarded-email", description="the user's email address")
-    name_header: str | None = Field(
-        "x-forwarded-preferred-username", description="the user's display name"
+    email_header: str | None = Field(
+        None, description="the user's email address, if the proxy sets it (x-forwarded-email)"
     )
-    groups_header: str = Field("x-forwarded-groups", description="comma-separated group names")
-    department_header: str | None = Field(None, description="the user's department")
+    name_header: str | None = Field(
+        None, description="display name, if the proxy sets it (x-forwarded-preferred-username)"
+    )
+    groups_header: str | None = Field(
+        None, description="comma-separated groups, if the proxy sets it (x-forwarded-groups)"
+    )
+    department_header: str | None = Field(None, description="the user's department, if set")
 
     @field_validator("shared_secret", mode="before")
     @classmethod

@@ -138,6 +138,45 @@ class Database:
             for statement in statements:
                 cur.execute(statement)
 
+    def add_missing_columns(self, table: str, columns: Sequence[tuple[str, str]]) -> list[str]:
+        """Add each `(column, SQL type)` that `table` (created by an earlier release) lacks;
+        returns the columns added.
+
+        New columns must be nullable or have a default; existing rows get NULL / the default.
+        """
+        with self.transaction(exclusive=True) as cur:
+            if self.dialect == "postgresql":
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = ?",
+                    (table,),
+                )
+            else:
+                cur.execute(f"PRAGMA table_info({table})")
+            rows = cur.fetchall()
+            present = {row[0] if self.dialect == "postgresql" else row[1] for row in rows}
+            added = [(column, kind) for column, kind in columns if column not in present]
+            exists = " IF NOT EXISTS" if self.dialect == "postgresql" else ""
+            for column, kind in added:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}")
+        return [column for column, _ in added]
+
+    def reclaim(self, tables: Sequence[str]) -> None:
+        """Rewrite `tables` so that old versions of changed rows leave the files on disk
+        (after content was resealed: the clear text must not linger in free pages).
+
+        SQLite: VACUUM, then the WAL checkpointed and truncated. PostgreSQL: VACUUM FULL of
+        each table (it locks the table while it runs).
+        """
+        conn = self._connect()
+        with self._memory_lock if self._path_is_memory() else nullcontext():
+            if self.dialect == "sqlite":
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return
+            for table in tables:
+                conn.execute(f"VACUUM FULL {table}")
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)

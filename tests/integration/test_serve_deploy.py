@@ -25,7 +25,7 @@ from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-ADMIN_KEY = "sk-test-admin"
+ADMIN_KEY = "sk-test-admin-0123456789"
 
 
 @dataclass(frozen=True)

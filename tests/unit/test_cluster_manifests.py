@@ -22,7 +22,7 @@ from gateway.config import ConfigError, load_config
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 YAML_FILES = ["raygate.yaml", "serve-config.yaml", "ray-cluster.yaml", "rayservice.yaml"]
-ADMIN = {"RAYGATE_ADMIN_KEY": "sk-test-admin"}
+ADMIN = {"RAYGATE_ADMIN_KEY": "sk-test-admin-0123456789"}
 
 
 def _yaml(name: str) -> Any:
@@ -116,9 +116,9 @@ def test_import_path_resolves_to_a_callable() -> None:
 def test_args_config_loads_with_admin_key_and_has_no_dev_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RAYGATE_ADMIN_KEY", "sk-test-admin")
+    monkeypatch.setenv("RAYGATE_ADMIN_KEY", "sk-test-admin-0123456789")
     config = load_config(_gateway_config_path())
-    assert config.auth.admin_key == "sk-test-admin"
+    assert config.auth.admin_key == "sk-test-admin-0123456789"
     assert config.auth.dev_key is None
 
 
@@ -138,7 +138,7 @@ def test_build_app_finds_the_config_from_any_working_directory(
 
     from deployments.app import build_app
 
-    monkeypatch.setenv("RAYGATE_ADMIN_KEY", "sk-test-admin")
+    monkeypatch.setenv("RAYGATE_ADMIN_KEY", "sk-test-admin-0123456789")
     monkeypatch.chdir(tmp_path)
     assert isinstance(build_app(dict(_app()["args"])), Application)
 

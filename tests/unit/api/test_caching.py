@@ -21,7 +21,7 @@ from tests.support.gateway import InProcessGateway, in_process_gateway
 CONFIG = """
 auth:
   admin_key: sk-admin
-  trusted_header: {trusted_proxies: [127.0.0.1/32]}
+  trusted_header: {trusted_proxies: [127.0.0.1/32], groups_header: x-forwarded-groups}
 storage: {url: "sqlite:///%(db)s"}
 audit: {enabled: false}
 cache:

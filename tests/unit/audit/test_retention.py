@@ -110,12 +110,12 @@ class _PrunedMidVerify(AuditStore):
 
     pruned = False
 
-    def rows(self, *, after_seq: int, through_seq: int, limit: int) -> list[tuple[Any, ...]]:
+    def stored_rows(self, *, after_seq: int, through_seq: int, limit: int) -> list[tuple[Any, ...]]:
         if not self.pruned:
             self.pruned = True
             other = AuditStore(self.db, migrate=False)
             prune(other, timedelta(minutes=2), clock=_clock(T0 + timedelta(minutes=6)))
-        return super().rows(after_seq=after_seq, through_seq=through_seq, limit=limit)
+        return super().stored_rows(after_seq=after_seq, through_seq=through_seq, limit=limit)
 
 
 def test_a_prune_during_verify_is_not_mistaken_for_tampering(db_url: str) -> None:

@@ -16,12 +16,19 @@ from gateway.storage import Database
 from tests.unit.audit.factory import make_record
 
 # The first release's record: what was hashed before the additions existed.
-_ADDED = {"cost_avoided_usd"}
+_ADDED = {"cost_avoided_usd", "admin_action", "admin_target", "chain_key"}
+_ADDED_TO_PRINCIPAL = {"key_id"}
 _ADDED_TO_DECISIONS = {"score", "threshold", "detail"}
 
 
 def _first_release_hash(prev: str, body: dict[str, object]) -> str:
     old = {k: v for k, v in body.items() if k not in _ADDED and k != "hash"}
+    if isinstance(old.get("principal"), dict):
+        old["principal"] = {
+            k: v
+            for k, v in old["principal"].items()  # type: ignore[attr-defined]
+            if k not in _ADDED_TO_PRINCIPAL
+        }
     old["decisions"] = [
         {k: v for k, v in d.items() if k not in _ADDED_TO_DECISIONS}
         for d in body["decisions"]  # type: ignore[attr-defined]

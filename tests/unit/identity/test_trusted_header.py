@@ -15,8 +15,16 @@ from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConf
 SECRET = "proxy-secret-0123456789"
 
 
+# The headers oauth2-proxy sets (and strips from what the client sent).
+OAUTH2_PROXY = {
+    "email_header": "x-forwarded-email",
+    "name_header": "x-forwarded-preferred-username",
+    "groups_header": "x-forwarded-groups",
+}
+
+
 def auth(**fields: Any) -> TrustedHeaderAuth:
-    return TrustedHeaderAuth(TrustedHeaderConfig.model_validate(fields))
+    return TrustedHeaderAuth(TrustedHeaderConfig.model_validate({**OAUTH2_PROXY, **fields}))
 
 
 def headers(**values: str) -> Headers:

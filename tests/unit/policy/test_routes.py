@@ -22,6 +22,7 @@ auth:
   trusted_header:
     trusted_proxies: [127.0.0.1/32]
     shared_secret: {secret}
+    groups_header: x-forwarded-groups
 storage:
   url: sqlite:///{db}
 cache:
