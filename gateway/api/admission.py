@@ -2,10 +2,11 @@
 the model it names, and whether their rate limits and budget allow the call.
 
 Nothing reaches the policy, the cache or an upstream before this stage passed: the caller is
-authenticated (401), the body read within `limits.max_body_bytes` (413, declared and actual
-length) and validated as the route's wire model (400 naming the field), the model alias
-checked (404) against the caller's access grant (403), and the meter's allowance taken (429
-with Retry-After, or `insufficient_quota`).
+authenticated (401); the body read within `limits.max_body_bytes` (413, declared and actual
+length) and `limits.body_timeout_s` (408: a client that trickles its body holds no slot);
+validated as the route's wire model (400 naming the field); the model alias checked (404)
+against the caller's access grant (403); and the meter's allowance taken (429 with
+Retry-After, or `insufficient_quota`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pydantic import BaseModel
 from gateway.accounting.meter import Meter
 from gateway.api.errors import validated
 from gateway.api.exchange import Exchange, prompt_text
-from gateway.errors import ModelNotFound, PayloadTooLarge
+from gateway.config import LimitsConfig
+from gateway.errors import ModelNotFound
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
+from gateway.limits.body import read_body
 from gateway.protocol.anthropic import MessagesRequest
 from gateway.protocol.openai import (
     ChatCompletionRequest,
@@ -47,12 +50,12 @@ class Admission:
         models: Mapping[str, ModelAlias],
         meter: Meter,
         *,
-        max_body_bytes: int,
+        limits: LimitsConfig,
     ) -> None:
         self.identity = identity
         self.models = models
         self._meter = meter
-        self._max_body_bytes = max_body_bytes
+        self._limits = limits
 
     async def caller(self, request: Request) -> Principal:
         """The authenticated caller, kept with their access grant on the request's exchange."""
@@ -94,18 +97,12 @@ class Admission:
         )
 
     async def _read_body(self, request: Request) -> bytes:
-        limit = self._max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(
+            request.stream(),
+            limit=self._limits.max_body_bytes,
+            timeout_s=self._limits.body_timeout_s,
+            declared_length=request.headers.get("content-length"),
+        )
 
 
 def _max_tokens(body: BaseModel) -> int | None:
@@ -116,7 +113,3 @@ def _max_tokens(body: BaseModel) -> int | None:
     if isinstance(body, CompletionRequest | MessagesRequest):
         return body.max_tokens
     return None
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")

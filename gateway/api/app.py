@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from gateway.accounting.budgets import BudgetLedger
 from gateway.accounting.meter import Meter
 from gateway.accounting.pricing import PriceTable
-from gateway.api.admin import admin_check
+from gateway.api.admin import AdminGate
 from gateway.api.admin.audit import audit_routes
 from gateway.api.admin.cache import cache_routes
 from gateway.api.admin.keys import key_routes
@@ -32,7 +32,7 @@ from gateway.api.response import Responder
 from gateway.api.routes.anthropic import anthropic_routes
 from gateway.api.routes.health import health_routes
 from gateway.api.routes.openai import openai_routes
-from gateway.audit import AuditConfig, AuditStore, AuditWriter, ContentPolicy
+from gateway.audit import AuditWriter
 from gateway.config import GatewayConfig
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
@@ -61,14 +61,14 @@ def create_api(
     db = Database(config.storage.url) if needs_db else None
     identity = Identity.from_config(config, db)
     meter = _meter(config, db)
-    audit = _audit_writer(config.audit, db)
+    audit = _audit_writer(config, db)
     engine = PolicyEngine(config.policy) if config.policy.enabled else None
     if embed is None and cache is not None:
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
     models = config.enabled_models()
     pipeline = Pipeline(
-        Admission(identity, models, meter, max_body_bytes=config.limits.max_body_bytes),
+        Admission(identity, models, meter, limits=config.limits),
         InputPolicy(engine, embedding),
         ResponseCache(config.cache, cache, prices=meter.prices, events=cache_events)
         if cache is not None
@@ -86,7 +86,7 @@ def create_api(
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
     app.include_router(health_routes(backend))
-    admin = admin_check(identity)
+    admin = AdminGate(identity)
     app.include_router(routing_routes(admin, backend, config.providers, models))
     app.include_router(key_routes(admin, identity))
     app.include_router(policy_routes(admin, engine, embedding.embed, identity))
@@ -117,16 +117,10 @@ def _exchange_per_request(
     return middleware
 
 
-def _audit_writer(config: AuditConfig, db: Database | None) -> AuditWriter | None:
-    if not config.enabled or db is None:
+def _audit_writer(config: GatewayConfig, db: Database | None) -> AuditWriter | None:
+    if not config.audit.enabled or db is None:
         return None
-    return AuditWriter(
-        AuditStore(db),
-        max_queue=config.max_queue,
-        batch_size=config.batch_size,
-        flush_interval_s=config.flush_interval_s,
-        content=ContentPolicy(prompt=config.prompt, response=config.response, redactor=redact_pii),
-    )
+    return AuditWriter.for_gateway(db, config, redactor=redact_pii)
 
 
 def _meter(config: GatewayConfig, db: Database | None) -> Meter:

@@ -19,8 +19,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from gateway.accounting.meter import Allowance
+from gateway.audit.actions import admin_actor
 from gateway.audit.record import AuditPrincipal, AuditRecord, CachePhase, PolicyDecision
 from gateway.identity.access import Grant
+from gateway.identity.admin import AdminPrincipal
 from gateway.identity.principal import Principal
 from gateway.protocol.anthropic import MessagesRequest, TextBlock
 from gateway.protocol.openai import (
@@ -80,6 +82,9 @@ class Exchange:
     cost_avoided_usd: float | None = None  # what a cache hit saved, at the target's prices
     embedding: np.ndarray | None = None  # the request's embedding, computed once and shared
     embedded_text: str | None = None  # the text `embedding` is of
+    admin: AdminPrincipal | None = None  # on an admin route: who, with their admin roles
+    admin_action: str | None = None  # on an admin route: what it does, e.g. keys.revoke
+    admin_target: str | None = None  # and to what, e.g. key:<id>
 
     @property
     def policy_profile(self) -> str | None:
@@ -152,7 +157,7 @@ class Exchange:
         return AuditRecord(
             ts=self.arrived,
             request_id=self.request_id,
-            principal=AuditPrincipal.of(self.principal) if self.principal else None,
+            principal=self._audited_principal(),
             client_address=self.client_address,
             route=self.path,
             model_requested=self.model,
@@ -170,7 +175,14 @@ class Exchange:
             error_code=self.error_code,
             prompt=self.prompt,
             response="".join(self.response_parts) if self.response_parts else None,
+            admin_action=self.admin_action,
+            admin_target=self.admin_target,
         )
+
+    def _audited_principal(self) -> AuditPrincipal | None:
+        if self.admin is not None:
+            return admin_actor(self.admin.principal, self.admin.roles)
+        return AuditPrincipal.of(self.principal) if self.principal is not None else None
 
 
 def prompt_text(body: BaseModel) -> str | None:

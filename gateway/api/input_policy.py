@@ -12,7 +12,8 @@ this order:
    and refused (503) where the profile fails closed.
 
 Every decision and detected topic lands on the request's exchange (and so in its audit
-record).
+record), with the prompt as it was sent on: redacted where the policy redacted it, and with
+every detected value replaced where the policy blocked it.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import logging
 import numpy as np
 
 from gateway.api.embedding import RequestEmbedding
-from gateway.api.exchange import Exchange
+from gateway.api.exchange import Exchange, prompt_text
 from gateway.audit.record import PolicyDecision
 from gateway.cache.keys import split_last_user_turn
 from gateway.errors import InvalidRequest, PermissionDenied, PolicyViolation, ServiceUnavailable
 from gateway.policy.engine import UNAVAILABLE_RULE, PolicyEngine, Verdict
 from gateway.policy.limits import LimitCheck
+from gateway.policy.redaction import redact_pii
 from gateway.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class InputPolicy:
         verdict = await self._check(engine, exchange, [t for _, t in slots], body.model)
         if verdict.action == "redact":
             body = _with_texts(body, [slot for slot, _ in slots], verdict.texts)
+            exchange.prompt = prompt_text(body)  # the audit keeps what was sent on
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         _, query = split_last_user_turn(messages)
         # Only when a rule of the profile is embedding-based: a keyed cache hit needs none.
@@ -86,6 +89,7 @@ class InputPolicy:
         if verdict.action == "redact":
             prompt = verdict.texts[0] if isinstance(body.prompt, str) else verdict.texts
             body = body.model_copy(update={"prompt": prompt})
+            exchange.prompt = prompt_text(body)
         query = [t for t in verdict.texts if t.strip()]
         needed = engine.needs_embedding(verdict.profile)
         embedding, unavailable = await self._request_embedding(exchange, query, needed=needed)
@@ -109,6 +113,7 @@ class InputPolicy:
         if verdict.action == "redact":
             new_input = verdict.texts[0] if isinstance(body.input, str) else verdict.texts
             body = body.model_copy(update={"input": new_input})
+            exchange.prompt = prompt_text(body)
         # Embedding a whole batch of documents twice is costly: only when a rule needs it.
         needed = bool(texts) and engine.needs_embedding(verdict.profile)
         query = verdict.texts if needed else []
@@ -154,6 +159,8 @@ class InputPolicy:
         exchange.decisions += verdict.decisions
         exchange.redacted = verdict.mapping
         if verdict.action == "block":
+            # Nothing was sent on; the audit keeps what was asked with its values replaced.
+            exchange.prompt = redact_pii(exchange.prompt) if exchange.prompt else None
             rules = ", ".join(verdict.blocking_rules)
             raise PolicyViolation(f"The request was blocked by policy ({rules}).")
         return verdict

@@ -89,7 +89,6 @@ def test_a_streamed_hit_is_replayed_as_chunks_the_sdk_parses(gateway: Gateway) -
         stream_options={"include_usage": True},
     )
     original = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
-    _cached(client, text)
     raw = client.chat.completions.with_raw_response.create(
         model=MODEL,
         messages=[{"role": "user", "content": text}],
@@ -121,6 +120,7 @@ def test_hits_are_audited_with_their_phase(gateway: Gateway) -> None:
     user = f"cache-{uuid.uuid4().hex[:8]}"
     client = _client(gateway, user)
     _cached(client, "Where are the audit logs kept?")
+    _ask(client, "Where are the audit logs kept?")
     admin = {"authorization": f"Bearer {gateway.admin_key}"}
     deadline = time.monotonic() + 10
     while True:

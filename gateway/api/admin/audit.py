@@ -14,7 +14,6 @@ or an age such as 7d). An unknown parameter is a 400, not a silently wider answe
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
@@ -23,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gateway.api.admin import AdminGate
 from gateway.api.errors import invalid_body, validated
 from gateway.audit.export import MEDIA_TYPES, ExportFormat, export_chunks
 from gateway.audit.query import (
@@ -50,22 +50,22 @@ class VerifyRequest(BaseModel):
 
 
 def audit_routes(
-    authorize_admin: Callable[[Request], object],
+    gate: AdminGate,
     store: AuditStore,
     *,
     clock: Callable[[], datetime] = utc_now,
 ) -> APIRouter:
-    """The audit routes; `authorize_admin` raises unless the caller is an admin."""
+    """The audit routes, for auditors and admins (reading the trail is itself audited)."""
     router = APIRouter()
 
-    async def admitted(request: Request, *extra: str) -> AuditFilter:
-        """The caller's filter, once the caller is known to be an admin."""
-        await _authorized(authorize_admin, request)
+    async def admitted(request: Request, action: str, *extra: str) -> AuditFilter:
+        """The caller's filter, once the caller is known to be an auditor or admin."""
+        await gate(request, "audit.read", action=action)
         return _filter(request, clock(), extra)
 
     @router.get("/admin/audit/records")
     async def audit_records(request: Request) -> Response:
-        where = await admitted(request, "limit", "cursor")
+        where = await admitted(request, "audit.query", "limit", "cursor")
         limit = _limit(request.query_params.get("limit"))
         cursor = request.query_params.get("cursor")
         try:
@@ -76,14 +76,14 @@ def audit_routes(
 
     @router.get("/admin/audit/summary")
     async def audit_summary(request: Request) -> Response:
-        where = await admitted(request, "by")
+        where = await admitted(request, "audit.summary", "by")
         by = _choice(request.query_params.get("by", "department"), GROUP_BY, "by")
         rows = await asyncio.to_thread(summarize, store, where, by)
         return JSONResponse({"by": by, "rows": [r.model_dump(mode="json") for r in rows]})
 
     @router.get("/admin/audit/export")
     async def audit_export(request: Request) -> Response:
-        where = await admitted(request, "format")
+        where = await admitted(request, "audit.export", "format")
         formats: tuple[ExportFormat, ...] = ("csv", "json")
         fmt = _choice(request.query_params.get("format", "json"), formats, "format")
         return StreamingResponse(
@@ -94,18 +94,13 @@ def audit_routes(
 
     @router.post("/admin/audit/verify")
     async def audit_verify(request: Request) -> Response:
-        await admitted(request)
+        await admitted(request, "audit.verify")
         raw = await request.body()
         body = validated(VerifyRequest, raw, empty=True)
         report = await asyncio.to_thread(verify, store, expected_head=body.expected_head)
         return JSONResponse(report.model_dump(mode="json"))
 
     return router
-
-
-async def _authorized(authorize_admin: Callable[[Request], object], request: Request) -> object:
-    outcome = authorize_admin(request)
-    return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 def _filter(request: Request, now: datetime, extra: tuple[str, ...]) -> AuditFilter:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.admin import AdminGate
 from gateway.api.caching import CacheBackend
 from gateway.api.errors import validated
 from gateway.cache.lookup import Selector
@@ -41,29 +42,29 @@ class Invalidation(BaseModel):
 
 
 def cache_routes(
-    authorize_admin: Callable[[Request], object],
+    gate: AdminGate,
     cache: CacheBackend,
     *,
     clock: Callable[[], float] = time.time,
 ) -> APIRouter:
-    """The cache routes; `authorize_admin` raises unless the caller is an admin."""
+    """The cache routes: counters for whoever reads reports, invalidation for admins."""
     router = APIRouter()
 
     @router.get("/admin/cache")
     async def cache_stats(request: Request) -> Response:
-        authorize_admin(request)
+        await gate(request, "reports.read", action="cache.stats")
         return JSONResponse(await cache.stats())
 
     @router.post("/admin/cache/invalidate")
     async def cache_invalidate(request: Request) -> Response:
-        authorize_admin(request)
+        await gate(request, "cache.write", action="cache.invalidate")
         body = validated(Invalidation, await request.body())
         count = await cache.invalidate(body.selector(clock()))
         return JSONResponse({"invalidated": count})
 
     @router.delete("/admin/cache/entries/{entry_id}")
     async def cache_delete(request: Request, entry_id: int) -> Response:
-        authorize_admin(request)
+        await gate(request, "cache.write", action="cache.delete", target=f"cache:{entry_id}")
         count = await cache.invalidate(Selector(entry_ids=(entry_id,)))
         return JSONResponse({"invalidated": count})
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.admin import AuthorizeAdmin
+from gateway.api.admin import AdminGate
 from gateway.api.embedding import Embed
 from gateway.api.errors import validated
 from gateway.api.input_policy import PREPARE_TIMEOUT_S
@@ -34,7 +34,7 @@ class PolicyCheck(BaseModel):
 
 
 def policy_routes(
-    authorize_admin: AuthorizeAdmin,
+    gate: AdminGate,
     engine: PolicyEngine | None,
     embed: Embed | None,
     identity: Identity,
@@ -44,7 +44,7 @@ def policy_routes(
 
     @router.post("/admin/policy/check")
     async def policy_check(request: Request) -> Response:
-        authorize_admin(request)
+        await gate(request, "policy.check")
         if engine is None:
             raise InvalidRequest("The policy engine is off (policy.enabled).", code="policy_off")
         body = validated(PolicyCheck, await request.body())

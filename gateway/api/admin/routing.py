@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.api.admin import AuthorizeAdmin
+from gateway.api.admin import AdminGate
 from gateway.api.backend import Backend
 from gateway.config import ProviderConfig
 from gateway.routing.config import ModelAlias
 
 
 def routing_routes(
-    authorize_admin: AuthorizeAdmin,
+    gate: AdminGate,
     backend: Backend,
     providers: Mapping[str, ProviderConfig],
     models: Mapping[str, ModelAlias],
@@ -25,13 +25,13 @@ def routing_routes(
 
     @router.get("/admin/routing")
     async def admin_routing(request: Request) -> Response:
-        authorize_admin(request)
+        await gate(request, "reports.read", action="routing.read")
         status = await backend.routing_status()
         return JSONResponse(status.model_dump(mode="json"))
 
     @router.get("/admin/providers")
     async def admin_providers(request: Request) -> Response:
-        authorize_admin(request)
+        await gate(request, "reports.read", action="providers.read")
         return JSONResponse(
             {
                 "providers": [

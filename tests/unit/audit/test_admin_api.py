@@ -23,9 +23,11 @@ from tests.unit.audit.factory import T0, make_records
 ADMIN = {"authorization": "Bearer admin-secret"}
 
 
-def authorize_admin(request: Request) -> str:
+async def gate(request: Request, needs: str, **_: object) -> str:
+    """The routes' admin gate, cut down: one admin credential, holding `audit.read`."""
     if request.headers.get("authorization") != ADMIN["authorization"]:
         raise AuthError("admin credentials required")
+    assert needs == "audit.read"
     return "admin"
 
 
@@ -40,7 +42,7 @@ def store(tmp_path: Path) -> AuditStore:
 async def client(store: AuditStore) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(audit_routes(authorize_admin, store, clock=lambda: T0 + timedelta(days=1)))
+    app.include_router(audit_routes(gate, store, clock=lambda: T0 + timedelta(days=1)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
         yield http
