@@ -28,4 +28,4 @@ test: lint
 
 bench: install
 	$(PY) -m pip install -q -e ".[cpu,test,bench]"
-	$(PY) benchmarks/overhead.py
+	$(PY) -m benchmarks.overhead

@@ -16,8 +16,8 @@ on), many asyncio producers each `await writer.record(...)` as request handlers 
 Then the filter by group through the side table against a LIKE over the JSON column (the
 storage choice it measures), and a summary by topic.
 
-    .venv/bin/python benchmarks/audit_write.py [--records 20000] [--producers 200]
-        [--paced-rate 1000] [--paced-records 5000] [--backends sqlite postgresql]
+    .venv/bin/python -m benchmarks.audit_write [--records 20000] [--producers 200]
+        [--paced-rate 1000] [--paced-records 5000] [--backends sqlite postgresql] [--out PATH]
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,10 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.servers.postgres starts the PostgreSQL server
-
-from gateway.audit import (  # noqa: E402
+from benchmarks.report import Report, percentile
+from gateway.audit import (
     AuditPrincipal,
     AuditRecord,
     AuditStore,
@@ -50,12 +44,11 @@ from gateway.audit import (  # noqa: E402
     PolicyDecision,
     verify,
 )
-from gateway.audit.content import ContentPolicy  # noqa: E402
-from gateway.audit.query import AuditFilter, list_records, summarize  # noqa: E402
-from gateway.storage.keyring import Keyring  # noqa: E402
-from gateway.storage.sealing import Sealer  # noqa: E402
+from gateway.audit.content import ContentPolicy
+from gateway.audit.query import AuditFilter, list_records, summarize
+from gateway.storage.keyring import Keyring
+from gateway.storage.sealing import Sealer
 
-RESULTS = ROOT / "benchmarks" / "results" / "audit_write.json"
 PROMPT = "Summarise the attached quarterly figures for the finance committee, please. " * 8
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -101,7 +94,7 @@ async def _drive(
     **settings: Any,
 ) -> dict[str, Any]:
     writer = AuditWriter(store, **settings)
-    latencies: list[int] = []
+    latencies: list[float] = []  # microseconds
     # Paced: each producer is one stream of requests, together `rate` per second.
     gap_s = producers / rate if rate else 0.0
 
@@ -109,7 +102,7 @@ async def _drive(
         for record in share:
             started = time.perf_counter_ns()
             await writer.record(record)
-            latencies.append(time.perf_counter_ns() - started)
+            latencies.append((time.perf_counter_ns() - started) / 1000)
             if gap_s:
                 await asyncio.sleep(gap_s)  # the pace of the load, not a synchronisation
 
@@ -119,16 +112,19 @@ async def _drive(
     enqueued = time.perf_counter() - started
     await writer.aclose()
     elapsed = time.perf_counter() - started
-    latencies.sort()
     return {
         "records_per_s": round(len(records) / elapsed, 1),
         "seconds": round(elapsed, 3),
         "enqueue_phase_s": round(enqueued, 3),
-        "record_call_p50_us": round(latencies[len(latencies) // 2] / 1000, 1),
-        "record_call_p99_us": round(latencies[int(len(latencies) * 0.99)] / 1000, 1),
-        "record_call_max_us": round(latencies[-1] / 1000, 1),
-        "record_call_mean_us": round(statistics.fmean(latencies) / 1000, 1),
+        "record_call_p50_us": _rounded(percentile(latencies, 50)),
+        "record_call_p99_us": _rounded(percentile(latencies, 99)),
+        "record_call_max_us": _rounded(max(latencies, default=None)),
+        "record_call_mean_us": _rounded(statistics.fmean(latencies) if latencies else None),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _timed(fn: Any, repeat: int = 5) -> float:
@@ -232,7 +228,9 @@ def main() -> int:
     parser.add_argument("--paced-rate", type=float, default=1000, help="records/s offered")
     parser.add_argument("--paced-records", type=int, default=5000)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
+    report = Report("audit_write", parameters=vars(args))
 
     rows: list[dict[str, Any]] = []
     if "sqlite" in args.backends:
@@ -269,43 +267,19 @@ def main() -> int:
                 f"a parsed page of 100 {r['records_page_of_100_ms']} ms; "
                 f"summary by topic {r['summary_by_topic_ms']} ms"
             )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "audit_write",
-                "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "commit": _commit(),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-                "postgresql": "local server started by the benchmark, fsync on (defaults)",
-                "sqlite": "WAL, synchronous=NORMAL (the data layer's settings)",
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    report.write(
+        {
+            "postgresql": "local server started by the benchmark, fsync on (defaults)",
+            "sqlite": "WAL, synchronous=NORMAL (the data layer's settings)",
+            "rows": rows,
+        },
+        path=args.out,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-        return out.stdout.strip()
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

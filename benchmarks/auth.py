@@ -7,7 +7,7 @@ and HTTP Basic against LDAP (first bind uncached, then within the cache TTL). LD
 against a real slapd (skipped when it is not installed); OIDC against the loopback test
 issuer. Prints a table and writes `benchmarks/results/auth.json`.
 
-    .venv/bin/python benchmarks/auth.py [--iterations 1000]
+    .venv/bin/python -m benchmarks.auth [--iterations 1000] [--out PATH]
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
-import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,23 +24,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.servers, when run as a script
+from starlette.datastructures import Headers
 
-from starlette.datastructures import Headers  # noqa: E402
-
-from gateway.config import AuthConfig  # noqa: E402
-from gateway.identity.authenticator import Authenticator  # noqa: E402
-from gateway.identity.keys import KeyStore  # noqa: E402
-from gateway.identity.ldap import LdapDirectory  # noqa: E402
-from gateway.identity.ldap_config import LdapConfig  # noqa: E402
-from gateway.identity.oidc import OidcConfig, OidcVerifier  # noqa: E402
-from gateway.identity.principal import Principal  # noqa: E402
-from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConfig  # noqa: E402
-from gateway.identity.users import UserStore  # noqa: E402
-from gateway.storage import Database  # noqa: E402
-from tests.servers.oidc_issuer import OidcIssuer  # noqa: E402
-from tests.servers.slapd import (  # noqa: E402
+from benchmarks.report import Report, markdown_table, percentile
+from gateway.config import AuthConfig
+from gateway.identity.authenticator import Authenticator
+from gateway.identity.keys import KeyStore
+from gateway.identity.ldap import LdapDirectory
+from gateway.identity.ldap_config import LdapConfig
+from gateway.identity.oidc import OidcConfig, OidcVerifier
+from gateway.identity.principal import Principal
+from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConfig
+from gateway.identity.users import UserStore
+from gateway.storage import Database
+from tests.servers.oidc_issuer import OidcIssuer
+from tests.servers.slapd import (
     ALICE,
     BOB,
     GROUPS,
@@ -54,7 +48,6 @@ from tests.servers.slapd import (  # noqa: E402
     Slapd,
 )
 
-RESULTS = ROOT / "benchmarks" / "results" / "auth.json"
 DEV_KEY = "sk-bench-dev"
 Call = Callable[[], Awaitable[Principal]]
 
@@ -66,15 +59,16 @@ async def _time(call: Call, iterations: int) -> list[float]:
         started = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - started) * 1e6)
-    return sorted(samples)
+    return samples
 
 
-def _row(method: str, samples: list[float], note: str = "") -> dict[str, Any]:
+def _row(method: str, samples_us: list[float], note: str = "") -> dict[str, Any]:
+    p50, p99 = percentile(samples_us, 50), percentile(samples_us, 99)
     return {
         "method": method,
-        "iterations": len(samples),
-        "p50_us": round(statistics.median(samples), 1),
-        "p99_us": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        "iterations": len(samples_us),
+        "p50_us": None if p50 is None else round(p50, 1),
+        "p99_us": None if p99 is None else round(p99, 1),
         "note": note,
     }
 
@@ -168,7 +162,7 @@ async def _measure(iterations: int, slapd: Slapd | None) -> list[dict[str, Any]]
             rows.append(
                 _row(
                     "LDAP basic, uncached",
-                    sorted(uncached_samples),
+                    uncached_samples,
                     "search + bind + group search (+ connection setup)",
                 )
             )
@@ -182,7 +176,9 @@ async def _measure(iterations: int, slapd: Slapd | None) -> list[dict[str, Any]]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
+    report = Report("auth", parameters=vars(args))
     binary = shutil.which("slapd") or next(
         (p for p in ("/usr/sbin/slapd",) if os.access(p, os.X_OK)), None
     )
@@ -192,32 +188,13 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory() as workdir, Slapd(binary, Path(workdir)) as slapd:
             rows = asyncio.run(_measure(args.iterations, slapd))
-    lines = ["| method | p50 µs | p99 µs | note |", "|---|---:|---:|---|"]
-    lines += [f"| {r['method']} | {r['p50_us']} | {r['p99_us']} | {r['note']} |" for r in rows]
-    print("\n".join(lines))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "auth",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "commit": commit or None,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "rows": rows,
-                "table_markdown": "\n".join(lines),
-            },
-            indent=2,
-        )
-        + "\n"
+    table = markdown_table(
+        ["method", "p50 µs", "p99 µs", "note"],
+        [[r["method"], r["p50_us"], r["p99_us"], r["note"]] for r in rows],
+        align="lrrl",
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(table)
+    report.write({"rows": rows, "table_markdown": table}, path=args.out)
     return 0
 
 

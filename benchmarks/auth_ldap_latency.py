@@ -7,18 +7,15 @@ alice's two nested groups. "Cached" repeats one login within the TTL: no directo
 which the slapd bind counter confirms. Calls are sequential; each case is warmed first.
 Prints a table and writes `benchmarks/results/auth_ldap.json`.
 
-    .venv/bin/python benchmarks/auth_ldap_latency.py [--iterations 200]
+    .venv/bin/python -m benchmarks.auth_ldap_latency [--iterations 200] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,11 +24,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.servers when run as a script
-
-from gateway.identity.ldap import LdapConfig, LdapDirectory  # noqa: E402
-from tests.servers.slapd import (  # noqa: E402
+from benchmarks.report import Report, latency_summary, markdown_table
+from gateway.identity.ldap import LdapConfig, LdapDirectory
+from tests.servers.slapd import (
     ALICE,
     GROUPS,
     PEOPLE,
@@ -40,17 +35,15 @@ from tests.servers.slapd import (  # noqa: E402
     Slapd,
 )
 
-RESULTS = ROOT / "benchmarks" / "results" / "auth_ldap.json"
-
 
 def _row(case: str, samples_ns: list[int], binds: int) -> dict[str, Any]:
-    millis = sorted(ns / 1e6 for ns in samples_ns)
+    summary = latency_summary([ns / 1e6 for ns in samples_ns], digits=3)
     return {
         "case": case,
-        "iterations": len(millis),
-        "p50_ms": round(statistics.median(millis), 3),
-        "p99_ms": round(millis[min(len(millis) - 1, int(len(millis) * 0.99))], 3),
-        "mean_ms": round(statistics.fmean(millis), 3),
+        "iterations": summary["n"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "mean_ms": summary["mean_ms"],
         "slapd_binds": binds,
     }
 
@@ -94,7 +87,9 @@ async def _run(slapd: Slapd, iterations: int) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
+    report = Report("auth_ldap", parameters=vars(args))
     binary = shutil.which("slapd") or "/usr/sbin/slapd"
     if not os.access(binary, os.X_OK):
         print("slapd is not installed (apt-get install slapd)", file=sys.stderr)
@@ -103,52 +98,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir, Slapd(binary, Path(workdir), tls=True) as slapd:
         rows = asyncio.run(_run(slapd, args.iterations))
 
-    lines = [
-        "| case | iterations | p50 ms | p99 ms | mean ms | slapd binds |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r['case']} | {r['iterations']} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_ms']} "
-        f"| {r['slapd_binds']} |"
-        for r in rows
-    ]
-    print("\n".join(lines))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    slapd_version = subprocess.run([binary, "-VV"], capture_output=True, text=True).stderr
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "auth_ldap",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "commit": commit or None,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "processor": _cpu_model(),
-                    "slapd": slapd_version.splitlines()[0].strip() if slapd_version else None,
-                    "ldap3": version("ldap3"),
-                },
-                "rows": rows,
-                "table_markdown": "\n".join(lines),
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
+    table = markdown_table(
+        ["case", "iterations", "p50 ms", "p99 ms", "mean ms", "slapd binds"],
+        [
+            [r["case"], r["iterations"], r["p50_ms"], r["p99_ms"], r["mean_ms"], r["slapd_binds"]]
+            for r in rows
+        ],
+        align="lrrrrr",
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(table)
+    slapd_version = subprocess.run([binary, "-VV"], capture_output=True, text=True).stderr
+    software = {
+        "slapd": slapd_version.splitlines()[0].strip() if slapd_version else None,
+        "ldap3": version("ldap3"),
+    }
+    report.write({"software": software, "rows": rows, "table_markdown": table}, path=args.out)
     return 0
-
-
-def _cpu_model() -> str | None:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else platform.processor() or None
 
 
 if __name__ == "__main__":

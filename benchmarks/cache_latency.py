@@ -24,11 +24,14 @@ Three parts, each optional (`--parts`):
   gateway started here the way benchmarks/overhead.py starts one (`--start-gateway`). Every
   response's `x-raygate-cache` header is counted; latencies are grouped by it.
 
-    .venv/bin/python benchmarks/cache_latency.py [--parts embed index]
+Parts run separately share one file: a part this run did not measure is kept from the file,
+and `runs` holds the metadata (time, commit, machine, load, parameters) of the run that did.
+
+    .venv/bin/python -m benchmarks.cache_latency [--parts embed index]
         [--sizes 1000 2000 5000 10000 20000 50000 100000 1000000] [--real 20000]
-        [--build-cap-s 600] [--embedding-cache /tmp/raygate-qqp-vectors.npz]
-    .venv/bin/python benchmarks/cache_latency.py --parts gateway --start-gateway
-    .venv/bin/python benchmarks/cache_latency.py --parts gateway \
+        [--build-cap-s 600] [--embedding-cache /tmp/raygate-qqp-vectors.npz] [--out PATH]
+    .venv/bin/python -m benchmarks.cache_latency --parts gateway --start-gateway
+    .venv/bin/python -m benchmarks.cache_latency --parts gateway \
         --gateway-url http://127.0.0.1:8000 --bare-url http://127.0.0.1:8000/bare --api-key K
 """
 
@@ -45,21 +48,20 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import faiss
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.paraphrase_sets import DEFAULT_DATA
+from benchmarks.report import RESULTS, ROOT, Report, percentile
+from gateway.cache.config import CacheConfig
+from gateway.cache.embedder import Embedder
 
-from benchmarks.paraphrase_sets import DEFAULT_DATA  # noqa: E402
-from gateway.cache.config import CacheConfig  # noqa: E402
-from gateway.cache.embedder import Embedder  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "cache_latency.json"
+PARTS = ("embedder", "index", "gateway")
+# What `runs` keeps of the run that measured a part: the report's metadata and `software`.
+RUN_KEYS = ("timestamp", "finished", "commit", "machine", "load_average", "parameters", "software")
 BATCH_SIZES = (1, 8, 32, 64, 128, 256)
 SIZES = (1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1_000_000)
 TOP_K = 5
@@ -69,8 +71,13 @@ FILL_NOISE = 0.15
 NEAR = 0.80  # the lowest cosine at which a cache could hit: recall that matters
 
 
-def _ms(values: list[float], q: float) -> float:
-    return round(float(np.percentile(np.array(values) * 1000, q)), 3)
+def _ms(seconds: list[float], q: float) -> float | None:
+    """The `q`-th percentile of `seconds`, in milliseconds."""
+    return _rounded(percentile([s * 1000 for s in seconds], q), 3)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def qqp_texts(data: Path, seed: int) -> tuple[list[tuple[str, str]], list[str]]:
@@ -108,7 +115,7 @@ def measure_embedder(embedder: Embedder, texts: list[str], rounds: int) -> list[
             rates.append(len(texts) / (time.perf_counter() - started))
         row = {
             "batch_size": size,
-            "sentences_per_s": round(float(np.median(rates)), 1),
+            "sentences_per_s": _rounded(percentile(rates, 50), 1),
             "sentences_per_s_rounds": [round(r, 1) for r in rates],
             "batch_p50_ms": _ms(call_times, 50),
             "batch_p99_ms": _ms(call_times, 99),
@@ -172,7 +179,7 @@ def synthetic_fill(real: np.ndarray, count: int, seed: int) -> np.ndarray:
     return out
 
 
-def _timed_search(index: Any, queries: np.ndarray, timed: int) -> dict[str, float]:
+def _timed_search(index: Any, queries: np.ndarray, timed: int) -> dict[str, float | None]:
     times = []
     for q in queries[:timed]:
         started = time.perf_counter()
@@ -183,7 +190,7 @@ def _timed_search(index: Any, queries: np.ndarray, timed: int) -> dict[str, floa
 
 def _recall(
     index: Any, queries: np.ndarray, truth_ids: np.ndarray, truth_scores: np.ndarray
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     scores, ids = index.search(queries, 1)
     # A different row at the same score (duplicate vectors) is as good an answer.
     same = (ids[:, 0] == truth_ids) | (np.abs(scores[:, 0] - truth_scores) < 1e-6)
@@ -510,6 +517,7 @@ def main() -> None:
     parser.add_argument("--model", default="sim-small")
     parser.add_argument("--requests", type=int, default=300, help="per gateway path")
     parser.add_argument("--start-gateway", action="store_true")
+    parser.add_argument("--out", type=Path, help="the JSON to update (default: under results/)")
     args = parser.parse_args()
     if (
         "gateway" in args.parts
@@ -520,49 +528,46 @@ def main() -> None:
 
     import torch
 
-    out: dict[str, Any] = {
-        "benchmark": "cache_latency",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "faiss": faiss.__version__,
-            "faiss_omp_threads": faiss.omp_get_max_threads(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "note": "2 cores shared with other engineers' work: figures carry that noise",
-        },
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    report = Report("cache_latency", parameters=vars(args))
+    measured: dict[str, Any] = {}
     embedder = Embedder() if {"embed", "index"} & set(args.parts) else None
     if "embed" in args.parts and embedder is not None:
         print("embedder throughput (MiniLM, CPU):", flush=True)
         _, others = qqp_texts(args.data, args.seed + 1)
-        out["embedder"] = {
+        measured["embedder"] = {
             "device": embedder.device,
             "texts": args.embed_texts,
             "rows": measure_embedder(embedder, others[: args.embed_texts], args.embed_rounds),
         }
     if "index" in args.parts and embedder is not None:
         print("FAISS single-query search:", flush=True)
-        out["index"] = measure_indexes(args, embedder)
+        measured["index"] = measure_indexes(args, embedder)
     if "gateway" in args.parts:
         print("cache hits through the gateway vs the bare Serve route:", flush=True)
-        out["gateway"] = run_gateway_part(args)
-    # Parts run separately (or at once, in two processes) share one file: read it just before
-    # writing and keep what this run did not measure.
-    out["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    runs = previous.get("runs", {})
-    for part in ("embedder", "index", "gateway"):
-        if part in out:
-            runs[part] = {k: out[k] for k in ("timestamp", "machine", "parameters")}
+        measured["gateway"] = run_gateway_part(args)
+    results: dict[str, Any] = {
+        "software": {
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "faiss": faiss.__version__,
+            "faiss_omp_threads": faiss.omp_get_max_threads(),
+        }
+    }
+    # Read the file just before writing it (parts may run at once, in two processes) and keep
+    # what this run did not measure, with the metadata of the run that did.
+    path = args.out or RESULTS / "cache_latency.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    runs = {}
+    for part in PARTS:
+        if part in measured:
+            results[part] = measured[part]
         elif part in previous:
-            out[part] = previous[part]
-    out["runs"] = runs
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+            results[part] = previous[part]
+            runs[part] = previous.get("runs", {}).get(part) or {
+                key: previous[key] for key in RUN_KEYS if key in previous
+            }
+    results["runs"] = runs
+    report.write(results, path=path)
 
 
 if __name__ == "__main__":

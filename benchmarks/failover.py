@@ -20,38 +20,33 @@ Per phase: requests sent / succeeded / failed as the client sees them, p50/p99 l
 requests served by each target; per scenario: breaker transitions with their times, and time
 to recover (from the heal to the primary's breaker closing on a successful probe).
 
-    .venv/bin/python benchmarks/failover.py [--concurrency 8] [--phase-s 3 6 8]
+    .venv/bin/python -m benchmarks.failover [--concurrency 8] [--phase-s 3 6 8]
+        [--scenarios down storm hang cut] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.report import ROOT, Report, percentile
 from gateway.config import parse_config
 from gateway.errors import GatewayError
 from gateway.protocol.openai import ChatCompletionRequest
 from gateway.routing.breaker import BreakerState, Transition
 from gateway.routing.router import Route, Router
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "failover.json"
 PHASES = ("before", "during", "after")
 PRIMARY = "primary/sim-small"
 SIM_LATENCY_MS = 20
@@ -218,11 +213,8 @@ class Load:
 
 
 def _percentile(values: list[float], q: int) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 1)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+    found = percentile(values, q)
+    return None if found is None else round(found, 1)
 
 
 def _counts(items: Iterable[str]) -> dict[str, int]:
@@ -373,19 +365,8 @@ def _table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _machine() -> dict[str, Any]:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "load_average_at_start": load,
-        "processor": platform.processor() or platform.machine(),
-    }
-
-
-async def main(args: argparse.Namespace) -> None:
-    machine = _machine()
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every scenario asked for, in order, against two simulators started here."""
     primary, secondary = Simulator(_free_port()), Simulator(_free_port())
     primary.start()
     secondary.start()
@@ -404,30 +385,36 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         primary.stop()
         secondary.stop()
-    print(_table(results))
-    report = {
-        "benchmark": "failover",
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine,
-        "setup": {
-            "path": "Router in-process (no Ray, no HTTP ingress)",
-            "concurrency": args.concurrency,
-            "phase_s": args.phase_s,
-            "simulator_latency_ms": SIM_LATENCY_MS,
-            "config": CONFIG.format(primary="PRIMARY_PORT", secondary="SECONDARY_PORT"),
-        },
-        "results": results,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return results
 
 
-if __name__ == "__main__":
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--phase-s", type=float, nargs=3, default=[3.0, 6.0, 8.0], help="before during after"
     )
     parser.add_argument("--scenarios", nargs="*", choices=[s.name for s in SCENARIOS])
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
+    args = parser.parse_args()
+    report = Report("failover", parameters=vars(args))
+    results = asyncio.run(run(args))
+    print(_table(results))
+    report.write(
+        {
+            "setup": {
+                "path": "Router in-process (no Ray, no HTTP ingress)",
+                "concurrency": args.concurrency,
+                "phase_s": args.phase_s,
+                "simulator_latency_ms": SIM_LATENCY_MS,
+                "config": CONFIG.format(primary="PRIMARY_PORT", secondary="SECONDARY_PORT"),
+            },
+            "results": results,
+        },
+        path=args.out,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

