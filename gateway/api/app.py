@@ -26,6 +26,7 @@ from gateway.api.caching import CacheBackend, CacheEvents, ResponseCache
 from gateway.api.embedding import Embed, RequestEmbedding
 from gateway.api.errors import install_error_handlers, internal_error
 from gateway.api.input_policy import InputPolicy
+from gateway.api.openapi import openapi_routes
 from gateway.api.output_policy import OutputPolicy
 from gateway.api.pipeline import Pipeline
 from gateway.api.response import Responder
@@ -94,6 +95,7 @@ def create_api(
         app.include_router(audit_routes(admin, audit.store))
     if cache is not None:
         app.include_router(cache_routes(admin, cache))
+    app.include_router(openapi_routes(app, admin))
     return app
 
 

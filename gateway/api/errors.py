@@ -11,6 +11,7 @@ import logging
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -95,6 +96,14 @@ def install_error_handlers(app: FastAPI) -> None:
             response.status_code = 405
             return response
         return error_response(request, NotFound(f"Unknown route {request.url.path}."))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A path or query parameter FastAPI validated (the bodies are the routes' own).
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or None
+        error = InvalidRequest(f"Invalid request: {where}: {first['msg']}", param=where)
+        return error_response(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

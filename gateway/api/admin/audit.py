@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.api.admin import AdminGate
 from gateway.api.errors import invalid_body, validated
+from gateway.api.openapi import answers, request_body
 from gateway.audit.export import MEDIA_TYPES, ExportFormat, export_chunks
 from gateway.audit.query import (
     FILTER_FIELDS,
@@ -38,6 +39,17 @@ from gateway.audit.verify import verify
 from gateway.errors import InvalidRequest
 
 MAX_PAGE = 1000
+
+# The export streams records as a JSON array or as CSV, per `format`.
+_EXPORT_ANSWERS = answers(None) | {
+    200: {
+        "description": "the matching records, oldest first",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
 _Choice = TypeVar("_Choice", bound=str)
 
 
@@ -63,7 +75,7 @@ def audit_routes(
         await gate(request, "audit.read", action=action)
         return _filter(request, clock(), extra)
 
-    @router.get("/admin/audit/records")
+    @router.get("/admin/audit/records", responses=answers(None))
     async def audit_records(request: Request) -> Response:
         where = await admitted(request, "audit.query", "limit", "cursor")
         limit = _limit(request.query_params.get("limit"))
@@ -74,14 +86,14 @@ def audit_routes(
             raise InvalidRequest(str(exc), param="cursor") from None
         return JSONResponse(page.model_dump(mode="json"))
 
-    @router.get("/admin/audit/summary")
+    @router.get("/admin/audit/summary", responses=answers(None))
     async def audit_summary(request: Request) -> Response:
         where = await admitted(request, "audit.summary", "by")
         by = _choice(request.query_params.get("by", "department"), GROUP_BY, "by")
         rows = await asyncio.to_thread(summarize, store, where, by)
         return JSONResponse({"by": by, "rows": [r.model_dump(mode="json") for r in rows]})
 
-    @router.get("/admin/audit/export")
+    @router.get("/admin/audit/export", responses=_EXPORT_ANSWERS)
     async def audit_export(request: Request) -> Response:
         where = await admitted(request, "audit.export", "format")
         formats: tuple[ExportFormat, ...] = ("csv", "json")
@@ -92,7 +104,11 @@ def audit_routes(
             headers={"content-disposition": f'attachment; filename="audit.{fmt}"'},
         )
 
-    @router.post("/admin/audit/verify")
+    @router.post(
+        "/admin/audit/verify",
+        openapi_extra=request_body(VerifyRequest, required=False),
+        responses=answers(None),
+    )
     async def audit_verify(request: Request) -> Response:
         await admitted(request, "audit.verify")
         raw = await request.body()

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.admin import AdminGate
 from gateway.api.caching import CacheBackend
 from gateway.api.errors import validated
+from gateway.api.openapi import answers, request_body
 from gateway.cache.lookup import Selector
 from gateway.errors import InvalidRequest
+
+# An entry id is a row id of the entry log: a positive 64-bit integer.
+EntryId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class Invalidation(BaseModel):
@@ -27,10 +32,12 @@ class Invalidation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] = Field(default_factory=list, description="entry ids")
+    ids: list[EntryId] = Field(default_factory=list, description="entry ids")
     scope: str | None = Field(None, description="a scope hash (from the entry)")
     model: str | None = Field(None, description="a model alias: every entry answering it")
-    older_than_s: float | None = Field(None, ge=0, description="entries at least this old")
+    older_than_s: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="entries at least this old"
+    )
 
     def selector(self, now: float) -> Selector:
         if not (self.ids or self.scope or self.model) and self.older_than_s is None:
@@ -50,20 +57,26 @@ def cache_routes(
     """The cache routes: counters for whoever reads reports, invalidation for admins."""
     router = APIRouter()
 
-    @router.get("/admin/cache")
+    @router.get("/admin/cache", responses=answers(None))
     async def cache_stats(request: Request) -> Response:
         await gate(request, "reports.read", action="cache.stats")
         return JSONResponse(await cache.stats())
 
-    @router.post("/admin/cache/invalidate")
+    @router.post(
+        "/admin/cache/invalidate",
+        openapi_extra=request_body(Invalidation),
+        responses=answers(None),
+    )
     async def cache_invalidate(request: Request) -> Response:
         await gate(request, "cache.write", action="cache.invalidate")
         body = validated(Invalidation, await request.body())
         count = await cache.invalidate(body.selector(clock()))
         return JSONResponse({"invalidated": count})
 
-    @router.delete("/admin/cache/entries/{entry_id}")
-    async def cache_delete(request: Request, entry_id: int) -> Response:
+    @router.delete("/admin/cache/entries/{entry_id}", responses=answers(None))
+    async def cache_delete(
+        request: Request, entry_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    ) -> Response:
         await gate(request, "cache.write", action="cache.delete", target=f"cache:{entry_id}")
         count = await cache.invalidate(Selector(entry_ids=(entry_id,)))
         return JSONResponse({"invalidated": count})

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.admin import AdminGate
 from gateway.api.errors import validated
+from gateway.api.openapi import answers, request_body
 from gateway.errors import InvalidRequest
 from gateway.identity.admin import authorize, key_action, key_permission
 from gateway.identity.keys import KeyStore
@@ -85,7 +86,9 @@ def key_routes(gate: AdminGate, identity: Identity) -> APIRouter:
             )
         return keys, users
 
-    @router.post("/admin/keys")
+    @router.post(
+        "/admin/keys", openapi_extra=request_body(IssueKey), responses=answers(None, status=201)
+    )
     async def issue_key(request: Request) -> Response:
         admin = await gate(request, "keys.write", action="keys.issue")
         body = await _body(request, IssueKey)
@@ -110,7 +113,7 @@ def key_routes(gate: AdminGate, identity: Identity) -> APIRouter:
             {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
         )
 
-    @router.get("/admin/keys")
+    @router.get("/admin/keys", responses=answers(None))
     async def list_keys(request: Request) -> Response:
         await gate(request, "keys.read", action="keys.list")
         keys, _ = stores()
@@ -120,7 +123,11 @@ def key_routes(gate: AdminGate, identity: Identity) -> APIRouter:
         now = time.time()
         return JSONResponse({"data": [k.as_dict(now) for k in found]})
 
-    @router.post("/admin/keys/{key_id}/rotate")
+    @router.post(
+        "/admin/keys/{key_id}/rotate",
+        openapi_extra=request_body(RotateKey, required=False),
+        responses=answers(None, status=201),
+    )
     async def rotate_key(request: Request, key_id: str) -> Response:
         keys = await _managed_key(request, gate, stores()[0], key_id, "rotate")
         body = await _body(request, RotateKey, allow_empty=True)
@@ -130,13 +137,13 @@ def key_routes(gate: AdminGate, identity: Identity) -> APIRouter:
             {"key": issued.key.as_dict(time.time()), "secret": issued.secret}, status_code=201
         )
 
-    @router.delete("/admin/keys/{key_id}")
+    @router.delete("/admin/keys/{key_id}", responses=answers(None))
     async def revoke_key(request: Request, key_id: str) -> Response:
         keys = await _managed_key(request, gate, stores()[0], key_id, "revoke")
         revoked = await asyncio.to_thread(keys.revoke, key_id)
         return JSONResponse({"key": revoked.as_dict(time.time())})
 
-    @router.get("/admin/users")
+    @router.get("/admin/users", responses=answers(None))
     async def list_users(request: Request) -> Response:
         await gate(request, "users.read", action="users.list")
         _, users = stores()

@@ -15,6 +15,7 @@ from gateway.api.admin import AdminGate
 from gateway.api.embedding import Embed
 from gateway.api.errors import validated
 from gateway.api.input_policy import PREPARE_TIMEOUT_S
+from gateway.api.openapi import answers, request_body
 from gateway.errors import InvalidRequest
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
@@ -42,7 +43,9 @@ def policy_routes(
     """The policy dry-run route (admin credentials only)."""
     router = APIRouter()
 
-    @router.post("/admin/policy/check")
+    @router.post(
+        "/admin/policy/check", openapi_extra=request_body(PolicyCheck), responses=answers(None)
+    )
     async def policy_check(request: Request) -> Response:
         await gate(request, "policy.check")
         if engine is None:

@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 
 from gateway.api.admin import AdminGate
 from gateway.api.backend import Backend
+from gateway.api.openapi import answers
 from gateway.config import ProviderConfig
 from gateway.routing.config import ModelAlias
+from gateway.routing.status import RoutingStatus
 
 
 def routing_routes(
@@ -23,13 +25,13 @@ def routing_routes(
     """The routing routes (admin credentials only); `models` are the enabled aliases."""
     router = APIRouter()
 
-    @router.get("/admin/routing")
+    @router.get("/admin/routing", responses=answers(RoutingStatus))
     async def admin_routing(request: Request) -> Response:
         await gate(request, "reports.read", action="routing.read")
         status = await backend.routing_status()
         return JSONResponse(status.model_dump(mode="json"))
 
-    @router.get("/admin/providers")
+    @router.get("/admin/providers", responses=answers(None))
     async def admin_providers(request: Request) -> Response:
         await gate(request, "reports.read", action="providers.read")
         return JSONResponse(

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.accounting.meter import Meter
+from gateway.cache.embedder import Embedder
 from tests.support.gateway import InProcessGateway, in_process_gateway
 
 CONFIG = """
@@ -330,3 +331,14 @@ async def test_a_routing_failure_says_which_targets_were_tried(gateway: InProces
     (record,) = await gateway.records()
     assert record["status"] == 503
     assert record["route_taken"] == response.headers["x-raygate-route"]
+
+
+@pytest.mark.asyncio
+async def test_a_path_parameter_out_of_range_is_a_400_in_the_error_shape(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    config = CONFIG.format(db=tmp_path / "gw.db").replace("cache: {enabled: false}\n", "")
+    async with in_process_gateway(config, embedder=embedder) as gw:
+        admin = {"authorization": "Bearer sk-raygate-admin"}
+        response = await gw.http.delete(f"/admin/cache/entries/{2**70}", headers=admin)
+        assert error_of(response, 400)["param"] == "entry_id"
