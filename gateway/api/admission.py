@@ -25,7 +25,7 @@ from gateway.errors import ModelNotFound
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
 from gateway.limits.body import read_body
-from gateway.protocol.anthropic import MessagesRequest
+from gateway.protocol.anthropic import CountTokensRequest, MessagesRequest
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -37,7 +37,12 @@ from gateway.routing.config import ModelAlias
 
 # The bodies of the model routes: each names a model alias.
 _Body = TypeVar(
-    "_Body", ChatCompletionRequest, CompletionRequest, EmbeddingRequest, MessagesRequest
+    "_Body",
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    MessagesRequest,
+    CountTokensRequest,
 )
 
 
@@ -65,8 +70,11 @@ class Admission:
         exchange.grant = self.identity.grant(principal)
         return principal
 
-    async def admit(self, request: Request, model: type[_Body]) -> tuple[Exchange, _Body]:
-        """The request's exchange and its body as `model`, once the caller may send it."""
+    async def admit(
+        self, request: Request, model: type[_Body], *, metered: bool = True
+    ) -> tuple[Exchange, _Body]:
+        """The request's exchange and its body as `model`, once the caller may send it;
+        `metered`: a request that calls no upstream takes no allowance."""
         exchange: Exchange = request.state.exchange
         principal = await self.caller(request)
         body = validated(model, await self._read_body(request))
@@ -80,6 +88,8 @@ class Admission:
         exchange.prompt = prompt_text(body)
         assert exchange.grant is not None  # resolved with the principal, above
         exchange.grant.check(principal, name)
+        if not metered:
+            return exchange, body
         exchange.allowance = await self._meter.admit(
             principal,
             name,

@@ -24,7 +24,7 @@ from gateway.audit.record import AuditPrincipal, AuditRecord, CachePhase, Policy
 from gateway.identity.access import Grant
 from gateway.identity.admin import AdminPrincipal
 from gateway.identity.principal import Principal
-from gateway.protocol.anthropic import MessagesRequest, TextBlock
+from gateway.protocol.anthropic import CountTokensRequest, MessagesRequest, TextBlock
 from gateway.protocol.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -190,7 +190,7 @@ def prompt_text(body: BaseModel) -> str | None:
     first), a prompt, or embedding input (token ids have no text)."""
     if isinstance(body, ChatCompletionRequest):
         return "\n".join(f"{m.role}: {m.text()}" for m in body.messages)
-    if isinstance(body, MessagesRequest):
+    if isinstance(body, MessagesRequest | CountTokensRequest):
         lines = [f"system: {_blocks_text(body.system)}"] if body.system else []
         lines += [f"{m.role}: {_blocks_text(m.content)}" for m in body.messages]
         return "\n".join(lines)

@@ -27,7 +27,7 @@ from gateway.api.input_policy import InputPolicy
 from gateway.api.output_policy import OutputPolicy
 from gateway.api.response import Responder
 from gateway.api.wire import Wire
-from gateway.protocol.anthropic import MessagesRequest
+from gateway.protocol.anthropic import CountTokensRequest, MessagesRequest
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -37,7 +37,12 @@ from gateway.protocol.openai import (
 from gateway.routing.routed import Routed, RoutedStream
 
 _Body = TypeVar(
-    "_Body", ChatCompletionRequest, CompletionRequest, EmbeddingRequest, MessagesRequest
+    "_Body",
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    MessagesRequest,
+    CountTokensRequest,
 )
 _T = TypeVar("_T")
 _C = TypeVar("_C")
@@ -63,9 +68,11 @@ class Pipeline:
         self.responder = responder
         self._closed = False
 
-    async def admit(self, request: Request, model: type[_Body]) -> tuple[Exchange, _Body]:
+    async def admit(
+        self, request: Request, model: type[_Body], *, metered: bool = True
+    ) -> tuple[Exchange, _Body]:
         """Admission: the request's exchange and its validated body."""
-        return await self.admission.admit(request, model)
+        return await self.admission.admit(request, model, metered=metered)
 
     async def chat(self, exchange: Exchange, body: ChatCompletionRequest) -> ChatAnswer:
         """A chat request's answer, through every stage up to the response."""

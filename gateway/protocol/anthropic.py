@@ -165,6 +165,22 @@ class MessagesRequest(_Wire):
     metadata: Metadata | None = None
 
 
+class CountTokensRequest(_Wire):
+    """`POST /v1/messages/count_tokens`: a Messages request without its sampling fields."""
+
+    model: str = Field(min_length=1)
+    messages: list[InputMessage] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+
+
+class TokenCount(_Wire):
+    """The answer of `POST /v1/messages/count_tokens`."""
+
+    input_tokens: int
+
+
 # --- response ---------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Anthropic's Messages API in front of any configured model.
+"""Anthropic's Messages API in front of any configured model, and its token counter.
 
 The request is translated to the canonical chat request and runs the chat pipeline (policy,
 cache, router, output policy); the answer or stream is translated back, so Anthropic SDK
@@ -7,12 +7,16 @@ users reach every provider.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import asyncio
 
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.accounting.tokens import estimate_tokens
 from gateway.api.openapi import AnthropicError, answers, request_body
 from gateway.api.pipeline import Pipeline
 from gateway.api.wire import AnthropicWire
-from gateway.protocol.anthropic import Message, MessagesRequest
+from gateway.protocol.anthropic import CountTokensRequest, Message, MessagesRequest, TokenCount
 from gateway.protocol.anthropic_convert import messages_to_chat_request
 
 
@@ -30,5 +34,19 @@ def anthropic_routes(pipeline: Pipeline) -> APIRouter:
         exchange, body = await pipeline.admit(request, MessagesRequest)
         answer = await pipeline.chat(exchange, messages_to_chat_request(body))
         return await pipeline.respond(exchange, answer, AnthropicWire(body.model))
+
+    @router.post(
+        "/v1/messages/count_tokens",
+        summary="Count a Messages request's input tokens (an estimate: no upstream is asked)",
+        openapi_extra=request_body(CountTokensRequest),
+        responses=answers(TokenCount, error=AnthropicError),
+    )
+    async def count_tokens(request: Request) -> Response:
+        exchange, body = await pipeline.admit(request, CountTokensRequest, metered=False)
+        tools = [t.model_dump_json(exclude_none=True) for t in body.tools or []]
+        text = "\n".join([exchange.prompt or "", *tools])
+        count = TokenCount(input_tokens=await asyncio.to_thread(estimate_tokens, text))
+        exchange.tokens_in = count.input_tokens
+        return JSONResponse(count.wire(), headers={"x-raygate-token-count": "estimate"})
 
     return router
