@@ -4,7 +4,9 @@ After the input policy (so only redacted text is ever keyed, stored or embedded)
 looks the request up in its scope; a hit becomes the request's answer (`hit`: JSON, or
 replayed as a stream in the shape the client asked for), which then passes the output policy
 like any other. A miss goes to the router and its answer is stored once it completed cleanly
-(`keep`), off the response path. The cache is optional: a lookup that fails or is slow is
+(`keep`), before it goes out (a stream's before its end marker), so a repeat or a paraphrase
+that follows it on any replica finds it; identical requests in flight on one ingress replica
+share one upstream call. The cache is optional: a lookup or insert that fails or is slow is
 served as a miss, logged and counted, never an error.
 
 Per request, `x-raygate-cache-control` says `no-cache` (answer fresh, store it), `no-store`
@@ -149,8 +151,6 @@ class ResponseCache:
         self.backend = backend
         self._prices = prices
         self._events = events
-        self._pending: set[asyncio.Task[None]] = set()
-        self._storing: dict[str, set[asyncio.Task[None]]] = {}  # scope -> inserts in flight
         self._leads: dict[tuple[str, str], asyncio.Future[CachedAnswer | None]] = {}
 
     def applies(self, model: str) -> bool:
@@ -178,7 +178,6 @@ class ResponseCache:
             exchange.cache_phase = "bypass"
             self._emit(body.model, "bypass", None)
             return Probe(body.model, scope, text, store and bool(text), None, None)
-        await self._stored(scope)
         key = (scope, text)
         if key in self._leads:
             answer = await self._follow(self._leads[key])
@@ -233,14 +232,6 @@ class ResponseCache:
             return await asyncio.wait_for(asyncio.shield(lead), self.config.coalesce_wait_s)
         except TimeoutError:
             return None
-
-    async def _stored(self, scope: str) -> None:
-        """Wait for this scope's answers still being stored here, so a repeat or a
-        paraphrase that arrives just after an answer finds it (bounded by the lookup
-        timeout)."""
-        inserts = self._storing.get(scope)
-        if inserts:
-            await asyncio.wait(set(inserts), timeout=self.config.lookup_timeout_s)
 
     async def _lookup(self, query: CacheQuery) -> CacheResult | None:
         try:
@@ -327,7 +318,7 @@ class ResponseCache:
         stored = _from_completion(answer.response, answer.route.target)
         self._settle(probe, stored)
         if stored is not None:
-            self._store(probe, stored)
+            await self._store(probe, stored)
         return answer
 
     def _settle(self, probe: Probe | None, answer: CachedAnswer | None) -> None:
@@ -357,9 +348,14 @@ class ResponseCache:
                     finish = choice.finish_reason or finish
                 yield chunk
         if cacheable and finish in ("stop", "length") and parts:
-            self._store(probe, CachedAnswer.of("".join(parts), finish, usage, stream.route.target))
+            answer = CachedAnswer.of("".join(parts), finish, usage, stream.route.target)
+            await self._store(probe, answer)  # before the stream's end marker goes out
 
-    def _store(self, probe: Probe, answer: CachedAnswer) -> None:
+    async def _store(self, probe: Probe, answer: CachedAnswer) -> None:
+        """Store an answer before it goes out, so that no later request on any replica can
+        miss it (an entry is in the log, which every cache replica catches up with on a
+        miss, once the insert returns). Bounded by `lookup_timeout_s`; a failure is logged
+        and the answer still goes out. A client that goes away does not cancel it."""
         embedding = probe.result.embedding if probe.result is not None else None
         entry = NewEntry(
             scope=probe.scope,
@@ -368,31 +364,14 @@ class ResponseCache:
             response=answer.model_dump_json(),
             embedding=embedding,
         )
-        task = asyncio.create_task(self._insert(entry))
-        self._pending.add(task)
-        storing = self._storing.setdefault(probe.scope, set())
-        storing.add(task)
-
-        def stored(done: asyncio.Task[None]) -> None:
-            self._pending.discard(done)
-            storing.discard(done)
-            if not storing and self._storing.get(probe.scope) is storing:
-                del self._storing[probe.scope]
-            if probe.lead is not None and self._leads.get((probe.scope, probe.text)) is probe.lead:
-                del self._leads[(probe.scope, probe.text)]  # from now on the cache answers
-
-        task.add_done_callback(stored)
-
-    async def _insert(self, entry: NewEntry) -> None:
         try:
-            await self.backend.insert(entry)
+            insert = asyncio.wait_for(self.backend.insert(entry), self.config.lookup_timeout_s)
+            await asyncio.shield(insert)
         except Exception:
             log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
-
-    async def drain(self) -> None:
-        """Wait for the inserts in flight (shutdown, and tests that read what was stored)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        finally:
+            if probe.lead is not None and self._leads.get((probe.scope, probe.text)) is probe.lead:
+                del self._leads[(probe.scope, probe.text)]  # from now on the cache answers
 
 
 def _storable(body: ChatCompletionRequest) -> bool:

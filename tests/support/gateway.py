@@ -74,12 +74,6 @@ class InProcessGateway:
         payload = {"model": model, "messages": [{"role": "user", "content": text}], **body}
         return await self.post("/v1/chat/completions", payload, headers=headers)
 
-    async def stored(self) -> None:
-        """Wait until every answer the cache was handed is stored (inserts run off the
-        response path)."""
-        if self.pipeline.cache is not None:
-            await self.pipeline.cache.drain()
-
     async def records(self) -> list[dict[str, Any]]:
         """Every audit record so far, newest first (the writer flushed first)."""
         audit = self.pipeline.responder.audit

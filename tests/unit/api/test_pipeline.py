@@ -65,7 +65,6 @@ async def test_the_output_policy_applies_to_cache_hits_on_both_wires(
 ) -> None:
     chat = {"model": "sim-small", "max_tokens": 40, "messages": ECHO_EMAIL, "stream": stream}
     first = await gateway.post("/v1/chat/completions", chat)
-    await gateway.stored()
     hit = await gateway.post("/v1/chat/completions", chat)
     message = {"model": "sim-small", "max_tokens": 40, "messages": ECHO_EMAIL, "stream": stream}
     anthropic_hit = await gateway.post("/v1/messages", message)
