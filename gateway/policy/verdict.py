@@ -43,10 +43,14 @@ class Verdict:
         self.action = "monitor" if self.dry_run else stronger(self.action, action)
 
 
-def judge_jailbreak(verdict: Verdict, score: JailbreakScore) -> None:
-    """Record a jailbreak decision when `score` reaches the profile's threshold."""
+def judge_jailbreak(
+    verdict: Verdict, score: JailbreakScore, *, threshold: float | None = None
+) -> None:
+    """Record a jailbreak decision when `score` reaches `threshold` (default: the profile's
+    pattern threshold, else the score's own)."""
     rule = verdict.profile.jailbreak
-    threshold = score.threshold if rule.threshold is None else rule.threshold
+    if threshold is None:
+        threshold = score.threshold if rule.threshold is None else rule.threshold
     if score.score < threshold or rule.action == "allow":
         return
     top = score.matches[0] if score.matches else None
