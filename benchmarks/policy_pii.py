@@ -63,6 +63,7 @@ OURS_TO_LABEL: dict[str, str] = {
     "NRP": "NRP",
     "DATE_TIME": "DATE_TIME",
     "AGE": "AGE",
+    "URL": "DOMAIN_NAME",
 }
 PRESIDIO_TO_LABEL: dict[str, str] = {
     "EMAIL_ADDRESS": "EMAIL_ADDRESS",

@@ -8,6 +8,9 @@ Span types come in four groups, each also a key of a profile's ``pii`` rules:
 * health information (``PHI_TYPES``), key ``phi``, and covered by ``*``;
 * named entities from the NER model (``ENTITY_TYPES``), key ``entities``: *not* covered by
   ``*``, because each one costs a model run; a profile names them to turn NER on.
+
+``URL`` is found by pattern but, like the entity types, is not covered by ``*`` (``OPT_IN_TYPES``):
+links are in most prompts and are rarely personal data, so a profile names the type to act on it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gateway.policy.pii import (
     detect_emails,
     detect_ip_addresses,
     detect_phone_numbers,
+    detect_urls,
 )
 from gateway.policy.spans import Span, resolve_overlaps
 
@@ -62,6 +66,7 @@ PII_TYPES: frozenset[str] = frozenset(
         "IP_ADDRESS",
         "STREET_ADDRESS",
         "DATE_OF_BIRTH",
+        "URL",
     }
 )
 PHI_TYPES: frozenset[str] = frozenset(
@@ -69,6 +74,7 @@ PHI_TYPES: frozenset[str] = frozenset(
 )
 PATTERN_TYPES: frozenset[str] = PII_TYPES | CREDENTIAL_TYPES | PHI_TYPES
 ALL_TYPES: frozenset[str] = PATTERN_TYPES | ENTITY_TYPES
+OPT_IN_TYPES: frozenset[str] = ENTITY_TYPES | {"URL"}  # not covered by a rule's "*"
 GROUPS: dict[str, frozenset[str]] = {
     "credentials": CREDENTIAL_TYPES,
     "phi": PHI_TYPES,
@@ -95,6 +101,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("ip_address", frozenset({"IP_ADDRESS"}), detect_ip_addresses),
     Detector("street_address", frozenset({"STREET_ADDRESS"}), detect_street_addresses),
     Detector("date_of_birth", frozenset({"DATE_OF_BIRTH"}), detect_dates_of_birth),
+    Detector("url", frozenset({"URL"}), detect_urls),
     Detector("credentials", CREDENTIAL_TYPES, detect_credentials),
     Detector("medical_record", frozenset({"MEDICAL_RECORD_NUMBER"}), detect_medical_record_numbers),
     Detector("health_plan_id", frozenset({"HEALTH_PLAN_ID"}), detect_health_plan_ids),

