@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.policy_pii import evaluate_phi, evaluate_pii  # noqa: E402
 from gateway.policy.config import PolicyConfig, PolicyProfile  # noqa: E402
-from gateway.policy.detection import ALL_TYPES, detect  # noqa: E402
+from gateway.policy.detection import ALL_TYPES, PATTERN_TYPES, detect  # noqa: E402
 from gateway.policy.engine import PolicyEngine  # noqa: E402
 from gateway.policy.entities import EntityRecognizer  # noqa: E402
 from gateway.policy.jailbreak import JailbreakScorer  # noqa: E402
@@ -167,7 +167,11 @@ def evaluate_latency(calls: int, entities: EntityRecognizer) -> dict[str, Any]:
         "prompt_words": len(text.split()),
         "normalize": _time(lambda: normalize(text), calls),
         "detect": _time(lambda: detect(text), calls),
-        "detect_with_ner_gated": _time(
+        "detect_with_ner_names_gated": _time(
+            lambda: detect(text, types=PATTERN_TYPES | names, entities=entities),
+            max(50, calls // 10),
+        ),
+        "detect_with_ner_all_entities_gated": _time(
             lambda: detect(text, types=ALL_TYPES, entities=entities), max(50, calls // 10)
         ),
         "ner_only_gated_names": _time(lambda: entities.find(text, names), max(50, calls // 10)),

@@ -307,9 +307,15 @@ def evaluate_semantic_latency(embedder: Embedder, prompt: str, calls: int) -> di
         verdict = engine.check([prompt], None)
         engine.judge(verdict, vector, text=prompt)
 
-    with_ner = profile.model_copy(update={"pii": {**profile.pii, "entities": "redact"}})
+    names = {"PERSON": "redact", "ORGANIZATION": "redact", "LOCATION": "redact"}
+    variants = {
+        "input_policy_with_ner_names_gated": (names, "capitalized"),
+        "input_policy_with_ner_all_entities_gated": ({"entities": "redact"}, "capitalized"),
+        "input_policy_with_ner_names_ungated": (names, "none"),
+    }
     timed_ner = {}
-    for gate in ("capitalized", "none"):
+    for name, (rules, gate) in variants.items():
+        with_ner = profile.model_copy(update={"pii": {**profile.pii, **rules}})
         config = PolicyConfig(ner=NerConfig(gate=gate), profiles={"default": with_ner})  # type: ignore[arg-type]
         ner_engine = PolicyEngine(config, vectors=shared)
 
@@ -317,7 +323,7 @@ def evaluate_semantic_latency(embedder: Embedder, prompt: str, calls: int) -> di
             verdict = e.check([prompt], None)
             e.judge(verdict, vector, text=prompt)
 
-        timed_ner[f"input_policy_with_ner_{gate}"] = _time(whole_ner, max(50, calls // 10))
+        timed_ner[name] = _time(whole_ner, max(50, calls // 10))
 
     return {
         **timed_ner,

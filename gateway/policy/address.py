@@ -49,7 +49,8 @@ _NAME_FIRST = re.compile(
 # around a capitalised name, with an address tail, are rarely anything else.
 _NUMBERED_NAME = re.compile(
     rf"(?<![\w.,-])\d{{1,6}}\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}}\s+\d{{1,4}}[a-zA-Z]?\b\.?"
-    rf"(?:{_UNIT}+{_TAIL}?|{_TAIL}|,[ \t]*{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,2}}(?=[ \t]*(?:$|[.;\n])))"
+    rf"(?:{_UNIT}+{_TAIL}?|{_TAIL}"
+    rf"|,[ \t]*{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,2}}(?=[ \t]*(?:$|[.;\n])))"
 )
 # Romance-language forms with the street type first: "Piazza Rezzonico 35",
 # "Calle de Alcalá 50", "26 rue des Lilas".

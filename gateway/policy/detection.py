@@ -124,13 +124,14 @@ def detect(
     ``gateway.policy.normalize``, so a value disguised by invisible or look-alike characters
     is found and its raw characters, the invisible ones included, are what a span covers).
 
-    ``types`` restricts the result to those span types (``None``: every pattern type; the
-    entity types need ``entities``, the NER model, and are skipped without it); an unknown
+    ``types`` restricts the result to those span types (``None``: every type a rule's ``*``
+    covers, i.e. all but ``OPT_IN_TYPES``; the entity types need ``entities``, the NER model,
+    and are skipped without it); an unknown
     type name raises ``ValueError`` so that a typo in a policy does not silently disable a
     check. ``min_confidence`` is one floor, or one per span type (types not in the mapping
     keep everything). ``normalized`` is ``normalize(text)`` when the caller already has it.
     """
-    selected = PATTERN_TYPES if types is None else frozenset(types)
+    selected = PATTERN_TYPES - OPT_IN_TYPES if types is None else frozenset(types)
     unknown = selected - ALL_TYPES
     if unknown:
         raise ValueError(f"unknown span types: {sorted(unknown)}")

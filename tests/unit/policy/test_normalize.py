@@ -93,3 +93,28 @@ def test_an_answer_with_a_disguised_value_is_redacted_on_the_way_out() -> None:
     out = OutputFilter(profile)
     streamed = out.feed(f"Reach her at jane{ZWSP}.doe@example.com") + out.finish()
     assert streamed == "Reach her at [EMAIL_1]"
+
+
+@pytest.mark.parametrize(
+    "value, type_",
+    [
+        (f"1234{ZWSP}567893", "NPI"),  # a zero-width space inside an NPI
+        ("\uff21\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff13", "DEA_NUMBER"),  # fullwidth
+        (f"0048{SHY}2913", "MEDICAL_RECORD_NUMBER"),  # a soft hyphen inside a record number
+    ],
+)
+def test_disguised_health_identifiers_are_found(value: str, type_: str) -> None:
+    cue = {"NPI": "provider NPI", "DEA_NUMBER": "DEA", "MEDICAL_RECORD_NUMBER": "MRN"}[type_]
+    text = f"{cue} {value} on file"
+    (span,) = detect(text, types={type_})
+    assert span.text == value and redact(text, [span]).text == f"{cue} [{type_}_1] on file"
+
+
+def test_a_name_in_look_alike_letters_is_found_by_the_ner() -> None:
+    pytest.importorskip("spacy", reason="NER needs the cpu extra")
+    from gateway.policy.entities import EntityRecognizer
+
+    disguised = "\u0405ara \u0405chwarz"  # Cyrillic DZE for both capital S
+    text = f"Yesterday {disguised} flew to Berlin."
+    spans = detect(text, types={"PERSON"}, entities=EntityRecognizer())
+    assert [s.text for s in spans] == [disguised]
