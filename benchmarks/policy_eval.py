@@ -344,13 +344,16 @@ def plot(report: dict[str, Any], points: dict[str, float]) -> None:
     classifier = report.get("semantic", {}).get("classifier")
     fig, axes = plt.subplots(1, 3 if classifier else 2, figsize=(17 if classifier else 12, 5.2))
     label_to_type = {"EMAIL_ADDRESS": "EMAIL", "IBAN_CODE": "IBAN", "GPE": "LOCATION"}
+    colours = plt.get_cmap("tab20").colors
     for ax, (title, curves) in zip(axes, panels, strict=False):
-        for label, pts in curves.items():
+        for i, (label, pts) in enumerate(curves.items()):
             if not pts:
                 continue
             recall = [p["recall"] for p in pts]
             precision = [p["precision"] for p in pts]
-            (line,) = ax.plot(recall, precision, marker=".", label=label, alpha=0.8)
+            (line,) = ax.plot(
+                recall, precision, marker=".", label=label, alpha=0.8, color=colours[i % 20]
+            )
             floor = points.get(label_to_type.get(label, label), 0.0)
             chosen = [p for p in pts if p["threshold"] >= floor] or pts[-1:]
             ax.scatter([chosen[0]["recall"]], [chosen[0]["precision"]], s=90,

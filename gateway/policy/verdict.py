@@ -59,7 +59,7 @@ def judge_jailbreak(
         detector="jailbreak",
         action=rule.action,
         score=round(score.score, 4),
-        threshold=threshold,
+        threshold=round(threshold, 4),
         detail="; ".join(m.explanation for m in score.matches[:3]) or None,
     )
     verdict.take(decision, rule.action)
