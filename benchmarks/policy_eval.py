@@ -162,10 +162,13 @@ def evaluate_latency(calls: int, entities: EntityRecognizer) -> dict[str, Any]:
     scorer = JailbreakScorer()
     names = {"PERSON", "ORGANIZATION", "LOCATION"}
     ungated = EntityRecognizer(entities.model, gate=False)
+    disguised = text.replace("team", "t\u0435am").replace(" the ", " the\u00a0")
     out: dict[str, Any] = {
         "prompt_chars": len(text),
         "prompt_words": len(text.split()),
         "normalize": _time(lambda: normalize(text), calls),
+        # the same prompt with look-alike letters and non-breaking spaces: the slow path
+        "normalize_non_ascii": _time(lambda: normalize(disguised), calls),
         "detect": _time(lambda: detect(text), calls),
         "detect_with_ner_names_gated": _time(
             lambda: detect(text, types=PATTERN_TYPES | names, entities=entities),

@@ -23,6 +23,7 @@ replaces the original characters, the invisible ones inside the value included.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from array import array
 from dataclasses import dataclass
@@ -76,31 +77,53 @@ class Normalized:
 
 def normalize(raw: str) -> Normalized:
     """The detectors' view of `raw` (see the module docstring); cheap for ASCII text, which
-    is returned as it is."""
+    is returned as it is, and for mostly-ASCII text, whose ASCII stretches are copied whole."""
     if raw.isascii():
         return Normalized(raw, raw)
     out: list[str] = []
     starts: array[int] = array("l")
     ends: array[int] = array("l")
-    i, n = 0, len(raw)
-    while i < n:
-        ch = raw[i]
-        if _invisible(ch):
+    position = 0
+    for run in _NON_ASCII.finditer(raw):
+        first = run.start()
+        # A combining mark opening the run belongs to the ASCII letter before it.
+        if first > position and unicodedata.combining(raw[first]):
+            first -= 1
+        if first > position:
+            out.append(raw[position:first])
+            starts.extend(range(position, first))
+            ends.extend(range(position + 1, first + 1))
+        _normalize_run(raw, first, run.end(), out, starts, ends)
+        position = run.end()
+    if position < len(raw):
+        out.append(raw[position:])
+        starts.extend(range(position, len(raw)))
+        ends.extend(range(position + 1, len(raw) + 1))
+    text = _unmask_lookalikes("".join(out))
+    if text == raw:
+        return Normalized(raw, raw)
+    return Normalized(raw, text, starts, ends)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _normalize_run(
+    raw: str, i: int, end: int, out: list[str], starts: array[int], ends: array[int]
+) -> None:
+    """Normalise raw[i:end] cluster by cluster, appending to out and the offset arrays."""
+    while i < end:
+        if _invisible(raw[i]):
             i += 1
             continue
         j = i + 1
-        while j < n and unicodedata.combining(raw[j]):  # the cluster's combining marks
+        while j < end and unicodedata.combining(raw[j]):  # the cluster's combining marks
             j += 1
         for piece in _cluster(raw[i:j]):
             out.append(piece)
             starts.append(i)
             ends.append(j)
         i = j
-    text = "".join(out)
-    text = _unmask_lookalikes(text)
-    if text == raw:
-        return Normalized(raw, raw)
-    return Normalized(raw, text, starts, ends)
 
 
 def _invisible(ch: str) -> bool:
@@ -139,35 +162,35 @@ def _cluster(cluster: str) -> str:
 
 def _unmask_lookalikes(text: str) -> str:
     """Map look-alike letters to Latin in words that are disguises: a word mixing them with
-    Latin letters or digits ("ѕk-proj-..."), or a word of look-alikes only in a text with
+    Latin letters or digits ("\u0455k-proj-..."), or a word of look-alikes only in a text with
     no real word of their script. Length-preserving, so the offsets built before stay valid."""
-    if not any(ch in _CONFUSABLES for ch in text):
+    if _LOOKALIKE.search(text) is None:
         return text
-    real_scripts = {_script(ch) for ch in text if _is_foreign_letter(ch) and ch not in _CONFUSABLES}
-    chars = list(text)
-    n = len(chars)
-    i = 0
-    while i < n:
-        if chars[i].isspace():
-            i += 1
-            continue
-        j = i
-        lookalikes: set[str] = set()
-        latin = genuine = False
-        while j < n and not chars[j].isspace():
-            ch = chars[j]
-            if ch in _CONFUSABLES:
-                lookalikes.add(_script(ch))
-            elif _is_foreign_letter(ch):
-                genuine = True  # a letter with no Latin twin: a real word of that script
-            elif ch.isascii() and ch.isalnum():
-                latin = True
-            j += 1
-        if lookalikes and not genuine and (latin or not lookalikes & real_scripts):
-            for k in range(i, j):
-                chars[k] = _CONFUSABLES.get(chars[k], chars[k])
-        i = j
-    return "".join(chars)
+    real_scripts = {
+        _script(ch)
+        for run in _NON_ASCII.finditer(text)
+        for ch in run.group()
+        if ch.isalpha() and ch not in _CONFUSABLES
+    }
+    pieces: list[str] = []
+    position = 0
+    for word in _WORD_WITH_LOOKALIKE.finditer(text):
+        value = word.group()
+        lookalikes = {_script(ch) for ch in value if ch in _CONFUSABLES}
+        genuine = any(_is_foreign_letter(ch) and ch not in _CONFUSABLES for ch in value)
+        latin = any(ch.isascii() and ch.isalnum() for ch in value)
+        if not genuine and (latin or not lookalikes & real_scripts):
+            pieces.append(text[position : word.start()])
+            pieces.append("".join(_CONFUSABLES.get(ch, ch) for ch in value))
+            position = word.end()
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+_LOOKALIKE = re.compile("[" + "".join(_CONFUSABLES) + "]")
+_WORD_WITH_LOOKALIKE = re.compile(r"\S*" + _LOOKALIKE.pattern + r"\S*")
 
 
 def _is_foreign_letter(ch: str) -> bool:
