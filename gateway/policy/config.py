@@ -70,7 +70,9 @@ class JailbreakPolicy(_Section):
 class InjectionPolicy(_Section):
     """What indirect prompt injection in tool results and retrieved documents gets."""
 
-    action: Action = Field("monitor", description="what a flagged tool result or document gets")
+    action: TopicAction = Field(
+        "monitor", description="what a flagged tool result or document gets (no redact)"
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="pattern score that flags; unset: the patterns file's"
     )

@@ -231,6 +231,13 @@ class PolicyEngine:
             floors[span_type] = float(own if own is not None else packaged or 0.0)
         return floors
 
+    def injection_needs_embeddings(self, profile_name: str | None) -> bool:
+        """Whether `check_injection` under the profile should get the texts' embeddings: only
+        where the classifier is on and a flagged text is blocked (a recorded-only signal does
+        not get to add an embedding call to every request with tool results)."""
+        rule = self.profile(profile_name).injection
+        return rule.classifier and rule.action == "block"
+
     def check_injection(
         self,
         texts: Sequence[str],

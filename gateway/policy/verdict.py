@@ -21,7 +21,7 @@ class Verdict:
     decisions: list[PolicyDecision] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # redacted when action == "redact"
     mapping: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
-    spans: list[list[Span]] = field(default_factory=list)  # per text, as detected
+    spans: list[list[Span]] = field(default_factory=list)  # per text: the acted-on types
     jailbreak: JailbreakScore | None = None  # patterns only, then with the embedding signal
     topics: list[TopicScore] = field(default_factory=list)  # detected, highest first
     embedding_checks: str = "not needed"  # "ran", "not needed", or why they did not run

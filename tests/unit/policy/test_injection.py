@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from gateway.policy.config import PolicyConfig, PolicyProfile
 from gateway.policy.engine import PolicyEngine
@@ -60,3 +62,14 @@ def test_a_dry_run_records_what_it_would_have_done() -> None:
     engine = PolicyEngine(PolicyConfig(profiles={"default": profile}))
     verdict = engine.check_injection([POISONED], None)
     assert verdict.action == "monitor" and verdict.blocking_rules == [verdict.decisions[0].rule]
+
+
+def test_only_a_blocking_classifier_rule_asks_for_the_texts_embeddings() -> None:
+    assert _engine(action="block").injection_needs_embeddings(None)
+    assert not _engine().injection_needs_embeddings(None)  # monitor: patterns only
+    assert not _engine(action="block", classifier=False).injection_needs_embeddings(None)
+
+
+def test_redact_is_not_an_injection_action() -> None:
+    with pytest.raises(ValidationError):
+        PolicyProfile(injection={"action": "redact"})  # type: ignore[arg-type]
