@@ -1,29 +1,21 @@
-"""Evaluation of the policy engine: PII/secret detection, jailbreak scoring (patterns, and
-patterns + embedding similarity), topic rules, and their latency.
+"""Evaluation of the policy engine: PII/PHI detection (raygate beside Presidio's default
+analyzer, in the same run), jailbreak scoring (patterns; the learned classifier; patterns +
+similarity), topic rules, and their latency. One run writes
+``benchmarks/results/policy_eval.json`` and ``policy_eval.png`` (precision/recall curves per
+detector, operating points marked).
 
-PII: ``presidio_synth_v2.json`` (1,500 synthetic texts). It has no dev/test split, so the
-detectors were shaped by entity formats in general (error categories), never by individual
-samples; treat the figures as in-sample for the formats, not for the values. Two matching
-rules are reported:
+PII (``policy_pii.py``): ``presidio_synth_v2.json`` (1,500 synthetic texts). It has no
+dev/test split: the detectors were written from entity formats in general, never from its
+samples, and the NER is an off-the-shelf model; read the figures as in-sample for the formats.
+PHI: a generated set (``policy_pii.phi_samples``): it checks the rules, not clinical text.
 
-* span level (primary): a prediction is a true positive when it has the gold span's
-  (mapped) type and covers at least 50% of the gold span's characters; each gold span and
-  each prediction is matched at most once. Half the characters is enough for redaction to
-  hide the value, and it does not punish a detector for leaving out the "Uruguay 64677"
-  tail of an address or taking a trailing extension into a phone number.
-* token level: every word/punctuation token gets the gold and the predicted type, and each
-  type is scored over tokens. This is how presidio-research's evaluator scores, so it is the
-  figure to set beside Presidio's published baseline (F2 0.618, P 0.685, R 0.603).
+Jailbreak: the classifier's held-out-source figures come from its training run
+(``benchmarks/results/jailbreak_training.json``, ``python -m gateway.policy.training``) and
+are printed first; then the shipped model on llm-warden test (never trained on) and XSTest.
 
-Jailbreak: tuned on ``llm_warden_train.csv`` only; reported on ``llm_warden_test.csv``,
-plus the flag rate on XSTest's safe prompts (false positives) and unsafe prompts.
-
-The embedding-based half (similarity signal, topics, their latency) is in
-``policy_semantic.py``: it embeds ~1,750 prompts with the in-process MiniLM (a few minutes on
-2 CPU cores; ``--vectors-cache FILE.npz`` keeps them between runs; ``--no-embeddings`` skips it).
-
-Latency: ``detect()`` and jailbreak ``score()`` on a ~1k-token (~4 KB) prompt, timed call by
-call after a warm-up. Prints a markdown table and writes ``benchmarks/results/policy_eval.json``.
+The embedding-based half (classifier, similarity signal, topics, latency with NER) embeds
+~1,750 prompts with the in-process MiniLM (a few minutes on 2 CPU cores;
+``--vectors-cache FILE.npz`` keeps them between runs; ``--no-embeddings`` skips it).
 
     .venv/bin/python benchmarks/policy_eval.py [--data ../shared/data] [--calls 2000]
 """
@@ -36,51 +28,36 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.policy import detect  # noqa: E402
+from benchmarks.policy_pii import evaluate_phi, evaluate_pii  # noqa: E402
+from gateway.policy.config import PolicyConfig, PolicyProfile  # noqa: E402
+from gateway.policy.detection import ALL_TYPES, PATTERN_TYPES, detect  # noqa: E402
+from gateway.policy.engine import PolicyEngine  # noqa: E402
+from gateway.policy.entities import EntityRecognizer  # noqa: E402
 from gateway.policy.jailbreak import JailbreakScorer  # noqa: E402
+from gateway.policy.normalize import normalize  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "policy_eval.json"
+PLOT = RESULTS.with_suffix(".png")
+TRAINING = ROOT / "benchmarks" / "results" / "jailbreak_training.json"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
-# Dataset label -> our span type. DATE_TIME is only partly covered: we report dates of
-# birth (a date with a birth cue), not dates in general.
-LABEL_TO_TYPE: dict[str, str] = {
-    "EMAIL_ADDRESS": "EMAIL",
-    "PHONE_NUMBER": "PHONE_NUMBER",
-    "CREDIT_CARD": "CREDIT_CARD",
-    "IBAN_CODE": "IBAN",
-    "US_SSN": "US_SSN",
-    "IP_ADDRESS": "IP_ADDRESS",
-    "STREET_ADDRESS": "STREET_ADDRESS",
-}
-PARTIAL: dict[str, str] = {"DATE_TIME": "DATE_OF_BIRTH"}
-TYPE_TO_LABEL = {v: k for k, v in {**LABEL_TO_TYPE, **PARTIAL}.items()}
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
 NOTES: dict[str, str] = {
-    "pii_split": "presidio_synth_v2 has no dev/test split; detectors were shaped by entity "
-    "formats (error categories), not individual samples, so figures are in-sample for formats",
-    "span_rule": "TP when same mapped type and the prediction covers >= 50% of the gold "
-    "span's characters; one-to-one greedy matching",
-    "token_rule": "tokens \\w+|[^\\w\\s]; a token takes the type of the span holding its "
-    "first character; the scheme of presidio-research's evaluator, the closest to the "
-    "published baseline (F2 0.618, P 0.685, R 0.603), though which entity set that baseline "
-    "counts was not re-derived here: compare with care",
-    "over_supported_types": "CREDIT_CARD, EMAIL_ADDRESS, IBAN_CODE, IP_ADDRESS, PHONE_NUMBER, "
-    "STREET_ADDRESS, US_SSN; DATE_TIME (dates of birth only) is excluded",
-    "over_all_types": "every gold span counts, so PERSON, ORGANIZATION, GPE, ... are misses",
+    "pii_split": "presidio_synth_v2 has no dev/test split; detectors were written from "
+    "entity formats, not its samples; the NER model is off the shelf",
+    "token_rule": "presidio-research TokenEvaluator scheme: tokens \\w+|[^\\w\\s], IO tags; "
+    "pii = type-agnostic (gold PII token predicted as any PII), F-beta 2; no skip words, every "
+    "gold type counts, for every system alike",
+    "span_rule": "TP when same label and the prediction covers >= 50% of the gold span",
+    "presidio": "same texts, same run, same spaCy pipeline (en_core_web_lg is not on PyPI)",
     "xstest_unsafe": "XSTest unsafe prompts are plainly harmful requests, not jailbreaks; the "
     "scorer is meant not to flag them (a content policy should), so a low rate is by design",
     "similarity_controls": "control rows: the pattern threshold alone, then threshold and the "
@@ -92,131 +69,19 @@ NOTES: dict[str, str] = {
     "single-threaded, timed call by call after warm-up on a shared 2-core machine",
 }
 
-Gold = tuple[int, int, str]  # start, end, dataset label
-
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-
-    def f(beta: float) -> float:
-        b2 = beta * beta
-        return (1 + b2) * p * r / (b2 * p + r) if p + r else 0.0
-
-    return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": round(p, 3),
-        "recall": round(r, 3),
-        "f1": round(f(1), 3),
-        "f2": round(f(2), 3),
-    }
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(p, 3), "recall": round(r, 3),
+            "f1": round(f1, 3)}  # fmt: skip
 
 
-def _span_counts(samples: list[tuple[str, list[Gold]]]) -> tuple[Counter[str], ...]:
-    """Per dataset label: TP, FP, FN under the span rule (predictions mapped to labels)."""
-    tp: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    fn: Counter[str] = Counter()
-    for text, gold in samples:
-        preds = [(s.start, s.end, TYPE_TO_LABEL.get(s.type, s.type)) for s in detect(text)]
-        used: set[int] = set()
-        for gs, ge, glabel in gold:
-            hit = None
-            for i, (ps, pe, plabel) in enumerate(preds):
-                if i in used or plabel != glabel:
-                    continue
-                if min(ge, pe) - max(gs, ps) >= 0.5 * (ge - gs):
-                    hit = i
-                    break
-            if hit is None:
-                fn[glabel] += 1
-            else:
-                used.add(hit)
-                tp[glabel] += 1
-        for i, (_, _, plabel) in enumerate(preds):
-            if i not in used:
-                fp[plabel] += 1
-    return tp, fp, fn
-
-
-def _token_counts(samples: list[tuple[str, list[Gold]]]) -> tuple[Counter[str], ...]:
-    """Per dataset label: TP, FP, FN over tokens (a token's type is that of the span that
-    contains its first character, or none)."""
-    tp: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    fn: Counter[str] = Counter()
-
-    def label_at(spans: Iterable[Gold], pos: int) -> str | None:
-        for s, e, label in spans:
-            if s <= pos < e:
-                return label
-        return None
-
-    for text, gold in samples:
-        preds = [(s.start, s.end, TYPE_TO_LABEL.get(s.type, s.type)) for s in detect(text)]
-        for tok in _TOKEN.finditer(text):
-            g = label_at(gold, tok.start())
-            p = label_at(preds, tok.start())
-            if g is not None and g == p:
-                tp[g] += 1
-            else:
-                if g is not None:
-                    fn[g] += 1
-                if p is not None:
-                    fp[p] += 1
-    return tp, fp, fn
-
-
-def _aggregate(
-    counts: tuple[Counter[str], ...], labels: Iterable[str], fp_labels: Iterable[str]
-) -> dict[str, float | int]:
-    tp, fp, fn = counts
-    labels = list(labels)
-    return _prf(
-        sum(tp[lbl] for lbl in labels),
-        sum(fp[lbl] for lbl in fp_labels),
-        sum(fn[lbl] for lbl in labels),
-    )
-
-
-def evaluate_pii(path: Path) -> dict[str, Any]:
-    """Per-type and overall precision/recall/F1/F2 on the Presidio synthetic set."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    samples = [
-        (
-            item["full_text"],
-            [(s["start_position"], s["end_position"], s["entity_type"]) for s in item["spans"]],
-        )
-        for item in raw
-    ]
-    gold_labels = Counter(label for _, gold in samples for _, _, label in gold)
-    supported = sorted(LABEL_TO_TYPE)
-    result: dict[str, Any] = {
-        "dataset": path.name,
-        "texts": len(samples),
-        "gold_spans": dict(gold_labels),
-        "label_mapping": {**LABEL_TO_TYPE, **{k: f"{v} (partial)" for k, v in PARTIAL.items()}},
-        "not_detected_labels": sorted(set(gold_labels) - set(LABEL_TO_TYPE) - set(PARTIAL)),
-    }
-    for rule, fn in (("span", _span_counts), ("token", _token_counts)):
-        counts = fn(samples)
-        tp, fp, fn_ = counts
-        predicted = set(fp) | set(tp)
-        per_type = {
-            label: _prf(tp[label], fp[label], fn_[label]) for label in [*supported, *PARTIAL]
-        }
-        extra = sorted(predicted - set(supported) - set(PARTIAL))
-        result[rule] = {
-            "per_type": per_type,
-            "over_supported_types": _aggregate(counts, supported, supported),
-            # Every gold entity counts (PERSON, ORGANIZATION, ... are misses) and every
-            # prediction counts (credential spans the dataset does not label are false hits).
-            "over_all_types": _aggregate(counts, gold_labels, predicted | set(gold_labels)),
-            "predictions_of_unlabelled_types": {lbl: fp[lbl] for lbl in extra},
-        }
-    return result
+def operating_points() -> dict[str, float]:
+    """Per span type, the packaged confidence floor (what a profile gets by default)."""
+    engine = PolicyEngine(PolicyConfig())
+    return engine.confidence_floors(PolicyProfile(), set(ALL_TYPES))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -232,7 +97,7 @@ def evaluate_jailbreak(data: Path) -> dict[str, Any]:
         rows = _read_csv(data / "jailbreak" / f"llm_warden_{split}.csv")
         tp = fp = fn = tn = 0
         for row in rows:
-            flagged = scorer.score(row["prompt"]).flagged
+            flagged = scorer.score(normalize(row["prompt"]).text).flagged
             positive = row["type"] == "jailbreak"
             tp += flagged and positive
             fp += flagged and not positive
@@ -245,7 +110,7 @@ def evaluate_jailbreak(data: Path) -> dict[str, Any]:
     xs = _read_csv(data / "jailbreak" / "xstest_prompts.csv")
     for label in ("safe", "unsafe"):
         prompts = [r["prompt"] for r in xs if r["label"] == label]
-        flagged = sum(scorer.score(p).flagged for p in prompts)
+        flagged = sum(scorer.score(normalize(p).text).flagged for p in prompts)
         out[f"xstest_{label}"] = {
             "prompts": len(prompts),
             "flagged": flagged,
@@ -290,49 +155,83 @@ def _time(call: Callable[[], object], calls: int) -> dict[str, float]:
     }
 
 
-def evaluate_latency(calls: int) -> dict[str, Any]:
-    """p50/p99 of detect(), score() and both, on the ~4 KB prompt."""
+def evaluate_latency(calls: int, entities: EntityRecognizer) -> dict[str, Any]:
+    """p50/p99 of detect() (without and with NER), score(), and Presidio's analyze(), on the
+    ~4 KB prompt."""
     text = latency_prompt()
     scorer = JailbreakScorer()
-    return {
+    names = {"PERSON", "ORGANIZATION", "LOCATION"}
+    ungated = EntityRecognizer(entities.model, gate=False)
+    disguised = text.replace("team", "t\u0435am").replace(" the ", " the\u00a0")
+    out: dict[str, Any] = {
         "prompt_chars": len(text),
         "prompt_words": len(text.split()),
+        "normalize": _time(lambda: normalize(text), calls),
+        # the same prompt with look-alike letters and non-breaking spaces: the slow path
+        "normalize_non_ascii": _time(lambda: normalize(disguised), calls),
         "detect": _time(lambda: detect(text), calls),
+        "detect_with_ner_names_gated": _time(
+            lambda: detect(text, types=PATTERN_TYPES | names, entities=entities),
+            max(50, calls // 10),
+        ),
+        "detect_with_ner_all_entities_gated": _time(
+            lambda: detect(text, types=ALL_TYPES, entities=entities), max(50, calls // 10)
+        ),
+        "ner_only_gated_names": _time(lambda: entities.find(text, names), max(50, calls // 10)),
+        "ner_only_ungated_names": _time(lambda: ungated.find(text, names), max(20, calls // 50)),
         "jailbreak_score": _time(lambda: scorer.score(text), calls),
-        "detect_plus_score": _time(lambda: (detect(text), scorer.score(text)), calls),
     }
+    try:
+        from benchmarks.policy_pii import presidio_predictor
 
-
-def _fmt(stats: dict[str, Any]) -> str:
-    return (
-        f"{stats['precision']:.3f} | {stats['recall']:.3f} | {stats['f1']:.3f} | "
-        f"{stats['f2']:.3f} | {stats['tp']} | {stats['fp']} | {stats['fn']}"
-    )
+        presidio, _ = presidio_predictor(entities.model)
+        out["presidio_analyze"] = _time(lambda: presidio(text), max(20, calls // 50))
+    except ImportError:
+        pass
+    return out
 
 
 def print_tables(report: dict[str, Any]) -> None:
-    """Markdown tables of every figure in ``report``."""
+    """Markdown tables of the PII, PHI, pattern-jailbreak and latency figures."""
     pii = report["pii"]
-    for rule in ("span", "token"):
-        print(f"\n### PII, {rule}-level matching ({pii['texts']} texts)\n")
-        print("| dataset label | precision | recall | F1 | F2 | TP | FP | FN |")
-        print("|---|---|---|---|---|---|---|---|")
-        for label, stats in pii[rule]["per_type"].items():
-            name = f"{label} (DOB only)" if label in PARTIAL else label
-            print(f"| {name} | {_fmt(stats)} |")
-        print(f"| **over supported types** | {_fmt(pii[rule]['over_supported_types'])} |")
-        print(f"| **over all types** | {_fmt(pii[rule]['over_all_types'])} |")
-    print(f"\nNot detected: {', '.join(pii['not_detected_labels'])}")
+    print(f"\n### PII, Presidio synthetic set ({pii['texts']} texts), one run\n")
+    print("| system | token PII P / R / F2 | token type-strict P / R / F2 | span P / R / F1 |")
+    print("|---|---|---|---|")
+    for name, sys_ in pii["systems"].items():
+        t, st, sp = sys_["token"]["pii"], sys_["token"]["type_strict"], sys_["span"]["overall"]
+        print(
+            f"| {name} | {t['precision']} / {t['recall']} / **{t['f2']}** | "
+            f"{st['precision']} / {st['recall']} / {st['f2']} | "
+            f"{sp['precision']} / {sp['recall']} / {sp['f1']} |"
+        )
+    print("\nPer label, token recall (raygate_ner vs presidio_default):\n")
+    ours = pii["systems"]["raygate_ner"]["token"]["per_label"]
+    theirs = pii["systems"].get("presidio_default", {}).get("token", {}).get("per_label", {})
+    print("| label | gold tokens | raygate recall / precision | presidio recall / precision |")
+    print("|---|---|---|---|")
+    for label, row in sorted(ours.items(), key=lambda kv: -kv[1]["tokens"]):
+        if not row["tokens"]:
+            continue
+        other = theirs.get(label, {})
+        print(
+            f"| {label} | {row['tokens']} | {row['recall']} / {row['precision']} | "
+            f"{other.get('recall')} / {other.get('precision')} |"
+        )
+    phi = report["phi"]["span"]
+    print(f"\n### PHI, generated set ({report['phi']['texts']} texts)\n")
+    print("| type | precision | recall | F1 | TP | FP | FN |")
+    print("|---|---|---|---|---|---|---|")
+    for label, s in phi["per_label"].items():
+        print(f"| {label} | {s['precision']} | {s['recall']} | {s['f1']} | {s['tp']} | "
+              f"{s['fp']} | {s['fn']} |")  # fmt: skip
     jb = report["jailbreak"]
-    print(f"\n### Jailbreak scorer (threshold {jb['threshold']}, {jb['rules']} rules)\n")
+    print(f"\n### Jailbreak patterns alone (threshold {jb['threshold']}, {jb['rules']} rules)\n")
     print("| set | precision | recall | F1 | FPR |")
     print("|---|---|---|---|---|")
     for split in ("train", "test"):
         s = jb[f"llm_warden_{split}"]
-        print(
-            f"| llm-warden {split} | {s['precision']:.3f} | {s['recall']:.3f} | "
-            f"{s['f1']:.3f} | {s['fpr']:.3f} |"
-        )
+        print(f"| llm-warden {split} | {s['precision']:.3f} | {s['recall']:.3f} | "
+              f"{s['f1']:.3f} | {s['fpr']:.3f} |")  # fmt: skip
     for label in ("safe", "unsafe"):
         s = jb[f"xstest_{label}"]
         print(f"| XSTest {label}: flagged | {s['flagged']}/{s['prompts']} ({s['rate']:.3f}) |")
@@ -340,14 +239,16 @@ def print_tables(report: dict[str, Any]) -> None:
     print(f"\n### Latency ({lat['prompt_chars']} chars, {lat['prompt_words']} words)\n")
     print("| call | p50 ms | p99 ms |")
     print("|---|---|---|")
-    for name in ("detect", "jailbreak_score", "detect_plus_score"):
-        print(f"| {name} | {lat[name]['p50_ms']} | {lat[name]['p99_ms']} |")
+    for name, row in lat.items():
+        if isinstance(row, dict):
+            print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} |")
 
 
 def evaluate_semantic(data: Path, calls: int, cache: Path | None) -> dict[str, Any]:
     """The embedding-based evaluations (see ``policy_semantic.py``)."""
     from benchmarks.policy_semantic import (
         Vectors,
+        evaluate_classifier,
         evaluate_jailbreak_similarity,
         evaluate_semantic_latency,
         evaluate_topics,
@@ -362,7 +263,10 @@ def evaluate_semantic(data: Path, calls: int, cache: Path | None) -> dict[str, A
     }
     xs = _read_csv(data / "jailbreak" / "xstest_prompts.csv")
     safe = [r["prompt"] for r in xs if r["label"] == "safe"]
+    training = json.loads(TRAINING.read_text("utf-8")) if TRAINING.exists() else None
     return {
+        "classifier_held_out_sources": training["held_out_sources"] if training else None,
+        "classifier": evaluate_classifier(splits, xs, vectors),
         "jailbreak_similarity": evaluate_jailbreak_similarity(splits, safe, vectors),
         "topics": evaluate_topics(vectors),
         "latency": evaluate_semantic_latency(embedder, latency_prompt(), calls),
@@ -370,7 +274,31 @@ def evaluate_semantic(data: Path, calls: int, cache: Path | None) -> dict[str, A
 
 
 def print_semantic(report: dict[str, Any]) -> None:
-    """Markdown tables of the embedding-based figures."""
+    """Markdown tables of the embedding-based figures, held-out sources first."""
+    held = report["classifier_held_out_sources"]
+    if held:
+        print("\n### Jailbreak classifier, held-out sources (each row: trained without it)\n")
+        print("| held-out source | on it | llm-warden test F1 / FPR | XSTest safe flagged |")
+        print("|---|---|---|---|")
+        for source, row in held.items():
+            own = row[source]
+            on_it = f"recall {own['recall']}" if own["tp"] + own["fn"] else f"FPR {own['fpr']}"
+            test = row["llm_warden_test"]
+            print(f"| {source} | {on_it} | {test['f1']} / {test['fpr']} | "
+                  f"{row['xstest_safe']['fpr']} |")  # fmt: skip
+    clf = report["classifier"]
+    test = clf["llm_warden_test"]
+    print(f"\n### Shipped classifier (threshold {clf['threshold']}) + patterns "
+          f"(>= {clf['pattern_threshold']})\n")  # fmt: skip
+    print("| set | precision | recall | F1 | FPR |")
+    print("|---|---|---|---|---|")
+    for name in ("llm_warden_test", "llm_warden_test_classifier_only"):
+        s = clf[name]
+        print(f"| {name} | {s['precision']} | {s['recall']} | {s['f1']} | {s['fpr']} |")
+    for label in ("safe", "unsafe"):
+        s = clf[f"xstest_{label}"]
+        print(f"| XSTest {label}: flagged | {s['flagged']}/{s['prompts']} ({s['rate']}) |")
+    del test
     jb = report["jailbreak_similarity"]
     print(f"\n### Jailbreak: patterns vs. patterns + similarity ({jb['corpus_entries']} entries)\n")
     print("| setting | threshold | dev P / R / F1 / FPR | test P / R / F1 / FPR | XSTest safe |")
@@ -387,40 +315,92 @@ def print_semantic(report: dict[str, Any]) -> None:
             f"{row[s]['fpr']:.3f}"
             for s in ("dev", "test")
         ]
-        xs = row["xstest_safe_flagged"]
-        print(f"| {name} | {row['threshold']} | {cells[0]} | {cells[1]} | {xs} |")
+        print(f"| {name} | {row['threshold']} | {cells[0]} | {cells[1]} | "
+              f"{row['xstest_safe_flagged']} |")  # fmt: skip
     topics = report["topics"]
     print(f"\n### Topics (threshold {topics['shipped_threshold']})\n")
     print("| split | precision | recall | F1 | off-topic flagged |")
     print("|---|---|---|---|---|")
     for split in ("dev", "test"):
         t = topics[split]
-        print(
-            f"| {split} | {t['precision']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | "
-            f"{t['off_topic_requests_flagged']} |"
-        )
+        print(f"| {split} | {t['precision']:.3f} | {t['recall']:.3f} | {t['f1']:.3f} | "
+              f"{t['off_topic_requests_flagged']} |")  # fmt: skip
     lat = report["latency"]
-    print("\n### Embedding-based latency (1k-token prompt)\n")
+    print("\n### Embedding-based latency and the whole input policy (1k-token prompt)\n")
     print("| call | p50 ms | p99 ms |")
     print("|---|---|---|")
-    for name in (
-        "topic_scoring",
-        "similarity_signal",
-        "input_policy_both_stages",
-        "minilm_embed_prompt_cpu",
-    ):
-        print(f"| {name} | {lat[name]['p50_ms']} | {lat[name]['p99_ms']} |")
+    for name, row in lat.items():
+        if isinstance(row, dict):
+            print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} |")
+
+
+def plot(report: dict[str, Any], points: dict[str, float]) -> None:
+    """Precision/recall curves per detector (PII labels, PHI types, the classifier), each
+    with its operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("PII (Presidio synthetic), span P/R", report["pii"]["curves"]),
+              ("PHI (generated), span P/R", report["phi"]["curves"])]  # fmt: skip
+    classifier = report.get("semantic", {}).get("classifier")
+    fig, axes = plt.subplots(1, 3 if classifier else 2, figsize=(17 if classifier else 12, 5.2))
+    label_to_type = {"EMAIL_ADDRESS": "EMAIL", "IBAN_CODE": "IBAN", "GPE": "LOCATION"}
+    colours = plt.get_cmap("tab20").colors
+    for ax, (title, curves) in zip(axes, panels, strict=False):
+        for i, (label, pts) in enumerate(curves.items()):
+            if not pts:
+                continue
+            recall = [p["recall"] for p in pts]
+            precision = [p["precision"] for p in pts]
+            (line,) = ax.plot(
+                recall, precision, marker=".", label=label, alpha=0.8, color=colours[i % 20]
+            )
+            floor = points.get(label_to_type.get(label, label), 0.0)
+            chosen = [p for p in pts if p["threshold"] >= floor] or pts[-1:]
+            ax.scatter([chosen[0]["recall"]], [chosen[0]["precision"]], s=90,
+                       facecolors="none", edgecolors=line.get_color(), linewidths=2)  # fmt: skip
+        ax.set_title(title + " (circle: operating point)")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    if classifier:
+        ax = axes[2]
+        pts = classifier["llm_warden_test_curve"]
+        ax.plot([p["fpr"] for p in pts], [p["recall"] for p in pts], marker=".",
+                label="classifier OR patterns")  # fmt: skip
+        op = classifier["llm_warden_test"]
+        ax.scatter([op["fpr"]], [op["recall"]], s=120, facecolors="none", edgecolors="red",
+                   linewidths=2, label=f"shipped threshold {classifier['threshold']}")  # fmt: skip
+        ax.axvline(0.01, color="grey", linestyle="--", linewidth=1, label="1% FPR")
+        ax.set_title("Jailbreak, llm-warden test: recall vs FPR")
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("recall")
+        ax.set_xlim(0, 0.2)
+        ax.set_ylim(0.5, 1.01)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
 
 
 def main() -> None:
-    """Run the evaluations, print the tables and write the JSON report."""
+    """Run the evaluations, print the tables and write the JSON report and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--vectors-cache", type=Path, default=None)
     parser.add_argument("--no-embeddings", action="store_true")
     args = parser.parse_args()
-    report = {
+    points = operating_points()
+    entities = EntityRecognizer()
+    entities.load()
+    ungated = EntityRecognizer(entities.model, gate=False)
+    report: dict[str, Any] = {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
@@ -431,18 +411,24 @@ def main() -> None:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "notes": NOTES,
-        "pii": evaluate_pii(args.data / "pii" / "presidio_synth_v2.json"),
+        "operating_points": points,
+        "pii": evaluate_pii(
+            args.data / "pii" / "presidio_synth_v2.json", points, entities, ungated
+        ),
+        "phi": evaluate_phi(points),
         "jailbreak": evaluate_jailbreak(args.data),
-        "latency": evaluate_latency(args.calls),
+        "latency": evaluate_latency(args.calls, entities),
     }
     if not args.no_embeddings:
         report["semantic"] = evaluate_semantic(args.data, args.calls, args.vectors_cache)
-    print_tables(report)
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if "semantic" in report:
         print_semantic(report["semantic"])
+    print_tables(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    plot(report, points)
+    print(f"\nwrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

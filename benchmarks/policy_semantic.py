@@ -29,11 +29,14 @@ import numpy as np
 import yaml
 
 from gateway.cache.embedder import Embedder
-from gateway.policy.config import PolicyConfig, PolicyProfile
+from gateway.policy.classifier import JailbreakClassifier
+from gateway.policy.config import NerConfig, PolicyConfig, PolicyProfile
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.jailbreak import JailbreakScorer
+from gateway.policy.normalize import normalize
 from gateway.policy.similarity import AttackCorpus, SimilaritySignal, load_corpus
 from gateway.policy.topics import TopicIndex, load_topics
+from gateway.policy.vectors import PhraseVectors
 
 TOPIC_CASES = Path(__file__).with_name("data") / "topic_cases.yaml"
 
@@ -240,14 +243,56 @@ def _time(call: Callable[[], object], calls: int) -> dict[str, float]:
     }
 
 
+def evaluate_classifier(splits: dict[str, Rows], xstest: Rows, vectors: Vectors) -> dict[str, Any]:
+    """The shipped classifier as the engine decides with it (pattern score at its threshold,
+    or classifier probability at its own), on llm-warden test (the full official split) and
+    XSTest; a precision/recall curve of the probability on the test split."""
+    clf = JailbreakClassifier.load()
+    scorer = JailbreakScorer()
+
+    def scored(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        patterns = [scorer.score(normalize(t).text) for t in texts]
+        embedded = vectors.of(texts)
+        features = np.stack([clf.features(v, p) for v, p in zip(embedded, patterns, strict=True)])
+        return clf.probabilities(features), np.array([p.score for p in patterns])
+
+    out: dict[str, Any] = {
+        "threshold": round(clf.threshold, 4),
+        "pattern_threshold": scorer.threshold,
+        "card": clf.card,
+    }
+    rows = splits["test"]
+    positive = np.array([r["type"] == "jailbreak" for r in rows])
+    prob, pattern = scored([r["prompt"] for r in rows])
+    decided = (prob >= clf.threshold) | (pattern >= scorer.threshold)
+    out["llm_warden_test"] = _counts(decided, positive)
+    out["llm_warden_test_classifier_only"] = _counts(prob >= clf.threshold, positive)
+    curve = []
+    for t in np.unique(np.round(prob, 3)):
+        flagged = (prob >= t) | (pattern >= scorer.threshold)
+        c = _counts(flagged, positive)
+        curve.append({"threshold": float(t), **{k: c[k] for k in ("precision", "recall", "fpr")}})
+    out["llm_warden_test_curve"] = curve
+    for label in ("safe", "unsafe"):
+        texts = [r["prompt"] for r in xstest if r["label"] == label]
+        prob, pattern = scored(texts)
+        flagged = int(((prob >= clf.threshold) | (pattern >= scorer.threshold)).sum())
+        out[f"xstest_{label}"] = {"prompts": len(texts), "flagged": flagged,
+                                  "rate": round(flagged / len(texts), 3)}  # fmt: skip
+    return out
+
+
 def evaluate_semantic_latency(embedder: Embedder, prompt: str, calls: int) -> dict[str, Any]:
-    """Topic scoring, the similarity signal, the whole input policy, and MiniLM for scale."""
+    """Topic scoring, the similarity signal, the whole input policy (without NER, with NER
+    gated and ungated, each with the classifier on a precomputed embedding), and MiniLM for
+    scale."""
     profile = PolicyProfile(
         pii={"*": "redact", "credentials": "block"},
         jailbreak={"action": "block"},  # type: ignore[arg-type]
         topics={"compensation": "block", "*": "monitor"},
     )
-    engine = PolicyEngine(PolicyConfig(profiles={"default": profile}))
+    shared = PhraseVectors()
+    engine = PolicyEngine(PolicyConfig(profiles={"default": profile}), vectors=shared)
 
     async def embed(texts: list[str]) -> np.ndarray:
         return embedder.embed(texts)
@@ -262,7 +307,26 @@ def evaluate_semantic_latency(embedder: Embedder, prompt: str, calls: int) -> di
         verdict = engine.check([prompt], None)
         engine.judge(verdict, vector, text=prompt)
 
+    names = {"PERSON": "redact", "ORGANIZATION": "redact", "LOCATION": "redact"}
+    variants = {
+        "input_policy_with_ner_names_gated": (names, "capitalized"),
+        "input_policy_with_ner_all_entities_gated": ({"entities": "redact"}, "capitalized"),
+        "input_policy_with_ner_names_ungated": (names, "none"),
+    }
+    timed_ner = {}
+    for name, (rules, gate) in variants.items():
+        with_ner = profile.model_copy(update={"pii": {**profile.pii, **rules}})
+        config = PolicyConfig(ner=NerConfig(gate=gate), profiles={"default": with_ner})  # type: ignore[arg-type]
+        ner_engine = PolicyEngine(config, vectors=shared)
+
+        def whole_ner(e: PolicyEngine = ner_engine) -> None:
+            verdict = e.check([prompt], None)
+            e.judge(verdict, vector, text=prompt)
+
+        timed_ner[name] = _time(whole_ner, max(50, calls // 10))
+
     return {
+        **timed_ner,
         "topic_phrases": len(engine.topics.phrases()),
         "corpus_entries": len(engine.corpus.entries()),
         "topic_scoring": _time(lambda: topics.score(vector, prompt), calls),

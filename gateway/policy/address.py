@@ -20,13 +20,14 @@ _SUFFIX = (
     r"|Landing|Meadows?|Mill|Port|Springs?|Station|Turnpike|Valley|Village)"
 )
 _CAP_WORD = r"[A-ZÀ-ÖØ-Þ][^\W_]*(?:['.-][^\W_]+)*"
-_UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|#)\s*[A-Za-z0-9-]+)"
+_UNIT_LINE = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.?|#)\s*[A-Za-z0-9-]+"
+_UNIT = rf"(?:,?\s+{_UNIT_LINE})"
 # One line of the locality part: "Springfield, IL 62704", "HARSTAD", "Norway 95441".
 _LOCALITY = rf"{_CAP_WORD}(?:[ \t-]+{_CAP_WORD}){{0,3}}(?:,?[ \t]+[A-Z]{{2}})?(?:[ \t]+\d{{4,6}})?"
 # The part after the street: further lines of an address block, or comma-separated
 # localities that end in a postal code (without the code, ", Bob said" would be taken too).
 _TAIL = (
-    rf"(?:(?:[ \t]*,?[ \t]*\n[ \t]*,?[ \t]*{_LOCALITY}){{1,3}}"
+    rf"(?:(?:[ \t]*,?[ \t]*\n[ \t]*,?[ \t]*(?:{_LOCALITY}|{_UNIT_LINE}|\d{{4,6}}\b)){{1,4}}"
     rf"|(?:,[ \t]*{_LOCALITY}){{1,3}}(?<=\d))"
 )
 
@@ -42,6 +43,14 @@ _NAME_FIRST = re.compile(
     r"\b[A-ZÀ-ÖØ-Þ][^\W\d_]*(?:vej|gade|straße|strasse|str\.|weg|katu|tie|laan|straat"
     r"|gatan|vägen|allee|gasse|platz|plein|gracht|veien|gata)\s+\d{1,4}[a-zA-Z]?\b"
     rf"{_UNIT}*{_TAIL}?"
+)
+# A street name between a building number and a house number, then a unit or a locality:
+# "20789 Allika 46\n Suite 501\n Riisa", "450 Præstevænget 15, København V". Two numbers
+# around a capitalised name, with an address tail, are rarely anything else.
+_NUMBERED_NAME = re.compile(
+    rf"(?<![\w.,-])\d{{1,6}}\s+{_CAP_WORD}(?:\s+{_CAP_WORD}){{0,2}}\s+\d{{1,4}}[a-zA-Z]?\b\.?"
+    rf"(?:{_UNIT}+{_TAIL}?|{_TAIL}"
+    rf"|,[ \t]*{_CAP_WORD}(?:[ \t]+{_CAP_WORD}){{0,2}}(?=[ \t]*(?:$|[.;\n])))"
 )
 # Romance-language forms with the street type first: "Piazza Rezzonico 35",
 # "Calle de Alcalá 50", "26 rue des Lilas".
@@ -75,6 +84,7 @@ def detect_street_addresses(text: str) -> Iterator[Span]:
     lowered = text.lower()
     for pattern, confidence, hints in (
         (_NAME_FIRST, 0.6, None),
+        (_NUMBERED_NAME, 0.6, None),
         (_TYPE_FIRST, 0.6, _TYPE_FIRST_HINTS),
         (_BOX, 0.8, _BOX_HINTS),
     ):

@@ -19,19 +19,22 @@
           model_rules:
             "gpt-4o*": {pii: {EMAIL: block}, max_tokens: 256}
 
-Keys of `pii` are span types (EMAIL, CREDIT_CARD, ...), `credentials` (every secret type) or
-`*` (every other type); the most specific key wins. Keys of `topics` are topic names from the
-topics file or `*`. The format in full: docs/policy.md.
+Keys of `pii` are span types (EMAIL, CREDIT_CARD, PERSON, NPI, ...), a group (`credentials`,
+`phi`, `entities`) or `*` (every other pattern type: the NER types, PERSON, ORGANIZATION,
+LOCATION, NRP and DATE_TIME, are named or grouped as `entities`, since each costs a model run);
+the most specific key wins. `min_confidence` takes the same keys. Keys of `topics` are topic
+names from the topics file or `*`. The format in full: docs/policy.md.
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.policy.detection import ALL_TYPES
+from gateway.policy.detection import ALL_TYPES, GROUPS
+from gateway.policy.entities import DEFAULT_LABELS, DEFAULT_MODEL, ENTITY_TYPES
 
 Action = Literal["allow", "monitor", "redact", "block"]
 TopicAction = Literal["allow", "monitor", "block"]
@@ -51,7 +54,33 @@ class JailbreakPolicy(_Section):
     similarity: bool = Field(
         True,
         description="add the embedding-similarity signal (nearest known attack) to the "
-        "pattern score; needs the request embedding",
+        "pattern score; needs the request embedding. With `classifier` on, it only names the "
+        "nearest known attack in the decision",
+    )
+    classifier: bool = Field(
+        True,
+        description="decide with the learned classifier on the request embedding and the "
+        "pattern scores (a pattern score at `threshold` still flags on its own)",
+    )
+    classifier_threshold: float | None = Field(
+        None, ge=0, le=1, description="unset: the weights file's calibrated operating point"
+    )
+
+
+class InjectionPolicy(_Section):
+    """What indirect prompt injection in tool results and retrieved documents gets."""
+
+    action: TopicAction = Field(
+        "monitor", description="what a flagged tool result or document gets (no redact)"
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="pattern score that flags; unset: the patterns file's"
+    )
+    classifier: bool = Field(
+        True, description="also score each text's embedding with the learned classifier"
+    )
+    classifier_threshold: float | None = Field(
+        None, ge=0, le=1, description="unset: the weights file's calibrated operating point"
     )
 
 
@@ -76,7 +105,13 @@ class PolicyProfile(_Section):
         default_factory=lambda: _default_pii(),
         description="span type, 'credentials' or '*' -> action",
     )
+    min_confidence: dict[str, float] = Field(
+        default_factory=dict,
+        description="span type, group or '*' -> the confidence a span needs to count; "
+        "merged over the packaged operating points (gateway/policy/operating_points.yaml)",
+    )
     jailbreak: JailbreakPolicy = Field(default_factory=JailbreakPolicy)
+    injection: InjectionPolicy = Field(default_factory=InjectionPolicy)
     topics: dict[str, TopicAction] = Field(
         default_factory=dict, description="topic name or '*' -> allow, monitor or block"
     )
@@ -113,10 +148,32 @@ class PolicyProfile(_Section):
         "run: open lets the request on (recorded as not run), closed refuses it (503)",
     )
 
-    @field_validator("pii", "output")
+    @field_validator("pii", "output", "min_confidence")
     @classmethod
-    def _known_types(cls, rules: dict[str, Action]) -> dict[str, Action]:
+    def _known_types(cls, rules: dict[str, Any]) -> dict[str, Any]:
         return _check_span_keys(rules)
+
+    @field_validator("min_confidence")
+    @classmethod
+    def _in_unit_range(cls, floors: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in floors.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"confidence floors must be in [0, 1]: {bad}")
+        return floors
+
+    def entity_types(self, model: str | None = None) -> frozenset[str]:
+        """The NER span types any input or output rule acts on (empty: NER never runs)."""
+        from gateway.policy.rules import action_for
+
+        rules = [self.pii_rules(model), self.output]
+        return frozenset(t for t in ENTITY_TYPES for r in rules if action_for(r, t) != "allow")
+
+    def uses_ner(self) -> bool:
+        """Whether any rule of the profile, for any model, acts on a NER type."""
+        from gateway.policy.rules import action_for
+
+        rules = [self.pii, self.output, *({**self.pii, **r.pii} for r in self.model_rules.values())]
+        return any(action_for(r, t) != "allow" for r in rules for t in ENTITY_TYPES)
 
     def model_rule(self, model: str | None) -> ModelRule | None:
         """The first of `model_rules` whose pattern matches `model`, if any."""
@@ -145,8 +202,8 @@ class PolicyProfile(_Section):
         return self.topics.get(topic, self.topics.get("*", "allow"))
 
 
-def _check_span_keys(rules: dict[str, Action]) -> dict[str, Action]:
-    unknown = set(rules) - ALL_TYPES - {"*", "credentials"}
+def _check_span_keys(rules: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(rules) - ALL_TYPES - set(GROUPS) - {"*"}
     if unknown:
         raise ValueError(f"unknown span types {sorted(unknown)}; known: {sorted(ALL_TYPES)}")
     return rules
@@ -161,6 +218,33 @@ def _default_output() -> dict[str, Action]:
     # Off unless configured: output rules hold streamed text back (`hold_back_chars`), which
     # delays every stream's first token; a profile turns them on where that is worth it.
     return {}
+
+
+class NerConfig(_Section):
+    """The named-entity model behind PERSON, ORGANIZATION, LOCATION, NRP and DATE_TIME."""
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="an installed spaCy pipeline package or a model directory of your own",
+    )
+    gate: Literal["capitalized", "none"] = Field(
+        "capitalized",
+        description="capitalized: read only sentences that can hold a name (a capitalised word "
+        "after the first, or letters outside ASCII); none: read every sentence (slower)",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_LABELS),
+        description="the model's entity label -> span type (one of PERSON, ORGANIZATION, "
+        "LOCATION, NRP, DATE_TIME)",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _entity_types(cls, labels: dict[str, str]) -> dict[str, str]:
+        unknown = set(labels.values()) - ENTITY_TYPES
+        if unknown:
+            raise ValueError(f"labels map to unknown span types {sorted(unknown)}")
+        return labels
 
 
 class PolicyConfig(_Section):
@@ -182,6 +266,12 @@ class PolicyConfig(_Section):
         None,
         description="a YAML file of known attack prompts for the similarity signal (shape: "
         "gateway/policy/jailbreak_corpus.yaml, the packaged one used when unset)",
+    )
+    ner: NerConfig = Field(default_factory=lambda: NerConfig())
+    jailbreak_classifier: str | None = Field(
+        None,
+        description="a jailbreak classifier weights file (.npz, the layout of "
+        "gateway/policy/jailbreak_classifier.npz, the packaged one used when unset)",
     )
     dry_run: bool = Field(False, description="record decisions; never block or redact")
     default_profile: str = "default"

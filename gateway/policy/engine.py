@@ -27,13 +27,18 @@ import yaml
 
 from gateway.audit.record import PolicyDecision
 from gateway.errors import InvalidRequest
-from gateway.policy.config import PolicyConfig, PolicyProfile
-from gateway.policy.detection import detect
+from gateway.policy.classifier import JailbreakClassifier
+from gateway.policy.config import NerConfig, PolicyConfig, PolicyProfile
+from gateway.policy.data import read_yaml
+from gateway.policy.detection import ALL_TYPES, detect
+from gateway.policy.entities import EntityRecognizer, NerUnavailable
+from gateway.policy.injection import InjectionVerdict, check_injection
 from gateway.policy.jailbreak import JailbreakScorer
 from gateway.policy.limits import LimitCheck, admit
+from gateway.policy.normalize import normalize
 from gateway.policy.output import OutputFilter
 from gateway.policy.redaction import redact
-from gateway.policy.rules import action_for
+from gateway.policy.rules import action_for, rule_for
 from gateway.policy.semantic import UNAVAILABLE_RULE, SemanticStage
 from gateway.policy.similarity import AttackCorpus, load_corpus
 from gateway.policy.spans import Span
@@ -42,7 +47,7 @@ from gateway.policy.vectors import Embed, PhraseVectors
 from gateway.policy.verdict import Verdict, judge_jailbreak
 from gateway.policy.watch import WatchedFile
 
-__all__ = ["UNAVAILABLE_RULE", "PolicyEngine", "Verdict"]
+__all__ = ["UNAVAILABLE_RULE", "InjectionVerdict", "NerUnavailable", "PolicyEngine", "Verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +61,19 @@ class PolicyEngine:
         scorer: JailbreakScorer | None = None,
         *,
         vectors: PhraseVectors | None = None,
+        entities: EntityRecognizer | None = None,
+        classifier: JailbreakClassifier | None = None,
     ) -> None:
-        """`vectors` may be shared between engines (phrases are embedded once for all)."""
+        """`vectors` may be shared between engines (phrases are embedded once for all);
+        `entities` (the NER model) and `classifier` default to the configured ones. A
+        profile that uses NER makes the model load here, so a missing model is an error at
+        start (`NerUnavailable`), not at the first request."""
         self.config = config
         self._scorer = scorer or JailbreakScorer()
+        self.entities = entities or _recognizer(config.ner)
+        self.classifier = classifier or JailbreakClassifier.load(config.jailbreak_classifier)
+        self._operating_points: dict[str, float] = read_yaml(None, "operating_points.yaml")
+        _load_ner_if_used(config, self.entities)
         self._policy_file = (
             WatchedFile(config.file, _parse_policy, "policy file") if config.file else None
         )
@@ -68,7 +82,7 @@ class PolicyEngine:
         if self._topics_file is not None:
             self._topics_file.changed()  # seen now: the next change is a reload
         corpus = load_corpus(config.jailbreak_corpus)
-        self.semantic = SemanticStage(topics, corpus, self._scorer, vectors)
+        self.semantic = SemanticStage(topics, corpus, self._scorer, vectors, self.classifier)
         self.reloads = 0
         _check_topic_names(self.config, self.topics)
         self._refresh()
@@ -99,9 +113,14 @@ class PolicyEngine:
             topics, watch = self.topics, self._topics_file
         try:
             _check_topic_names(loaded, topics)
-        except ValueError as exc:
+            entities = self.entities
+            if loaded.ner != self.config.ner:
+                entities = _recognizer(loaded.ner)
+            _load_ner_if_used(loaded, entities)
+        except (ValueError, NerUnavailable) as exc:
             log.error("policy file %s refused, keeping the last policy: %s", loaded.file, exc)
             return
+        self.entities = entities
         # The file may not point at itself again; the live file stays the one watched.
         self.config = loaded.model_copy(update={"file": str(self._policy_file.path)})
         self._topics_file = watch
@@ -139,7 +158,9 @@ class PolicyEngine:
         filtering = any(a != "allow" for a in profile.output.values())
         if self.config.dry_run_for(profile) or not (filtering or restore):
             return None
-        return OutputFilter(profile, restore)
+        acted_on = {t for t in ALL_TYPES if action_for(profile.output, t) != "allow"}
+        floors = self.confidence_floors(profile, acted_on)
+        return OutputFilter(profile, restore, entities=self.entities, floors=floors)
 
     def admit(
         self,
@@ -169,31 +190,76 @@ class PolicyEngine:
             dry_run=self.config.dry_run_for(profile),
         )
         pii = profile.pii_rules(model)
+        acted_on = {t for t in ALL_TYPES if action_for(pii, t) != "allow"}
+        floors = self.confidence_floors(profile, acted_on)
+        entities = self.entities if acted_on & profile.entity_types(model) else None
         redactions: list[list[Span]] = []
-        for text in texts:
-            spans = detect(text)
+        views = [normalize(text) for text in texts]
+        for text, view in zip(texts, views, strict=True):
+            spans = detect(
+                text, types=acted_on, min_confidence=floors, entities=entities, normalized=view
+            )
             verdict.spans.append(spans)
             to_redact = []
             for span_type, found in _by_type(spans).items():
                 action = action_for(pii, span_type)
-                if action == "allow":
-                    continue
                 decision = PolicyDecision(
                     rule=f"pii.{span_type}",
                     detector=found[0].detector,
                     action=action,
                     span_types=[span_type],
+                    score=round(max(s.confidence for s in found), 4),
+                    threshold=floors.get(span_type),
                 )
                 verdict.take(decision, action)
                 if action == "redact":
                     to_redact += found
             redactions.append(to_redact)
-        verdict.jailbreak = self._scorer.score("\n".join(texts))
+        verdict.jailbreak = self._scorer.score("\n".join(v.text for v in views))
         judge_jailbreak(verdict, verdict.jailbreak)
         if any(redactions) and not verdict.dry_run:
             verdict.texts, verdict.mapping = _redact_all(texts, redactions)
         verdict.latency_ms = (time.perf_counter() - started) * 1000
         return verdict
+
+    def confidence_floors(self, profile: PolicyProfile, types: set[str]) -> dict[str, float]:
+        """Per span type, the confidence a span needs: the profile's `min_confidence`,
+        else the packaged operating point (most specific key first)."""
+        floors = {}
+        for span_type in types:
+            own = rule_for(profile.min_confidence, span_type)
+            packaged = rule_for(self._operating_points, span_type)
+            floors[span_type] = float(own if own is not None else packaged or 0.0)
+        return floors
+
+    def injection_needs_embeddings(self, profile_name: str | None) -> bool:
+        """Whether `check_injection` under the profile should get the texts' embeddings: only
+        where the classifier is on and a flagged text is blocked (a recorded-only signal does
+        not get to add an embedding call to every request with tool results)."""
+        rule = self.profile(profile_name).injection
+        return rule.classifier and rule.action == "block"
+
+    def check_injection(
+        self,
+        texts: Sequence[str],
+        profile_name: str | None,
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> InjectionVerdict:
+        """Indirect prompt injection in content that enters the conversation from outside
+        the caller: tool results (role=tool messages, tool_result blocks) and retrieved
+        documents. Each text is scored on its own (patterns on the normalised text; the
+        classifier on its row of `embeddings`, one row per text, when given). CPU-light;
+        see `gateway.policy.injection`."""
+        profile = self.profile(profile_name)
+        return check_injection(
+            texts,
+            profile,
+            self._scorer,
+            self.classifier,
+            embeddings=embeddings,
+            dry_run=self.config.dry_run_for(profile),
+        )
 
     @property
     def topics(self) -> TopicSet:
@@ -231,6 +297,15 @@ class PolicyEngine:
     ) -> Verdict:
         """Stage 2 on the request embedding (see `SemanticStage.judge`)."""
         return self.semantic.judge(verdict, embedding, text=text, unavailable=unavailable)
+
+
+def _recognizer(config: NerConfig) -> EntityRecognizer:
+    return EntityRecognizer(config.model, gate=config.gate == "capitalized", labels=config.labels)
+
+
+def _load_ner_if_used(config: PolicyConfig, entities: EntityRecognizer) -> None:
+    if any(p.uses_ner() for p in config.profiles.values()):
+        entities.load()
 
 
 def _parse_policy(path: Path) -> PolicyConfig:

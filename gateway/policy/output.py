@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from gateway.audit.record import PolicyDecision
 from gateway.policy.config import Action, PolicyProfile
-from gateway.policy.detection import detect
+from gateway.policy.detection import ALL_TYPES, detect
+from gateway.policy.entities import ENTITY_TYPES, EntityRecognizer
 from gateway.policy.rules import action_for
 from gateway.policy.spans import Span
 
@@ -29,9 +30,21 @@ class OutputFilter:
     the middle of a detected value. Placeholders number consistently across the whole answer.
     """
 
-    def __init__(self, profile: PolicyProfile, restore: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        profile: PolicyProfile,
+        restore: Mapping[str, str] | None = None,
+        *,
+        entities: EntityRecognizer | None = None,
+        floors: Mapping[str, float] | None = None,
+    ) -> None:
+        """`entities` is the NER model, used when an output rule names an entity type;
+        `floors` the per-type confidence floors (the engine's, for this profile)."""
         self._profile = profile
         self._restore = dict(restore or {})
+        self._types = frozenset(t for t in ALL_TYPES if action_for(profile.output, t) != "allow")
+        self._entities = entities if self._types & ENTITY_TYPES else None
+        self._floors = dict(floors or {})
         self._buffer = ""
         self._placeholders: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
@@ -48,7 +61,10 @@ class OutputFilter:
         return self._release(final=True)
 
     def _release(self, *, final: bool) -> str:
-        flagged = self._flagged(detect(self._buffer))
+        spans = detect(
+            self._buffer, types=self._types, min_confidence=self._floors, entities=self._entities
+        )
+        flagged = self._flagged(spans)
         boundary = len(self._buffer) if final else len(self._buffer) - self._profile.hold_back_chars
         for span, _ in flagged:
             if span.start < boundary < span.end:

@@ -135,6 +135,26 @@ _DOB = re.compile(
 )
 
 
+# Web addresses: a scheme, or "www.", then a dotted host with an alphabetic TLD, then a path.
+_URL = re.compile(
+    r"(?<![\w@/.-])(?:(?:https?|ftp)://|www\.)"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+    r"(?::\d{2,5})?(?:/[^\s<>\"'`)\]]*)?"
+)
+
+
+def detect_urls(text: str) -> Iterator[Span]:
+    """Web addresses with a scheme (0.9) or a ``www.`` host (0.8). A URL can name a person
+    (a profile page, a personal site) but is most often not personal data, so no profile gets
+    this type through ``*``: it must be named."""
+    if "://" not in text and "www." not in text:
+        return
+    for m in _URL.finditer(text):
+        value = m.group().rstrip(".,;:!?")
+        confidence = 0.8 if value.startswith("www.") else 0.9
+        yield Span(m.start(), m.start() + len(value), "URL", value, confidence, "url")
+
+
 def detect_dates_of_birth(text: str) -> Iterator[Span]:
     """Dates introduced by a birth cue ("born on", "DOB:", "date of birth"); other dates are
     not personal data on their own and are not reported."""

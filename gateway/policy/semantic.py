@@ -14,11 +14,12 @@ import time
 import numpy as np
 
 from gateway.audit.record import PolicyDecision
+from gateway.policy.classifier import JailbreakClassifier
 from gateway.policy.config import PolicyProfile
-from gateway.policy.jailbreak import JailbreakScorer
+from gateway.policy.jailbreak import JailbreakScore, JailbreakScorer
 from gateway.policy.similarity import AttackCorpus, SimilaritySignal
 from gateway.policy.topics import TopicIndex, TopicSet
-from gateway.policy.vectors import Embed, PhraseVectors
+from gateway.policy.vectors import Embed, PhraseVectors, as_rows
 from gateway.policy.verdict import Verdict, judge_jailbreak
 
 UNAVAILABLE_RULE = "embedding.unavailable"
@@ -33,8 +34,10 @@ class SemanticStage:
         corpus: AttackCorpus,
         scorer: JailbreakScorer,
         vectors: PhraseVectors | None = None,
+        classifier: JailbreakClassifier | None = None,
     ) -> None:
         self.topics = topics
+        self.classifier = classifier
         self.corpus = corpus
         self._scorer = scorer
         self._vectors = vectors if vectors is not None else PhraseVectors()
@@ -45,14 +48,16 @@ class SemanticStage:
     @staticmethod
     def needs_embedding(profile: PolicyProfile) -> bool:
         """Whether any of the profile's rules is embedding-based (a topic rule that is not
-        allow, or the similarity jailbreak signal where it can block).
+        allow, or the jailbreak classifier or similarity signal where they can block).
 
         A signal that can only be recorded (jailbreak action `monitor`) does not get to add an
         embedding to every request (15-40 ms on a CPU, `benchmarks/cache_latency.py`); it is
         scored when the request is embedded for another rule."""
         jailbreak = profile.jailbreak
-        similarity = jailbreak.similarity and jailbreak.action == "block"
-        return similarity or any(a != "allow" for a in profile.topics.values())
+        learned = jailbreak.similarity or jailbreak.classifier
+        return (learned and jailbreak.action == "block") or any(
+            a != "allow" for a in profile.topics.values()
+        )
 
     def phrases(self) -> list[str]:
         """Every phrase the engine needs embedded: topic examples, then known attacks."""
@@ -124,16 +129,46 @@ class SemanticStage:
                 detail=found.explain(),
             )
             verdict.take(decision, action)
-        if profile.jailbreak.similarity and verdict.jailbreak is not None:
-            already = any(d.detector == "jailbreak" for d in verdict.decisions)
+        if verdict.jailbreak is not None:
+            self._judge_jailbreak(verdict, embedding, signal)
+        verdict.latency_ms += (time.perf_counter() - started) * 1000
+        return verdict
+
+    def _judge_jailbreak(
+        self, verdict: Verdict, embedding: np.ndarray, signal: SimilaritySignal
+    ) -> None:
+        """The classifier (when on and loaded) decides, the nearest known attack named in its
+        decision; otherwise the similarity signal joins the pattern score. A prompt the
+        patterns already flagged in stage 1 gets no second decision."""
+        assert verdict.jailbreak is not None
+        rule = verdict.profile.jailbreak
+        already = any(d.detector == "jailbreak" for d in verdict.decisions)
+        text = "\n".join(verdict.texts)
+        if rule.classifier and self.classifier is not None:
+            patterns = verdict.jailbreak
+            cut = (
+                self.classifier.threshold
+                if rule.classifier_threshold is None
+                else (rule.classifier_threshold)
+            )
+            learned = max(
+                (self.classifier.match(row, patterns, cut) for row in as_rows(embedding)),
+                key=lambda m: m.weight,
+            )
+            near = signal(text, embedding) if rule.similarity else None
+            matches = (learned, *patterns.matches, *([near] if near is not None else []))
+            combined = JailbreakScore(learned.weight, learned.weight >= cut, cut, matches)
+            verdict.jailbreak = combined
+            if not already:
+                judge_jailbreak(verdict, combined, threshold=cut)
+            return
+        if rule.similarity:
             combined = self._scorer.with_signals(
-                verdict.jailbreak, "\n".join(verdict.texts), embedding, signals=[signal]
+                verdict.jailbreak, text, embedding, signals=[signal]
             )
             verdict.jailbreak = combined
             if not already:
                 judge_jailbreak(verdict, combined)
-        verdict.latency_ms += (time.perf_counter() - started) * 1000
-        return verdict
 
     def _indexes(self) -> tuple[TopicIndex | None, SimilaritySignal | None]:
         if self._topic_index is None or self._topic_index.topics is not self.topics:

@@ -21,7 +21,7 @@ class Verdict:
     decisions: list[PolicyDecision] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # redacted when action == "redact"
     mapping: dict[str, str] = field(default_factory=dict)  # placeholder -> original value
-    spans: list[list[Span]] = field(default_factory=list)  # per text, as detected
+    spans: list[list[Span]] = field(default_factory=list)  # per text: the acted-on types
     jailbreak: JailbreakScore | None = None  # patterns only, then with the embedding signal
     topics: list[TopicScore] = field(default_factory=list)  # detected, highest first
     embedding_checks: str = "not needed"  # "ran", "not needed", or why they did not run
@@ -43,10 +43,14 @@ class Verdict:
         self.action = "monitor" if self.dry_run else stronger(self.action, action)
 
 
-def judge_jailbreak(verdict: Verdict, score: JailbreakScore) -> None:
-    """Record a jailbreak decision when `score` reaches the profile's threshold."""
+def judge_jailbreak(
+    verdict: Verdict, score: JailbreakScore, *, threshold: float | None = None
+) -> None:
+    """Record a jailbreak decision when `score` reaches `threshold` (default: the profile's
+    pattern threshold, else the score's own)."""
     rule = verdict.profile.jailbreak
-    threshold = score.threshold if rule.threshold is None else rule.threshold
+    if threshold is None:
+        threshold = score.threshold if rule.threshold is None else rule.threshold
     if score.score < threshold or rule.action == "allow":
         return
     top = score.matches[0] if score.matches else None
@@ -55,7 +59,7 @@ def judge_jailbreak(verdict: Verdict, score: JailbreakScore) -> None:
         detector="jailbreak",
         action=rule.action,
         score=round(score.score, 4),
-        threshold=threshold,
+        threshold=round(threshold, 4),
         detail="; ".join(m.explanation for m in score.matches[:3]) or None,
     )
     verdict.take(decision, rule.action)

@@ -192,3 +192,32 @@ def test_street_address_other_forms_found(text: str, value: str) -> None:
 
 def test_address_tail_after_a_comma_needs_a_postal_code() -> None:
     assert _found("meet at 12 Main Street, Bob said", "STREET_ADDRESS") == ["12 Main Street"]
+
+
+def test_urls_are_found_but_only_a_profile_that_names_them_acts() -> None:
+    from gateway.policy.config import PolicyConfig, PolicyProfile
+    from gateway.policy.engine import PolicyEngine
+
+    text = "see https://www.example.org/people/jane?id=7, or www.example.com."
+    assert _found(text, "URL") == ["https://www.example.org/people/jane?id=7", "www.example.com"]
+    everything = PolicyProfile(pii={"*": "redact"})
+    named = PolicyProfile(pii={"*": "redact", "URL": "redact"})
+    engine = PolicyEngine(PolicyConfig(profiles={"default": everything, "urls": named}))
+    assert engine.check([text], None).action == "allow"  # `*` does not cover URL
+    assert engine.check([text], "urls").texts == ["see [URL_1], or [URL_2]."]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("address: 450 Præstevænget 15, København V", "450 Præstevænget 15, København V"),
+        ("20789 Allika 46\n Suite 501\n Riisa", "20789 Allika 46\n Suite 501\n Riisa"),
+    ],
+)
+def test_a_street_between_two_numbers_with_an_address_tail_is_found(text: str, value: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == [value]
+
+
+@pytest.mark.parametrize("text", ["we moved 12 Boxes 4, Then left", "Windows 10 and Python 3"])
+def test_two_numbers_around_a_word_without_an_address_tail_are_not_an_address(text: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == []
