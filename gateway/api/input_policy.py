@@ -19,7 +19,9 @@ every detected value replaced where the policy blocked it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,13 +33,20 @@ from gateway.errors import InvalidRequest, PermissionDenied, PolicyViolation, Se
 from gateway.policy.engine import UNAVAILABLE_RULE, PolicyEngine, Verdict
 from gateway.policy.limits import LimitCheck
 from gateway.policy.redaction import redact_pii
-from gateway.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from gateway.protocol.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ContentPart,
+    EmbeddingRequest,
+)
 
 log = logging.getLogger(__name__)
 
 PREPARE_TIMEOUT_S = 30.0  # embedding the engine's phrases, once (again after a reload)
 
-TextSlot = tuple[int, int | None]  # (message, content part or None for a string)
+# Where a text sits in a chat request: its kind, the message (or tool) index, and the index
+# of the content part or tool call within the message (-1 where there is none).
+TextSlot = tuple[str, int, int]
 
 
 class InputPolicy:
@@ -60,6 +69,7 @@ class InputPolicy:
         if verdict.action == "redact":
             body = _with_texts(body, [slot for slot, _ in slots], verdict.texts)
             exchange.prompt = prompt_text(body)  # the audit keeps what was sent on
+        await self._tool_results(engine, exchange, _tool_results(body))
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         _, query = split_last_user_turn(messages)
         # Only when a rule of the profile is embedding-based: a keyed cache hit needs none.
@@ -85,12 +95,17 @@ class InputPolicy:
         if texts is None:
             _unreadable(engine, exchange, "prompt")
             texts = []
-        verdict = await self._check(engine, exchange, texts, body.model)
+        suffix = [body.suffix] if body.suffix else []
+        verdict = await self._check(engine, exchange, texts + suffix, body.model)
         if verdict.action == "redact":
-            prompt = verdict.texts[0] if isinstance(body.prompt, str) else verdict.texts
-            body = body.model_copy(update={"prompt": prompt})
+            prompts = verdict.texts[: len(texts)]
+            prompt = prompts[0] if isinstance(body.prompt, str) else prompts
+            update: dict[str, Any] = {"prompt": prompt}
+            if suffix:
+                update["suffix"] = verdict.texts[-1]
+            body = body.model_copy(update=update)
             exchange.prompt = prompt_text(body)
-        query = [t for t in verdict.texts if t.strip()]
+        query = [t for t in verdict.texts[: len(texts)] if t.strip()]
         needed = engine.needs_embedding(verdict.profile)
         embedding, unavailable = await self._request_embedding(exchange, query, needed=needed)
         self._judge(engine, exchange, verdict, embedding, "\n".join(query), unavailable)
@@ -120,6 +135,26 @@ class InputPolicy:
         embedding, unavailable = await self._request_embedding(exchange, query, needed=needed)
         self._judge(engine, exchange, verdict, embedding, "\n".join(query), unavailable)
         return body
+
+    async def _tool_results(
+        self, engine: PolicyEngine, exchange: Exchange, texts: list[str]
+    ) -> None:
+        """Indirect prompt injection in tool results: each scored on its own (with its
+        embedding where the profile's classifier blocks); a block is a 403."""
+        if not texts:
+            return
+        rows = None
+        profile = exchange.policy_profile
+        if engine.injection_needs_embeddings(profile) and self.embedding.embed is not None:
+            try:
+                rows = await self.embedding.embed(texts)
+            except Exception as exc:  # scored on the patterns alone, and logged
+                log.warning("tool results could not be embedded: %r", exc)
+        verdict = await asyncio.to_thread(engine.check_injection, texts, profile, embeddings=rows)
+        exchange.decisions += verdict.decisions
+        if verdict.action == "block":
+            rules = ", ".join(verdict.blocking_rules)
+            raise PolicyViolation(f"A tool result was blocked by policy ({rules}).")
 
     def _engine_for(self, exchange: Exchange) -> PolicyEngine | None:
         return self.engine if exchange.grant is not None else None
@@ -252,27 +287,90 @@ def _strings(value: str | list[str] | list[int] | list[list[int]]) -> list[str] 
 
 
 def _text_slots(body: ChatCompletionRequest) -> list[tuple[TextSlot, str]]:
-    """Each text of a chat request with where it sits."""
+    """Every text a chat request carries to the model, with where it sits: message contents
+    and text parts (and a file part's name), participant names, refusals, the arguments of
+    earlier tool calls, and the tools' descriptions and parameter schemas."""
     slots: list[tuple[TextSlot, str]] = []
     for i, message in enumerate(body.messages):
         if isinstance(message.content, str):
-            slots.append(((i, None), message.content))
+            slots.append((("content", i, -1), message.content))
         elif message.content is not None:
             for j, part in enumerate(message.content):
-                if part.type == "text" and part.text:
-                    slots.append(((i, j), part.text))
+                if part.text:
+                    slots.append((("part", i, j), part.text))
+                filename = _filename(part.model_extra)
+                if filename:
+                    slots.append((("filename", i, j), filename))
+        if message.name:
+            slots.append((("name", i, -1), message.name))
+        if message.refusal:
+            slots.append((("refusal", i, -1), message.refusal))
+        for k, call in enumerate(message.tool_calls or []):
+            if call.function.arguments:
+                slots.append((("arguments", i, k), call.function.arguments))
+    for t, tool in enumerate(body.tools or []):
+        if tool.function.description:
+            slots.append((("description", t, -1), tool.function.description))
+        if tool.function.parameters:
+            slots.append((("parameters", t, -1), json.dumps(tool.function.parameters)))
     return slots
+
+
+def _filename(extra: dict[str, Any] | None) -> str | None:
+    file = (extra or {}).get("file")
+    name = file.get("filename") if isinstance(file, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _with_texts(
     body: ChatCompletionRequest, where: list[TextSlot], texts: list[str]
 ) -> ChatCompletionRequest:
-    messages = [m.model_copy(deep=True) for m in body.messages]
-    for (i, j), text in zip(where, texts, strict=True):
-        if j is None:
-            messages[i].content = text
+    """`body` with each slot's text replaced (the redacted texts, in `_text_slots` order)."""
+    body = body.model_copy(deep=True)
+    for slot, text in zip(where, texts, strict=True):
+        kind, index, inner = slot
+        if kind == "description" or kind == "parameters":
+            function = (body.tools or [])[index].function
+            if kind == "description":
+                function.description = text
+            else:
+                function.parameters = _schema(text, index)
+            continue
+        message = body.messages[index]
+        if kind == "content":
+            message.content = text
+        elif kind == "name":
+            message.name = text
+        elif kind == "refusal":
+            message.refusal = text
+        elif kind == "arguments":
+            (message.tool_calls or [])[inner].function.arguments = text
         else:
-            parts = messages[i].content
-            assert isinstance(parts, list)
-            parts[j] = parts[j].model_copy(update={"text": text})
-    return body.model_copy(update={"messages": messages})
+            part = cast(list[ContentPart], message.content)[inner]
+            if kind == "part":
+                part.text = text
+            else:
+                (part.model_extra or {})["file"]["filename"] = text
+    return body
+
+
+def _schema(text: str, tool: int) -> dict[str, Any]:
+    """A tool's parameter schema after redaction: still JSON where a value sat in a string
+    (placeholders hold no quotes), refused where one sat in a number."""
+    try:
+        schema = json.loads(text)
+    except ValueError:
+        schema = None
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            "A tool's parameter schema holds a value your policy profile redacts outside a "
+            "string; remove it.",
+            param=f"tools.{tool}.function.parameters",
+            code="policy_unreadable_input",
+        )
+    return schema
+
+
+def _tool_results(body: ChatCompletionRequest) -> list[str]:
+    """The texts that entered the conversation from outside the caller: tool results."""
+    return [m.text() for m in body.messages if m.role in ("tool", "function") and m.text()]

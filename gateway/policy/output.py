@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 from gateway.audit.record import PolicyDecision
@@ -49,6 +50,14 @@ class OutputFilter:
         self._placeholders: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
         self.decisions: list[PolicyDecision] = []
+
+    def channel(self) -> OutputFilter:
+        """A filter for another text of the same answer (another choice, a refusal, a tool
+        call's arguments): a hold-back buffer of its own, and this filter's placeholders and
+        decisions, so a value has one placeholder across the whole answer."""
+        sibling = copy.copy(self)  # shallow: the numbering and the decisions are shared
+        sibling._buffer = ""
+        return sibling
 
     def feed(self, text: str) -> str:
         """Take the next piece of the answer; return what may be sent now (redacted).
