@@ -103,6 +103,11 @@ class ProviderConfig(_Section):
     reasoning_models: list[str] | None = Field(
         None, description="replaces the preset's reasoning-model name patterns (shell style)"
     )
+    extra_params: list[str] | None = Field(
+        None,
+        description="fields outside the OpenAI wire model passed on to this provider, beyond "
+        "its wire format's own (gateway/providers/extra_params.yaml); never one carrying text",
+    )
     drop_params: DropParams = Field(
         False, description="drop parameters this provider cannot honour instead of a 400"
     )
@@ -130,7 +135,7 @@ class ProviderConfig(_Section):
         update: dict[str, object] = {
             k: v for k, v in {"kind": self.kind, "base_url": self.base_url}.items() if v is not None
         }
-        for field in ("unsupported_params", "reasoning_models"):
+        for field in ("unsupported_params", "reasoning_models", "extra_params"):
             if getattr(self, field) is not None:
                 update[field] = getattr(self, field)
         kind = self.kind or base.kind

@@ -15,14 +15,21 @@ Before any call, a canonical (OpenAI-shaped) request is conformed to its target:
 What cannot be honoured comes from the preset (`unsupported_params`), and for reasoning models
 (`reasoning_models` patterns) also the sampling parameters they reject; `reasoning_effort` is
 refused for a provider's models that are not reasoning models.
+
+A field the wire models do not name passes on only where `extra_params.yaml` lists it for the
+provider's wire format (or the provider's `extra_params` does): an unknown field would reach
+the upstream unseen by the input policy, the audit trail and the cache key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cache
+from importlib import resources
 from typing import Any, Generic, TypeVar
 
+import yaml
 from pydantic import BaseModel
 
 from gateway.errors import UnsupportedParameter
@@ -99,6 +106,8 @@ def conform(
             param="model",
         )
     reasoning = is_reasoning_model(request.model, preset)
+    passed = passed_extras(preset.kind) | set(preset.extra_params)
+    unknown = sorted(set(request.model_extra or {}) - passed)
     no_op = {**_NO_OP, **(_REASONING_NO_OP if reasoning else {})}
     refused = set(preset.unsupported_params)
     if reasoning:
@@ -107,14 +116,21 @@ def conform(
         refused.add("reasoning_effort")
     values = request.model_dump(exclude_unset=True, exclude_none=True)
     removed: dict[str, None] = {}
-    unhonoured: list[str] = []
-    for param in sorted(request.set_params() & refused):
+    unhonoured: list[str] = list(unknown)
+    for param in sorted(request.set_params() & refused - set(unknown)):
         if values.get(param, _MISSING) == no_op.get(param, _MISSING):
             removed[param] = None
         else:
             unhonoured.append(param)
     dropped = [p for p in unhonoured if drop is True or (isinstance(drop, list) and p in drop)]
     for param in unhonoured:
+        if param in unknown and param not in dropped:
+            raise UnsupportedParameter(
+                f"parameter {param!r} is not one raygate passes to provider {provider!r}: an "
+                "unknown field would reach it unchecked by the policy; the provider's "
+                "extra_params allows it, drop_params drops it",
+                param=param,
+            )
         if param not in dropped:
             raise UnsupportedParameter(
                 f"parameter {param!r} is not supported by provider {provider!r}"
@@ -130,6 +146,21 @@ def conform(
     if not removed and not rewritten:
         return Conformed(request)
     return Conformed(type(request).model_validate(values), dropped)
+
+
+@cache
+def passed_extras(kind: str) -> frozenset[str]:
+    """The fields outside the wire models that pass on to an upstream of wire format `kind`
+    (`extra_params.yaml`)."""
+    listed = yaml.safe_load(
+        resources.files("gateway.providers").joinpath("extra_params.yaml").read_text()
+    )
+    return frozenset(_flat(listed.get(kind, [])))
+
+
+def _flat(items: list[Any]) -> list[str]:
+    # The YAML shares lists through anchors, which nest them.
+    return [name for item in items for name in (_flat(item) if isinstance(item, list) else [item])]
 
 
 def is_reasoning_model(model: str, preset: ProviderPreset) -> bool:

@@ -33,6 +33,10 @@ class ProviderPreset(BaseModel):
         description="served natively; legacy completions elsewhere go through chat",
     )
     unsupported_params: list[str] = Field(default_factory=list)
+    extra_params: list[str] = Field(
+        default_factory=list,
+        description="fields outside the wire models passed on, beyond its wire format's own",
+    )
     reasoning_models: list[str] = Field(
         default_factory=list,
         description="shell patterns of model names that take reasoning models' parameters",
