@@ -133,11 +133,11 @@ class RouterClient:
     ) -> Routed[EmbeddingResponse]:
         return await answer(self._handle.embeddings.remote(request, context), self._WHERE)
 
-    async def ready(self) -> bool:
+    async def not_ready(self) -> list[str]:
         try:
-            return bool(await self._handle.ready.remote())
-        except Exception:
-            return False
+            return list(await self._handle.not_ready.remote())
+        except Exception as exc:
+            return [f"{self._WHERE}: {type(exc).__name__}"]
 
     async def routing_status(self) -> RoutingStatus:
         """The router replica's `Router.status()` (one replica's view when there are several)."""
@@ -193,6 +193,7 @@ class ServeEngines:
         self._poller: asyncio.Task[None] | None = None
         self._waking: dict[str, asyncio.Task[None]] = {}
         self._gone: dict[str, asyncio.Event] = {}  # set while a model has no running replica
+        self._seen_running: set[str] = set()  # models that have had a running replica
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         handle = self._handle(request.model)
@@ -209,6 +210,12 @@ class ServeEngines:
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         handle = self._handle(request.model, stream=True)
         return self._chunks(handle.completion_stream.remote(request), request.model)
+
+    async def running(self) -> dict[str, int]:
+        """Each model's running replicas, from the Serve controller now."""
+        self._running = await asyncio.to_thread(self._replicas_running)
+        self._seen_running.update(model for model, n in self._running.items() if n)
+        return self._running
 
     async def aclose(self) -> None:
         """Stop polling the controller and any wake-up calls."""
@@ -253,7 +260,7 @@ class ServeEngines:
     async def _poll(self) -> None:
         while True:
             try:
-                self._running = await asyncio.to_thread(self._replicas_running)
+                await self.running()
             except Exception as exc:  # the controller restarting: keep the last counts
                 log.warning("cannot read Serve's status: %s: %s", type(exc).__name__, exc)
             for model, running in self._running.items():
@@ -307,8 +314,10 @@ class ServeEngines:
         task.cancel()
         task.add_done_callback(_retrieved)  # Serve ends it with RequestCancelledError
         self._wake(model)
+        what = "lost its last" if model in self._seen_running else "has no"
         raise UpstreamUnavailable(
-            f"local model {model!r} lost its last running replica", headers={"retry-after": "5"}
+            f"local model {model!r} {what} running replica (starting, or scaled to zero)",
+            headers={"retry-after": "5"},
         )
 
     def _replicas_running(self) -> dict[str, int]:

@@ -80,7 +80,7 @@ def up(
         # 401 is an answer too: Ray turns on token auth where a ~/.ray/auth_token exists.
         dashboard = f"http://127.0.0.1:{dashboard_port}/api/version"
         _wait_for(lambda: _http_status(dashboard) in (200, 401), 120, "Ray", ray)
-        state.base_url = _deploy(config, state.ray_address, state_dir)
+        state.base_url = _deploy(config, state.ray_address, state_dir, say)
         state.save(state_dir)
     except BaseException:
         down(state_dir, say=lambda _msg: None)
@@ -97,9 +97,12 @@ def down(state_dir: Path, *, say: Callable[[str], None] = print) -> bool:
     if state.ray_pid is not None and _alive(state.ray_pid):
         terminate_session(state.ray_pid, grace_s=5)
         say("stopped Ray and the Serve app")
-    if state.simulator_pid is not None and _alive(state.simulator_pid):
-        terminate_session(state.simulator_pid, grace_s=10)
-        say("stopped the simulator")
+    if state.simulator_pid is not None:
+        if _alive(state.simulator_pid):
+            terminate_session(state.simulator_pid, grace_s=10)
+            say("stopped the simulator")
+        else:
+            say("the simulator had already stopped")
     (state_dir / "state.json").unlink(missing_ok=True)
     return True
 
@@ -110,7 +113,11 @@ def _start_simulator(config: GatewayConfig, state_dir: Path) -> subprocess.Popen
     command = [sys.executable, "-m", "gateway.cli", "simulate", "--host", sim.host,
                "--port", str(sim.port), "--latency-ms", str(sim.latency_ms),
                "--tokens-per-s", str(sim.tokens_per_s)]  # fmt: skip
-    return subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    # Under a supervisor that restarts it if it dies (its pid is the session's).
+    pidfile = state_dir / "simulator.pid"
+    supervised = [sys.executable, "-m", "deployments.supervisor", "--pidfile", str(pidfile),
+                  "--", *command]  # fmt: skip
+    return subprocess.Popen(supervised, stdout=log, stderr=log, start_new_session=True)
 
 
 def _start_ray(
@@ -162,7 +169,9 @@ def ray_auth_env(state_dir: Path) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 
-def _deploy(config: GatewayConfig, ray_address: str, state_dir: Path) -> str:
+def _deploy(
+    config: GatewayConfig, ray_address: str, state_dir: Path, say: Callable[[str], None]
+) -> str:
     # Ray reads its auth settings once, when it is first imported.
     os.environ.update(ray_auth_env(state_dir))
     import ray
@@ -177,8 +186,27 @@ def _deploy(config: GatewayConfig, ray_address: str, state_dir: Path) -> str:
     finally:
         ray.shutdown()
     base = f"http://{config.serve.host}:{config.serve.port}"
-    _wait_for(lambda: _http_ok(f"{base}/readyz"), 60, "the gateway")
+    # Ready means every stage can answer: a local model's engine takes minutes to load.
+    _wait_for(_readiness(f"{base}/readyz", say), 900 if config.local_models else 60, "the gateway")
     return base
+
+
+def _readiness(url: str, say: Callable[[str], None]) -> Callable[[], bool]:
+    """A check of `/readyz` that says what the gateway is waiting for, when that changes."""
+    said: list[list[str]] = [[]]
+
+    def ready() -> bool:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.HTTPError:
+            return False
+        waiting = list(response.json().get("waiting_for") or []) if response.content else []
+        if waiting and waiting != said[0]:
+            say("waiting for " + "; ".join(waiting))
+            said[0] = waiting
+        return response.status_code == 200
+
+    return ready
 
 
 def _require_free(host: str, port: int, what: str) -> None:
@@ -222,7 +250,11 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) answers signal 0 too
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def terminate_session(pid: int, *, grace_s: float) -> None:

@@ -128,8 +128,8 @@ class RouterDeployment:
         """This replica's routing state (`Router.status()`)."""
         return self._router.status()
 
-    async def ready(self) -> bool:
-        return await self._router.ready()
+    async def not_ready(self) -> list[str]:
+        return await self._router.not_ready()
 
     async def __del__(self) -> None:
         await self._router.aclose()

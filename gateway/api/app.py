@@ -86,7 +86,7 @@ def create_api(
     app.middleware("http")(_exchange_per_request(pipeline.responder))
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
-    app.include_router(health_routes(backend))
+    app.include_router(health_routes(backend, cache))
     admin = AdminGate(identity)
     app.include_router(routing_routes(admin, backend, config.providers, models))
     app.include_router(key_routes(admin, identity))

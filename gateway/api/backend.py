@@ -55,7 +55,9 @@ class Backend(Protocol):
         self, request: EmbeddingRequest, context: RouteContext | None = None
     ) -> Routed[EmbeddingResponse]: ...
 
-    async def ready(self) -> bool: ...
+    async def not_ready(self) -> list[str]:
+        """What cannot answer yet (e.g. a local model still starting); empty when ready."""
+        ...
 
     async def routing_status(self) -> RoutingStatus:
         """Breakers, health and load of every target (`Router.status()`)."""

@@ -102,6 +102,10 @@ class LocalEngines(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def running(self) -> Mapping[str, int]:
+        """How many replicas of each model run now (a model missing: not known)."""
+        ...
+
 
 class LocalProvider(Provider):
     """The `local` provider: every configured local model, reached through `engines`."""
@@ -119,6 +123,16 @@ class LocalProvider(Provider):
 
     async def aclose(self) -> None:
         await self._engines.aclose()
+
+    async def not_ready(self) -> list[str]:
+        """The models that should have a running replica and have none yet (one that scales
+        to zero is ready with none: its first request wakes it)."""
+        running = await self._engines.running()
+        return [
+            f"local model {name!r}: no running replica yet"
+            for name, config in self._models.items()
+            if config.always_running and running.get(name, 1) == 0
+        ]
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         model = self._model(request.model, request.set_params())

@@ -75,6 +75,12 @@ class LocalModelConfig(_Section):
         default_factory=dict, description="passed to vLLM's AsyncEngineArgs as they are"
     )
     cpu_kv_cache_gib: int = Field(1, gt=0, description="KV cache of a cpu replica (GiB)")
+
+    @property
+    def always_running(self) -> bool:
+        """Whether a replica should run at all times (not scaled to zero when idle)."""
+        return self.autoscaling is None or self.autoscaling.min_replicas > 0
+
     max_ongoing_requests: int = Field(64, gt=0, description="batched in one replica at once")
     max_queued_requests: int = Field(
         16, ge=-1, description="waiting for a replica; more fail over at once (-1: no limit)"

@@ -126,9 +126,14 @@ class Router:
         for provider in self._providers.values():
             await provider.aclose()
 
-    async def ready(self) -> bool:
-        """The in-process router is ready as soon as it exists."""
-        return True
+    async def not_ready(self) -> list[str]:
+        """What cannot answer yet (local models still starting); empty when ready."""
+        waiting: list[str] = []
+        for provider in self._providers.values():
+            check = getattr(provider, "not_ready", None)  # providers that start (local models)
+            if check is not None:
+                waiting += await check()
+        return waiting
 
     async def check_health(self) -> None:
         """Run every configured active health check once, now (the loop started by `start()`

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api.backend import Backend
+from gateway.api.caching import CacheBackend
 from gateway.api.openapi import Status, answers
 
+_CACHE_CHECK_S = 5.0
 
-def health_routes(backend: Backend) -> APIRouter:
-    """`GET /healthz` (the process answers) and `GET /readyz` (the router can route)."""
+
+def health_routes(backend: Backend, cache: CacheBackend | None) -> APIRouter:
+    """`GET /healthz` (the process answers) and `GET /readyz` (every stage can answer: the
+    router, the local models that should always run, and the cache when there is one; 503
+    naming what is not ready yet)."""
     router = APIRouter()
 
     @router.get(
@@ -29,9 +36,15 @@ def health_routes(backend: Backend) -> APIRouter:
         responses={**answers(Status), 503: {"description": "not ready", "model": Status}},
     )
     async def readyz() -> Response:
-        ready = await backend.ready()
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
-        )
+        waiting = await backend.not_ready()
+        if cache is not None:
+            try:
+                await asyncio.wait_for(cache.stats(), _CACHE_CHECK_S)
+            except Exception as exc:  # the cache replicas still loading, or gone
+                waiting.append(f"the semantic cache: {type(exc).__name__}")
+        if waiting:
+            body = Status(status="not ready", waiting_for=waiting)
+            return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+        return JSONResponse({"status": "ready"})
 
     return router

@@ -342,3 +342,21 @@ async def test_a_path_parameter_out_of_range_is_a_400_in_the_error_shape(
         admin = {"authorization": "Bearer sk-raygate-admin"}
         response = await gw.http.delete(f"/admin/cache/entries/{2**70}", headers=admin)
         assert error_of(response, 400)["param"] == "entry_id"
+
+
+@pytest.mark.asyncio
+async def test_readiness_names_what_cannot_answer_yet(
+    gateway: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await gateway.http.get("/readyz")).json() == {"status": "ready"}
+
+    async def starting() -> list[str]:
+        return ["local model 'tiny': no running replica yet"]
+
+    monkeypatch.setattr(gateway.router, "not_ready", starting)
+    response = await gateway.http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "not ready",
+        "waiting_for": ["local model 'tiny': no running replica yet"],
+    }

@@ -58,6 +58,7 @@ class SimEngines:
         self.unavailable = False
         self.silent = False  # a stream that never sends its first token
         self.calls = 0
+        self.replicas = {"tiny": 1}  # what the Serve controller would say runs
 
     def _check(self) -> None:
         self.calls += 1
@@ -94,6 +95,9 @@ class SimEngines:
 
     async def aclose(self) -> None:
         await self._upstream.aclose()
+
+    async def running(self) -> dict[str, int]:
+        return dict(self.replicas)
 
 
 def _local_usage(usage: Usage | None) -> LocalUsage:
@@ -259,3 +263,24 @@ def test_a_local_model_is_a_model_of_its_own_name_unless_an_alias_takes_it() -> 
     assert [t.label for t in models["other"].targets] == ["local/other"]
     assert [t.label for t in models["tiny-or-sim"].targets] == ["local/tiny", "sim/sim-backup"]
     assert "tiny" in models  # no alias named tiny: the model itself
+
+
+@pytest.mark.asyncio
+async def test_a_model_without_its_replica_is_named_until_one_runs(
+    router: Router, engines: SimEngines
+) -> None:
+    engines.replicas = {"tiny": 0}
+    assert await router.not_ready() == ["local model 'tiny': no running replica yet"]
+    engines.replicas = {"tiny": 1}
+    assert await router.not_ready() == []
+
+
+@pytest.mark.asyncio
+async def test_a_model_that_scales_to_zero_is_ready_with_none(sim: Sim) -> None:
+    config = parse_config(
+        CONFIG.replace("first_token_timeout: 0.2}", "autoscaling: {min_replicas: 0}}"), env={}
+    )
+    engines = SimEngines(sim)
+    engines.replicas = {"tiny": 0}
+    provider = LocalProvider(config.local_models, engines)
+    assert await provider.not_ready() == []
