@@ -158,10 +158,10 @@ def _list(args: argparse.Namespace, keys: KeyStore, users: UserStore, record: Re
     if args.json:
         print(json.dumps([k.as_dict(now) for k in found], indent=2))
         return 0
-    print(f"{'id':14} {'user':20} {'state':8} {'expires':20} {'hint':22} name")
+    print(f"{'id':14} {'user':20} {'state':9} {'works until':20} {'hint':22} name")
     for key in found:
         print(
-            f"{key.key_id:14} {key.user_id:20} {key.state(now):8} {_when(key):20} "
+            f"{key.key_id:14} {key.user_id:20} {key.state(now):9} {_until(key, now):20} "
             f"{key.hint + '...':22} {key.name}"
         )
     return 0
@@ -205,7 +205,11 @@ def parse_expiry(text: str, *, now: float | None = None) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def _when(key: ApiKey) -> str:
-    if key.expires_at is None:
-        return "never"
-    return datetime.fromtimestamp(key.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _until(key: ApiKey, now: float) -> str:
+    """When the key stops working: its grace end while it is being rotated, else its expiry."""
+    ends = [t for t in (key.expires_at, key.grace_until if key.replaced_by else None) if t]
+    if key.state(now) not in ("active", "rotating"):
+        return "-"
+    if not ends:
+        return "no end"
+    return datetime.fromtimestamp(min(ends), UTC).strftime("%Y-%m-%d %H:%M UTC")

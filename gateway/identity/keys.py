@@ -93,13 +93,15 @@ class ApiKey:
     admin_role: str | None = None  # an admin key: opens admin routes with this role only
 
     def state(self, now: float) -> str:
-        """`active`, `expired`, `revoked`, or `rotated` (replaced and past its grace period)."""
+        """`active`, `expired`, `revoked`, `rotating` (replaced, still working until its grace
+        period ends) or `rotated` (replaced, and past it)."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
-        if self.replaced_by is not None and (self.grace_until is None or self.grace_until <= now):
-            return "rotated"
+        if self.replaced_by is not None:
+            in_grace = self.grace_until is not None and self.grace_until > now
+            return "rotating" if in_grace else "rotated"
         return "active"
 
     def as_dict(self, now: float) -> dict[str, object]:
@@ -203,14 +205,15 @@ class KeyStore:
         return _key(row)
 
     def list(self, *, user_id: str | None = None, include_inactive: bool = False) -> list[ApiKey]:
-        """Keys by creation time, optionally one user's; active ones unless asked for all."""
+        """Keys by creation time, optionally one user's; those that work (active, or rotating
+        within their grace period) unless asked for all."""
         sql = f"SELECT {_COLUMNS} FROM api_keys"
         params: tuple[object, ...] = ()
         if user_id is not None:
             sql, params = sql + " WHERE user_id = ?", (user_id,)
         keys = [_key(row) for row in self._db.fetchall(sql + " ORDER BY created_at", params)]
         now = self._clock()
-        return [k for k in keys if include_inactive or k.state(now) == "active"]
+        return [k for k in keys if include_inactive or k.state(now) in ("active", "rotating")]
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key now, and every key it replaced that is still in its grace period.

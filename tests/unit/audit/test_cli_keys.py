@@ -137,3 +137,13 @@ def test_new_secret_prints_a_keyring_entry(keyed: Cli) -> None:
     code, out, _ = keyed("keys", "new-secret", "--id", "2027")
     assert code == 0
     assert Keyring.parse(out.strip()).current_id == "2027"
+
+
+def test_keys_list_shows_a_rotated_key_working_until_its_grace_ends(keyed: Cli) -> None:
+    code, out, _ = keyed("keys", "issue", "--user", "cid")
+    old = out.split()[2]
+    assert keyed("keys", "rotate", old, "--grace", "1d")[0] == 0
+    code, listing, _ = keyed("keys", "list", "--user", "cid")
+    assert code == 0
+    row = next(line for line in listing.splitlines() if line.startswith(old))
+    assert row.split()[2] == "rotating" and "UTC" in row

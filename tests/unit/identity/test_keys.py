@@ -84,11 +84,13 @@ def test_rotation_keeps_the_old_key_working_for_the_grace_period(
     assert (new.key.user_id, new.key.name, new.key.models) == ("alice", "ci", ("sim-small",))
     keys.verify(old.secret)
     keys.verify(new.secret)
+    assert keys.get(old.key.key_id).state(clock.now) == "rotating"
     clock.now += 301
     with pytest.raises(AuthError):
         keys.verify(old.secret)
     keys.verify(new.secret)
     assert keys.get(old.key.key_id).replaced_by == new.key.key_id
+    assert keys.get(old.key.key_id).state(clock.now) == "rotated"
 
 
 def test_a_revoked_key_cannot_be_rotated(keys: KeyStore) -> None:
