@@ -216,7 +216,7 @@ def _serve_name(process: psutil.Process) -> str | None:
     for marker in ("ServeReplica:", "ServeController", "ProxyActor"):
         if marker in title:
             start = title.index(marker)
-            return title[start:].split()[0] + f" (pid {process.pid})"
+            return title[start:].split()[0].split(".")[0] + f" (pid {process.pid})"
     return None
 
 
