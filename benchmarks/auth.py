@@ -32,7 +32,8 @@ from gateway.identity.authenticator import Authenticator
 from gateway.identity.keys import KeyStore
 from gateway.identity.ldap import LdapDirectory
 from gateway.identity.ldap_config import LdapConfig
-from gateway.identity.oidc import OidcConfig, OidcVerifier
+from gateway.identity.oidc import OidcVerifier
+from gateway.identity.oidc_config import OidcConfig
 from gateway.identity.principal import Principal
 from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConfig
 from gateway.identity.users import UserStore

@@ -19,7 +19,7 @@ from gateway.audit.config import AuditConfig
 from gateway.cache.config import CacheConfig
 from gateway.identity.admin import AdminRolesConfig
 from gateway.identity.ldap_config import LdapConfig
-from gateway.identity.oidc import OidcConfig
+from gateway.identity.oidc_config import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
 from gateway.policy.config import PolicyConfig

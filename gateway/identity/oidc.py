@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from jwt import PyJWTError
 from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import AuthError, UpstreamUnavailable
+from gateway.identity.oidc_config import SUPPORTED_ALGORITHMS, OidcConfig
 from gateway.identity.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ _ALGORITHMS: dict[str, Algorithm] = {
     "EdDSA": OKPAlgorithm(),
 }
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
-SUPPORTED_ALGORITHMS = tuple(_ALGORITHMS)
+if set(_ALGORITHMS) != set(SUPPORTED_ALGORITHMS):  # the config's list and the verifiers agree
+    raise RuntimeError("gateway.identity.oidc_config.SUPPORTED_ALGORITHMS is out of date")
 
 # JWK loaders by key type. "oct" (a symmetric secret) is deliberately absent: a key in a
 # public document is no secret.
@@ -81,82 +82,6 @@ def looks_like_jwt(secret: str) -> bool:
     Cheap and unverified: it tells the authenticator to try OIDC rather than an API key.
     """
     return _JWT_SHAPE.fullmatch(secret) is not None
-
-
-class OidcClaims(BaseModel):
-    """Which token claims fill which Principal fields.
-
-    A name is looked up as a claim first, then as a dotted path into nested claims, so both
-    `https://example.com/roles` (a namespaced claim) and `realm_access.roles` work.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str = Field("sub", description="the user's id, e.g. sub or preferred_username")
-    email: str = Field("email", description="the user's email address")
-    display_name: str = Field("name", description="the user's display name")
-    department: str = Field("department", description="the user's department")
-    title: str = Field("title", description="the user's job title")
-    groups: str = Field("groups", description="a list of group names")
-    roles: str = Field("roles", description="a list of role names, e.g. realm_access.roles")
-
-
-class OidcConfig(BaseModel):
-    """An OpenID Connect issuer whose bearer JWTs the gateway accepts."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    issuer: str = Field(description="the issuer identifier; tokens' iss must equal it exactly")
-    audience: str | list[str] = Field(
-        description="the audience(s) tokens must be issued for (any one suffices)"
-    )
-    jwks_url: str | None = Field(
-        None, description="the JWKS URL; default: jwks_uri from the issuer's discovery document"
-    )
-    algorithms: list[str] = Field(
-        ["RS256", "ES256"], description="accepted signing algorithms (asymmetric only)"
-    )
-    leeway_s: float = Field(30, ge=0, description="clock skew tolerated on exp, nbf and iat")
-    jwks_cache_s: float = Field(600, gt=0, description="how long fetched keys are used as is")
-    jwks_min_refetch_s: float = Field(
-        30, ge=0, description="least time between JWKS fetches caused by unknown key ids"
-    )
-    claims: OidcClaims = Field(
-        default_factory=OidcClaims, description="claim names mapped to Principal fields"
-    )
-    timeout_s: float = Field(5, gt=0, description="timeout of each discovery or JWKS request")
-
-    @field_validator("issuer", "jwks_url")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return url
-
-    @field_validator("audience")
-    @classmethod
-    def _some_audience(cls, audience: str | list[str]) -> str | list[str]:
-        names = [audience] if isinstance(audience, str) else audience
-        if not names or not all(names):
-            raise ValueError("name at least one non-empty audience")
-        return audience
-
-    @field_validator("algorithms")
-    @classmethod
-    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
-        if not algorithms:
-            raise ValueError("name at least one algorithm")
-        for name in algorithms:
-            if name.lower() == "none":
-                raise ValueError("'none' would accept unsigned tokens")
-            if name.upper().startswith("HS"):
-                raise ValueError(
-                    f"{name} verifies with a shared secret: with a published key as the "
-                    "secret anyone could forge tokens"
-                )
-            if name not in _ALGORITHMS:
-                raise ValueError(f"{name} is not one of {', '.join(SUPPORTED_ALGORITHMS)}")
-        return algorithms
 
 
 @dataclass(frozen=True, slots=True)

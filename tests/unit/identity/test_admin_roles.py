@@ -22,7 +22,8 @@ from gateway.identity.admin import AdminPrincipal, authorize, key_permission
 from gateway.identity.authenticator import Authenticator
 from gateway.identity.keys import KeyStore
 from gateway.identity.ldap import LdapConfig, LdapDirectory
-from gateway.identity.oidc import OidcConfig, OidcVerifier
+from gateway.identity.oidc import OidcVerifier
+from gateway.identity.oidc_config import OidcConfig
 from gateway.identity.principal import Principal
 from gateway.identity.roles import PERMISSIONS, ROLE_PERMISSIONS
 from gateway.identity.trusted_header import TrustedHeaderAuth, TrustedHeaderConfig

@@ -21,7 +21,8 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from gateway.errors import AuthError, UpstreamUnavailable
-from gateway.identity.oidc import OidcClaims, OidcConfig, OidcVerifier, looks_like_jwt
+from gateway.identity.oidc import OidcVerifier, looks_like_jwt
+from gateway.identity.oidc_config import OidcClaims, OidcConfig
 from gateway.identity.principal import Principal
 from tests.servers.oidc_issuer import OidcIssuer, SigningKey
 
