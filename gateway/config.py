@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
@@ -27,6 +27,7 @@ from gateway.providers.config import ProviderConfig
 from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
 from gateway.routing.config import ModelAlias, RoutingConfig, Target
+from gateway.section import ConfigSection
 from gateway.storage.keyring import Keyring
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -36,11 +37,7 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message says where and why."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AuthConfig(_Section):
+class AuthConfig(ConfigSection):
     """How callers prove who they are. Methods are tried in a fixed order: trusted proxy
     headers, HTTP Basic against LDAP, then a bearer secret (dev key, issued key, OIDC JWT)."""
 
@@ -68,7 +65,7 @@ class AuthConfig(_Section):
         return None if value == "" else value
 
 
-class StorageConfig(_Section):
+class StorageConfig(ConfigSection):
     """Where users, keys and the audit trail live."""
 
     url: str = Field(
@@ -113,7 +110,7 @@ class StorageConfig(_Section):
         return url
 
 
-class GroupAccess(_Section):
+class GroupAccess(ConfigSection):
     """What members of a directory group may do."""
 
     models: list[str] = Field(
@@ -122,7 +119,7 @@ class GroupAccess(_Section):
     policy: str | None = Field(None, description="policy profile applied to members")
 
 
-class AccessConfig(_Section):
+class AccessConfig(ConfigSection):
     """Group -> models / policy profile. A caller gets the union of the models of every listed
     group they are in, and the policy of the first such group in file order; a caller in no
     listed group gets `default`. Budgets and rate limits by group: `budgets`, `rate_limits`."""
@@ -131,7 +128,7 @@ class AccessConfig(_Section):
     groups: dict[str, GroupAccess] = Field(default_factory=dict)
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(ConfigSection):
     """Input limits."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="larger bodies get 413")
@@ -140,7 +137,7 @@ class LimitsConfig(_Section):
     )
 
 
-class DeploymentSettings(_Section):
+class DeploymentSettings(ConfigSection):
     """Ray Serve settings for one deployment."""
 
     num_replicas: int | Literal["auto"] = 1
@@ -167,7 +164,7 @@ class DeploymentSettings(_Section):
         return opts
 
 
-class ServeConfig(_Section):
+class ServeConfig(ConfigSection):
     """Where the Serve proxy listens and how each deployment is sized."""
 
     host: str = "127.0.0.1"
@@ -180,7 +177,7 @@ class ServeConfig(_Section):
     )
 
 
-class SimulatorConfig(_Section):
+class SimulatorConfig(ConfigSection):
     """The built-in upstream simulator that `raygate up` starts beside the gateway."""
 
     enabled: bool = False
@@ -190,7 +187,7 @@ class SimulatorConfig(_Section):
     tokens_per_s: float = Field(0.0, ge=0, description="stream pacing; 0 = unpaced")
 
 
-class GatewayConfig(_Section):
+class GatewayConfig(ConfigSection):
     """The whole configuration."""
 
     serve: ServeConfig = Field(default_factory=ServeConfig)

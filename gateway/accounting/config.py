@@ -25,14 +25,12 @@ unlimited and 0 refuses every request.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.section import ConfigSection
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Price(_Section):
+class Price(ConfigSection):
     """USD per million tokens of one model."""
 
     input: float = Field(ge=0, description="prompt tokens not read from the provider's cache")
@@ -42,7 +40,7 @@ class Price(_Section):
     )
 
 
-class PricingConfig(_Section):
+class PricingConfig(ConfigSection):
     """Prices that override the packaged table, and the price of local GPU time."""
 
     prices: dict[str, Price] = Field(
@@ -64,7 +62,7 @@ class PricingConfig(_Section):
         return prices
 
 
-class BudgetLimit(_Section):
+class BudgetLimit(ConfigSection):
     """Spending limits of one scope, per UTC calendar day and month; unset = unlimited."""
 
     usd_per_day: float | None = Field(None, ge=0)
@@ -79,7 +77,7 @@ class GroupBudget(BudgetLimit):
     )
 
 
-class BudgetsConfig(_Section):
+class BudgetsConfig(ConfigSection):
     """Who may spend how much. See the module docstring for how the limits combine."""
 
     users: dict[str, BudgetLimit] = Field(default_factory=dict, description="by user_id")

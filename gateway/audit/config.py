@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.audit.record import ContentMode
+from gateway.section import ConfigSection
 from gateway.storage.keyring import Keyring
 
 
-class AuditConfig(BaseModel):
+class AuditConfig(ConfigSection):
     """How the audit trail is written. It lives in the gateway's database (`storage.url`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="write one chained record per request")
     prompt: ContentMode = Field(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway.errors import PermissionDenied
 from gateway.identity.principal import Principal
@@ -29,16 +29,15 @@ from gateway.identity.roles import (
     Permission,
     roles_holding,
 )
+from gateway.section import ConfigSection
 
 # Authentication methods whose groups and roles come from the organisation's directory or
 # identity provider, and so may grant admin roles.
 _DIRECTORY_METHODS = frozenset({"ldap", "oidc", "trusted_header"})
 
 
-class RoleGrant(BaseModel):
+class RoleGrant(ConfigSection):
     """Who holds one admin role."""
-
-    model_config = ConfigDict(extra="forbid")
 
     groups: list[str] = Field(
         default_factory=list,
@@ -49,14 +48,12 @@ class RoleGrant(BaseModel):
     )
 
 
-class AdminRolesConfig(BaseModel):
+class AdminRolesConfig(ConfigSection):
     """`auth.admin_roles`: the directory groups and identity-provider roles of each admin role.
 
     Example: `admin: {groups: [gateway-admins]}`, `auditor: {groups: [compliance],
     roles: [raygate-auditor]}`, `key_manager: {groups: [platform-team]}`.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     admin: RoleGrant = Field(default_factory=RoleGrant, description="everything")
     auditor: RoleGrant = Field(

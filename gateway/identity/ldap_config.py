@@ -5,17 +5,17 @@ Kept apart from the client so that loading the config tree never imports ldap3.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from gateway.section import ConfigSection
 
 
-class LdapAttributes(BaseModel):
+class LdapAttributes(ConfigSection):
     """Which directory attribute fills each Principal field (defaults: OpenLDAP inetOrgPerson).
 
     Active Directory: user_id "sAMAccountName", department "department", display_name
     "displayName"; memberOf is the same.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field("uid", description="the stable user id (Principal.user_id)")
     email: str = Field("mail", description="Principal.email")
@@ -27,11 +27,9 @@ class LdapAttributes(BaseModel):
     )
 
 
-class LdapConfig(BaseModel):
+class LdapConfig(ConfigSection):
     """A directory that authenticates users (search-then-bind or direct bind) and names their
     groups. Exactly one of `user_search_base` and `user_dn_template` picks the mode."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="ldap://host:389 or ldaps://host:636")
     start_tls: bool = Field(False, description="upgrade an ldap:// connection with StartTLS")

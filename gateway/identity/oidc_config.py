@@ -3,7 +3,9 @@ and which claims fill which fields of the caller (`gateway.identity.oidc` verifi
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.section import ConfigSection
 
 # The signing algorithms the verifier knows; each verifies with a public key.
 SUPPORTED_ALGORITHMS = (
@@ -20,14 +22,12 @@ SUPPORTED_ALGORITHMS = (
 )
 
 
-class OidcClaims(BaseModel):
+class OidcClaims(ConfigSection):
     """Which token claims fill which Principal fields.
 
     A name is looked up as a claim first, then as a dotted path into nested claims, so both
     `https://example.com/roles` (a namespaced claim) and `realm_access.roles` work.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field("sub", description="the user's id, e.g. sub or preferred_username")
     email: str = Field("email", description="the user's email address")
@@ -38,10 +38,8 @@ class OidcClaims(BaseModel):
     roles: str = Field("roles", description="a list of role names, e.g. realm_access.roles")
 
 
-class OidcConfig(BaseModel):
+class OidcConfig(ConfigSection):
     """An OpenID Connect issuer whose bearer JWTs the gateway accepts."""
-
-    model_config = ConfigDict(extra="forbid")
 
     issuer: str = Field(description="the issuer identifier; tokens' iss must equal it exactly")
     audience: str | list[str] = Field(

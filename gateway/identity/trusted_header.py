@@ -26,21 +26,20 @@ import hmac
 import ipaddress
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.errors import AuthError
 from gateway.identity.principal import Principal
+from gateway.section import ConfigSection
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class TrustedHeaderConfig(BaseModel):
+class TrustedHeaderConfig(ConfigSection):
     """Where the authenticating proxy connects from, how it proves itself, and its headers.
 
     Header names are matched case-insensitively (stored lower-case, as ASGI delivers them).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     trusted_proxies: list[str] = Field(
         default_factory=list,

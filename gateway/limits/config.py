@@ -30,14 +30,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.section import ConfigSection
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Rate(_Section):
+class Rate(ConfigSection):
     """Requests and tokens per minute; unset = unlimited."""
 
     rpm: int | None = Field(None, gt=0, description="requests per minute")
@@ -56,7 +54,7 @@ class ModelRate(Rate):
     per_user: Rate | None = Field(None, description="each user's own rate on this model")
 
 
-class RateStoreConfig(_Section):
+class RateStoreConfig(ConfigSection):
     """Where the counters live and what happens when that store cannot be reached."""
 
     url: str | None = Field(
@@ -86,7 +84,7 @@ class RateStoreConfig(_Section):
         return url
 
 
-class RateLimitsConfig(_Section):
+class RateLimitsConfig(ConfigSection):
     """Who may send how much. See the module docstring for how the limits combine."""
 
     per_user: Rate | None = Field(None, description="each user not listed in `users`")

@@ -31,20 +31,17 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from gateway.policy.detection import ALL_TYPES, GROUPS
 from gateway.policy.entities import DEFAULT_LABELS, DEFAULT_MODEL, ENTITY_TYPES
+from gateway.section import ConfigSection
 
 Action = Literal["allow", "monitor", "redact", "block"]
 TopicAction = Literal["allow", "monitor", "block"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class JailbreakPolicy(_Section):
+class JailbreakPolicy(ConfigSection):
     """What a jailbreak / prompt-injection score at or over `threshold` does."""
 
     action: Action = Field("monitor", description="what a flagged prompt gets")
@@ -67,7 +64,7 @@ class JailbreakPolicy(_Section):
     )
 
 
-class InjectionPolicy(_Section):
+class InjectionPolicy(ConfigSection):
     """What indirect prompt injection in tool results and retrieved documents gets."""
 
     action: TopicAction = Field(
@@ -84,7 +81,7 @@ class InjectionPolicy(_Section):
     )
 
 
-class ModelRule(_Section):
+class ModelRule(ConfigSection):
     """Overrides of a profile for the models whose alias matches the rule's pattern."""
 
     pii: dict[str, Action] = Field(
@@ -98,7 +95,7 @@ class ModelRule(_Section):
         return _check_span_keys(rules)
 
 
-class PolicyProfile(_Section):
+class PolicyProfile(ConfigSection):
     """Detector actions applied to a request's input."""
 
     pii: dict[str, Action] = Field(
@@ -220,7 +217,7 @@ def _default_output() -> dict[str, Action]:
     return {}
 
 
-class NerConfig(_Section):
+class NerConfig(ConfigSection):
     """The named-entity model behind PERSON, ORGANIZATION, LOCATION, NRP and DATE_TIME."""
 
     model: str = Field(
@@ -247,7 +244,7 @@ class NerConfig(_Section):
         return labels
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(ConfigSection):
     """Profiles, and the one used for callers whose groups name none."""
 
     enabled: bool = True

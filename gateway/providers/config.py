@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.providers.presets import PRESETS, ProviderKind, ProviderPreset
+from gateway.section import ConfigSection
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Timeouts(_Section):
+class Timeouts(ConfigSection):
     """Upstream timeouts, in seconds."""
 
     connect: float = Field(5.0, gt=0, description="TCP/TLS connect")
@@ -30,7 +27,7 @@ class Timeouts(_Section):
     total: float = Field(600.0, gt=0, description="whole request, streams included")
 
 
-class AwsSettings(_Section):
+class AwsSettings(ConfigSection):
     """Where and as whom Bedrock is called. Credentials not given here come from the standard
     AWS chain (environment, shared credentials / config file and `profile`, SSO, web
     identity, container and instance metadata), refreshed by botocore when they expire."""
@@ -52,7 +49,7 @@ class AwsSettings(_Section):
         return self
 
 
-class GcpSettings(_Section):
+class GcpSettings(ConfigSection):
     """Which Google Cloud project and location Vertex AI is called in, and as whom."""
 
     project: str | None = Field(None, description="default: GOOGLE_CLOUD_PROJECT")
@@ -63,7 +60,7 @@ class GcpSettings(_Section):
     )
 
 
-class AzureAdSettings(_Section):
+class AzureAdSettings(ConfigSection):
     """Entra ID (Azure AD) client credentials: raygate's app registration gets tokens for
     Azure OpenAI instead of sending an `api-key`."""
 
@@ -80,7 +77,7 @@ DropParams = bool | list[str]
 """Parameters to drop instead of refusing: all a target cannot honour (true), or those named."""
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(ConfigSection):
     """One upstream: an OpenAI-compatible server, Anthropic, Gemini, Bedrock, Vertex AI,
     Azure OpenAI or Cohere, usually described by a preset."""
 

@@ -22,17 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from gateway.section import ConfigSection
 
 # The provider name that targets use for local models: `local/<name>`.
 LOCAL_PROVIDER = "local"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LocalAutoscaling(_Section):
+class LocalAutoscaling(ConfigSection):
     """Serve autoscaling of one local model's replicas."""
 
     min_replicas: int = Field(1, ge=0, description="0 scales to zero when idle")
@@ -55,7 +53,7 @@ class LocalAutoscaling(_Section):
         return self.model_dump(exclude_none=True)
 
 
-class LocalModelConfig(_Section):
+class LocalModelConfig(ConfigSection):
     """One local model: where its weights are, how its replicas are sized and scaled."""
 
     path: str = Field(min_length=1, description="model directory on every node that runs it")

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.section import ConfigSection
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Target(_Section):
+class Target(ConfigSection):
     """A provider and the model name that provider knows, and what routing weighs it by."""
 
     provider: str
@@ -38,7 +36,7 @@ class Target(_Section):
         return f"{self.provider}/{self.model}"
 
 
-class ModelAlias(_Section):
+class ModelAlias(ConfigSection):
     """A model name clients ask for, served by one or more targets.
 
     The strategy picks the first target; the others, in the strategy's order, are the
@@ -81,7 +79,7 @@ FallbackReason = Literal[
 ]
 
 
-class RouteCondition(_Section):
+class RouteCondition(ConfigSection):
     """Callers a target or alias is meant for: each list given must contain the caller's
     value (any one of the caller's groups); an empty condition matches everyone."""
 
@@ -90,14 +88,14 @@ class RouteCondition(_Section):
     departments: list[str] = Field(default_factory=list)
 
 
-class TokenPrice(_Section):
+class TokenPrice(ConfigSection):
     """A price in USD per million tokens."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
 
 
-class RetryPolicy(_Section):
+class RetryPolicy(ConfigSection):
     """Retries of a target after a retryable failure, with full-jitter exponential backoff."""
 
     max_attempts: int = Field(1, ge=1, description="calls per target and request; 1 = no retry")
@@ -111,7 +109,7 @@ class RetryPolicy(_Section):
     )
 
 
-class BreakerPolicy(_Section):
+class BreakerPolicy(ConfigSection):
     """When a target's circuit breaker opens, and how it comes back."""
 
     window: float = Field(30.0, gt=0, description="seconds of outcomes the failure rate covers")
@@ -123,14 +121,14 @@ class BreakerPolicy(_Section):
     half_open_probes: int = Field(1, ge=1, description="requests admitted at once half-open")
 
 
-class OutlierPolicy(_Section):
+class OutlierPolicy(ConfigSection):
     """Passive ejection: consecutive failures on live traffic take a target out for a while."""
 
     consecutive_failures: int = Field(5, ge=0, description="0 switches ejection off")
     ejection: float = Field(10.0, gt=0, description="seconds out before it is probed again")
 
 
-class HealthCheck(_Section):
+class HealthCheck(ConfigSection):
     """An active check of one provider: GET `path` (relative to its base_url) every interval."""
 
     path: str = Field("/models", description="relative to base_url, or an absolute URL")
@@ -140,7 +138,7 @@ class HealthCheck(_Section):
     healthy_after: int = Field(1, ge=1, description="consecutive passes to be probed again")
 
 
-class RoutingConfig(_Section):
+class RoutingConfig(ConfigSection):
     """Resilience defaults shared by every alias: retries, breakers, ejection, health checks."""
 
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
