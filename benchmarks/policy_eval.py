@@ -17,36 +17,30 @@ The embedding-based half (classifier, similarity signal, topics, latency with NE
 ~1,750 prompts with the in-process MiniLM (a few minutes on 2 CPU cores;
 ``--vectors-cache FILE.npz`` keeps them between runs; ``--no-embeddings`` skips it).
 
-    .venv/bin/python benchmarks/policy_eval.py [--data ../shared/data] [--calls 2000]
+    .venv/bin/python -m benchmarks.policy_eval [--data ../shared/data] [--calls 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.policy_pii import evaluate_phi, evaluate_pii
+from benchmarks.report import RESULTS as RESULTS_DIR
+from benchmarks.report import ROOT, Report, percentile
+from gateway.policy.config import PolicyConfig, PolicyProfile
+from gateway.policy.detection import ALL_TYPES, PATTERN_TYPES, detect
+from gateway.policy.engine import PolicyEngine
+from gateway.policy.entities import EntityRecognizer
+from gateway.policy.jailbreak import JailbreakScorer
+from gateway.policy.normalize import normalize
 
-from benchmarks.policy_pii import evaluate_phi, evaluate_pii  # noqa: E402
-from gateway.policy.config import PolicyConfig, PolicyProfile  # noqa: E402
-from gateway.policy.detection import ALL_TYPES, PATTERN_TYPES, detect  # noqa: E402
-from gateway.policy.engine import PolicyEngine  # noqa: E402
-from gateway.policy.entities import EntityRecognizer  # noqa: E402
-from gateway.policy.jailbreak import JailbreakScorer  # noqa: E402
-from gateway.policy.normalize import normalize  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "policy_eval.json"
-PLOT = RESULTS.with_suffix(".png")
+RESULTS = RESULTS_DIR / "policy_eval.json"
 TRAINING = ROOT / "benchmarks" / "results" / "jailbreak_training.json"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -147,11 +141,10 @@ def _time(call: Callable[[], object], calls: int) -> dict[str, float]:
         start = time.perf_counter()
         call()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
     return {
         "calls": calls,
-        "p50_ms": round(samples[len(samples) // 2], 3),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
+        "p50_ms": round(percentile(samples, 50) or 0.0, 3),
+        "p99_ms": round(percentile(samples, 99) or 0.0, 3),
     }
 
 
@@ -334,7 +327,7 @@ def print_semantic(report: dict[str, Any]) -> None:
             print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} |")
 
 
-def plot(report: dict[str, Any], points: dict[str, float]) -> None:
+def plot(report: dict[str, Any], points: dict[str, float], path: Path) -> None:
     """Precision/recall curves per detector (PII labels, PHI types, the classifier), each
     with its operating point marked."""
     import matplotlib
@@ -385,7 +378,7 @@ def plot(report: dict[str, Any], points: dict[str, float]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -395,21 +388,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--vectors-cache", type=Path, default=None)
     parser.add_argument("--no-embeddings", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON report (PNG beside)")
     args = parser.parse_args()
     points = operating_points()
     entities = EntityRecognizer()
     entities.load()
     ungated = EntityRecognizer(entities.model, gate=False)
+    run = Report("policy_eval", parameters=vars(args))
     report: dict[str, Any] = {
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            # The dev machine is shared: latency figures are only as quiet as this.
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
         "notes": NOTES,
         "operating_points": points,
         "pii": evaluate_pii(
@@ -421,14 +407,11 @@ def main() -> None:
     }
     if not args.no_embeddings:
         report["semantic"] = evaluate_semantic(args.data, args.calls, args.vectors_cache)
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if "semantic" in report:
         print_semantic(report["semantic"])
     print_tables(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    plot(report, points)
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+    run.write(report, path=args.out)
+    plot(report, points, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

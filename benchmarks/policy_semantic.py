@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from benchmarks.report import percentile
 from gateway.cache.embedder import Embedder
 from gateway.policy.classifier import JailbreakClassifier
 from gateway.policy.config import NerConfig, PolicyConfig, PolicyProfile
@@ -235,11 +236,10 @@ def _time(call: Callable[[], object], calls: int) -> dict[str, float]:
         start = time.perf_counter()
         call()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
     return {
         "calls": calls,
-        "p50_ms": round(samples[len(samples) // 2], 4),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
+        "p50_ms": round(percentile(samples, 50) or 0.0, 4),
+        "p99_ms": round(percentile(samples, 99) or 0.0, 4),
     }
 
 
