@@ -222,7 +222,7 @@ class KeyStore:
         """
         self.get(key_id)
         now = self._clock()
-        with self._db.transaction() as cur:
+        with self._db.transaction(exclusive=True) as cur:  # reads, then writes
             line = _predecessors(cur, key_id)
             cur.execute(
                 f"UPDATE api_keys SET revoked_at = ? "
@@ -253,7 +253,7 @@ class KeyStore:
             models=old.models,
             admin_role=old.admin_role,
         )
-        with self._db.transaction() as cur:
+        with self._db.transaction(exclusive=True) as cur:  # reads, then writes
             cur.execute(
                 "UPDATE api_keys SET grace_until = ?, replaced_by = ? "
                 "WHERE key_id = ? AND replaced_by IS NULL AND revoked_at IS NULL",

@@ -3,6 +3,10 @@ line of keys, across clocks, after the first release's schema, and through the a
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from pathlib import Path
+
 import pytest
 from starlette.datastructures import Headers
 
@@ -132,3 +136,33 @@ async def test_the_authenticator_refuses_a_key_revoked_after_it_was_used(
     with pytest.raises(AuthError) as caught:
         await authenticator.authenticate(headers, "127.0.0.1")
     assert caught.value.code == "api_key_revoked"
+
+
+def test_revoking_while_another_writer_commits_is_never_database_is_locked(
+    tmp_path: Path,
+) -> None:
+    """A revocation reads the key's line of replacements, then writes: as one deferred SQLite
+    transaction it failed ('database is locked') when another writer committed in between."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    keys = KeyStore(Database(url), SECRET)
+    issued = [keys.issue("ann").key.key_id for _ in range(40)]
+    stop = threading.Event()
+
+    def writer() -> None:
+        other = sqlite3.connect(tmp_path / "keys.db", timeout=30)
+        other.execute("CREATE TABLE IF NOT EXISTS noise (n INTEGER)")
+        while not stop.is_set():
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO noise VALUES (1)")
+            other.commit()
+        other.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for key_id in issued:
+            keys.revoke(key_id)
+    finally:
+        stop.set()
+        thread.join()
+    assert all(keys.get(key_id).state(0) == "revoked" for key_id in issued)
