@@ -78,6 +78,7 @@ class Upstream:
             answer = await self.backend.chat_stream(body, context)
         else:
             answer = await self.backend.chat(body, context)
+            exchange.note_usage(answer.response.usage)  # charged even if then withheld
         exchange.route = answer.route
         return answer
 
@@ -89,6 +90,7 @@ class Upstream:
             answer = await self.backend.completion_stream(body, context)
         else:
             answer = await self.backend.completion(body, context)
+            exchange.note_usage(answer.response.usage)  # charged even if then withheld
         exchange.route = answer.route
         return answer
 

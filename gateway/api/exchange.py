@@ -139,8 +139,8 @@ class Exchange:
     def observe(self, answer: RoutedStream[_K]) -> RoutedStream[_K]: ...
 
     def observe(self, answer: Routed[_A] | RoutedStream[_K]) -> Routed[_A] | RoutedStream[_K]:
-        """Note an answer as it came back, before the output policy: the audit trail keeps
-        what crossed the organisation's boundary. A stream is noted chunk by chunk."""
+        """Note an answer as the client receives it (after the output policy: the trail never
+        keeps a value the policy took out). A stream is noted chunk by chunk."""
         if isinstance(answer, RoutedStream):
             return RoutedStream(answer.route, self._noting(answer.chunks))
         self.note_answer(answer.response)

@@ -298,9 +298,16 @@ def _text_slots(body: ChatCompletionRequest) -> list[tuple[TextSlot, str]]:
             for j, part in enumerate(message.content):
                 if part.text:
                     slots.append((("part", i, j), part.text))
+                refusal = (part.model_extra or {}).get("refusal")
+                if isinstance(refusal, str) and refusal:
+                    slots.append((("refusal_part", i, j), refusal))
                 filename = _filename(part.model_extra)
                 if filename:
                     slots.append((("filename", i, j), filename))
+        for field in ("reasoning_content", "reasoning"):  # an assistant's earlier reasoning
+            reasoning = (message.model_extra or {}).get(field)
+            if isinstance(reasoning, str) and reasoning:
+                slots.append(((field, i, -1), reasoning))
         if message.name:
             slots.append((("name", i, -1), message.name))
         if message.refusal:
@@ -313,6 +320,13 @@ def _text_slots(body: ChatCompletionRequest) -> list[tuple[TextSlot, str]]:
             slots.append((("description", t, -1), tool.function.description))
         if tool.function.parameters:
             slots.append((("parameters", t, -1), json.dumps(tool.function.parameters)))
+    schema = body.response_format.json_schema if body.response_format else None
+    if schema:  # a structured output's schema: its descriptions instruct the model too
+        slots.append((("response_schema", -1, -1), json.dumps(schema)))
+    stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
+    slots += [(("stop", k, -1), stop) for k, stop in enumerate(stops) if stop]
+    if body.user:
+        slots.append((("user", -1, -1), body.user))
     return slots
 
 
@@ -329,12 +343,15 @@ def _with_texts(
     body = body.model_copy(deep=True)
     for slot, text in zip(where, texts, strict=True):
         kind, index, inner = slot
+        if kind in _REQUEST_LEVEL:
+            _set_request_text(body, kind, index, text)
+            continue
         if kind == "description" or kind == "parameters":
             function = (body.tools or [])[index].function
             if kind == "description":
                 function.description = text
             else:
-                function.parameters = _schema(text, index)
+                function.parameters = _schema(text, f"tools.{index}.function.parameters")
             continue
         message = body.messages[index]
         if kind == "content":
@@ -343,29 +360,48 @@ def _with_texts(
             message.name = text
         elif kind == "refusal":
             message.refusal = text
+        elif kind in ("reasoning_content", "reasoning"):
+            (message.model_extra or {})[kind] = text
         elif kind == "arguments":
             (message.tool_calls or [])[inner].function.arguments = text
         else:
             part = cast(list[ContentPart], message.content)[inner]
             if kind == "part":
                 part.text = text
+            elif kind == "refusal_part":
+                (part.model_extra or {})["refusal"] = text
             else:
                 (part.model_extra or {})["file"]["filename"] = text
     return body
 
 
-def _schema(text: str, tool: int) -> dict[str, Any]:
-    """A tool's parameter schema after redaction: still JSON where a value sat in a string
-    (placeholders hold no quotes), refused where one sat in a number."""
+_REQUEST_LEVEL = frozenset({"response_schema", "stop", "user"})
+
+
+def _set_request_text(body: ChatCompletionRequest, kind: str, index: int, text: str) -> None:
+    if kind == "user":
+        body.user = text
+    elif kind == "stop":
+        body.stop = (
+            text
+            if isinstance(body.stop, str)
+            else [text if k == index else stop for k, stop in enumerate(body.stop or [])]
+        )
+    elif body.response_format is not None:
+        body.response_format.json_schema = _schema(text, "response_format.json_schema")
+
+
+def _schema(text: str, param: str) -> dict[str, Any]:
+    """A schema after redaction: still JSON where a value sat in a string (placeholders hold
+    no quotes), refused where one sat in a number."""
     try:
         schema = json.loads(text)
     except ValueError:
         schema = None
     if not isinstance(schema, dict):
         raise InvalidRequest(
-            "A tool's parameter schema holds a value your policy profile redacts outside a "
-            "string; remove it.",
-            param=f"tools.{tool}.function.parameters",
+            "A schema holds a value your policy profile redacts outside a string; remove it.",
+            param=param,
             code="policy_unreadable_input",
         )
     return schema

@@ -34,10 +34,10 @@ from gateway.protocol.openai import (
 )
 from gateway.routing.routed import Routed, RoutedStream
 
-# An answer's text channels: (choice, part), the part "content", "refusal", "reasoning", or
-# the index of a tool call.
+# An answer's text channels: (choice, part), the part "content", "refusal", a field the wire
+# model does not name ("reasoning_content", "audio", ...), or the index of a tool call.
 _Channel = tuple[int, str | int]
-_REASONING = "reasoning_content"  # the field OpenAI-compatible servers stream reasoning in
+_NOT_TEXT = frozenset({"id", "type", "name", "data", "format", "expires_at", "detail", "role"})
 
 
 class OutputPolicy:
@@ -79,6 +79,7 @@ class _Channels:
         self._rules = rules
         self._exchange = exchange
         self._open: dict[_Channel, OutputFilter] = {}
+        self.shapes: dict[_Channel, Any] = {}  # an unnamed field's last value, for its rest
 
     def feed(self, channel: _Channel, text: str) -> str:
         rules = self._open.get(channel)
@@ -124,12 +125,25 @@ def _filtered_choice(choice: ChatChoice, whole: Callable[[str], str]) -> ChatCho
         ]
     if message.refusal:
         update["refusal"] = whole(message.refusal)
-    reasoning = (message.model_extra or {}).get(_REASONING)
-    if isinstance(reasoning, str) and reasoning:
-        update[_REASONING] = whole(reasoning)
+    for name, value in (message.model_extra or {}).items():
+        update[name] = _texts_filtered(value, whole)  # reasoning, audio transcripts, ...
     if message.tool_calls:
         update["tool_calls"] = [_with_arguments(call, whole) for call in message.tool_calls]
     return choice.model_copy(update={"message": message.model_copy(update=update)})
+
+
+def _texts_filtered(value: Any, filtered: Callable[[str], str], key: str = "") -> Any:
+    """`value` (a field the wire model does not name) with every text in it filtered: an
+    answer's texts are read wherever they sit (`reasoning`, an audio `transcript`, legacy
+    `function_call` arguments, citation titles). Ids, types, names and base64 data are not
+    text."""
+    if isinstance(value, str):
+        return value if key in _NOT_TEXT or not value else filtered(value)
+    if isinstance(value, dict):
+        return {k: _texts_filtered(v, filtered, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts_filtered(v, filtered, key) for v in value]
+    return value
 
 
 def _with_arguments(call: ToolCall, whole: Callable[[str], str]) -> ToolCall:
@@ -168,10 +182,10 @@ async def _chat_stream(
                 # The upstream broke mid-stream: what it did send is complete as far as it
                 # goes, so check and release the held-back text before the error event.
                 if last is not None and (rests := channels.finish()):
-                    yield _released(last, rests)
+                    yield _released(last, rests, channels.shapes)
                 raise
             if last is not None and (rests := channels.finish()):
-                yield _released(last, rests)  # ended without finish chunks: release the rest
+                yield _released(last, rests, channels.shapes)  # no finish chunks: release it
     finally:
         exchange.decisions += [d for d in channels.decisions if d.action != "block"]
 
@@ -185,9 +199,10 @@ def _filtered_chunk(chunk: ChatCompletionChunk, channels: _Channels) -> ChatComp
             update["content"] = channels.feed((index, "content"), delta.content) or None
         if delta.refusal:
             update["refusal"] = channels.feed((index, "refusal"), delta.refusal) or None
-        reasoning = (delta.model_extra or {}).get(_REASONING)
-        if isinstance(reasoning, str) and reasoning:
-            update[_REASONING] = channels.feed((index, "reasoning"), reasoning) or None
+        for name, value in (delta.model_extra or {}).items():
+            # reasoning, audio transcripts, legacy function_call arguments: a channel each
+            channels.shapes[(index, name)] = value
+            update[name] = _texts_filtered(value, partial(channels.feed, (index, name)), name)
         if delta.tool_calls:
             update["tool_calls"] = [
                 _fed_call(call, position, index, channels)
@@ -195,7 +210,7 @@ def _filtered_chunk(chunk: ChatCompletionChunk, channels: _Channels) -> ChatComp
             ]
         delta = delta.model_copy(update=update)
         if choice.finish_reason is not None:
-            delta = _with_rests(delta, channels.finish(index))
+            delta = _with_rests(delta, channels.finish(index), channels.shapes)
         choice = choice.model_copy(update={"delta": delta})
         if _carries(choice):
             choices.append(choice)
@@ -218,31 +233,57 @@ def _call_index(call: ToolCall, position: int) -> int:
     return call.index if call.index is not None else position
 
 
-def _with_rests(delta: ChoiceDelta, rests: dict[_Channel, str]) -> ChoiceDelta:
+def _with_rests(
+    delta: ChoiceDelta, rests: dict[_Channel, str], shapes: dict[_Channel, Any]
+) -> ChoiceDelta:
     """`delta` with the released rests of its choice's channels appended."""
     update: dict[str, Any] = {}
     calls = list(delta.tool_calls or [])
-    for (_, part), rest in rests.items():
+    for (choice, part), rest in rests.items():
         if part == "content":
             update["content"] = (delta.content or "") + rest
         elif part == "refusal":
             update["refusal"] = (delta.refusal or "") + rest
-        elif part == "reasoning":
-            update[_REASONING] = str((delta.model_extra or {}).get(_REASONING) or "") + rest
-        else:
-            calls.append(ToolCall(index=int(part), function=FunctionCall(arguments=rest)))
+        elif isinstance(part, int):
+            calls.append(ToolCall(index=part, function=FunctionCall(arguments=rest)))
+        else:  # a field the wire model does not name: the rest goes where its text went
+            current = (delta.model_extra or {}).get(part)
+            if current is None:
+                current = _blank(shapes.get((choice, part)))
+            update[part] = _appended(current, rest)
     if calls:
         update["tool_calls"] = calls
     return delta.model_copy(update=update)
 
 
-def _released(last: ChatCompletionChunk, rests: dict[_Channel, str]) -> ChatCompletionChunk:
+def _blank(value: Any) -> Any:
+    """`value`'s shape (a dict's id and type) with its texts emptied, else None."""
+    if not isinstance(value, dict):
+        return None
+    kept = {k: v for k, v in value.items() if k in ("id", "type")}
+    return kept | {k: "" for k, v in value.items() if k not in _NOT_TEXT and isinstance(v, str)}
+
+
+def _appended(value: Any, rest: str) -> Any:
+    """`value` with `rest` added to its (last) text; `rest` alone where it held none."""
+    if value is None or isinstance(value, str):
+        return (value or "") + rest
+    if isinstance(value, dict):
+        for key in reversed(list(value)):
+            if key not in _NOT_TEXT and isinstance(value[key], str | None):
+                return {**value, key: (value[key] or "") + rest}
+    return value
+
+
+def _released(
+    last: ChatCompletionChunk, rests: dict[_Channel, str], shapes: dict[_Channel, Any]
+) -> ChatCompletionChunk:
     """A chunk shaped like `last` that carries the rests of every channel."""
     by_choice: dict[int, dict[_Channel, str]] = {}
     for channel, rest in rests.items():
         by_choice.setdefault(channel[0], {})[channel] = rest
     choices = [
-        ChunkChoice(index=index, delta=_with_rests(ChoiceDelta(), held))
+        ChunkChoice(index=index, delta=_with_rests(ChoiceDelta(), held, shapes))
         for index, held in sorted(by_choice.items())
     ]
     return last.model_copy(update={"choices": choices, "usage": None})
@@ -250,11 +291,19 @@ def _released(last: ChatCompletionChunk, rests: dict[_Channel, str]) -> ChatComp
 
 def _carries(choice: ChunkChoice) -> bool:
     delta = choice.delta
-    extra = (delta.model_extra or {}).get(_REASONING)
+    extra = any(_has_text(v) for v in (delta.model_extra or {}).values())
     calls = any(c.id or c.function.name or c.function.arguments for c in delta.tool_calls or [])
     return bool(
         delta.content or delta.refusal or delta.role or extra or calls or choice.finish_reason
     )
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_text(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_text(v) for v in value)
+    return bool(value)
 
 
 async def _completion_stream(

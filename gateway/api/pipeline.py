@@ -84,13 +84,13 @@ class Pipeline:
         else:
             call = self.upstream.chat(exchange, body)
             answer = await (self.cache.keep(probe, call) if self.cache is not None else call)
-        return await self.output_policy.chat(exchange, exchange.observe(answer))
+        return exchange.observe(await self.output_policy.chat(exchange, answer))
 
     async def completion(self, exchange: Exchange, body: CompletionRequest) -> CompletionAnswer:
         """A legacy completion's answer (not cached)."""
         body = await self.input_policy.completion(exchange, body)
         answer = await self.upstream.completion(exchange, body)
-        return await self.output_policy.completion(exchange, exchange.observe(answer))
+        return exchange.observe(await self.output_policy.completion(exchange, answer))
 
     async def embeddings(
         self, exchange: Exchange, body: EmbeddingRequest

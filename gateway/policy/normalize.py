@@ -5,8 +5,10 @@ zero-width space inside an e-mail, a soft hyphen inside a card number, fullwidth
 SSN, a Cyrillic "а" in an ``sk-`` key prefix, "ign\u200bore previous instructions". Detectors
 therefore read a *normalised* copy of the text:
 
+0. JSON's ``\\uXXXX`` escapes are decoded (values in tool-call arguments and schemas);
 1. format characters (Unicode category Cf: zero-width spaces and joiners, soft hyphen, BOM,
-   bidirectional controls, tag characters) and variation selectors are dropped;
+   bidirectional controls) and variation selectors are dropped, except tag characters, which
+   read as the ASCII they mirror (a model reads text spelled in them);
 2. each grapheme cluster (a character and the combining marks after it) is NFKC-normalised
    (fullwidth and mathematical letters and digits, ligatures, non-breaking spaces), decimal
    digits of any script become ASCII digits, dashes become ``-``, and combining marks left on
@@ -78,6 +80,14 @@ class Normalized:
 def normalize(raw: str) -> Normalized:
     """The detectors' view of `raw` (see the module docstring); cheap for ASCII text, which
     is returned as it is, and for mostly-ASCII text, whose ASCII stretches are copied whole."""
+    if "\\u" in raw:  # JSON's \uXXXX escapes: decoded first, then normalised
+        unescaped = _unescape(raw)
+        if unescaped.changed:
+            return _composed(unescaped, _normalized(unescaped.text))
+    return _normalized(raw)
+
+
+def _normalized(raw: str) -> Normalized:
     if raw.isascii():
         return Normalized(raw, raw)
     out: list[str] = []
@@ -106,6 +116,50 @@ def normalize(raw: str) -> Normalized:
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_ESCAPE = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
+)
+
+
+def _unescape(raw: str) -> Normalized:
+    """`raw` with JSON's `\\uXXXX` escapes (surrogate pairs included) decoded: a value written
+    `ana\\u0040example.org` in a tool call's JSON arguments is an e-mail to the detectors."""
+    out: list[str] = []
+    starts: array[int] = array("l")
+    ends: array[int] = array("l")
+    position = 0
+    for escape in _ESCAPE.finditer(raw):
+        high, low, single = escape.groups()
+        if single is not None:
+            char = chr(int(single, 16))
+        else:
+            char = chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            continue  # a lone surrogate stays as written
+        out.append(raw[position : escape.start()])
+        starts.extend(range(position, escape.start()))
+        ends.extend(range(position + 1, escape.start() + 1))
+        out.append(char)
+        starts.append(escape.start())
+        ends.append(escape.end())
+        position = escape.end()
+    if position == 0:
+        return Normalized(raw, raw)
+    out.append(raw[position:])
+    starts.extend(range(position, len(raw)))
+    ends.extend(range(position + 1, len(raw) + 1))
+    return Normalized(raw, "".join(out), starts, ends)
+
+
+def _composed(first: Normalized, then: Normalized) -> Normalized:
+    """`then` (a normalisation of `first.text`) with its offsets into `first.raw`."""
+    if not then.changed:
+        return Normalized(first.raw, then.text, first.starts, first.ends)
+    assert first.starts is not None and first.ends is not None
+    assert then.starts is not None and then.ends is not None
+    starts = array("l", (first.starts[i] for i in then.starts))
+    ends = array("l", (first.ends[i - 1] for i in then.ends))
+    return Normalized(first.raw, then.text, starts, ends)
 
 
 def _normalize_run(
@@ -113,7 +167,14 @@ def _normalize_run(
 ) -> None:
     """Normalise raw[i:end] cluster by cluster, appending to out and the offset arrays."""
     while i < end:
-        if _invisible(raw[i]):
+        code = ord(raw[i])
+        if _TAG_FIRST <= code <= _TAG_LAST:  # "ASCII smuggling": tag characters spell text
+            out.append(chr(code - _TAG_OFFSET))
+            starts.append(i)
+            ends.append(i + 1)
+            i += 1
+            continue
+        if invisible(raw[i]):
             i += 1
             continue
         j = i + 1
@@ -126,7 +187,14 @@ def _normalize_run(
         i = j
 
 
-def _invisible(ch: str) -> bool:
+# Unicode's tag characters mirror printable ASCII (U+E0020 is a tag space): invisible, yet a
+# model reads them. The detectors read them as the ASCII they spell.
+_TAG_OFFSET = 0xE0000
+_TAG_FIRST, _TAG_LAST = 0xE0020, 0xE007E
+
+
+def invisible(ch: str) -> bool:
+    """Whether `ch` shows nothing (a format character or a variation selector)."""
     if ch.isascii():
         return False
     if unicodedata.category(ch) == "Cf":  # ZWSP, ZWJ, soft hyphen, BOM, bidi and tag chars

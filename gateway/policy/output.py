@@ -9,6 +9,7 @@ from gateway.audit.record import PolicyDecision
 from gateway.policy.config import Action, PolicyProfile
 from gateway.policy.detection import ALL_TYPES, detect
 from gateway.policy.entities import ENTITY_TYPES, EntityRecognizer
+from gateway.policy.normalize import invisible
 from gateway.policy.rules import action_for
 from gateway.policy.spans import Span
 
@@ -74,7 +75,7 @@ class OutputFilter:
             self._buffer, types=self._types, min_confidence=self._floors, entities=self._entities
         )
         flagged = self._flagged(spans)
-        boundary = len(self._buffer) if final else len(self._buffer) - self._profile.hold_back_chars
+        boundary = len(self._buffer) if final else self._held_back_from()
         for span, _ in flagged:
             if span.start < boundary < span.end:
                 boundary = span.start
@@ -92,6 +93,16 @@ class OutputFilter:
         for placeholder, value in self._restore.items():
             released = released.replace(placeholder, value)
         return released
+
+    def _held_back_from(self) -> int:
+        """Where the held-back tail starts: `hold_back_chars` *visible* characters from the
+        end, so that invisible padding cannot push half a value out of the window."""
+        wanted, position = self._profile.hold_back_chars, len(self._buffer)
+        while wanted > 0 and position > 0:
+            position -= 1
+            if not invisible(self._buffer[position]):
+                wanted -= 1
+        return position
 
     def _flagged(self, spans: list[Span]) -> list[tuple[Span, Action]]:
         flagged = []

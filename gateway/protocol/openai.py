@@ -124,6 +124,42 @@ class ChatCompletionRequest(_Wire):
             self.model_extra or {}
         )
 
+    def unread_fields(self) -> list[str]:
+        """Fields inside the messages and tools that this model does not name and that are
+        not known to carry no text (e.g. `cache_control`), as dotted paths: nothing reads
+        them, so they must not reach an upstream (a card number in a message's `metadata`)."""
+        found: list[str] = []
+        for i, message in enumerate(self.messages):
+            found += _unknown(message, f"messages.{i}", _MESSAGE_EXTRAS)
+            if isinstance(message.content, list):
+                for j, part in enumerate(message.content):
+                    known = _PART_FIELDS.get(part.type, frozenset()) | _ANY_PART
+                    found += _unknown(part, f"messages.{i}.content.{j}", known)
+            for k, call in enumerate(message.tool_calls or []):
+                found += _unknown(call, f"messages.{i}.tool_calls.{k}", frozenset())
+                found += _unknown(call.function, f"messages.{i}.tool_calls.{k}.function")
+        for t, tool in enumerate(self.tools or []):
+            found += _unknown(tool, f"tools.{t}", _ANY_PART)
+            found += _unknown(tool.function, f"tools.{t}.function")
+        return found
+
+
+# What the wire models leave unnamed yet is read, or carries no text: a content part's own
+# field by its type (`refusal` is read as text), prompt caching marks, and an assistant's
+# earlier reasoning (read as text).
+_PART_FIELDS = {
+    "image_url": frozenset({"image_url"}),
+    "input_audio": frozenset({"input_audio"}),
+    "file": frozenset({"file"}),
+    "refusal": frozenset({"refusal"}),
+}
+_ANY_PART = frozenset({"cache_control"})
+_MESSAGE_EXTRAS = frozenset({"cache_control", "reasoning_content", "reasoning"})
+
+
+def _unknown(model: BaseModel, path: str, known: frozenset[str] = frozenset()) -> list[str]:
+    return [f"{path}.{name}" for name in sorted(set(model.model_extra or {}) - known)]
+
 
 class Usage(_Wire):
     prompt_tokens: int = 0

@@ -108,6 +108,12 @@ def conform(
     reasoning = is_reasoning_model(request.model, preset)
     passed = passed_extras(preset.kind) | set(preset.extra_params)
     unknown = sorted(set(request.model_extra or {}) - passed)
+    if isinstance(request, ChatCompletionRequest) and (unread := request.unread_fields()):
+        raise UnsupportedParameter(
+            f"field {unread[0]!r} is not one raygate reads or passes on: an unknown field "
+            "would reach the provider unchecked by the policy",
+            param=unread[0],
+        )
     no_op = {**_NO_OP, **(_REASONING_NO_OP if reasoning else {})}
     refused = set(preset.unsupported_params)
     if reasoning:

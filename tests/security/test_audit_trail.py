@@ -92,12 +92,6 @@ def test_a_cached_prompt_and_answer_are_sealed_on_disk(target: Target) -> None:
     assert marker.encode() not in _stored_bytes(target.database)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: in `full` mode the stored response is the answer before the output "
-    "policy (Exchange.observe notes it as it came back), so the trail keeps the value the "
-    "policy redacted from the caller; AuditRecord.response says 'as the client received it'",
-)
 def test_an_answer_the_policy_redacted_is_not_kept_raw(target: Target) -> None:
     client = target.openai(target.issue("reviewers").secret)
     raw = client.chat.completions.with_raw_response.create(

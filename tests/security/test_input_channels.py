@@ -211,21 +211,9 @@ def test_an_injected_tool_result_on_the_anthropic_route_is_blocked(target: Targe
     [
         pytest.param(
             "sim-small",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="finding: an assistant content part {type: refusal, refusal: ...} (the "
-                "openai SDK's ChatCompletionContentPartRefusalParam) is not read by "
-                "gateway.api.input_policy._text_slots (it reads part.text only) and is "
-                "forwarded verbatim",
-            ),
         ),
         pytest.param(
             "sim-claude",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="finding: as for sim-small; the Anthropic adapter (_assistant_blocks) "
-                "even turns the unread refusal part into a text block",
-            ),
         ),
     ],
 )
@@ -244,11 +232,6 @@ def test_a_refusal_content_part_is_read_by_the_policy(target: Target, model: str
     assert CARD not in repr(target.upstream_bodies())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: response_format.json_schema (its descriptions are instructions the model "
-    "reads, as a tool's parameter schema is) is not among the texts the input policy reads",
-)
 def test_a_structured_output_schema_is_read_by_the_policy(target: Target) -> None:
     schema = {
         "type": "object",

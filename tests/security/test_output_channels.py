@@ -247,13 +247,6 @@ def test_a_cached_answer_passes_the_output_policy_of_whoever_it_is_served_to(
         pytest.param(message(content="ok", reasoning=f"ssn {SSN}"), id="reasoning-field"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: gateway.api.output_policy reads content, refusal, reasoning_content and "
-    "tool-call arguments only; an audio answer's transcript (modalities/audio pass per "
-    "extra_params.yaml) and the `reasoning` field (vLLM's and Groq's name for reasoning "
-    "text) reach the caller unread",
-)
 def test_a_forbidden_value_in_any_text_of_the_answer_withholds_it(
     target: Target, answer: dict[str, Any]
 ) -> None:
@@ -264,12 +257,6 @@ def test_a_forbidden_value_in_any_text_of_the_answer_withholds_it(
     assert response.status_code == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the stream hold-back window (hold_back_chars, 96) counts raw characters; "
-    "a value padded inside with more invisible characters than that is released in pieces "
-    "the detector never sees whole (OutputFilter._release), and the client reassembles it",
-)
 def test_invisible_padding_inside_a_streamed_value_does_not_outrun_the_hold_back(
     target: Target,
 ) -> None:
@@ -291,12 +278,6 @@ def test_invisible_padding_inside_a_streamed_value_does_not_outrun_the_hold_back
     assert EMAIL not in text.replace("\u200b", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: tool-call arguments in an answer are scored as JSON text; a model that "
-    "writes '@' as \\u0040 (valid JSON, decoded by the tool that runs the call) gets the "
-    "address past the output rules",
-)
 def test_an_email_behind_a_json_escape_in_answer_tool_arguments_is_redacted(
     target: Target,
 ) -> None:

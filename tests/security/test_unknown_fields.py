@@ -129,51 +129,26 @@ NESTED_SMUGGLING = [
         [{"role": "user", "content": "hello", "metadata": f"card {CARD}"}],
         {},
         id="unknown-field-of-a-message",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="finding: conform() checks only top-level extras; a message's unknown "
-            "field is forwarded verbatim to an OpenAI-compatible upstream, unread by the policy",
-        ),
     ),
     pytest.param(
         [{"role": "user", "content": [{"type": "text", "text": "hello", "note": f"card {CARD}"}]}],
         {},
         id="unknown-field-of-a-content-part",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="finding: a content part's unknown field is forwarded verbatim to an "
-            "OpenAI-compatible upstream, unread by the policy",
-        ),
     ),
     pytest.param(
         [{"role": "user", "content": [{"type": "input_text", "input_text": f"card {CARD}"}]}],
         {},
         id="content-part-of-an-unknown-type",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="finding: a content part of a type the policy does not read (its text in "
-            "a key other than `text`) is forwarded verbatim to an OpenAI-compatible upstream",
-        ),
     ),
     pytest.param(
         HI,
         {"tools": [{"type": "function", "function": {"name": "f", "examples": f"card {CARD}"}}]},
         id="unknown-field-of-a-tool",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="finding: an unknown field of tools[].function is forwarded verbatim",
-        ),
     ),
     pytest.param(
         HI,
         {"guided_choice": [f"the card is {CARD}"]},
         id="text-in-an-allowed-extra",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="finding: extra_params.yaml says no listed field carries text, but the "
-            "openai list's guided_choice / guided_regex / guided_json / guided_grammar / "
-            "structured_outputs do, and reach the upstream unread by the policy",
-        ),
     ),
 ]
 

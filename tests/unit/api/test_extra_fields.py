@@ -95,3 +95,25 @@ async def test_drop_params_drops_an_unknown_field_and_says_so(gateway: InProcess
     assert response.headers["x-raygate-dropped-params"] == "system"
     (sent,) = await gateway.sim.bodies()
     assert "smuggled" not in str(sent)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("message", "path"),
+    [
+        ({"role": "user", "content": "hi", "metadata": "card 4111"}, "messages.0.metadata"),
+        (
+            {"role": "user", "content": [{"type": "input_text", "input_text": "smuggled"}]},
+            "messages.0.content.0.input_text",
+        ),
+    ],
+)
+async def test_an_unknown_field_inside_a_message_is_refused(
+    gateway: InProcessGateway, message: dict[str, Any], path: str
+) -> None:
+    response = await gateway.post(
+        "/v1/chat/completions", {"model": "sim-small", "messages": [message]}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == path
+    assert await gateway.sim.requests() == []

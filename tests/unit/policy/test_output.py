@@ -51,3 +51,10 @@ def test_placeholders_split_across_chunks_are_restored() -> None:
     answer = "Sure, I will write to [EMAIL_1] today, and copy [EMAIL_1] as well."
     text = "".join(output.feed(piece) for piece in _stream(answer, 4)) + output.finish()
     assert text == answer.replace("[EMAIL_1]", "ana@example.org")
+
+
+def test_invisible_padding_cannot_push_half_a_value_out_of_the_hold_back() -> None:
+    output = OutputFilter(PROFILE)
+    released = output.feed("mail ana@exa") + output.feed("\u200b" * 200)
+    released += output.feed("mple.org now") + output.finish()
+    assert "ana@exa" not in released and "[EMAIL_1]" in released
