@@ -14,7 +14,8 @@ from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
-from gateway.cache.lookup import Hit, Phase
+from gateway.cache.learning import HourlyBudget, Learner
+from gateway.cache.lookup import Exploration, Hit, Phase
 from gateway.cache.store import Entry, EntryStore
 from gateway.cache.verify import verify_candidate
 
@@ -23,17 +24,27 @@ PHASES: tuple[Phase, ...] = ("exact", "normalized", "semantic")
 
 @dataclass(frozen=True)
 class SemanticResult:
-    """Phases 3 and 4 for one request: the hit if any, the best similarity seen, and whether
-    verification refused a candidate above the threshold."""
+    """Phases 3 and 4 for one request: the hit if any, the best similarity seen, whether
+    verification refused a candidate, and the exploration when the candidate is checked."""
 
     hit: Hit | None
     similarity: float
     rejected: bool
+    explore: Exploration | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A stored entry near another one, its similarity, and that the vetoes let it pass."""
+
+    entry: Entry
+    similarity: float
 
 
 @dataclass
 class CacheStats:
-    """Counters since start: hits per phase, misses, and semantic hits refused by phase 4."""
+    """Counters since start: hits per phase, misses, refusals, and the learned phase's
+    explorations (shadow: a would-be hit answered fresh; observed: a miss compared)."""
 
     hits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
     misses: int = 0
@@ -41,6 +52,22 @@ class CacheStats:
     ineligible: int = 0
     evicted: int = 0
     expired: int = 0
+    learned_hits: int = 0  # semantic hits below the static threshold
+    explored: dict[str, int] = field(default_factory=lambda: {"shadow": 0, "observed": 0})
+
+
+def partition(scope: str, context: str) -> str:
+    """The index partition of a scope: single questions and conversations never meet."""
+    return f"{scope}\x00conversation" if context else scope
+
+
+def index_vector(turn: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    """What a conversation is indexed by: the normalised sum of its two vectors (candidates
+    are then ranked by the lower of the two similarities)."""
+    if context is None:
+        return turn
+    both = np.asarray(turn, dtype=np.float32) + np.asarray(context, dtype=np.float32)
+    return both / max(float(np.linalg.norm(both)), 1e-12)
 
 
 class SemanticCache:
@@ -48,9 +75,13 @@ class SemanticCache:
 
     `lookup` tries, in order: the exact request (phase 1), its normalised signature (phase 2),
     and, when the request is eligible, the nearest stored requests of the same scope by
-    embedding (phase 3) whose facts agree with it (phase 4). `scope` must come from
-    `keys.scope_key`, so entries never cross models, system prompts, parameters, conversations
-    or isolation boundaries. Entries expire `ttl_s` after insertion and the least recently used
+    embedding (phase 3) whose facts agree with it (phase 4). A conversation's earlier user
+    turns (`context`) must match as well: exactly for phases 1-2, in meaning for phase 3 (its
+    similarity is the lower of the last turn's and the context's). Phase 3 decides with the
+    learned `Learner` under `max_error_rate` (serve, explore or miss), or with the static
+    threshold alone when that is None. `scope` must come from `keys.scope_key` or
+    `request.chat_request`, so entries never cross models, system prompts, parameters or
+    isolation boundaries. Entries expire `ttl_s` after insertion and the least recently used
     go first once `max_entries` is reached. Safe to share between threads.
     """
 
@@ -65,6 +96,8 @@ class SemanticCache:
         self.embedder = embedder
         self.clock = clock
         self.stats = CacheStats()
+        self.learner = Learner(self.config.learning_window_s, clock)
+        self.budget = HourlyBudget(self.config.exploration_budget_per_hour, clock)
         self._store = EntryStore()
         self._index = SemanticIndex(
             embedder.dim,
@@ -83,6 +116,11 @@ class SemanticCache:
         """The vector index behind the semantic phase (read-only use)."""
         return self._index
 
+    def get(self, entry_id: int) -> Entry | None:
+        """The stored entry with this id, if any (read-only use)."""
+        with self._lock:
+            return self._store.get(entry_id)
+
     def lookup(
         self,
         request_text: str,
@@ -91,30 +129,48 @@ class SemanticCache:
         eligible: bool = True,
         embedding: np.ndarray | None = None,
         threshold: float | None = None,
+        context: str = "",
     ) -> Hit | None:
         """Return a cached answer for `request_text` in `scope`, or None on a miss.
 
         Pass `embedding` when the request was already embedded (the policy engine shares it);
         otherwise it is computed here, and only if phases 1 and 2 missed.
         """
-        hit = self.lookup_keyed(request_text, scope)
+        hit = self.lookup_keyed(request_text, scope, context)
         if hit is not None:
             return hit
-        if not self.wants_semantic(scope, eligible=eligible):
+        if not self.wants_semantic(scope, eligible=eligible, context=context):
             return None
         # Embedding is the slow part: done outside the lock so lookups can overlap.
         vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
-        return self.lookup_semantic(request_text, scope, vector, threshold=threshold).hit
+        context_vector = self.embedder.embed([context])[0] if context else None
+        found = self.lookup_semantic(
+            request_text,
+            scope,
+            vector,
+            threshold=threshold,
+            context=context,
+            context_vector=context_vector,
+        )
+        return found.hit
 
-    def lookup_keyed(self, request_text: str, scope: str) -> Hit | None:
-        """Phases 1 and 2: the exact request, then its normalised signature. A miss here is
-        not counted yet: the caller goes on to `wants_semantic` / `lookup_semantic`."""
+    def lookup_keyed(
+        self, request_text: str, scope: str, context: str = "", *, exact_only: bool = False
+    ) -> Hit | None:
+        """Phases 1 and 2: the exact request, then its normalised signature (phase 1 alone,
+        byte for byte, for `exact_only` routes). A miss here is not counted yet: the caller
+        goes on to `wants_semantic` / `lookup_semantic`."""
         with self._lock:
             self._expire()
-            keyed: tuple[tuple[Phase, Entry | None], ...] = (
-                ("exact", self._store.by_exact(exact_key(scope, request_text))),
-                ("normalized", self._store.by_normalised(normalised_key(scope, request_text))),
-            )
+            keyed: list[tuple[Phase, Entry | None]] = [
+                (
+                    "exact",
+                    self._store.by_exact(exact_key(scope, request_text, context, raw=exact_only)),
+                )
+            ]
+            if not exact_only:
+                normalised = normalised_key(scope, request_text, context)
+                keyed.append(("normalized", self._store.by_normalised(normalised)))
             for phase, entry in keyed:
                 if entry is not None:
                     self._store.touch(entry, self.clock())
@@ -122,14 +178,14 @@ class SemanticCache:
                     return Hit(entry.entry_id, entry.response, phase, 1.0, entry.text)
             return None
 
-    def wants_semantic(self, scope: str, *, eligible: bool) -> bool:
+    def wants_semantic(self, scope: str, *, eligible: bool, context: str = "") -> bool:
         """Whether phase 3 could find anything after a keyed miss; counts the miss if not."""
         with self._lock:
             if not eligible:
                 self.stats.ineligible += 1
                 self.stats.misses += 1
                 return False
-            if self._index.scope_size(scope) == 0:
+            if self._index.scope_size(partition(scope, context)) == 0:
                 self.stats.misses += 1
                 return False
             return True
@@ -141,33 +197,137 @@ class SemanticCache:
         vector: np.ndarray,
         *,
         threshold: float | None = None,
+        context: str = "",
+        context_vector: np.ndarray | None = None,
     ) -> SemanticResult:
-        """Phases 3 and 4: the nearest stored requests of `scope` above the threshold, the
-        first whose facts agree with the request served. Counts the hit or the miss."""
-        bound = self.config.similarity_threshold if threshold is None else threshold
+        """Phases 3 and 4: the nearest stored requests of `scope` whose facts agree with the
+        request; the best one is served, explored or missed (see the class docstring).
+        Counts the hit or the miss. A conversation needs `context_vector`."""
+        if context and context_vector is None:
+            raise ValueError("a conversation's lookup needs its context's vector")
         with self._lock:
             rejected = False
             best = 0.0
-            for candidate in self._index.search(vector, self.config.top_k, scope):
-                best = max(best, candidate.similarity)
-                if candidate.similarity < bound:
+            for entry, similarity in self._candidates(vector, scope, context, context_vector):
+                best = max(best, similarity)
+                static = self.config.threshold_for(entry.model) if threshold is None else threshold
+                bound = self.config.max_error_rate_for(entry.model)
+                floor = static if bound is None else min(static, self.config.learn_min_similarity)
+                if similarity < floor:
                     break
-                entry = self._store.get(candidate.entry_id)
-                if entry is None:
-                    continue
-                if self.config.verify and not verify_candidate(request_text, entry.text).accepted:
+                if self.config.verify and not _facts_agree(request_text, context, entry):
                     rejected = True
                     continue
-                self._store.touch(entry, self.clock())
-                self.stats.hits["semantic"] += 1
-                hit = Hit(
-                    entry.entry_id, entry.response, "semantic", candidate.similarity, entry.text
+                if bound is None:
+                    return self._serve(entry, similarity, rejected, learned=False)
+                decision = self.learner.decide(
+                    entry.entry_id,
+                    similarity,
+                    static_threshold=static,
+                    bound=bound,
+                    exploration_rate=self.config.exploration_rate_for(entry.model),
+                    budget=self.budget,
+                    coin_key=f"{context}\x00{request_text}",
                 )
-                return SemanticResult(hit, candidate.similarity, rejected)
+                if decision.action == "serve":
+                    return self._serve(entry, similarity, rejected, learned=similarity < static)
+                kind = "shadow" if decision.shadow else "observed"
+                self.stats.explored[kind] += 1
+                self.stats.misses += 1
+                explore = Exploration(
+                    entry.entry_id,
+                    similarity,
+                    scope,
+                    request_text,
+                    context,
+                    entry.model,
+                    decision.shadow,
+                    round(decision.risk, 6),
+                )
+                return SemanticResult(None, similarity, rejected, explore)
             if rejected:
                 self.stats.rejected_by_verification += 1
             self.stats.misses += 1
             return SemanticResult(None, best, rejected)
+
+    def _serve(
+        self, entry: Entry, similarity: float, rejected: bool, *, learned: bool
+    ) -> SemanticResult:
+        self._store.touch(entry, self.clock())
+        self.stats.hits["semantic"] += 1
+        self.stats.learned_hits += learned
+        hit = Hit(entry.entry_id, entry.response, "semantic", similarity, entry.text)
+        return SemanticResult(hit, similarity, rejected)
+
+    def _candidates(
+        self, vector: np.ndarray, scope: str, context: str, context_vector: np.ndarray | None
+    ) -> list[tuple[Entry, float]]:
+        """Live entries of the request's partition, most similar first. A conversation's
+        similarity is the lower of its last turn's and its context's."""
+        found: list[tuple[Entry, float]] = []
+        query = index_vector(vector, context_vector)
+        for candidate in self._index.search(query, self.config.top_k, partition(scope, context)):
+            entry = self._store.get(candidate.entry_id)
+            if entry is None:
+                continue
+            similarity = candidate.similarity
+            if (
+                context_vector is not None
+                and entry.turn_vector is not None
+                and entry.context_vector is not None
+            ):
+                turn = float(np.dot(vector, entry.turn_vector.astype(np.float32)))
+                ctx = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
+                similarity = min(turn, ctx)
+            found.append((entry, similarity))
+        return sorted(found, key=lambda pair: -pair[1])
+
+    def neighbours(self, entry_id: int) -> list[Neighbour]:
+        """Other entries of `entry_id`'s partition at or above `learn_min_similarity` whose
+        facts agree with it: the comparisons an insert can learn from for free."""
+        with self._lock:
+            entry = self._store.get(entry_id)
+            if entry is None or entry.exact_only or entry_id not in self._index:
+                return []
+            vector = self._index.vector(entry_id)
+            turn = entry.turn_vector.astype(np.float32) if entry.turn_vector is not None else None
+            ctx = entry.context_vector
+            found = self._candidates(
+                turn if turn is not None else vector,
+                entry.scope,
+                entry.context,
+                ctx.astype(np.float32) if ctx is not None else None,
+            )
+            return [
+                Neighbour(other, similarity)
+                for other, similarity in found
+                if other.entry_id != entry_id
+                and similarity >= self.config.learn_min_similarity
+                and (not self.config.verify or _facts_agree(entry.text, entry.context, other))
+            ]
+
+    def learn(
+        self,
+        entry_id: int,
+        pair: str,
+        similarity: float,
+        equivalent: bool,
+        at: float,
+        *,
+        other: int | None = None,
+    ) -> bool:
+        """Apply one observation of `entry_id`'s answer (from the log, in log order): an
+        agreeing `other` entry joins its neighbourhood. Returns whether it was new evidence."""
+        with self._lock:
+            if other is not None and equivalent:
+                self.learner.join(entry_id, other)
+            return self.learner.record(entry_id, pair, similarity, equivalent, at)
+
+    def conversations(self, scope: str) -> list[Entry]:
+        """The live conversation entries of `scope` (pre-caching reads what followed what)."""
+        with self._lock:
+            ids = self._index.scope_entry_ids(partition(scope, "conversation"))
+            return [e for i in ids if (e := self._store.get(i)) is not None]
 
     def insert(
         self,
@@ -178,16 +338,27 @@ class SemanticCache:
         embedding: np.ndarray | None = None,
         entry_id: int | None = None,
         created_at: float | None = None,
+        model: str = "",
+        context: str = "",
+        context_vector: np.ndarray | None = None,
+        answer_vector: np.ndarray | None = None,
+        exact_only: bool = False,
     ) -> int:
         """Store `response` as the answer to `request_text` in `scope`; return the entry id.
 
         A request already stored under the same exact key is replaced by the newer answer.
         `entry_id` and `created_at` come from the shared entry log when replicas replay it.
+        A conversation (`context`) needs `context_vector`; `exact_only` entries are not
+        embedded and only the exact phase finds them.
         """
-        vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
+        if context and context_vector is None and not exact_only:
+            context_vector = self.embedder.embed([context])[0]
+        vector = None
+        if not exact_only:
+            vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
         with self._lock:
             now = self.clock() if created_at is None else created_at
-            key = exact_key(scope, request_text)
+            key = exact_key(scope, request_text, context, raw=exact_only)
             previous = self._store.by_exact(key)
             if previous is not None:
                 self._drop(previous.entry_id)
@@ -197,12 +368,23 @@ class SemanticCache:
                 text=request_text,
                 response=response,
                 exact_key=key,
-                normalised_key=normalised_key(scope, request_text),
+                normalised_key="" if exact_only else normalised_key(scope, request_text, context),
                 created_at=now,
                 last_used_at=now,
+                model=model,
+                context=context,
+                exact_only=exact_only,
+                turn_vector=_half(vector) if context else None,
+                context_vector=_half(context_vector) if context else None,
+                answer_vector=_half(answer_vector),
             )
             self._store.add(entry)
-            self._index.add([entry.entry_id], np.atleast_2d(vector), scope)
+            if vector is not None:
+                indexed = index_vector(vector, context_vector if context else None)
+                self._index.add([entry.entry_id], np.atleast_2d(indexed), partition(scope, context))
+                self.learner.add_entry(
+                    entry.entry_id, model, "conversation" if context else "single"
+                )
             while len(self._store) > self.config.max_entries:
                 oldest = self._store.least_recently_used()
                 if oldest is None:
@@ -237,6 +419,7 @@ class SemanticCache:
     def _drop(self, entry_id: int) -> None:
         self._store.remove(entry_id)
         self._index.remove(entry_id)
+        self.learner.remove_entry(entry_id)
 
     def _expire(self) -> None:
         for entry in self._store.expired(self.clock() - self.config.ttl_s):
@@ -244,7 +427,8 @@ class SemanticCache:
             self.stats.expired += 1
 
     def save(self, path: str | Path) -> None:
-        """Snapshot entries (SQLite) and vectors (FAISS) under directory `path`."""
+        """Snapshot entries (SQLite) and vectors (FAISS) under directory `path`. The learned
+        state lives in the shared entry log, not in snapshots."""
         directory = Path(path)
         with self._lock:
             directory.mkdir(parents=True, exist_ok=True)
@@ -257,11 +441,24 @@ class SemanticCache:
         with self._lock:
             self._store.load(directory / "entries.sqlite")
             self._index.load(directory / "index")
+            self.learner = Learner(self.config.learning_window_s, self.clock)
             # Keep the two halves consistent if a crash landed between their snapshots.
             for entry in list(self._store):
-                if entry.entry_id not in self._index:
+                if entry.entry_id not in self._index and not entry.exact_only:
                     self._store.remove(entry.entry_id)
+                elif not entry.exact_only:
+                    self.learner.add_entry(entry.entry_id, entry.model, entry.kind)  # type: ignore[arg-type]
             for entry_id in self._index.entry_ids():
                 if self._store.get(entry_id) is None:
                     self._index.remove(entry_id)
             self._expire()
+
+
+def _facts_agree(request_text: str, context: str, entry: Entry) -> bool:
+    if not verify_candidate(request_text, entry.text).accepted:
+        return False
+    return not context or verify_candidate(context, entry.context).accepted
+
+
+def _half(vector: np.ndarray | None) -> np.ndarray | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float16)

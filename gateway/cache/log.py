@@ -8,12 +8,18 @@ row per entry, so a replica that starts later never sees the entry and running o
 The log is also the persistence: a restarted replica rebuilds its index from it (vectors are
 stored, nothing is embedded again).
 
+The learned phase's state travels the same way: every comparison of a stored answer with
+another answer (an exploration's fresh answer, or a newer entry's answer on insert) is an
+`observe` row, which every replica applies in order, so replicas at the same position, and a
+restarted one, hold the same evidence. Observation rows are kept for `learning_window_s`.
+
 Appends hold an exclusive transaction (SQLite's write lock, PostgreSQL's advisory lock), so
 sequence numbers become visible in order and a tailing reader never skips one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,11 +53,22 @@ _DDL = {
         created_at DOUBLE PRECISION NOT NULL
     )""",
 }
+# Added after the first release: conversations' context, the answers' vectors (compared on
+# inserts) and a JSON payload for observation rows.
+_ADDED_COLUMNS = (
+    ("context", "TEXT"),
+    ("context_vector", "BLOB"),
+    ("answer_vector", "BLOB"),
+    ("payload", "TEXT"),
+)
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS cache_log_model ON cache_log (model)",
     "CREATE INDEX IF NOT EXISTS cache_log_created ON cache_log (created_at)",
 )
-_INSERT_COLUMNS = "seq, op, entry_id, scope, model, text, response, vector, created_at"
+_COLUMNS = (
+    "seq, op, entry_id, scope, model, text, response, vector, created_at,"
+    " context, context_vector, answer_vector, payload"
+)
 
 
 @dataclass(frozen=True)
@@ -63,18 +80,40 @@ class LoggedEntry:
     model: str
     text: str
     response: str
-    vector: np.ndarray
+    vector: np.ndarray | None  # None for exact-only entries
     created_at: float
+    context: str = ""
+    context_vector: np.ndarray | None = None
+    answer_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LoggedObservation:
+    """A stored answer compared with another answer: entry `entry_id`'s answer was (or was
+    not) `equivalent` to the answer of a request at `similarity`. `pair` names the other
+    request, so a comparison counts once; `other` is the other entry when it is one (its
+    answer agreeing puts both in one neighbourhood); `kind` is shadow, observed or insert;
+    `tokens` what the fresh answer cost (explorations only)."""
+
+    entry_id: int
+    pair: str
+    similarity: float
+    equivalent: bool
+    kind: str
+    created_at: float
+    other: int | None = None
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
 class LogOp:
-    """One row of the log, in `seq` order: an entry inserted, or one deleted."""
+    """One row of the log, in `seq` order: an entry inserted, deleted, or observed."""
 
     seq: int
-    op: Literal["insert", "delete"]
+    op: Literal["insert", "delete", "observe"]
     entry: LoggedEntry | None = None  # for inserts
     deleted: int | None = None  # for deletes
+    observed: LoggedObservation | None = None  # for observations
 
 
 class CacheLog:
@@ -84,13 +123,30 @@ class CacheLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate([_DDL[db.dialect], *_INDEXES])
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        if self.db.dialect == "postgresql":
+            self.db.migrate(
+                [
+                    f"ALTER TABLE cache_log ADD COLUMN IF NOT EXISTS {name} "
+                    + ("BYTEA" if kind == "BLOB" else kind)
+                    for name, kind in _ADDED_COLUMNS
+                ]
+            )
+            return
+        present = {row[1] for row in self.db.fetchall("PRAGMA table_info(cache_log)")}
+        missing = [(n, k) for n, k in _ADDED_COLUMNS if n not in present]
+        if missing:
+            self.db.migrate([f"ALTER TABLE cache_log ADD COLUMN {n} {k}" for n, k in missing])
 
     def append(self, entry: LoggedEntry) -> int:
         """Append an insert row; return its seq, the entry's id on every replica."""
         with self.db.transaction(exclusive=True) as cur:
             cur.execute(
-                "INSERT INTO cache_log (op, scope, model, text, response, vector, created_at)"
-                " VALUES ('insert', ?, ?, ?, ?, ?, ?) RETURNING seq",
+                "INSERT INTO cache_log (op, scope, model, text, response, vector, created_at,"
+                " context, context_vector, answer_vector)"
+                " VALUES ('insert', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
                     entry.scope,
                     entry.model,
@@ -98,14 +154,38 @@ class CacheLog:
                     entry.response,
                     _blob(entry.vector),
                     entry.created_at,
+                    entry.context,
+                    _blob(entry.context_vector),
+                    _blob(entry.answer_vector, np.float16),
                 ),
             )
             return int(cur.fetchone()[0])
 
+    def observe(self, observations: Sequence[LoggedObservation]) -> list[int]:
+        """Append observation rows, in order; return their seqs."""
+        seqs = []
+        with self.db.transaction(exclusive=True) as cur:
+            for o in observations:
+                payload = {
+                    "pair": o.pair,
+                    "s": round(o.similarity, 6),
+                    "ok": o.equivalent,
+                    "kind": o.kind,
+                    "other": o.other,
+                    "tokens": o.tokens,
+                }
+                cur.execute(
+                    "INSERT INTO cache_log (op, entry_id, payload, created_at)"
+                    " VALUES ('observe', ?, ?, ?) RETURNING seq",
+                    (o.entry_id, json.dumps(payload, separators=(",", ":")), o.created_at),
+                )
+                seqs.append(int(cur.fetchone()[0]))
+        return seqs
+
     def since(self, seq: int, limit: int = 5000) -> list[LogOp]:
         """Rows after `seq`, oldest first, at most `limit`."""
         rows = self.db.fetchall(
-            f"SELECT {_INSERT_COLUMNS} FROM cache_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {_COLUMNS} FROM cache_log WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
         return [_op(row) for row in rows]
@@ -126,14 +206,29 @@ class CacheLog:
                 )
         return ids
 
-    def compact(self, *, expired_before: float, keep: int, deletes_before: float) -> int:
+    def compact(
+        self,
+        *,
+        expired_before: float,
+        keep: int,
+        deletes_before: float,
+        observations_before: float | None = None,
+    ) -> int:
         """Drop what no replica needs any more: inserts past their TTL or beyond the newest
-        `keep`, and delete rows older than any running replica's lag. Returns rows removed."""
+        `keep`, delete rows older than any running replica's lag, and observations older
+        than the learning window. Returns rows removed."""
         with self.db.transaction(exclusive=True) as cur:
+            removed = 0
+            if observations_before is not None:
+                cur.execute(
+                    "DELETE FROM cache_log WHERE op = 'observe' AND created_at < ?",
+                    (observations_before,),
+                )
+                removed += cur.rowcount
             cur.execute(
                 "DELETE FROM cache_log WHERE op = 'insert' AND created_at < ?", (expired_before,)
             )
-            removed = cur.rowcount
+            removed += cur.rowcount
             cur.execute(
                 "SELECT seq FROM cache_log WHERE op = 'insert' ORDER BY seq DESC LIMIT 1 OFFSET ?",
                 (keep,),
@@ -172,21 +267,44 @@ def _where(selector: Selector) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+def _blob(vector: np.ndarray | None, dtype: type = np.float32) -> bytes | None:
+    if vector is None:
+        return None
+    return np.ascontiguousarray(vector, dtype=dtype).tobytes()
+
+
+def _vector(blob: Any, dtype: type = np.float32) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(bytes(blob), dtype=dtype)
 
 
 def _op(row: Sequence[Any]) -> LogOp:
-    seq, op, entry_id, scope, model, text, response, vector, created_at = row
+    seq, op, entry_id, scope, model, text, response, vector, created_at = row[:9]
+    context, context_vector, answer_vector, payload = row[9:]
     if op == "delete":
         return LogOp(int(seq), "delete", deleted=int(entry_id))
+    if op == "observe":
+        data = json.loads(payload)
+        observed = LoggedObservation(
+            entry_id=int(entry_id),
+            pair=str(data["pair"]),
+            similarity=float(data["s"]),
+            equivalent=bool(data["ok"]),
+            kind=str(data.get("kind", "observed")),
+            created_at=float(created_at),
+            other=None if data.get("other") is None else int(data["other"]),
+            tokens=int(data.get("tokens") or 0),
+        )
+        return LogOp(int(seq), "observe", observed=observed)
     entry = LoggedEntry(
         entry_id=int(seq),
         scope=str(scope),
         model=str(model),
         text=str(text),
         response=str(response),
-        vector=np.frombuffer(bytes(vector), dtype=np.float32),
+        vector=_vector(vector),
         created_at=float(created_at),
+        context=str(context or ""),
+        context_vector=_vector(context_vector),
+        answer_vector=_vector(answer_vector, np.float16),
     )
     return LogOp(int(seq), "insert", entry=entry)

@@ -1,0 +1,254 @@
+"""The learned semantic decision: serve, explore or miss, under an operator-set error bound.
+
+After the keyed phases missed and the vetoes passed, a candidate entry at similarity `s` has
+an estimated risk: the chance that its answer is wrong for this request. The cache serves it
+with probability min(1, bound / risk), so that every request's chance of a wrong answer, and
+so the share of wrong answers over all lookups, stays under `max_error_rate` (vCache's rule,
+Schroeder et al., "vCache: Verified Semantic Prompt Caching", ICLR 2026). A request that is
+not served goes upstream anyway; its fresh answer is compared with the candidate's (an
+"observed" exploration, free of extra spend). A small share of would-be hits is answered
+fresh too ("shadow" explorations, within a budget), so that confident regions keep being
+checked.
+
+The risk estimate (`Learner.risk`) combines:
+- the alias's pooled rates (`rates.AliasRates`): the share of wrong candidates per similarity
+  bin; cold, they reproduce the static threshold (wrong below, right above), so a new
+  deployment serves exactly what the static cache served;
+- the candidate's neighbourhood: entries whose stored answers agree form one cluster, and its
+  observations count for all of them. A right answer at similarity s' <= s supports serving
+  at s, a wrong one at s' >= s speaks against it; nearer ones count with a kernel. The two
+  are combined as a Beta posterior whose prior is the alias's rate with `ENTRY_WEIGHT`
+  pseudo-observations, whose mean is the risk.
+
+Everything is a function of the observations in the shared log (applied in log order) and of
+a deterministic coin (a hash of the request and the entry's evidence), so replicas at the same
+log position, and a restarted one, decide the same. Only the shadow budget is per replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from gateway.cache.rates import AliasRates
+
+Action = Literal["serve", "explore", "miss"]
+Kind = Literal["single", "conversation"]
+
+# Pseudo-observations that the alias's rate counts for inside one neighbourhood.
+ENTRY_WEIGHT = 8.0
+# How far (in cosine) an observation's evidence reaches past the similarity it was made at.
+KERNEL = 0.02
+# Observations kept per neighbourhood (the most recent).
+MAX_OBSERVATIONS = 256
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a candidate: serve it, explore it (answer fresh and compare), or miss.
+
+    `risk` is the estimated chance that its answer is wrong; `shadow` marks an exploration
+    of a candidate that would have been served.
+    """
+
+    action: Action
+    risk: float
+    shadow: bool = False
+
+
+@dataclass
+class _Cluster:
+    """Entries whose stored answers agree, and what was observed around any of them."""
+
+    members: set[int] = field(default_factory=set)  # live entries
+    ids: set[int] = field(default_factory=set)  # every id whose parent chain leads here
+    observations: OrderedDict[str, tuple[float, bool]] = field(default_factory=OrderedDict)
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def record(self, pair: str, similarity: float, equivalent: bool) -> None:
+        self.observations.pop(pair, None)
+        self.observations[pair] = (similarity, equivalent)
+        while len(self.observations) > MAX_OBSERVATIONS:
+            self.observations.popitem(last=False)
+        self._arrays = None
+
+    def evidence(self, similarity: float) -> tuple[float, float]:
+        """(weight of wrong answers at or above `similarity`, of right ones at or below)."""
+        if not self.observations:
+            return 0.0, 0.0
+        if self._arrays is None:
+            values = list(self.observations.values())
+            self._arrays = (
+                np.array([s for s, _ in values]),
+                np.array([ok for _, ok in values], dtype=bool),
+            )
+        sims, ok = self._arrays
+        wrong = np.where(sims >= similarity, 1.0, np.exp(-(similarity - sims) / KERNEL))
+        right = np.where(sims <= similarity, 1.0, np.exp(-(sims - similarity) / KERNEL))
+        return float(wrong[~ok].sum()), float(right[ok].sum())
+
+
+class HourlyBudget:
+    """At most `per_hour` uses in any sliding hour (one replica's): shadow explorations,
+    pre-cached follow-ups."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._taken: deque[float] = deque()
+
+    def take(self) -> bool:
+        """Spend one use if the budget allows it."""
+        now = self._clock()
+        while self._taken and self._taken[0] <= now - 3600.0:
+            self._taken.popleft()
+        if len(self._taken) >= self.per_hour:
+            return False
+        self._taken.append(now)
+        return True
+
+
+class Learner:
+    """Per-neighbourhood evidence and per-alias rates; decides what to do with a candidate."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._rates: dict[tuple[str, Kind], AliasRates] = {}
+        self._parent: dict[int, int] = {}  # union-find over entry ids; a root names a cluster
+        self._clusters: dict[int, _Cluster] = {}
+        self._group: dict[int, tuple[str, Kind]] = {}  # entry id -> (alias, kind)
+
+    # --- state -------------------------------------------------------------------------
+
+    def add_entry(self, entry_id: int, model: str, kind: Kind) -> None:
+        """A new entry, alone in its neighbourhood until an agreeing answer joins it."""
+        self._parent[entry_id] = entry_id
+        self._clusters[entry_id] = _Cluster(members={entry_id}, ids={entry_id})
+        self._group[entry_id] = (model, kind)
+
+    def remove_entry(self, entry_id: int) -> None:
+        """Forget an entry; its neighbourhood keeps what was observed while others remain."""
+        if entry_id not in self._group:
+            return
+        root = self._root(entry_id)
+        cluster = self._clusters[root]
+        cluster.members.discard(entry_id)
+        self._group.pop(entry_id, None)
+        if not cluster.members:
+            # Removed members stay in the union-find while their cluster lives (the others
+            # find the root through them); the last one out takes them all.
+            del self._clusters[root]
+            for member in cluster.ids:
+                self._parent.pop(member, None)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._group
+
+    def join(self, entry_id: int, other_id: int) -> None:
+        """Two entries' answers agree: one neighbourhood from now on (the lower id names it)."""
+        if entry_id not in self._group or other_id not in self._group:
+            return
+        a, b = self._root(entry_id), self._root(other_id)
+        if a == b:
+            return
+        keep, gone = min(a, b), max(a, b)
+        target, source = self._clusters[keep], self._clusters.pop(gone)
+        target.members |= source.members
+        target.ids |= source.ids
+        for pair, (similarity, equivalent) in source.observations.items():
+            if pair not in target.observations:
+                target.record(pair, similarity, equivalent)
+        self._parent[gone] = keep
+
+    def record(
+        self, entry_id: int, pair: str, similarity: float, equivalent: bool, at: float
+    ) -> bool:
+        """An observation of `entry_id`'s answer against another request's (`pair` names the
+        two, so the same comparison never counts twice). Returns whether it was new."""
+        group = self._group.get(entry_id)
+        if group is None:
+            return False
+        cluster = self._clusters[self._root(entry_id)]
+        seen = cluster.observations.get(pair)
+        cluster.record(pair, similarity, equivalent)
+        if seen is not None and seen[1] == equivalent:
+            return False
+        rates = self._rates.get(group)
+        if rates is None:
+            rates = self._rates[group] = AliasRates(self._window_s)
+        rates.add(similarity, not equivalent, at)
+        return True
+
+    def observations(self, entry_id: int) -> int:
+        """Observations in `entry_id`'s neighbourhood."""
+        if entry_id not in self._group:
+            return 0
+        return len(self._clusters[self._root(entry_id)].observations)
+
+    def neighbourhood(self, entry_id: int) -> int | None:
+        """The id naming `entry_id`'s neighbourhood (None for an unknown entry)."""
+        return self._root(entry_id) if entry_id in self._group else None
+
+    def alias_observations(self) -> dict[str, int]:
+        """Observations counted per alias and kind, for stats."""
+        return {f"{model}/{kind}": r.observations for (model, kind), r in self._rates.items()}
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def risk(
+        self, entry_id: int, similarity: float, *, static_threshold: float, bound: float
+    ) -> float:
+        """The estimated chance that `entry_id`'s answer is wrong for a request at
+        `similarity` (see the module docstring)."""
+        group = self._group.get(entry_id)
+        if group is None:
+            return 1.0
+        rates = self._rates.get(group)
+        if rates is None:
+            rates = self._rates[group] = AliasRates(self._window_s)
+        rates.expire(self._clock())
+        prior = rates.rate(similarity, static_threshold=static_threshold, bound=bound)
+        wrong, right = self._clusters[self._root(entry_id)].evidence(similarity)
+        return (ENTRY_WEIGHT * prior + wrong) / (ENTRY_WEIGHT + wrong + right)
+
+    def decide(
+        self,
+        entry_id: int,
+        similarity: float,
+        *,
+        static_threshold: float,
+        bound: float,
+        exploration_rate: float,
+        budget: HourlyBudget,
+        coin_key: str,
+    ) -> Decision:
+        """Serve with probability min(1, bound / risk); otherwise explore. A would-be hit is
+        explored instead (shadow) with probability `exploration_rate` while `budget` lasts."""
+        risk = self.risk(entry_id, similarity, static_threshold=static_threshold, bound=bound)
+        serve_probability = 1.0 if risk <= bound else bound / risk
+        salt = f"{coin_key}\x00{entry_id}\x00{self.observations(entry_id)}"
+        if _coin(salt, "serve") < serve_probability:
+            if exploration_rate > 0 and _coin(salt, "shadow") < exploration_rate and budget.take():
+                return Decision("explore", risk, shadow=True)
+            return Decision("serve", risk)
+        return Decision("explore", risk)
+
+    def _root(self, entry_id: int) -> int:
+        root = entry_id
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[entry_id] != root:  # path compression
+            self._parent[entry_id], entry_id = root, self._parent[entry_id]
+        return root
+
+
+def _coin(salt: str, purpose: str) -> float:
+    """A uniform draw in [0, 1) that every replica computes alike for the same inputs."""
+    digest = hashlib.blake2b(f"{purpose}\x00{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64

@@ -1,0 +1,92 @@
+"""Predictive pre-caching: which follow-up questions tend to come after an exchange.
+
+The entry log already records what followed what: a conversation entry holds its earlier user
+turns (`context`) and the follow-up asked after them (`text`). After the gateway answered a
+request, the conversations of its follow-up scope whose context means the same as the
+exchange just answered (context cosine >= `precache.context_similarity`, facts agreeing) are
+the follow-ups other people asked next. Grouped by neighbourhood (entries whose answers agree
+are one follow-up), counted in distinct conversations, the frequent ones (`min_support`,
+`min_share`) that would not already be answered from the cache are worth answering in the
+background before they are asked, within `max_follow_ups` per answer and `budget_per_hour`.
+The request path does the generation (low priority) and stores the answer like any other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.cache.cache import SemanticCache
+from gateway.cache.config import PrecacheConfig
+from gateway.cache.store import Entry
+from gateway.cache.verify import verify_candidate
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A question that tends to follow an exchange, worth answering before it is asked.
+
+    Ask it as the next user turn after the exchange (the request's messages, then the answer
+    given, then `text`); its answer is stored under `scope` with `context` like any answer.
+    `support` is how many earlier conversations asked it there, `share` their share of all
+    follow-ups seen after that exchange.
+    """
+
+    text: str
+    context: str
+    scope: str
+    support: int
+    share: float
+
+
+def suggest_follow_ups(
+    cache: SemanticCache,
+    config: PrecacheConfig,
+    *,
+    follow_up_scope: str,
+    context: str,
+    context_vector: np.ndarray,
+    already_served: Callable[[Entry], bool],
+) -> list[FollowUp]:
+    """Follow-ups of the exchange whose user turns are `context` (most recent first), from
+    the conversations stored under `follow_up_scope`, most supported first.
+
+    `already_served(entry)` says whether asking that entry's follow-up after this exchange
+    would already be answered from the cache (then pre-answering it buys nothing).
+    """
+    matched: list[Entry] = []
+    for entry in cache.conversations(follow_up_scope):
+        if entry.context_vector is None:
+            continue
+        similarity = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
+        if (
+            similarity >= config.context_similarity
+            and verify_candidate(context, entry.context).accepted
+        ):
+            matched.append(entry)
+    if not matched:
+        return []
+    # One follow-up per neighbourhood (agreeing answers), counted once per conversation.
+    groups: dict[int, list[Entry]] = {}
+    for entry in matched:
+        group = cache.learner.neighbourhood(entry.entry_id)
+        groups.setdefault(entry.entry_id if group is None else group, []).append(entry)
+    support = {g: len({e.context for e in members}) for g, members in groups.items()}
+    total = sum(support.values())
+    chosen: list[FollowUp] = []
+    for group, count in sorted(support.items(), key=lambda item: (-item[1], item[0])):
+        share = count / total
+        if count < config.min_support or share < config.min_share:
+            continue
+        members = groups[group]
+        text = Counter(e.text for e in members).most_common(1)[0][0]
+        representative = next(e for e in members if e.text == text)
+        if already_served(representative):
+            continue
+        chosen.append(FollowUp(text, context, follow_up_scope, count, round(share, 4)))
+        if len(chosen) == config.max_follow_ups:
+            break
+    return chosen
