@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -14,12 +15,14 @@ from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
-from gateway.cache.learning import HourlyBudget, Learner
+from gateway.cache.learning import HourlyBudget, Kind, Learner
 from gateway.cache.lookup import Exploration, Hit, Phase
 from gateway.cache.store import Entry, EntryStore
 from gateway.cache.verify import verify_candidate
 
 PHASES: tuple[Phase, ...] = ("exact", "normalized", "semantic")
+# (alias, kind, lookups, decided candidates' risks, summed risk of those served)
+Traffic = tuple[str, Kind, int, list[float], float]
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,20 @@ class SemanticCache:
         config: CacheConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config or CacheConfig()
         self.embedder = embedder
         self.clock = clock
+        self.rng = rng or random.Random()
         self.stats = CacheStats()
-        self.learner = Learner(self.config.learning_window_s, clock)
+        self.learner = Learner(self.config.learning_window_s, clock, self.rng)
         self.budget = HourlyBudget(self.config.exploration_budget_per_hour, clock)
+        # Lookups and decided candidates' risks, per (alias, kind), not yet counted by the
+        # learner. In-process they are counted at once; a service with a shared log ships them
+        # through it (`drain_traffic`), so every replica counts everyone's traffic.
+        self.share_traffic = False
+        self._pending: dict[tuple[str, Kind], tuple[int, list[float], float]] = {}
         self._store = EntryStore()
         self._index = SemanticIndex(
             embedder.dim,
@@ -155,13 +165,22 @@ class SemanticCache:
         return found.hit
 
     def lookup_keyed(
-        self, request_text: str, scope: str, context: str = "", *, exact_only: bool = False
+        self,
+        request_text: str,
+        scope: str,
+        context: str = "",
+        *,
+        exact_only: bool = False,
+        model: str = "",
     ) -> Hit | None:
         """Phases 1 and 2: the exact request, then its normalised signature (phase 1 alone,
         byte for byte, for `exact_only` routes). A miss here is not counted yet: the caller
-        goes on to `wants_semantic` / `lookup_semantic`."""
+        goes on to `wants_semantic` / `lookup_semantic`. Counts the lookup towards `model`'s
+        error budget."""
         with self._lock:
             self._expire()
+            if not exact_only:
+                self._count(model, _kind(context), None)
             keyed: list[tuple[Phase, Entry | None]] = [
                 (
                     "exact",
@@ -225,9 +244,12 @@ class SemanticCache:
                     similarity,
                     static_threshold=static,
                     bound=bound,
+                    max_hit_risk=self.config.max_hit_risk,
                     exploration_rate=self.config.exploration_rate_for(entry.model),
                     budget=self.budget,
-                    coin_key=f"{context}\x00{request_text}",
+                )
+                self._count(
+                    entry.model, _kind(context), decision.risk, served=decision.action == "serve"
                 )
                 if decision.action == "serve":
                     return self._serve(entry, similarity, rejected, learned=similarity < static)
@@ -306,6 +328,30 @@ class SemanticCache:
                 and (not self.config.verify or _facts_agree(entry.text, entry.context, other))
             ]
 
+    def _count(self, model: str, kind: Kind, risk: float | None, *, served: bool = False) -> None:
+        lookups, risks, spent = self._pending.get((model, kind), (0, [], 0.0))
+        if risk is None:
+            lookups += 1
+        else:
+            risks.append(risk)
+            spent += risk if served else 0.0
+        self._pending[(model, kind)] = (lookups, risks, spent)
+        if not self.share_traffic:
+            self.count_traffic(self.drain_traffic(), self.clock())
+
+    def drain_traffic(self) -> list[Traffic]:
+        """The lookups and candidate risks counted here since the last drain."""
+        with self._lock:
+            drained = [(m, k, n, r, spent) for (m, k), (n, r, spent) in self._pending.items()]
+            self._pending.clear()
+            return drained
+
+    def count_traffic(self, batches: list[Traffic], at: float) -> None:
+        """Count traffic batches (this replica's, or any replica's from the log)."""
+        with self._lock:
+            for model, kind, lookups, risks, served in batches:
+                self.learner.count_traffic(model, kind, at, lookups, risks, served)
+
     def learn(
         self,
         entry_id: int,
@@ -315,13 +361,18 @@ class SemanticCache:
         at: float,
         *,
         other: int | None = None,
+        kind: str = "observed",
+        weight: float = 1.0,
     ) -> bool:
         """Apply one observation of `entry_id`'s answer (from the log, in log order): an
-        agreeing `other` entry joins its neighbourhood. Returns whether it was new evidence."""
+        agreeing `other` entry joins its neighbourhood; a "join" is nothing more. Returns
+        whether it was new evidence."""
         with self._lock:
             if other is not None and equivalent:
                 self.learner.join(entry_id, other)
-            return self.learner.record(entry_id, pair, similarity, equivalent, at)
+            if kind == "join":
+                return False
+            return self.learner.record(entry_id, pair, similarity, equivalent, at, weight)
 
     def conversations(self, scope: str) -> list[Entry]:
         """The live conversation entries of `scope` (pre-caching reads what followed what)."""
@@ -382,9 +433,7 @@ class SemanticCache:
             if vector is not None:
                 indexed = index_vector(vector, context_vector if context else None)
                 self._index.add([entry.entry_id], np.atleast_2d(indexed), partition(scope, context))
-                self.learner.add_entry(
-                    entry.entry_id, model, "conversation" if context else "single"
-                )
+                self.learner.add_entry(entry.entry_id, model, _kind(context))
             while len(self._store) > self.config.max_entries:
                 oldest = self._store.least_recently_used()
                 if oldest is None:
@@ -441,13 +490,13 @@ class SemanticCache:
         with self._lock:
             self._store.load(directory / "entries.sqlite")
             self._index.load(directory / "index")
-            self.learner = Learner(self.config.learning_window_s, self.clock)
+            self.learner = Learner(self.config.learning_window_s, self.clock, self.rng)
             # Keep the two halves consistent if a crash landed between their snapshots.
             for entry in list(self._store):
                 if entry.entry_id not in self._index and not entry.exact_only:
                     self._store.remove(entry.entry_id)
                 elif not entry.exact_only:
-                    self.learner.add_entry(entry.entry_id, entry.model, entry.kind)  # type: ignore[arg-type]
+                    self.learner.add_entry(entry.entry_id, entry.model, _kind(entry.context))
             for entry_id in self._index.entry_ids():
                 if self._store.get(entry_id) is None:
                     self._index.remove(entry_id)
@@ -462,3 +511,7 @@ def _facts_agree(request_text: str, context: str, entry: Entry) -> bool:
 
 def _half(vector: np.ndarray | None) -> np.ndarray | None:
     return None if vector is None else np.asarray(vector, dtype=np.float16)
+
+
+def _kind(context: str) -> Kind:
+    return "conversation" if context else "single"

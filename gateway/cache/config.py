@@ -34,7 +34,7 @@ class PrecacheConfig(BaseModel):
 
     enabled: bool = Field(False, description="suggest follow-ups worth pre-answering")
     min_support: int = Field(
-        3, ge=1, description="distinct conversations that asked a follow-up before it counts"
+        2, ge=1, description="stored conversations that asked a follow-up before it counts"
     )
     min_share: float = Field(
         0.2, gt=0, le=1, description="share of the follow-ups seen after a question it must have"
@@ -74,7 +74,7 @@ class CacheConfig(BaseModel):
         description="target share of lookups answered wrongly; None: static threshold only",
     )
     exploration_rate: float = Field(
-        0.03, ge=0, le=1, description="share of would-be semantic hits answered fresh and compared"
+        0.05, ge=0, le=1, description="share of would-be semantic hits answered fresh and compared"
     )
     exploration_budget_per_hour: int = Field(
         600, ge=0, description="shadow calls (fresh answers instead of hits) per hour per replica"
@@ -85,8 +85,14 @@ class CacheConfig(BaseModel):
     learning_window_s: float = Field(
         7 * 86400.0, gt=0, description="how long an observation counts towards its alias's rates"
     )
+    max_hit_risk: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="no answer is served with a higher estimated chance of being wrong",
+    )
     answer_similarity: float = Field(
-        0.9, ge=-1, le=1, description="answer-embedding cosine from which two answers agree"
+        0.85, ge=-1, le=1, description="answer-embedding cosine from which two answers agree"
     )
     top_k: int = Field(5, ge=1, description="semantic candidates examined per lookup, best first")
     ttl_s: float = Field(86400.0, gt=0, description="seconds an entry stays servable")

@@ -1,14 +1,18 @@
 """The learned semantic decision: serve, explore or miss, under an operator-set error bound.
 
 After the keyed phases missed and the vetoes passed, a candidate entry at similarity `s` has
-an estimated risk: the chance that its answer is wrong for this request. The cache serves it
-with probability min(1, bound / risk), so that every request's chance of a wrong answer, and
-so the share of wrong answers over all lookups, stays under `max_error_rate` (vCache's rule,
-Schroeder et al., "vCache: Verified Semantic Prompt Caching", ICLR 2026). A request that is
-not served goes upstream anyway; its fresh answer is compared with the candidate's (an
-"observed" exploration, free of extra spend). A small share of would-be hits is answered
-fresh too ("shadow" explorations, within a budget), so that confident regions keep being
-checked.
+an estimated risk: the chance that its answer is wrong for this request. The operator's bound
+(`max_error_rate`) is a share of lookups: `bound * lookups` wrong answers are allowed. As in
+vCache (Schroeder et al., "vCache: Verified Semantic Prompt Caching", ICLR 2026), risks are
+learned online from comparing cached answers with fresh ones; unlike vCache's per-request
+rule (serve with probability bound / risk), the budget is spent on the safest candidates
+first: a candidate is served when its risk is at most the alias's cutoff (`AliasTraffic`:
+the highest risk at which serving every recent candidate up to it stays within the bound,
+with a margin), never above `max_hit_risk`, and always when its risk is within the bound
+itself (so a cold cache serves what the static one served). A request that is not served
+goes upstream anyway; its fresh answer is compared with the candidate's (an "observed"
+exploration, free of extra spend). A small share of would-be hits is answered fresh too
+("shadow" explorations, within a budget), so that confident regions keep being checked.
 
 The risk estimate (`Learner.risk`) combines:
 - the alias's pooled rates (`rates.AliasRates`): the share of wrong candidates per similarity
@@ -20,14 +24,15 @@ The risk estimate (`Learner.risk`) combines:
   are combined as a Beta posterior whose prior is the alias's rate with `ENTRY_WEIGHT`
   pseudo-observations, whose mean is the risk.
 
-Everything is a function of the observations in the shared log (applied in log order) and of
-a deterministic coin (a hash of the request and the entry's evidence), so replicas at the same
-log position, and a restarted one, decide the same. Only the shadow budget is per replica.
+Whether a candidate may be served is a function of what the shared log holds (observations,
+and batches of traffic counts, applied in log order), so replicas at the same log position,
+and a restarted one, decide the same. Which would-be hits are shadowed is a random draw per
+replica (`rng`), within a per-replica budget.
 """
 
 from __future__ import annotations
 
-import hashlib
+import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from gateway.cache.rates import AliasRates
+from gateway.cache.rates import RISK_BINS, AliasRates, AliasTraffic, risk_bin
 
 Action = Literal["serve", "explore", "miss"]
 Kind = Literal["single", "conversation"]
@@ -46,6 +51,9 @@ ENTRY_WEIGHT = 8.0
 KERNEL = 0.02
 # Observations kept per neighbourhood (the most recent).
 MAX_OBSERVATIONS = 256
+# Share of the error allowance the cutoff plans to spend: the rest absorbs estimation error
+# and the lag between the traffic counted and the traffic served.
+BUDGET_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -116,10 +124,14 @@ class HourlyBudget:
 class Learner:
     """Per-neighbourhood evidence and per-alias rates; decides what to do with a candidate."""
 
-    def __init__(self, window_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, window_s: float, clock: Callable[[], float], rng: random.Random | None = None
+    ) -> None:
         self._window_s = window_s
         self._clock = clock
+        self._rng = rng or random.Random()
         self._rates: dict[tuple[str, Kind], AliasRates] = {}
+        self._traffic: dict[tuple[str, Kind], AliasTraffic] = {}
         self._parent: dict[int, int] = {}  # union-find over entry ids; a root names a cluster
         self._clusters: dict[int, _Cluster] = {}
         self._group: dict[int, tuple[str, Kind]] = {}  # entry id -> (alias, kind)
@@ -167,10 +179,18 @@ class Learner:
         self._parent[gone] = keep
 
     def record(
-        self, entry_id: int, pair: str, similarity: float, equivalent: bool, at: float
+        self,
+        entry_id: int,
+        pair: str,
+        similarity: float,
+        equivalent: bool,
+        at: float,
+        weight: float = 1.0,
     ) -> bool:
         """An observation of `entry_id`'s answer against another request's (`pair` names the
-        two, so the same comparison never counts twice). Returns whether it was new."""
+        two, so the same comparison never counts twice). `weight` is how many candidates it
+        stands for in the alias's rates: a shadow call samples the served candidates at the
+        exploration rate, so it stands for 1 / rate of them. Returns whether it was new."""
         group = self._group.get(entry_id)
         if group is None:
             return False
@@ -182,7 +202,7 @@ class Learner:
         rates = self._rates.get(group)
         if rates is None:
             rates = self._rates[group] = AliasRates(self._window_s)
-        rates.add(similarity, not equivalent, at)
+        rates.add(similarity, not equivalent, at, weight)
         return True
 
     def observations(self, entry_id: int) -> int:
@@ -194,6 +214,35 @@ class Learner:
     def neighbourhood(self, entry_id: int) -> int | None:
         """The id naming `entry_id`'s neighbourhood (None for an unknown entry)."""
         return self._root(entry_id) if entry_id in self._group else None
+
+    def count_traffic(
+        self,
+        model: str,
+        kind: Kind,
+        at: float,
+        lookups: float,
+        risks: list[float],
+        served: float,
+    ) -> None:
+        """Add a batch of lookups, the risks of the candidates decided among them, and the
+        summed risk of those served."""
+        traffic = self._traffic.get((model, kind))
+        if traffic is None:
+            traffic = self._traffic[(model, kind)] = AliasTraffic(self._window_s)
+        count, spent = np.zeros(RISK_BINS), np.zeros(RISK_BINS)
+        for risk in risks:
+            count[risk_bin(risk)] += 1
+            spent[risk_bin(risk)] += risk
+        traffic.add(at, lookups, count, spent, served)
+
+    def cutoff(self, model: str, kind: Kind, bound: float, max_hit_risk: float) -> float:
+        """The highest risk at which a candidate of (`model`, `kind`) is served now."""
+        traffic = self._traffic.get((model, kind))
+        planned = 0.0
+        if traffic is not None:
+            traffic.expire(self._clock())
+            planned = traffic.cutoff(bound, BUDGET_SHARE)
+        return max(bound, min(planned, max_hit_risk))
 
     def alias_observations(self) -> dict[str, int]:
         """Observations counted per alias and kind, for stats."""
@@ -224,17 +273,21 @@ class Learner:
         *,
         static_threshold: float,
         bound: float,
+        max_hit_risk: float,
         exploration_rate: float,
         budget: HourlyBudget,
-        coin_key: str,
     ) -> Decision:
-        """Serve with probability min(1, bound / risk); otherwise explore. A would-be hit is
-        explored instead (shadow) with probability `exploration_rate` while `budget` lasts."""
+        """Serve when the risk is within the alias's cutoff; otherwise explore. A would-be hit
+        is explored instead (shadow) with probability `exploration_rate` while `budget`
+        lasts."""
+        if entry_id not in self._group:
+            return Decision("explore", 1.0)
         risk = self.risk(entry_id, similarity, static_threshold=static_threshold, bound=bound)
-        serve_probability = 1.0 if risk <= bound else bound / risk
-        salt = f"{coin_key}\x00{entry_id}\x00{self.observations(entry_id)}"
-        if _coin(salt, "serve") < serve_probability:
-            if exploration_rate > 0 and _coin(salt, "shadow") < exploration_rate and budget.take():
+        model, kind = self._group[entry_id]
+        if risk <= self.cutoff(model, kind, bound, max_hit_risk):
+            # A random draw, not a hash of the request: a popular question asked again and
+            # again must get its turn to be checked.
+            if exploration_rate > 0 and self._rng.random() < exploration_rate and budget.take():
                 return Decision("explore", risk, shadow=True)
             return Decision("serve", risk)
         return Decision("explore", risk)
@@ -246,9 +299,3 @@ class Learner:
         while self._parent[entry_id] != root:  # path compression
             self._parent[entry_id], entry_id = root, self._parent[entry_id]
         return root
-
-
-def _coin(salt: str, purpose: str) -> float:
-    """A uniform draw in [0, 1) that every replica computes alike for the same inputs."""
-    digest = hashlib.blake2b(f"{purpose}\x00{salt}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64

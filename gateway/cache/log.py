@@ -91,9 +91,9 @@ class LoggedEntry:
 class LoggedObservation:
     """A stored answer compared with another answer: entry `entry_id`'s answer was (or was
     not) `equivalent` to the answer of a request at `similarity`. `pair` names the other
-    request, so a comparison counts once; `other` is the other entry when it is one (its
-    answer agreeing puts both in one neighbourhood); `kind` is shadow, observed or insert;
-    `tokens` what the fresh answer cost (explorations only)."""
+    request, so a comparison counts once; `kind` is shadow or observed (an exploration), or
+    join: `other`, a newer entry whose answer agrees, joins the entry's neighbourhood (a
+    join is not evidence itself); `tokens` what the fresh answer cost (explorations only)."""
 
     entry_id: int
     pair: str
@@ -103,17 +103,33 @@ class LoggedObservation:
     created_at: float
     other: int | None = None
     tokens: int = 0
+    weight: float = 1.0  # candidates it stands for in its alias's rates (shadows: 1 / rate)
+
+
+@dataclass(frozen=True)
+class TrafficBatch:
+    """Lookups one replica counted for an (alias, kind), and the estimated risks of the
+    candidates it decided on among them: what the learned phase's error budget is spent on."""
+
+    model: str
+    kind: str
+    lookups: int
+    risks: tuple[float, ...]
+    served: float  # the risks of the candidates served, summed
 
 
 @dataclass(frozen=True)
 class LogOp:
-    """One row of the log, in `seq` order: an entry inserted, deleted, or observed."""
+    """One row of the log, in `seq` order: an entry inserted, deleted, or observed, or a
+    replica's traffic counts."""
 
     seq: int
-    op: Literal["insert", "delete", "observe"]
+    op: Literal["insert", "delete", "observe", "traffic"]
     entry: LoggedEntry | None = None  # for inserts
     deleted: int | None = None  # for deletes
     observed: LoggedObservation | None = None  # for observations
+    traffic: tuple[TrafficBatch, ...] = ()  # for traffic counts
+    created_at: float = 0.0
 
 
 class CacheLog:
@@ -162,17 +178,19 @@ class CacheLog:
             return int(cur.fetchone()[0])
 
     def observe(self, observations: Sequence[LoggedObservation]) -> list[int]:
-        """Append observation rows, in order; return their seqs."""
+        """Append observation rows, in order; return their seqs. Numbers are kept exactly (a
+        JSON float reads back as the same float), so replicas learn exactly the same."""
         seqs = []
         with self.db.transaction(exclusive=True) as cur:
             for o in observations:
                 payload = {
                     "pair": o.pair,
-                    "s": round(o.similarity, 6),
+                    "s": o.similarity,
                     "ok": o.equivalent,
                     "kind": o.kind,
                     "other": o.other,
                     "tokens": o.tokens,
+                    "w": o.weight,
                 }
                 cur.execute(
                     "INSERT INTO cache_log (op, entry_id, payload, created_at)"
@@ -181,6 +199,26 @@ class CacheLog:
                 )
                 seqs.append(int(cur.fetchone()[0]))
         return seqs
+
+    def count_traffic(self, batches: Sequence[TrafficBatch], at: float) -> int:
+        """Append one row of traffic counts; return its seq."""
+        payload = [
+            {
+                "model": b.model,
+                "kind": b.kind,
+                "lookups": b.lookups,
+                "risks": list(b.risks),
+                "served": b.served,
+            }
+            for b in batches
+        ]
+        with self.db.transaction(exclusive=True) as cur:
+            cur.execute(
+                "INSERT INTO cache_log (op, payload, created_at) VALUES ('traffic', ?, ?)"
+                " RETURNING seq",
+                (json.dumps(payload, separators=(",", ":")), at),
+            )
+            return int(cur.fetchone()[0])
 
     def since(self, seq: int, limit: int = 5000) -> list[LogOp]:
         """Rows after `seq`, oldest first, at most `limit`."""
@@ -216,12 +254,12 @@ class CacheLog:
     ) -> int:
         """Drop what no replica needs any more: inserts past their TTL or beyond the newest
         `keep`, delete rows older than any running replica's lag, and observations older
-        than the learning window. Returns rows removed."""
+        and traffic counts older than the learning window. Returns rows removed."""
         with self.db.transaction(exclusive=True) as cur:
             removed = 0
             if observations_before is not None:
                 cur.execute(
-                    "DELETE FROM cache_log WHERE op = 'observe' AND created_at < ?",
+                    "DELETE FROM cache_log WHERE op IN ('observe', 'traffic') AND created_at < ?",
                     (observations_before,),
                 )
                 removed += cur.rowcount
@@ -282,6 +320,18 @@ def _op(row: Sequence[Any]) -> LogOp:
     context, context_vector, answer_vector, payload = row[9:]
     if op == "delete":
         return LogOp(int(seq), "delete", deleted=int(entry_id))
+    if op == "traffic":
+        batches = tuple(
+            TrafficBatch(
+                str(b["model"]),
+                str(b["kind"]),
+                int(b["lookups"]),
+                tuple(b["risks"]),
+                float(b["served"]),
+            )
+            for b in json.loads(payload)
+        )
+        return LogOp(int(seq), "traffic", traffic=batches, created_at=float(created_at))
     if op == "observe":
         data = json.loads(payload)
         observed = LoggedObservation(
@@ -293,6 +343,7 @@ def _op(row: Sequence[Any]) -> LogOp:
             created_at=float(created_at),
             other=None if data.get("other") is None else int(data["other"]),
             tokens=int(data.get("tokens") or 0),
+            weight=float(data.get("w", 1.0)),
         )
         return LogOp(int(seq), "observe", observed=observed)
     entry = LoggedEntry(

@@ -38,6 +38,7 @@ class CacheQuery:
     embedding: np.ndarray | None = None
     context: str = ""  # earlier user turns of a conversation, most recent first
     exact_only: bool = False  # the exact phase alone, on the raw text
+    model: str = ""  # the alias, whose lookups the learned phase's error budget counts
 
 
 @dataclass(frozen=True)

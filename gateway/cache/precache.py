@@ -5,7 +5,7 @@ turns (`context`) and the follow-up asked after them (`text`). After the gateway
 request, the conversations of its follow-up scope whose context means the same as the
 exchange just answered (context cosine >= `precache.context_similarity`, facts agreeing) are
 the follow-ups other people asked next. Grouped by neighbourhood (entries whose answers agree
-are one follow-up), counted in distinct conversations, the frequent ones (`min_support`,
+are one follow-up), counted in stored conversations, the frequent ones (`min_support`,
 `min_share`) that would not already be answered from the cache are worth answering in the
 background before they are asked, within `max_follow_ups` per answer and `budget_per_hour`.
 The request path does the generation (low priority) and stores the answer like any other.
@@ -31,8 +31,8 @@ class FollowUp:
 
     Ask it as the next user turn after the exchange (the request's messages, then the answer
     given, then `text`); its answer is stored under `scope` with `context` like any answer.
-    `support` is how many earlier conversations asked it there, `share` their share of all
-    follow-ups seen after that exchange.
+    `support` is how many stored conversations asked it there, `share` their share of all
+    follow-ups stored after that exchange.
     """
 
     text: str
@@ -69,12 +69,12 @@ def suggest_follow_ups(
             matched.append(entry)
     if not matched:
         return []
-    # One follow-up per neighbourhood (agreeing answers), counted once per conversation.
+    # One follow-up per neighbourhood (agreeing answers); each stored conversation counts once.
     groups: dict[int, list[Entry]] = {}
     for entry in matched:
         group = cache.learner.neighbourhood(entry.entry_id)
         groups.setdefault(entry.entry_id if group is None else group, []).append(entry)
-    support = {g: len({e.context for e in members}) for g, members in groups.items()}
+    support = {g: len(members) for g, members in groups.items()}
     total = sum(support.values())
     chosen: list[FollowUp] = []
     for group, count in sorted(support.items(), key=lambda item: (-item[1], item[0])):
@@ -83,8 +83,7 @@ def suggest_follow_ups(
             continue
         members = groups[group]
         text = Counter(e.text for e in members).most_common(1)[0][0]
-        representative = next(e for e in members if e.text == text)
-        if already_served(representative):
+        if any(already_served(e) for e in members):
             continue
         chosen.append(FollowUp(text, context, follow_up_scope, count, round(share, 4)))
         if len(chosen) == config.max_follow_ups:

@@ -19,9 +19,11 @@ LOW = 0.5  # similarities below this share the first bin
 BINS = 50
 _WIDTH = (1.0 - LOW) / BINS
 # Pseudo-observations of the prior per bin: how much data it takes to move an alias off it.
-PRIOR_WEIGHT = 5.0
+PRIOR_WEIGHT = 2.0
 # The prior's wrong rate below the static threshold: a coin flip, i.e. "not known to be safe".
 PRIOR_BELOW = 0.5
+# Width (in bins, a Gaussian's standard deviation) over which bins share their counts.
+SMOOTHING_BINS = 1.5
 
 
 def bin_of(similarity: float) -> int:
@@ -41,23 +43,23 @@ class AliasRates:
     window_s: float
     wrong: np.ndarray = field(default_factory=lambda: np.zeros(BINS))
     total: np.ndarray = field(default_factory=lambda: np.zeros(BINS))
-    _events: deque[tuple[float, int, bool]] = field(default_factory=deque)
+    _events: deque[tuple[float, int, float, float]] = field(default_factory=deque)
     _fitted: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
 
-    def add(self, similarity: float, wrong: bool, at: float) -> None:
-        """Count one observation made at time `at`."""
+    def add(self, similarity: float, wrong: bool, at: float, weight: float = 1.0) -> None:
+        """Count one observation made at time `at`, standing for `weight` candidates."""
         index = bin_of(similarity)
-        self._events.append((at, index, wrong))
-        self.total[index] += 1
-        self.wrong[index] += wrong
+        self._events.append((at, index, wrong * weight, weight))
+        self.total[index] += weight
+        self.wrong[index] += wrong * weight
         self._fitted.clear()
 
     def expire(self, now: float) -> None:
         """Forget observations older than the window (the log's compaction drops them too)."""
         changed = False
         while self._events and self._events[0][0] < now - self.window_s:
-            _, index, wrong = self._events.popleft()
-            self.total[index] -= 1
+            _, index, wrong, weight = self._events.popleft()
+            self.total[index] -= weight
             self.wrong[index] -= wrong
             changed = True
         if changed:
@@ -80,9 +82,19 @@ class AliasRates:
         # Above the static threshold the prior is "safe": a quarter of the bound, so that a
         # cold alias serves there as the static cache does, until wrong answers show up.
         prior = np.where(lows >= static_threshold - 1e-9, bound / 4, PRIOR_BELOW)
-        weight = PRIOR_WEIGHT + self.total
-        raw = (PRIOR_WEIGHT * prior + self.wrong) / weight
+        # Neighbouring bins lend each other their counts, so that the few observations above
+        # the static threshold (only shadow calls reach there) are read with those just below.
+        wrong, total = _smooth(self.wrong), _smooth(self.total)
+        weight = PRIOR_WEIGHT + total
+        raw = (PRIOR_WEIGHT * prior + wrong) / weight
         return _decreasing(raw, weight)
+
+
+_KERNEL = np.exp(-0.5 * (np.arange(-4, 5) / SMOOTHING_BINS) ** 2)
+
+
+def _smooth(counts: np.ndarray) -> np.ndarray:
+    return np.convolve(counts, _KERNEL, mode="same")
 
 
 def _decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -97,3 +109,77 @@ def _decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
             total = weight1 + weight2
             blocks.append([(mean1 * weight1 + mean2 * weight2) / total, total, length1 + length2])
     return np.concatenate([np.full(int(length), mean) for mean, _, length in blocks])
+
+
+# Candidate risks are binned on a log scale from RISK_LOW to 1.
+RISK_LOW = 1e-4
+RISK_BINS = 48
+
+
+def risk_bin(risk: float) -> int:
+    """The bin of a candidate's estimated risk."""
+    if risk <= RISK_LOW:
+        return 0
+    position = np.log(risk / RISK_LOW) / np.log(1.0 / RISK_LOW) * (RISK_BINS - 1)
+    return int(min(RISK_BINS - 1, max(0, np.ceil(position))))
+
+
+def risk_edge(index: int) -> float:
+    """The highest risk that bin `index` holds."""
+    return float(RISK_LOW * (1.0 / RISK_LOW) ** (index / (RISK_BINS - 1)))
+
+
+@dataclass
+class AliasTraffic:
+    """Windowed lookups and decided candidates' risks for one (alias, kind): what the error
+    budget is spent on.
+
+    The bound is a share of lookups: `bound * lookups` wrong answers are allowed. Serving
+    every candidate up to a risk `cutoff` costs the sum of their risks; `cutoff` is the
+    highest risk at which that sum, over the recent candidates, stays within `share` of the
+    allowance, so the budget goes to the safest candidates first.
+    """
+
+    window_s: float
+    lookups: float = 0.0
+    count: np.ndarray = field(default_factory=lambda: np.zeros(RISK_BINS))
+    spent: np.ndarray = field(default_factory=lambda: np.zeros(RISK_BINS))
+    served: float = 0.0  # risks of the candidates actually served, summed: errors expected
+    _events: deque[tuple[float, float, np.ndarray, np.ndarray, float]] = field(
+        default_factory=deque
+    )
+    _cutoff: dict[tuple[float, float], float] = field(default_factory=dict)
+
+    def add(
+        self, at: float, lookups: float, count: np.ndarray, spent: np.ndarray, served: float
+    ) -> None:
+        """Count a batch: lookups, decided candidates (per risk bin: how many, risk summed)
+        and the summed risk of those served."""
+        self._events.append((at, lookups, count, spent, served))
+        self.lookups += lookups
+        self.count += count
+        self.spent += spent
+        self.served += served
+        self._cutoff.clear()
+
+    def expire(self, now: float) -> None:
+        """Forget batches older than the window."""
+        while self._events and self._events[0][0] < now - self.window_s:
+            _, lookups, count, spent, served = self._events.popleft()
+            self.lookups -= lookups
+            self.count -= count
+            self.spent -= spent
+            self.served -= served
+            self._cutoff.clear()
+
+    def cutoff(self, bound: float, share: float) -> float:
+        """The highest candidate risk worth serving under `bound` (0 with no traffic yet, or
+        once the errors expected from what was served reach the planned share)."""
+        key = (bound, share)
+        if key not in self._cutoff:
+            allowance = bound * share * self.lookups
+            cumulative = np.cumsum(self.spent)
+            within = np.nonzero(cumulative <= allowance)[0]
+            planned = risk_edge(int(within[-1])) if len(within) else 0.0
+            self._cutoff[key] = 0.0 if self.served >= allowance else planned
+        return self._cutoff[key]

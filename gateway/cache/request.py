@@ -93,6 +93,7 @@ class CacheRequest:
             embedding=embedding,
             context=self.context,
             exact_only=self.exact_only,
+            model=self.model,
         )
 
     def entry(self, response: str, *, embedding: np.ndarray | None = None) -> NewEntry:

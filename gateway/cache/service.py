@@ -27,7 +27,7 @@ from gateway.cache.comparator import Comparator
 from gateway.cache.equivalence import Judge, answer_text, answer_tokens
 from gateway.cache.keys import exact_key
 from gateway.cache.learning import HourlyBudget
-from gateway.cache.log import CacheLog, LoggedEntry, LoggedObservation, LogOp
+from gateway.cache.log import CacheLog, LoggedEntry, LoggedObservation, LogOp, TrafficBatch
 from gateway.cache.lookup import (
     CacheQuery,
     CacheResult,
@@ -47,6 +47,10 @@ AsyncEmbed = Callable[[list[str]], Awaitable[np.ndarray]]
 # Delete rows are kept this long, far beyond any running replica's sync lag.
 _DELETE_ROWS_KEPT_S = 3600.0
 _COMPACT_EVERY_S = 300.0
+# A shadow call stands for 1 / exploration rate served candidates, at most this many.
+_MAX_SHADOW_WEIGHT = 20.0
+# How often a replica ships its traffic counts; decisions lag the traffic by about this.
+_TRAFFIC_FLUSH_S = 5.0
 
 
 class CacheService:
@@ -76,6 +80,9 @@ class CacheService:
         self.exploration_tokens = {"shadow": 0, "observed": 0}
         self.observations = {"equivalent": 0, "different": 0, "entry_gone": 0}
         self.follow_ups_suggested = 0
+        self._last_traffic_flush = 0.0
+        # With a shared log, lookups are counted through it, so every replica budgets on all.
+        cache.share_traffic = entry_log is not None
 
     async def start(self) -> None:
         """Replay the log into memory, then keep applying what other replicas append."""
@@ -89,6 +96,10 @@ class CacheService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            try:
+                await self.flush_traffic()
+            except Exception:
+                log.warning("cache traffic counts not flushed at shutdown", exc_info=True)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of `texts`, one row each (the policy engine's corpora too)."""
@@ -100,7 +111,7 @@ class CacheService:
         cache = self.cache
         vector = query.embedding
         hit = cache.lookup_keyed(
-            query.text, query.scope, query.context, exact_only=query.exact_only
+            query.text, query.scope, query.context, exact_only=query.exact_only, model=query.model
         )
         if (
             hit is None
@@ -110,10 +121,11 @@ class CacheService:
             wanted = ([query.text] if vector is None else []) + (
                 [query.context] if query.context else []
             )
-            embedded = await self._embed(wanted)
-            if vector is None:
+            embedded = await self._embed(wanted) if wanted else None
+            if embedded is not None and vector is None:
                 vector = embedded[0]
-            context_vector = embedded[-1] if query.context else None
+            context_vector = embedded[-1] if query.context and embedded is not None else None
+            assert vector is not None  # embedded above when the caller did not pass it
             found = cache.lookup_semantic(
                 query.text,
                 query.scope,
@@ -169,44 +181,30 @@ class CacheService:
             exact_only=entry.exact_only,
         )
         if not entry.exact_only and self.cache.config.max_error_rate_for(entry.model) is not None:
-            await self._learn_from_neighbours(entry_id, now)
+            await self._join_neighbours(entry_id, now)
         return entry_id
 
-    async def _learn_from_neighbours(self, entry_id: int, now: float) -> None:
+    async def _join_neighbours(self, entry_id: int, now: float) -> None:
+        """Stored neighbours whose answers agree with the new one's join its neighbourhood
+        (a "join" row: it shares evidence, it is not itself evidence: the pairs of stored
+        entries are not what lookups decide on)."""
         new = self.cache.get(entry_id)
         if new is None:
             return
-        found: list[LoggedObservation] = []
-        for neighbour in self.cache.neighbours(entry_id):
-            other = neighbour.entry
-            comparison = self.comparator.stored(new, other)
-            if comparison.method == "none":
-                continue
-            same = comparison.equivalent
-            found.append(
-                LoggedObservation(
-                    other.entry_id,
-                    new.exact_key,
-                    neighbour.similarity,
-                    same,
-                    "insert",
-                    now,
-                    entry_id,
-                )
+        joins = [
+            LoggedObservation(
+                neighbour.entry.entry_id,
+                new.exact_key,
+                neighbour.similarity,
+                True,
+                "join",
+                now,
+                entry_id,
             )
-            if not same:
-                found.append(
-                    LoggedObservation(
-                        entry_id,
-                        other.exact_key,
-                        neighbour.similarity,
-                        False,
-                        "insert",
-                        now,
-                        other.entry_id,
-                    )
-                )
-        await self._record(found)
+            for neighbour in self.cache.neighbours(entry_id)
+            if self.comparator.stored(new, neighbour.entry).equivalent
+        ]
+        await self._record(joins)
 
     async def observe(
         self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
@@ -234,6 +232,8 @@ class CacheService:
         comparison = await self.comparator.fresh(exploration.text, entry, fresh_answer)
         self.observations["equivalent" if comparison.equivalent else "different"] += 1
         pair = exact_key(exploration.scope, exploration.text, exploration.context)
+        rate = self.cache.config.exploration_rate_for(exploration.model)
+        weight = min(_MAX_SHADOW_WEIGHT, 1.0 / rate) if exploration.shadow and rate > 0 else 1.0
         await self._record(
             [
                 LoggedObservation(
@@ -244,6 +244,7 @@ class CacheService:
                     kind,
                     self.cache.clock(),
                     tokens=spent,
+                    weight=weight,
                 )
             ]
         )
@@ -266,7 +267,14 @@ class CacheService:
             self._own_rows.update(seqs)
         for o in observations:
             self.cache.learn(
-                o.entry_id, o.pair, o.similarity, o.equivalent, o.created_at, other=o.other
+                o.entry_id,
+                o.pair,
+                o.similarity,
+                o.equivalent,
+                o.created_at,
+                other=o.other,
+                kind=o.kind,
+                weight=o.weight,
             )
 
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
@@ -344,10 +352,21 @@ class CacheService:
         if op.op == "delete" and op.deleted is not None:
             self.cache.remove([op.deleted])
             return
+        if op.op == "traffic":
+            batches = [(b.model, b.kind, b.lookups, list(b.risks), b.served) for b in op.traffic]
+            self.cache.count_traffic(batches, op.created_at)  # type: ignore[arg-type]
+            return
         if op.op == "observe" and op.observed is not None:
             o = op.observed
             self.cache.learn(
-                o.entry_id, o.pair, o.similarity, o.equivalent, o.created_at, other=o.other
+                o.entry_id,
+                o.pair,
+                o.similarity,
+                o.equivalent,
+                o.created_at,
+                other=o.other,
+                kind=o.kind,
+                weight=o.weight,
             )
             return
         entry = op.entry
@@ -374,10 +393,24 @@ class CacheService:
             await asyncio.sleep(self._sync_interval_s)
             try:
                 await self.sync()
+                if time.monotonic() - self._last_traffic_flush >= _TRAFFIC_FLUSH_S:
+                    await self.flush_traffic()
                 await self._maybe_compact()
             except Exception:
                 # A database blip must not end the follower: the next round catches up.
                 log.exception("cache log sync failed; retrying in %.1fs", self._sync_interval_s)
+
+    async def flush_traffic(self) -> None:
+        """Ship the lookups and candidate risks counted here to every replica (the log)."""
+        self._last_traffic_flush = time.monotonic()
+        drained = self.cache.drain_traffic()
+        if self._log is None or not drained:
+            return
+        at = self.cache.clock()
+        batches = [TrafficBatch(m, k, n, tuple(r), spent) for m, k, n, r, spent in drained]
+        seq = await asyncio.to_thread(self._log.count_traffic, batches, at)
+        self._own_rows.add(seq)
+        self.cache.count_traffic(drained, at)
 
     async def _maybe_compact(self) -> None:
         now = time.monotonic()

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gateway.simulator.answer_book import AnswerBook
 from gateway.simulator.faults import Fault, FaultQueue
 from gateway.simulator.settings import SimulatorSettings
 
@@ -50,6 +51,7 @@ class SimulatorState:
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.stats = Stats()
         self._rng = random.Random(settings.seed)
+        self.answer_book = AnswerBook.load(settings.answer_book) if settings.answer_book else None
         self._ids = itertools.count(1)
 
     def record(self, request: Request, body: Any) -> None:
