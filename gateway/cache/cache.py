@@ -247,6 +247,7 @@ class SemanticCache:
                     max_hit_risk=self.config.max_hit_risk,
                     exploration_rate=self.config.exploration_rate_for(entry.model),
                     budget=self.budget,
+                    pair=exact_key(scope, request_text, context),
                 )
                 self._count(
                     entry.model, _kind(context), decision.risk, served=decision.action == "serve"
@@ -265,6 +266,7 @@ class SemanticCache:
                     entry.model,
                     decision.shadow,
                     round(decision.risk, 6),
+                    decision.chance,
                 )
                 return SemanticResult(None, similarity, rejected, explore)
             if rejected:

@@ -11,8 +11,10 @@ the highest risk at which serving every recent candidate up to it stays within t
 with a margin), never above `max_hit_risk`, and always when its risk is within the bound
 itself (so a cold cache serves what the static one served). A request that is not served
 goes upstream anyway; its fresh answer is compared with the candidate's (an "observed"
-exploration, free of extra spend). A small share of would-be hits is answered fresh too
-("shadow" explorations, within a budget), so that confident regions keep being checked.
+exploration, free of extra spend). A share of would-be hits is answered fresh too ("shadow"
+explorations, within a budget): up to half where the alias has no data yet at that
+similarity, falling to the configured exploration rate as data come in, so that confident
+regions are checked first and keep being checked.
 
 The risk estimate (`Learner.risk`) combines:
 - the alias's pooled rates (`rates.AliasRates`): the share of wrong candidates per similarity
@@ -22,7 +24,9 @@ The risk estimate (`Learner.risk`) combines:
   observations count for all of them. A right answer at similarity s' <= s supports serving
   at s, a wrong one at s' >= s speaks against it; nearer ones count with a kernel. The two
   are combined as a Beta posterior whose prior is the alias's rate with `ENTRY_WEIGHT`
-  pseudo-observations, whose mean is the risk.
+  pseudo-observations, whose mean is the risk;
+- the request itself: a question asked again after it was compared with the neighbourhood
+  (popular questions repeat) takes that verdict: right, or never again.
 
 Whether a candidate may be served is a function of what the shared log holds (observations,
 and batches of traffic counts, applied in log order), so replicas at the same log position,
@@ -51,6 +55,9 @@ ENTRY_WEIGHT = 8.0
 KERNEL = 0.02
 # Observations kept per neighbourhood (the most recent).
 MAX_OBSERVATIONS = 256
+# Shadow probability where an alias has no data yet at a similarity (it falls as data come
+# in, down to the configured exploration rate).
+UNCERTAIN_SHADOW = 0.5
 # Share of the error allowance the cutoff plans to spend: the rest absorbs estimation error
 # and the lag between the traffic counted and the traffic served.
 BUDGET_SHARE = 0.8
@@ -67,6 +74,7 @@ class Decision:
     action: Action
     risk: float
     shadow: bool = False
+    chance: float = 1.0  # a shadow's probability: its observation stands for 1 / chance hits
 
 
 @dataclass
@@ -189,8 +197,8 @@ class Learner:
     ) -> bool:
         """An observation of `entry_id`'s answer against another request's (`pair` names the
         two, so the same comparison never counts twice). `weight` is how many candidates it
-        stands for in the alias's rates: a shadow call samples the served candidates at the
-        exploration rate, so it stands for 1 / rate of them. Returns whether it was new."""
+        stands for in the alias's rates: a shadow call samples the served candidates with its
+        probability, so it stands for 1 / probability of them. Returns whether it was new."""
         group = self._group.get(entry_id)
         if group is None:
             return False
@@ -251,19 +259,29 @@ class Learner:
     # --- decisions ---------------------------------------------------------------------
 
     def risk(
-        self, entry_id: int, similarity: float, *, static_threshold: float, bound: float
+        self,
+        entry_id: int,
+        similarity: float,
+        *,
+        static_threshold: float,
+        bound: float,
+        pair: str | None = None,
     ) -> float:
         """The estimated chance that `entry_id`'s answer is wrong for a request at
-        `similarity` (see the module docstring)."""
+        `similarity` (see the module docstring). When this very request (`pair`) was compared
+        with the neighbourhood before, that verdict decides: 0 or 1."""
         group = self._group.get(entry_id)
         if group is None:
             return 1.0
+        cluster = self._clusters[self._root(entry_id)]
+        if pair is not None and pair in cluster.observations:
+            return 0.0 if cluster.observations[pair][1] else 1.0
         rates = self._rates.get(group)
         if rates is None:
             rates = self._rates[group] = AliasRates(self._window_s)
         rates.expire(self._clock())
         prior = rates.rate(similarity, static_threshold=static_threshold, bound=bound)
-        wrong, right = self._clusters[self._root(entry_id)].evidence(similarity)
+        wrong, right = cluster.evidence(similarity)
         return (ENTRY_WEIGHT * prior + wrong) / (ENTRY_WEIGHT + wrong + right)
 
     def decide(
@@ -276,19 +294,26 @@ class Learner:
         max_hit_risk: float,
         exploration_rate: float,
         budget: HourlyBudget,
+        pair: str | None = None,
     ) -> Decision:
         """Serve when the risk is within the alias's cutoff; otherwise explore. A would-be hit
         is explored instead (shadow) with probability `exploration_rate` while `budget`
-        lasts."""
+        lasts. `pair` names the request, as observations do."""
         if entry_id not in self._group:
             return Decision("explore", 1.0)
-        risk = self.risk(entry_id, similarity, static_threshold=static_threshold, bound=bound)
+        risk = self.risk(
+            entry_id, similarity, static_threshold=static_threshold, bound=bound, pair=pair
+        )
         model, kind = self._group[entry_id]
         if risk <= self.cutoff(model, kind, bound, max_hit_risk):
-            # A random draw, not a hash of the request: a popular question asked again and
-            # again must get its turn to be checked.
-            if exploration_rate > 0 and self._rng.random() < exploration_rate and budget.take():
-                return Decision("explore", risk, shadow=True)
+            # Where the alias's estimate still rests on its prior, check more often (up to
+            # UNCERTAIN_SHADOW); a random draw, not a hash of the request: a popular question
+            # asked again and again must get its turn to be checked.
+            rates = self._rates.get((model, kind))
+            known = rates.evidence(similarity) if rates is not None else 0.0
+            chance = max(exploration_rate, UNCERTAIN_SHADOW * (1.0 - known))
+            if exploration_rate > 0 and self._rng.random() < chance and budget.take():
+                return Decision("explore", risk, shadow=True, chance=chance)
             return Decision("serve", risk)
         return Decision("explore", risk)
 

@@ -50,7 +50,8 @@ class Exploration:
     the candidate's stored answer and learns from the outcome. `shadow` is True when the
     candidate would have been served (the fresh call is spend a hit would have saved),
     False when it was not confident enough to serve (the call was needed anyway). `risk` is
-    the estimated chance that serving it would have been wrong.
+    the estimated chance that serving it would have been wrong, `chance` the probability
+    with which a shadow was drawn (its observation stands for 1 / chance served candidates).
     """
 
     entry_id: int
@@ -61,6 +62,7 @@ class Exploration:
     model: str
     shadow: bool
     risk: float
+    chance: float = 1.0  # the probability with which a shadow was drawn
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class AliasRates:
     window_s: float
     wrong: np.ndarray = field(default_factory=lambda: np.zeros(BINS))
     total: np.ndarray = field(default_factory=lambda: np.zeros(BINS))
+    squares: np.ndarray = field(default_factory=lambda: np.zeros(BINS))  # weights squared
     _events: deque[tuple[float, int, float, float]] = field(default_factory=deque)
     _fitted: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
 
@@ -52,6 +53,7 @@ class AliasRates:
         self._events.append((at, index, wrong * weight, weight))
         self.total[index] += weight
         self.wrong[index] += wrong * weight
+        self.squares[index] += weight * weight
         self._fitted.clear()
 
     def expire(self, now: float) -> None:
@@ -61,6 +63,7 @@ class AliasRates:
             _, index, wrong, weight = self._events.popleft()
             self.total[index] -= weight
             self.wrong[index] -= wrong
+            self.squares[index] -= weight * weight
             changed = True
         if changed:
             self._fitted.clear()
@@ -68,6 +71,14 @@ class AliasRates:
     @property
     def observations(self) -> int:
         return int(self.total.sum())
+
+    def evidence(self, similarity: float) -> float:
+        """How much of the estimate at `similarity` rests on data rather than on the prior:
+        effective observations / (effective observations + the prior's weight), in [0, 1)."""
+        index = bin_of(similarity)
+        total, squares = _smooth(self.total)[index], _smooth(self.squares)[index]
+        effective = total**2 / squares if squares > 0 else 0.0
+        return float(effective / (effective + PRIOR_WEIGHT))
 
     def rate(self, similarity: float, *, static_threshold: float, bound: float) -> float:
         """The estimated share of wrong candidates at `similarity`."""
@@ -84,9 +95,14 @@ class AliasRates:
         prior = np.where(lows >= static_threshold - 1e-9, bound / 4, PRIOR_BELOW)
         # Neighbouring bins lend each other their counts, so that the few observations above
         # the static threshold (only shadow calls reach there) are read with those just below.
-        wrong, total = _smooth(self.wrong), _smooth(self.total)
-        weight = PRIOR_WEIGHT + total
-        raw = (PRIOR_WEIGHT * prior + wrong) / weight
+        wrong, total, squares = _smooth(self.wrong), _smooth(self.total), _smooth(self.squares)
+        # A weighted observation (a shadow call standing for 1 / rate served candidates) moves
+        # the mean by its weight but is one observation's worth of evidence: the data count
+        # for their effective sample size, (sum of weights)^2 / sum of squared weights.
+        observed = np.divide(wrong, total, out=np.zeros(BINS), where=total > 0)
+        effective = np.divide(total**2, squares, out=np.zeros(BINS), where=squares > 0)
+        weight = PRIOR_WEIGHT + effective
+        raw = (PRIOR_WEIGHT * prior + effective * observed) / weight
         return _decreasing(raw, weight)
 
 

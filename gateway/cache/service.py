@@ -47,7 +47,7 @@ AsyncEmbed = Callable[[list[str]], Awaitable[np.ndarray]]
 # Delete rows are kept this long, far beyond any running replica's sync lag.
 _DELETE_ROWS_KEPT_S = 3600.0
 _COMPACT_EVERY_S = 300.0
-# A shadow call stands for 1 / exploration rate served candidates, at most this many.
+# A shadow call stands for 1 / (its probability) served candidates, at most this many.
 _MAX_SHADOW_WEIGHT = 20.0
 # How often a replica ships its traffic counts; decisions lag the traffic by about this.
 _TRAFFIC_FLUSH_S = 5.0
@@ -232,8 +232,8 @@ class CacheService:
         comparison = await self.comparator.fresh(exploration.text, entry, fresh_answer)
         self.observations["equivalent" if comparison.equivalent else "different"] += 1
         pair = exact_key(exploration.scope, exploration.text, exploration.context)
-        rate = self.cache.config.exploration_rate_for(exploration.model)
-        weight = min(_MAX_SHADOW_WEIGHT, 1.0 / rate) if exploration.shadow and rate > 0 else 1.0
+        chance = exploration.chance
+        weight = min(_MAX_SHADOW_WEIGHT, 1.0 / chance) if exploration.shadow and chance > 0 else 1.0
         await self._record(
             [
                 LoggedObservation(
