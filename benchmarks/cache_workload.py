@@ -694,6 +694,18 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _commit() -> str:
+    """The commit measured (with "+dirty" when the work tree had changes)."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain") else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6000, help="QQP single questions")
@@ -722,6 +734,7 @@ def main() -> None:
                 "benchmark": "cache_workload",
                 "timestamp": datetime.now(UTC).isoformat(),
                 "machine": machine(),
+                "commit": _commit(),
                 "parameters": {
                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                     "model_priced": MODEL,

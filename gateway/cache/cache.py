@@ -6,11 +6,21 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gateway.cache.budget import Traffic, TrafficMeter
+from gateway.cache.candidates import (
+    CacheStats,
+    Neighbour,
+    SemanticResult,
+    facts_agree,
+    half,
+    index_vector,
+    kind_of,
+    partition,
+)
 from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
@@ -18,59 +28,6 @@ from gateway.cache.keys import exact_key, normalised_key
 from gateway.cache.learning import HourlyBudget, Kind, Learner
 from gateway.cache.lookup import Exploration, Hit, Phase
 from gateway.cache.store import Entry, EntryStore
-from gateway.cache.verify import verify_candidate
-
-PHASES: tuple[Phase, ...] = ("exact", "normalized", "semantic")
-# (alias, kind, lookups, decided candidates' risks, summed risk of those served)
-Traffic = tuple[str, Kind, int, list[float], float]
-
-
-@dataclass(frozen=True)
-class SemanticResult:
-    """Phases 3 and 4 for one request: the hit if any, the best similarity seen, whether
-    verification refused a candidate, and the exploration when the candidate is checked."""
-
-    hit: Hit | None
-    similarity: float
-    rejected: bool
-    explore: Exploration | None = None
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """A stored entry near another one, its similarity, and that the vetoes let it pass."""
-
-    entry: Entry
-    similarity: float
-
-
-@dataclass
-class CacheStats:
-    """Counters since start: hits per phase, misses, refusals, and the learned phase's
-    explorations (shadow: a would-be hit answered fresh; observed: a miss compared)."""
-
-    hits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
-    misses: int = 0
-    rejected_by_verification: int = 0
-    ineligible: int = 0
-    evicted: int = 0
-    expired: int = 0
-    learned_hits: int = 0  # semantic hits below the static threshold
-    explored: dict[str, int] = field(default_factory=lambda: {"shadow": 0, "observed": 0})
-
-
-def partition(scope: str, context: str) -> str:
-    """The index partition of a scope: single questions and conversations never meet."""
-    return f"{scope}\x00conversation" if context else scope
-
-
-def index_vector(turn: np.ndarray, context: np.ndarray | None) -> np.ndarray:
-    """What a conversation is indexed by: the normalised sum of its two vectors (candidates
-    are then ranked by the lower of the two similarities)."""
-    if context is None:
-        return turn
-    both = np.asarray(turn, dtype=np.float32) + np.asarray(context, dtype=np.float32)
-    return both / max(float(np.linalg.norm(both)), 1e-12)
 
 
 class SemanticCache:
@@ -103,11 +60,11 @@ class SemanticCache:
         self.stats = CacheStats()
         self.learner = Learner(self.config.learning_window_s, clock, self.rng)
         self.budget = HourlyBudget(self.config.exploration_budget_per_hour, clock)
-        # Lookups and decided candidates' risks, per (alias, kind), not yet counted by the
-        # learner. In-process they are counted at once; a service with a shared log ships them
-        # through it (`drain_traffic`), so every replica counts everyone's traffic.
+        # Lookups and decided candidates' risks not yet counted by the learner. In-process
+        # they are counted at once; a service with a shared log ships them through it
+        # (`traffic.drain()`), so every replica counts everyone's traffic.
+        self.traffic = TrafficMeter()
         self.share_traffic = False
-        self._pending: dict[tuple[str, Kind], tuple[int, list[float], float]] = {}
         self._store = EntryStore()
         self._index = SemanticIndex(
             embedder.dim,
@@ -180,7 +137,7 @@ class SemanticCache:
         with self._lock:
             self._expire()
             if not exact_only:
-                self._count(model, _kind(context), None)
+                self._count(model, kind_of(context), None)
             keyed: list[tuple[Phase, Entry | None]] = [
                 (
                     "exact",
@@ -218,10 +175,13 @@ class SemanticCache:
         threshold: float | None = None,
         context: str = "",
         context_vector: np.ndarray | None = None,
+        explore: bool = False,
     ) -> SemanticResult:
         """Phases 3 and 4: the nearest stored requests of `scope` whose facts agree with the
         request; the best one is served, explored or missed (see the class docstring).
-        Counts the hit or the miss. A conversation needs `context_vector`."""
+        Counts the hit or the miss. A conversation needs `context_vector`. Explorations are
+        returned only to a caller that will `observe` them (`explore`); to any other a
+        candidate is served or missed, as the learned state stands."""
         if context and context_vector is None:
             raise ValueError("a conversation's lookup needs its context's vector")
         with self._lock:
@@ -234,7 +194,7 @@ class SemanticCache:
                 floor = static if bound is None else min(static, self.config.learn_min_similarity)
                 if similarity < floor:
                     break
-                if self.config.verify and not _facts_agree(request_text, context, entry):
+                if self.config.verify and not facts_agree(request_text, context, entry):
                     rejected = True
                     continue
                 if bound is None:
@@ -245,19 +205,21 @@ class SemanticCache:
                     static_threshold=static,
                     bound=bound,
                     max_hit_risk=self.config.max_hit_risk,
-                    exploration_rate=self.config.exploration_rate_for(entry.model),
+                    exploration_rate=self.config.exploration_rate_for(entry.model) * explore,
                     budget=self.budget,
                     pair=exact_key(scope, request_text, context),
                 )
                 self._count(
-                    entry.model, _kind(context), decision.risk, served=decision.action == "serve"
+                    entry.model, kind_of(context), decision.risk, served=decision.action == "serve"
                 )
                 if decision.action == "serve":
                     return self._serve(entry, similarity, rejected, learned=similarity < static)
+                if not explore:
+                    break
                 kind = "shadow" if decision.shadow else "observed"
                 self.stats.explored[kind] += 1
                 self.stats.misses += 1
-                explore = Exploration(
+                exploration = Exploration(
                     entry.entry_id,
                     similarity,
                     scope,
@@ -268,7 +230,7 @@ class SemanticCache:
                     round(decision.risk, 6),
                     decision.chance,
                 )
-                return SemanticResult(None, similarity, rejected, explore)
+                return SemanticResult(None, similarity, rejected, exploration)
             if rejected:
                 self.stats.rejected_by_verification += 1
             self.stats.misses += 1
@@ -327,26 +289,18 @@ class SemanticCache:
                 for other, similarity in found
                 if other.entry_id != entry_id
                 and similarity >= self.config.learn_min_similarity
-                and (not self.config.verify or _facts_agree(entry.text, entry.context, other))
+                and (not self.config.verify or facts_agree(entry.text, entry.context, other))
             ]
 
-    def _count(self, model: str, kind: Kind, risk: float | None, *, served: bool = False) -> None:
-        lookups, risks, spent = self._pending.get((model, kind), (0, [], 0.0))
+    def _count(
+        self, model: str, kind: Kind, risk: float | None = None, *, served: bool = False
+    ) -> None:
         if risk is None:
-            lookups += 1
+            self.traffic.lookup(model, kind)
         else:
-            risks.append(risk)
-            spent += risk if served else 0.0
-        self._pending[(model, kind)] = (lookups, risks, spent)
+            self.traffic.candidate(model, kind, risk, served=served)
         if not self.share_traffic:
-            self.count_traffic(self.drain_traffic(), self.clock())
-
-    def drain_traffic(self) -> list[Traffic]:
-        """The lookups and candidate risks counted here since the last drain."""
-        with self._lock:
-            drained = [(m, k, n, r, spent) for (m, k), (n, r, spent) in self._pending.items()]
-            self._pending.clear()
-            return drained
+            self.count_traffic(self.traffic.drain(), self.clock())
 
     def count_traffic(self, batches: list[Traffic], at: float) -> None:
         """Count traffic batches (this replica's, or any replica's from the log)."""
@@ -427,15 +381,15 @@ class SemanticCache:
                 model=model,
                 context=context,
                 exact_only=exact_only,
-                turn_vector=_half(vector) if context else None,
-                context_vector=_half(context_vector) if context else None,
-                answer_vector=_half(answer_vector),
+                turn_vector=half(vector) if context else None,
+                context_vector=half(context_vector) if context else None,
+                answer_vector=half(answer_vector),
             )
             self._store.add(entry)
             if vector is not None:
                 indexed = index_vector(vector, context_vector if context else None)
                 self._index.add([entry.entry_id], np.atleast_2d(indexed), partition(scope, context))
-                self.learner.add_entry(entry.entry_id, model, _kind(context))
+                self.learner.add_entry(entry.entry_id, model, kind_of(context))
             while len(self._store) > self.config.max_entries:
                 oldest = self._store.least_recently_used()
                 if oldest is None:
@@ -498,22 +452,8 @@ class SemanticCache:
                 if entry.entry_id not in self._index and not entry.exact_only:
                     self._store.remove(entry.entry_id)
                 elif not entry.exact_only:
-                    self.learner.add_entry(entry.entry_id, entry.model, _kind(entry.context))
+                    self.learner.add_entry(entry.entry_id, entry.model, kind_of(entry.context))
             for entry_id in self._index.entry_ids():
                 if self._store.get(entry_id) is None:
                     self._index.remove(entry_id)
             self._expire()
-
-
-def _facts_agree(request_text: str, context: str, entry: Entry) -> bool:
-    if not verify_candidate(request_text, entry.text).accepted:
-        return False
-    return not context or verify_candidate(context, entry.context).accepted
-
-
-def _half(vector: np.ndarray | None) -> np.ndarray | None:
-    return None if vector is None else np.asarray(vector, dtype=np.float16)
-
-
-def _kind(context: str) -> Kind:
-    return "conversation" if context else "single"

@@ -43,8 +43,10 @@ class PrecacheConfig(BaseModel):
     budget_per_hour: int = Field(
         120, ge=0, description="follow-ups suggested per hour per cache replica at most"
     )
+    # Generous on purpose: it only decides what is worth generating (a fresh answer for this
+    # very exchange, stored like any other), never what is served.
     context_similarity: float = Field(
-        0.9, ge=-1, le=1, description="how close an earlier exchange must be to count as this one"
+        0.8, ge=-1, le=1, description="how close an earlier exchange must be to count as this one"
     )
 
 
@@ -86,7 +88,7 @@ class CacheConfig(BaseModel):
         7 * 86400.0, gt=0, description="how long an observation counts towards its alias's rates"
     )
     max_hit_risk: float = Field(
-        0.2,
+        0.5,
         gt=0,
         le=1,
         description="no answer is served with a higher estimated chance of being wrong",

@@ -6,7 +6,7 @@ an estimated risk: the chance that its answer is wrong for this request. The ope
 vCache (Schroeder et al., "vCache: Verified Semantic Prompt Caching", ICLR 2026), risks are
 learned online from comparing cached answers with fresh ones; unlike vCache's per-request
 rule (serve with probability bound / risk), the budget is spent on the safest candidates
-first: a candidate is served when its risk is at most the alias's cutoff (`AliasTraffic`:
+first: a candidate is served when its risk is at most the alias's cutoff (`budget.AliasTraffic`:
 the highest risk at which serving every recent candidate up to it stays within the bound,
 with a margin), never above `max_hit_risk`, and always when its risk is within the bound
 itself (so a cold cache serves what the static one served). A request that is not served
@@ -44,7 +44,8 @@ from typing import Literal
 
 import numpy as np
 
-from gateway.cache.rates import RISK_BINS, AliasRates, AliasTraffic, risk_bin
+from gateway.cache.budget import RISK_BINS, AliasTraffic, risk_bin
+from gateway.cache.rates import AliasRates
 
 Action = Literal["serve", "explore", "miss"]
 Kind = Literal["single", "conversation"]
@@ -139,7 +140,7 @@ class Learner:
         self._clock = clock
         self._rng = rng or random.Random()
         self._rates: dict[tuple[str, Kind], AliasRates] = {}
-        self._traffic: dict[tuple[str, Kind], AliasTraffic] = {}
+        self._traffic: dict[tuple[str, str], AliasTraffic] = {}
         self._parent: dict[int, int] = {}  # union-find over entry ids; a root names a cluster
         self._clusters: dict[int, _Cluster] = {}
         self._group: dict[int, tuple[str, Kind]] = {}  # entry id -> (alias, kind)
@@ -226,7 +227,7 @@ class Learner:
     def count_traffic(
         self,
         model: str,
-        kind: Kind,
+        kind: str,
         at: float,
         lookups: float,
         risks: list[float],
@@ -243,7 +244,7 @@ class Learner:
             spent[risk_bin(risk)] += risk
         traffic.add(at, lookups, count, spent, served)
 
-    def cutoff(self, model: str, kind: Kind, bound: float, max_hit_risk: float) -> float:
+    def cutoff(self, model: str, kind: str, bound: float, max_hit_risk: float) -> float:
         """The highest risk at which a candidate of (`model`, `kind`) is served now."""
         traffic = self._traffic.get((model, kind))
         planned = 0.0

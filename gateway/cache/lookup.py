@@ -39,6 +39,9 @@ class CacheQuery:
     context: str = ""  # earlier user turns of a conversation, most recent first
     exact_only: bool = False  # the exact phase alone, on the raw text
     model: str = ""  # the alias, whose lookups the learned phase's error budget counts
+    # The caller answers an exploration fresh and calls `observe` (the learned phase checks
+    # candidates only for such callers; to others it serves or misses).
+    explore: bool = False
 
 
 @dataclass(frozen=True)

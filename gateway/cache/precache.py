@@ -14,13 +14,11 @@ The request path does the generation (low priority) and stores the answer like a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from gateway.cache.cache import SemanticCache
-from gateway.cache.config import PrecacheConfig
 from gateway.cache.store import Entry
 from gateway.cache.verify import verify_candidate
 
@@ -44,19 +42,27 @@ class FollowUp:
 
 def suggest_follow_ups(
     cache: SemanticCache,
-    config: PrecacheConfig,
     *,
     follow_up_scope: str,
     context: str,
     context_vector: np.ndarray,
-    already_served: Callable[[Entry], bool],
 ) -> list[FollowUp]:
     """Follow-ups of the exchange whose user turns are `context` (most recent first), from
-    the conversations stored under `follow_up_scope`, most supported first.
+    the conversations stored under `follow_up_scope`, most supported first; none that the
+    cache would already answer after this exchange (pre-answering it would buy nothing)."""
+    config = cache.config.precache
 
-    `already_served(entry)` says whether asking that entry's follow-up after this exchange
-    would already be answered from the cache (then pre-answering it buys nothing).
-    """
+    def already_served(entry: Entry) -> bool:
+        if entry.context_vector is None:
+            return False
+        similarity = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
+        static = cache.config.threshold_for(entry.model)
+        bound = cache.config.max_error_rate_for(entry.model)
+        if bound is None:
+            return similarity >= static
+        risk = cache.learner.risk(entry.entry_id, similarity, static_threshold=static, bound=bound)
+        return risk <= bound
+
     matched: list[Entry] = []
     for entry in cache.conversations(follow_up_scope):
         if entry.context_vector is None:

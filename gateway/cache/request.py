@@ -83,8 +83,9 @@ class CacheRequest:
     def cacheable(self) -> bool:
         return bool(self.text)
 
-    def query(self, embedding: np.ndarray | None = None) -> CacheQuery:
-        """The lookup for this request; `embedding` is the last turn's, when already known."""
+    def query(self, embedding: np.ndarray | None = None, *, explore: bool = True) -> CacheQuery:
+        """The lookup for this request; `embedding` is the last turn's, when already known.
+        `explore`: the caller answers explorations fresh and calls `observe` after."""
         return CacheQuery(
             scope=self.scope,
             text=self.text,
@@ -94,6 +95,7 @@ class CacheRequest:
             context=self.context,
             exact_only=self.exact_only,
             model=self.model,
+            explore=explore,
         )
 
     def entry(self, response: str, *, embedding: np.ndarray | None = None) -> NewEntry:

@@ -38,7 +38,6 @@ from gateway.cache.lookup import (
 )
 from gateway.cache.precache import FollowUp, suggest_follow_ups
 from gateway.cache.request import CacheRequest
-from gateway.cache.store import Entry
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +132,7 @@ class CacheService:
                 threshold=query.threshold,
                 context=query.context,
                 context_vector=context_vector,
+                explore=query.explore,
             )
             return CacheResult(
                 found.hit, found.similarity, found.rejected, vector, explore=found.explore
@@ -147,9 +147,9 @@ class CacheService:
             wanted = ([entry.text] if entry.embedding is None else []) + (
                 [entry.context] if entry.context else []
             )
-            embedded = await self._embed(wanted) if wanted else None
-            vector = entry.embedding if entry.embedding is not None else embedded[0]  # type: ignore[index]
-            context_vector = embedded[-1] if entry.context and embedded is not None else None
+            embedded = await self._embed(wanted) if wanted else np.zeros((0, 0), np.float32)
+            vector = entry.embedding if entry.embedding is not None else embedded[0]
+            context_vector = embedded[-1] if entry.context else None
             answer_vector = await self.comparator.answer_vector(answer_text(entry.response))
         now = self.cache.clock()
         entry_id = None
@@ -285,30 +285,11 @@ class CacheService:
             return []
         context = "\n".join(p for p in (request.text, request.context) if p)
         context_vector = (await self._embed([context]))[0]
-        config = self.cache.config
-
-        def already_served(entry: Entry) -> bool:
-            bound = config.max_error_rate_for(entry.model)
-            if entry.context_vector is None:
-                return False
-            similarity = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
-            if bound is None:
-                return similarity >= config.threshold_for(entry.model)
-            risk = self.cache.learner.risk(
-                entry.entry_id,
-                similarity,
-                static_threshold=config.threshold_for(entry.model),
-                bound=bound,
-            )
-            return risk <= bound
-
         suggested = suggest_follow_ups(
             self.cache,
-            settings,
             follow_up_scope=request.follow_up_scope,
             context=context,
             context_vector=context_vector,
-            already_served=already_served,
         )
         granted = []
         for follow_up in suggested:
@@ -354,7 +335,7 @@ class CacheService:
             return
         if op.op == "traffic":
             batches = [(b.model, b.kind, b.lookups, list(b.risks), b.served) for b in op.traffic]
-            self.cache.count_traffic(batches, op.created_at)  # type: ignore[arg-type]
+            self.cache.count_traffic(batches, op.created_at)
             return
         if op.op == "observe" and op.observed is not None:
             o = op.observed
@@ -403,7 +384,7 @@ class CacheService:
     async def flush_traffic(self) -> None:
         """Ship the lookups and candidate risks counted here to every replica (the log)."""
         self._last_traffic_flush = time.monotonic()
-        drained = self.cache.drain_traffic()
+        drained = self.cache.traffic.drain()
         if self._log is None or not drained:
             return
         at = self.cache.clock()

@@ -61,7 +61,7 @@ async def _learn(service: CacheService, world: World, clock: ManualClock, n: int
     for f, text in _trace(world, n, seed=9):
         clock.advance(1.0)
         result = await service.lookup(
-            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text])
+            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text], explore=True)
         )
         if result.hit is None:
             answer = world.families[f][2]
@@ -113,7 +113,7 @@ async def test_a_restarted_replica_decides_as_before(
     # Same decisions too, for lookups that are not shadowed (shadows are a per-replica draw).
     for _, texts, _ in world.families[:10]:
         text = texts[-1]
-        query = CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text])
+        query = CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text], explore=True)
         a, b = await first.lookup(query), await restarted.lookup(query)
         if (a.explore and a.explore.shadow) or (b.explore and b.explore.shadow):
             continue

@@ -108,7 +108,7 @@ async def _run(
         clock.advance(1.0)
         tally.lookups += 1
         result = await service.lookup(
-            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text])
+            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text], explore=True)
         )
         if result.hit is not None and result.hit.phase != "semantic":
             pass
@@ -181,7 +181,7 @@ async def _shadows(
     shadowed = []
     for text in texts[1 : lookups + 1]:
         result = await service.lookup(
-            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text])
+            CacheQuery(SCOPE, text, model="m", embedding=world.vectors[text], explore=True)
         )
         assert result.hit is not None or (result.explore is not None and result.explore.shadow)
         shadowed.append(result.hit is None)
@@ -211,7 +211,7 @@ async def test_shadow_explorations_stop_at_the_budget_and_resume_an_hour_later(
     assert (await service.stats())["explorations"] == {"shadow": 5, "observed": 0}
     clock.advance(3601)
     result = await service.lookup(
-        CacheQuery(SCOPE, texts[-1], model="m", embedding=world.vectors[texts[-1]])
+        CacheQuery(SCOPE, texts[-1], model="m", embedding=world.vectors[texts[-1]], explore=True)
     )
     assert result.explore is not None and result.explore.shadow
 
@@ -224,10 +224,10 @@ async def test_observe_compares_answers_and_counts_the_spend(clock: ManualClock)
     service = CacheService(SemanticCache(world, config, clock=clock), world.embed_async)
     await service.insert(NewEntry(SCOPE, texts[0], "m", answer, world.vectors[texts[0]]))
     first = await service.lookup(
-        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]])
+        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]], explore=True)
     )
     second = await service.lookup(
-        CacheQuery(SCOPE, texts[2], model="m", embedding=world.vectors[texts[2]])
+        CacheQuery(SCOPE, texts[2], model="m", embedding=world.vectors[texts[2]], explore=True)
     )
     assert first.explore is not None and second.explore is not None
     same = await service.observe(first.explore, answer, tokens=40)
@@ -258,7 +258,7 @@ async def test_a_judge_decides_when_configured(clock: ManualClock) -> None:
     )
     await service.insert(NewEntry(SCOPE, texts[0], "m", answer, world.vectors[texts[0]]))
     result = await service.lookup(
-        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]])
+        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]], explore=True)
     )
     assert result.explore is not None
     observation = await service.observe(result.explore, answer)
@@ -275,7 +275,7 @@ async def test_observing_an_entry_that_is_gone_learns_nothing(clock: ManualClock
     )
     entry_id = await service.insert(NewEntry(SCOPE, texts[0], "m", answer, world.vectors[texts[0]]))
     result = await service.lookup(
-        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]])
+        CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]], explore=True)
     )
     assert result.explore is not None
     service.cache.remove([entry_id])
