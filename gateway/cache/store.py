@@ -32,11 +32,6 @@ class Entry:
     context_vector: np.ndarray | None = None
     answer_vector: np.ndarray | None = None
 
-    @property
-    def kind(self) -> str:
-        """ "conversation" for an entry with earlier turns, else "single"."""
-        return "conversation" if self.context else "single"
-
 
 _SCHEMA = """
 CREATE TABLE entries (
