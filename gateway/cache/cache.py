@@ -330,6 +330,13 @@ class SemanticCache:
                 return False
             return self.learner.record(entry_id, pair, similarity, equivalent, at, weight)
 
+    def set_answer_vector(self, entry_id: int, vector: np.ndarray) -> None:
+        """Keep the vector an entry's answer is compared by (it arrives after the entry)."""
+        with self._lock:
+            entry = self._store.get(entry_id)
+            if entry is not None:
+                entry.answer_vector = half(vector)
+
     def conversations(self, scope: str) -> list[Entry]:
         """The live conversation entries of `scope` (pre-caching reads what followed what)."""
         with self._lock:

@@ -8,10 +8,12 @@ row per entry, so a replica that starts later never sees the entry and running o
 The log is also the persistence: a restarted replica rebuilds its index from it (vectors are
 stored, nothing is embedded again).
 
-The learned phase's state travels the same way: every comparison of a stored answer with
-another answer (an exploration's fresh answer, or a newer entry's answer on insert) is an
-`observe` row, which every replica applies in order, so replicas at the same position, and a
-restarted one, hold the same evidence. Observation rows are kept for `learning_window_s`.
+The learned phase's state travels the same way: every comparison of a stored answer with an
+exploration's fresh answer is an `observe` row, a newer entry whose answer agrees with a
+stored one a `join` row (both `op = 'observe'`, told apart by their payload's kind), each
+replica's lookup counts a `traffic` row, and a stored answer's vector an `answer` row. Every
+replica applies them in order, so replicas at the same position, and a restarted one, hold the
+same evidence. Observation and traffic rows are kept for `learning_window_s`.
 
 Appends hold an exclusive transaction (SQLite's write lock, PostgreSQL's advisory lock), so
 sequence numbers become visible in order and a tailing reader never skips one.
@@ -84,7 +86,6 @@ class LoggedEntry:
     created_at: float
     context: str = ""
     context_vector: np.ndarray | None = None
-    answer_vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,12 @@ class LogOp:
     replica's traffic counts."""
 
     seq: int
-    op: Literal["insert", "delete", "observe", "traffic"]
+    op: Literal["insert", "delete", "observe", "traffic", "answer"]
     entry: LoggedEntry | None = None  # for inserts
     deleted: int | None = None  # for deletes
     observed: LoggedObservation | None = None  # for observations
     traffic: tuple[TrafficBatch, ...] = ()  # for traffic counts
+    answered: tuple[int, np.ndarray] | None = None  # for answer vectors: (entry id, vector)
     created_at: float = 0.0
 
 
@@ -161,8 +163,8 @@ class CacheLog:
         with self.db.transaction(exclusive=True) as cur:
             cur.execute(
                 "INSERT INTO cache_log (op, scope, model, text, response, vector, created_at,"
-                " context, context_vector, answer_vector)"
-                " VALUES ('insert', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                " context, context_vector)"
+                " VALUES ('insert', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
                     entry.scope,
                     entry.model,
@@ -172,8 +174,18 @@ class CacheLog:
                     entry.created_at,
                     entry.context,
                     _blob(entry.context_vector),
-                    _blob(entry.answer_vector, np.float16),
                 ),
+            )
+            return int(cur.fetchone()[0])
+
+    def answer_vector(self, entry_id: int, vector: np.ndarray, at: float) -> int:
+        """Append the vector an entry's answer is compared by (computed after the entry was
+        stored, so that storing it waits for nothing); return the row's seq."""
+        with self.db.transaction(exclusive=True) as cur:
+            cur.execute(
+                "INSERT INTO cache_log (op, entry_id, answer_vector, created_at)"
+                " VALUES ('answer', ?, ?, ?) RETURNING seq",
+                (entry_id, _blob(vector, np.float16), at),
             )
             return int(cur.fetchone()[0])
 
@@ -320,6 +332,10 @@ def _op(row: Sequence[Any]) -> LogOp:
     context, context_vector, answer_vector, payload = row[9:]
     if op == "delete":
         return LogOp(int(seq), "delete", deleted=int(entry_id))
+    if op == "answer":
+        answered = _vector(answer_vector, np.float16)
+        assert answered is not None  # written with one
+        return LogOp(int(seq), "answer", answered=(int(entry_id), answered))
     if op == "traffic":
         batches = tuple(
             TrafficBatch(
@@ -356,6 +372,5 @@ def _op(row: Sequence[Any]) -> LogOp:
         created_at=float(created_at),
         context=str(context or ""),
         context_vector=_vector(context_vector),
-        answer_vector=_vector(answer_vector, np.float16),
     )
     return LogOp(int(seq), "insert", entry=entry)

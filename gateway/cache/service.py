@@ -140,9 +140,10 @@ class CacheService:
         return CacheResult(hit, hit.similarity if hit is not None else 0.0, False, vector)
 
     async def insert(self, entry: NewEntry) -> int:
-        """Store an answer: in the log (shared, persistent) and then in this replica; then
-        learn from comparing it with its stored neighbours' answers."""
-        vector = context_vector = answer_vector = None
+        """Store an answer: in the log (shared, persistent) and then in this replica; then,
+        the entry being servable already, embed its answer and join the stored neighbours
+        whose answers agree."""
+        vector = context_vector = None
         if not entry.exact_only:
             wanted = ([entry.text] if entry.embedding is None else []) + (
                 [entry.context] if entry.context else []
@@ -150,7 +151,6 @@ class CacheService:
             embedded = await self._embed(wanted) if wanted else np.zeros((0, 0), np.float32)
             vector = entry.embedding if entry.embedding is not None else embedded[0]
             context_vector = embedded[-1] if entry.context else None
-            answer_vector = await self.comparator.answer_vector(answer_text(entry.response))
         now = self.cache.clock()
         entry_id = None
         if self._log is not None:
@@ -164,7 +164,6 @@ class CacheService:
                 now,
                 entry.context,
                 context_vector,
-                answer_vector,
             )
             entry_id = await asyncio.to_thread(self._log.append, logged)
         entry_id = self.cache.insert(
@@ -177,12 +176,21 @@ class CacheService:
             model=entry.model,
             context=entry.context,
             context_vector=context_vector,
-            answer_vector=answer_vector,
             exact_only=entry.exact_only,
         )
         if not entry.exact_only and self.cache.config.max_error_rate_for(entry.model) is not None:
+            await self._embed_answer(entry_id, entry.response, now)
             await self._join_neighbours(entry_id, now)
         return entry_id
+
+    async def _embed_answer(self, entry_id: int, response: str, now: float) -> None:
+        vector = await self.comparator.answer_vector(answer_text(response))
+        if vector is None:  # short or structured: compared as text
+            return
+        if self._log is not None:
+            seq = await asyncio.to_thread(self._log.answer_vector, entry_id, vector, now)
+            self._own_rows.add(seq)
+        self.cache.set_answer_vector(entry_id, vector)
 
     async def _join_neighbours(self, entry_id: int, now: float) -> None:
         """Stored neighbours whose answers agree with the new one's join its neighbourhood
@@ -333,6 +341,9 @@ class CacheService:
         if op.op == "delete" and op.deleted is not None:
             self.cache.remove([op.deleted])
             return
+        if op.op == "answer" and op.answered is not None:
+            self.cache.set_answer_vector(*op.answered)
+            return
         if op.op == "traffic":
             batches = [(b.model, b.kind, b.lookups, list(b.risks), b.served) for b in op.traffic]
             self.cache.count_traffic(batches, op.created_at)
@@ -365,7 +376,6 @@ class CacheService:
             model=entry.model,
             context=entry.context,
             context_vector=entry.context_vector,
-            answer_vector=entry.answer_vector,
             exact_only=entry.vector is None,
         )
 

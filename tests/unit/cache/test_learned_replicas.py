@@ -159,4 +159,4 @@ def test_a_log_from_an_earlier_release_gains_the_new_columns(tmp_path: Path) -> 
     entry_log = CacheLog(Database(f"sqlite:///{path}"))
     (op,) = entry_log.since(0)
     assert op.entry is not None and (op.entry.text, op.entry.context) == ("q", "")
-    assert op.entry.answer_vector is None
+    assert op.entry.context_vector is None
