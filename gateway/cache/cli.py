@@ -84,7 +84,14 @@ def _run(args: argparse.Namespace, load: LoadConfig, action: Callable[[CacheLog]
 def _stats(entry_log: CacheLog) -> int:
     counts = entry_log.counts()
     print(
-        json.dumps({"entries": counts.get("insert", 0), "pending_deletes": counts.get("delete", 0)})
+        json.dumps(
+            {
+                "entries": counts.get("insert", 0),
+                "pending_deletes": counts.get("delete", 0),
+                "observations": counts.get("observe", 0),
+                "traffic_rows": counts.get("traffic", 0),
+            }
+        )
     )
     return 0
 

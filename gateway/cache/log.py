@@ -251,6 +251,9 @@ class CacheLog:
             for entry_id in ids:
                 cur.execute("DELETE FROM cache_log WHERE seq = ?", (entry_id,))
                 cur.execute(
+                    "DELETE FROM cache_log WHERE op = 'answer' AND entry_id = ?", (entry_id,)
+                )
+                cur.execute(
                     "INSERT INTO cache_log (op, entry_id, created_at) VALUES ('delete', ?, ?)",
                     (entry_id, now),
                 )
@@ -265,8 +268,9 @@ class CacheLog:
         observations_before: float | None = None,
     ) -> int:
         """Drop what no replica needs any more: inserts past their TTL or beyond the newest
-        `keep`, delete rows older than any running replica's lag, and observations older
-        and traffic counts older than the learning window. Returns rows removed."""
+        `keep` (and their answers' vectors), delete rows older than any running replica's
+        lag, and observations and traffic counts older than the learning window. Returns
+        rows removed."""
         with self.db.transaction(exclusive=True) as cur:
             removed = 0
             if observations_before is not None:
@@ -288,13 +292,18 @@ class CacheLog:
                 cur.execute("DELETE FROM cache_log WHERE op = 'insert' AND seq <= ?", (row[0],))
                 removed += cur.rowcount
             cur.execute(
+                "DELETE FROM cache_log WHERE op = 'answer' AND entry_id NOT IN"
+                " (SELECT seq FROM cache_log WHERE op = 'insert')"
+            )
+            removed += cur.rowcount
+            cur.execute(
                 "DELETE FROM cache_log WHERE op = 'delete' AND created_at < ?", (deletes_before,)
             )
             removed += cur.rowcount
         return removed
 
     def counts(self) -> dict[str, int]:
-        """Insert and delete rows currently in the log."""
+        """Rows currently in the log, by kind (insert, delete, observe, traffic, answer)."""
         rows = self.db.fetchall("SELECT op, COUNT(*) FROM cache_log GROUP BY op")
         return {str(op): int(n) for op, n in rows}
 

@@ -9,13 +9,14 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
-from gateway.cache.log import CacheLog
-from gateway.cache.lookup import CacheQuery, NewEntry
+from gateway.cache.log import CacheLog, LoggedEntry
+from gateway.cache.lookup import CacheQuery, NewEntry, Selector
 from gateway.cache.service import CacheService
 from gateway.storage import Database
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
@@ -160,3 +161,19 @@ def test_a_log_from_an_earlier_release_gains_the_new_columns(tmp_path: Path) -> 
     (op,) = entry_log.since(0)
     assert op.entry is not None and (op.entry.text, op.entry.context) == ("q", "")
     assert op.entry.context_vector is None
+
+
+def test_an_answers_vector_leaves_the_log_with_its_entry(tmp_path: Path) -> None:
+    entry_log = CacheLog(Database(f"sqlite:///{tmp_path / 'log.db'}"))
+    vector = np.ones(384, dtype=np.float32)
+    for i in range(3):
+        entry_id = entry_log.append(LoggedEntry(0, "s", "m", f"q{i}", "a", vector, 100.0 + i))
+        entry_log.answer_vector(entry_id, vector, 100.0 + i)
+    assert entry_log.counts() == {"insert": 3, "answer": 3}
+    entry_log.invalidate(Selector(entry_ids=(1,)), now=200.0)
+    assert entry_log.counts() == {"insert": 2, "answer": 2, "delete": 1}
+    # q1 expires; its answer's vector goes with it.
+    entry_log.compact(expired_before=101.5, keep=10, deletes_before=0.0)
+    assert entry_log.counts() == {"insert": 1, "answer": 1, "delete": 1}
+    answered = [op.answered for op in entry_log.since(0) if op.op == "answer"]
+    assert [entry_id for entry_id, _ in answered] == [5]  # q2's insert row is seq 5
