@@ -1,4 +1,4 @@
-"""The learned semantic decision: serve, explore or miss, under an operator-set error bound.
+"""The learned semantic decision: serve or explore, under an operator-set error bound.
 
 After the keyed phases missed and the vetoes passed, a candidate entry at similarity `s` has
 an estimated risk: the chance that its answer is wrong for this request. The operator's bound
@@ -47,7 +47,7 @@ import numpy as np
 from gateway.cache.budget import RISK_BINS, AliasTraffic, risk_bin
 from gateway.cache.rates import AliasRates
 
-Action = Literal["serve", "explore", "miss"]
+Action = Literal["serve", "explore"]
 Kind = Literal["single", "conversation"]
 
 # Pseudo-observations that the alias's rate counts for inside one neighbourhood.
@@ -66,7 +66,8 @@ BUDGET_SHARE = 0.8
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a candidate: serve it, explore it (answer fresh and compare), or miss.
+    """What to do with a candidate: serve it, or explore it (answer fresh and compare; to a
+    caller that does not explore, a miss).
 
     `risk` is the estimated chance that its answer is wrong; `shadow` marks an exploration
     of a candidate that would have been served.
