@@ -91,7 +91,7 @@ class CacheConfig(BaseModel):
         0.5,
         gt=0,
         le=1,
-        description="no answer is served with a higher estimated chance of being wrong",
+        description="answers served have a lower estimated chance of being wrong than this",
     )
     answer_similarity: float = Field(
         0.85, ge=-1, le=1, description="answer-embedding cosine from which two answers agree"

@@ -307,7 +307,10 @@ class Learner:
             entry_id, similarity, static_threshold=static_threshold, bound=bound, pair=pair
         )
         model, kind = self._group[entry_id]
-        if risk <= self.cutoff(model, kind, bound, max_hit_risk):
+        # Strictly below `max_hit_risk`: a candidate nothing is known about has risk 0.5
+        # (`rates.PRIOR_BELOW`), and must not be served however loose the budget is.
+        servable = risk <= bound or risk < max_hit_risk
+        if servable and risk <= self.cutoff(model, kind, bound, max_hit_risk):
             # Where the alias's estimate still rests on its prior, check more often (up to
             # UNCERTAIN_SHADOW); a random draw, not a hash of the request: a popular question
             # asked again and again must get its turn to be checked.

@@ -298,6 +298,9 @@ def test_a_cold_cache_serves_exactly_what_the_static_one_serves() -> None:
                 cache.insert(
                     text, SCOPE, world.families[f][2], embedding=world.vectors[text], model="m"
                 )
+            # Many exact hits first: a loose error budget must not buy ignorance.
+            for _, text in trace[:150] * 20:
+                cache.lookup_keyed(text, SCOPE, model="m")
             outcomes.append(
                 [
                     getattr(
