@@ -722,6 +722,7 @@ def main() -> None:
 
     from importlib.metadata import version
 
+    commit = _commit()  # before anything is written under benchmarks/results
     results = asyncio.run(run(args))
     checked = goals(results)
     print(json.dumps(checked, indent=1))
@@ -734,7 +735,7 @@ def main() -> None:
                 "benchmark": "cache_workload",
                 "timestamp": datetime.now(UTC).isoformat(),
                 "machine": machine(),
-                "commit": _commit(),
+                "commit": commit,
                 "parameters": {
                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                     "model_priced": MODEL,
