@@ -111,7 +111,9 @@ Lookup = Callable[[str, np.ndarray, float], Served]
 
 def raygate_method(split: Split, vectors: dict[str, np.ndarray], verify: bool) -> Lookup:
     """raygate's SemanticCache over the split's entries; lookup(text, vector, threshold)."""
-    cache = SemanticCache(_NoEmbedder(), CacheConfig(verify=verify, top_k=5))
+    # The static decision, swept over thresholds (the learned phase is not a threshold;
+    # benchmarks/cache_workload.py measures it on traffic).
+    cache = SemanticCache(_NoEmbedder(), CacheConfig(verify=verify, top_k=5, max_error_rate=None))
     cache.insert_many(
         [(t, SCOPE, t) for t in split.inserted],
         embeddings=np.stack([vectors[t] for t in split.inserted]),

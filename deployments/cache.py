@@ -20,7 +20,16 @@ from ray.util.metrics import Counter
 from gateway.cache.cache import SemanticCache
 from gateway.cache.embedder import Embedder
 from gateway.cache.log import CacheLog
-from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.cache.lookup import (
+    CacheQuery,
+    CacheResult,
+    Exploration,
+    NewEntry,
+    Observation,
+    Selector,
+)
+from gateway.cache.precache import FollowUp
+from gateway.cache.request import CacheRequest
 from gateway.cache.service import CacheService
 from gateway.config import GatewayConfig
 from gateway.storage import Database
@@ -28,7 +37,8 @@ from gateway.storage import Database
 
 @serve.deployment(name="Cache")
 class CacheDeployment:
-    """Embeds texts (batched) and answers lookups, inserts and invalidations."""
+    """Embeds texts (batched) and answers lookups, inserts, observations of explored
+    candidates, pre-caching suggestions and invalidations."""
 
     async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
         settings = config.cache
@@ -54,6 +64,16 @@ class CacheDeployment:
             "raygate_cache_rejected_by_verification",
             description="Semantic candidates above the threshold that verification refused.",
         )
+        self._explored = Counter(
+            "raygate_cache_explorations",
+            description="Semantic candidates answered fresh to learn from (shadow or observed).",
+            tag_keys=("kind",),
+        )
+        self._observed = Counter(
+            "raygate_cache_observations",
+            description="Explored candidates compared with the fresh answer, by outcome.",
+            tag_keys=("kind", "outcome"),
+        )
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _embed_batched(self, texts: list[str]) -> list[np.ndarray]:
@@ -74,10 +94,30 @@ class CacheDeployment:
         self._lookups.inc(tags={"phase": result.phase})
         if result.rejected:
             self._rejected.inc()
+        if result.explore is not None:
+            self._explored.inc(tags={"kind": "shadow" if result.explore.shadow else "observed"})
         return dataclasses.replace(result, replica=self._replica)
 
     async def insert(self, entry: NewEntry) -> int:
         return await self._service.insert(entry)
+
+    async def observe(
+        self, exploration: Exploration, fresh_answer: str, tokens: int | None = None
+    ) -> Observation:
+        """Learn from an explored candidate's fresh answer (see `CacheService.observe`)."""
+        observation = await self._service.observe(exploration, fresh_answer, tokens=tokens)
+        if observation.equivalent is not None:
+            self._observed.inc(
+                tags={
+                    "kind": "shadow" if observation.shadow else "observed",
+                    "outcome": "equivalent" if observation.equivalent else "different",
+                }
+            )
+        return observation
+
+    async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
+        """Follow-ups worth pre-answering after `request` (see `CacheService.follow_ups`)."""
+        return await self._service.follow_ups(request)
 
     async def invalidate(self, selector: Selector) -> int:
         return await self._service.invalidate(selector)

@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gateway.cache.budget import Traffic, TrafficMeter
+from gateway.cache.candidates import (
+    CacheStats,
+    Neighbour,
+    SemanticResult,
+    facts_agree,
+    half,
+    index_vector,
+    kind_of,
+    partition,
+)
 from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
-from gateway.cache.lookup import Hit, Phase
+from gateway.cache.learning import HourlyBudget, Kind, Learner
+from gateway.cache.lookup import Exploration, Hit, Phase
 from gateway.cache.store import Entry, EntryStore
-from gateway.cache.verify import verify_candidate
-
-PHASES: tuple[Phase, ...] = ("exact", "normalized", "semantic")
-
-
-@dataclass(frozen=True)
-class SemanticResult:
-    """Phases 3 and 4 for one request: the hit if any, the best similarity seen, and whether
-    verification refused a candidate above the threshold."""
-
-    hit: Hit | None
-    similarity: float
-    rejected: bool
-
-
-@dataclass
-class CacheStats:
-    """Counters since start: hits per phase, misses, and semantic hits refused by phase 4."""
-
-    hits: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
-    misses: int = 0
-    rejected_by_verification: int = 0
-    ineligible: int = 0
-    evicted: int = 0
-    expired: int = 0
 
 
 class SemanticCache:
@@ -48,9 +35,13 @@ class SemanticCache:
 
     `lookup` tries, in order: the exact request (phase 1), its normalised signature (phase 2),
     and, when the request is eligible, the nearest stored requests of the same scope by
-    embedding (phase 3) whose facts agree with it (phase 4). `scope` must come from
-    `keys.scope_key`, so entries never cross models, system prompts, parameters, conversations
-    or isolation boundaries. Entries expire `ttl_s` after insertion and the least recently used
+    embedding (phase 3) whose facts agree with it (phase 4). A conversation's earlier user
+    turns (`context`) must match as well: exactly for phases 1-2, in meaning for phase 3 (its
+    similarity is the lower of the last turn's and the context's). Phase 3 decides with the
+    learned `Learner` under `max_error_rate` (serve, explore or miss), or with the static
+    threshold alone when that is None. `scope` must come from `keys.scope_key` or
+    `request.chat_request`, so entries never cross models, system prompts, parameters or
+    isolation boundaries. Entries expire `ttl_s` after insertion and the least recently used
     go first once `max_entries` is reached. Safe to share between threads.
     """
 
@@ -60,11 +51,20 @@ class SemanticCache:
         config: CacheConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config or CacheConfig()
         self.embedder = embedder
         self.clock = clock
+        self.rng = rng or random.Random()
         self.stats = CacheStats()
+        self.learner = Learner(self.config.learning_window_s, clock, self.rng)
+        self.budget = HourlyBudget(self.config.exploration_budget_per_hour, clock)
+        # Lookups and decided candidates' risks not yet counted by the learner. In-process
+        # they are counted at once; a service with a shared log ships them through it
+        # (`traffic.drain()`), so every replica counts everyone's traffic.
+        self.traffic = TrafficMeter()
+        self.share_traffic = False
         self._store = EntryStore()
         self._index = SemanticIndex(
             embedder.dim,
@@ -83,6 +83,11 @@ class SemanticCache:
         """The vector index behind the semantic phase (read-only use)."""
         return self._index
 
+    def get(self, entry_id: int) -> Entry | None:
+        """The stored entry with this id, if any (read-only use)."""
+        with self._lock:
+            return self._store.get(entry_id)
+
     def lookup(
         self,
         request_text: str,
@@ -91,30 +96,57 @@ class SemanticCache:
         eligible: bool = True,
         embedding: np.ndarray | None = None,
         threshold: float | None = None,
+        context: str = "",
     ) -> Hit | None:
         """Return a cached answer for `request_text` in `scope`, or None on a miss.
 
         Pass `embedding` when the request was already embedded (the policy engine shares it);
         otherwise it is computed here, and only if phases 1 and 2 missed.
         """
-        hit = self.lookup_keyed(request_text, scope)
+        hit = self.lookup_keyed(request_text, scope, context)
         if hit is not None:
             return hit
-        if not self.wants_semantic(scope, eligible=eligible):
+        if not self.wants_semantic(scope, eligible=eligible, context=context):
             return None
         # Embedding is the slow part: done outside the lock so lookups can overlap.
         vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
-        return self.lookup_semantic(request_text, scope, vector, threshold=threshold).hit
+        context_vector = self.embedder.embed([context])[0] if context else None
+        found = self.lookup_semantic(
+            request_text,
+            scope,
+            vector,
+            threshold=threshold,
+            context=context,
+            context_vector=context_vector,
+        )
+        return found.hit
 
-    def lookup_keyed(self, request_text: str, scope: str) -> Hit | None:
-        """Phases 1 and 2: the exact request, then its normalised signature. A miss here is
-        not counted yet: the caller goes on to `wants_semantic` / `lookup_semantic`."""
+    def lookup_keyed(
+        self,
+        request_text: str,
+        scope: str,
+        context: str = "",
+        *,
+        exact_only: bool = False,
+        model: str = "",
+    ) -> Hit | None:
+        """Phases 1 and 2: the exact request, then its normalised signature (phase 1 alone,
+        byte for byte, for `exact_only` routes). A miss here is not counted yet: the caller
+        goes on to `wants_semantic` / `lookup_semantic`. Counts the lookup towards `model`'s
+        error budget."""
         with self._lock:
             self._expire()
-            keyed: tuple[tuple[Phase, Entry | None], ...] = (
-                ("exact", self._store.by_exact(exact_key(scope, request_text))),
-                ("normalized", self._store.by_normalised(normalised_key(scope, request_text))),
-            )
+            if not exact_only:
+                self._count(model, kind_of(context), None)
+            keyed: list[tuple[Phase, Entry | None]] = [
+                (
+                    "exact",
+                    self._store.by_exact(exact_key(scope, request_text, context, raw=exact_only)),
+                )
+            ]
+            if not exact_only:
+                normalised = normalised_key(scope, request_text, context)
+                keyed.append(("normalized", self._store.by_normalised(normalised)))
             for phase, entry in keyed:
                 if entry is not None:
                     self._store.touch(entry, self.clock())
@@ -122,14 +154,14 @@ class SemanticCache:
                     return Hit(entry.entry_id, entry.response, phase, 1.0, entry.text)
             return None
 
-    def wants_semantic(self, scope: str, *, eligible: bool) -> bool:
+    def wants_semantic(self, scope: str, *, eligible: bool, context: str = "") -> bool:
         """Whether phase 3 could find anything after a keyed miss; counts the miss if not."""
         with self._lock:
             if not eligible:
                 self.stats.ineligible += 1
                 self.stats.misses += 1
                 return False
-            if self._index.scope_size(scope) == 0:
+            if self._index.scope_size(partition(scope, context)) == 0:
                 self.stats.misses += 1
                 return False
             return True
@@ -141,33 +173,175 @@ class SemanticCache:
         vector: np.ndarray,
         *,
         threshold: float | None = None,
+        context: str = "",
+        context_vector: np.ndarray | None = None,
+        explore: bool = False,
     ) -> SemanticResult:
-        """Phases 3 and 4: the nearest stored requests of `scope` above the threshold, the
-        first whose facts agree with the request served. Counts the hit or the miss."""
-        bound = self.config.similarity_threshold if threshold is None else threshold
+        """Phases 3 and 4: the nearest stored requests of `scope` whose facts agree with the
+        request; the best one is served, explored or missed (see the class docstring).
+        Counts the hit or the miss. A conversation needs `context_vector`. Explorations are
+        returned only to a caller that will `observe` them (`explore`); to any other a
+        candidate is served or missed, as the learned state stands."""
+        if context and context_vector is None:
+            raise ValueError("a conversation's lookup needs its context's vector")
         with self._lock:
             rejected = False
             best = 0.0
-            for candidate in self._index.search(vector, self.config.top_k, scope):
-                best = max(best, candidate.similarity)
-                if candidate.similarity < bound:
+            for entry, similarity in self._candidates(vector, scope, context, context_vector):
+                best = max(best, similarity)
+                static = self.config.threshold_for(entry.model) if threshold is None else threshold
+                bound = self.config.max_error_rate_for(entry.model)
+                floor = static if bound is None else min(static, self.config.learn_min_similarity)
+                if similarity < floor:
                     break
-                entry = self._store.get(candidate.entry_id)
-                if entry is None:
-                    continue
-                if self.config.verify and not verify_candidate(request_text, entry.text).accepted:
+                if self.config.verify and not facts_agree(request_text, context, entry):
                     rejected = True
                     continue
-                self._store.touch(entry, self.clock())
-                self.stats.hits["semantic"] += 1
-                hit = Hit(
-                    entry.entry_id, entry.response, "semantic", candidate.similarity, entry.text
+                if bound is None:
+                    return self._serve(entry, similarity, rejected, learned=False)
+                decision = self.learner.decide(
+                    entry.entry_id,
+                    similarity,
+                    static_threshold=static,
+                    bound=bound,
+                    max_hit_risk=self.config.max_hit_risk,
+                    exploration_rate=self.config.exploration_rate_for(entry.model) * explore,
+                    budget=self.budget,
+                    pair=exact_key(scope, request_text, context),
                 )
-                return SemanticResult(hit, candidate.similarity, rejected)
+                self._count(
+                    entry.model, kind_of(context), decision.risk, served=decision.action == "serve"
+                )
+                if decision.action == "serve":
+                    return self._serve(entry, similarity, rejected, learned=similarity < static)
+                if not explore:
+                    break
+                kind = "shadow" if decision.shadow else "observed"
+                self.stats.explored[kind] += 1
+                self.stats.misses += 1
+                exploration = Exploration(
+                    entry.entry_id,
+                    similarity,
+                    scope,
+                    request_text,
+                    context,
+                    entry.model,
+                    decision.shadow,
+                    round(decision.risk, 6),
+                    decision.chance,
+                )
+                return SemanticResult(None, similarity, rejected, exploration)
             if rejected:
                 self.stats.rejected_by_verification += 1
             self.stats.misses += 1
             return SemanticResult(None, best, rejected)
+
+    def _serve(
+        self, entry: Entry, similarity: float, rejected: bool, *, learned: bool
+    ) -> SemanticResult:
+        self._store.touch(entry, self.clock())
+        self.stats.hits["semantic"] += 1
+        self.stats.learned_hits += learned
+        hit = Hit(entry.entry_id, entry.response, "semantic", similarity, entry.text)
+        return SemanticResult(hit, similarity, rejected)
+
+    def _candidates(
+        self, vector: np.ndarray, scope: str, context: str, context_vector: np.ndarray | None
+    ) -> list[tuple[Entry, float]]:
+        """Live entries of the request's partition, most similar first. A conversation's
+        similarity is the lower of its last turn's and its context's."""
+        found: list[tuple[Entry, float]] = []
+        query = index_vector(vector, context_vector)
+        for candidate in self._index.search(query, self.config.top_k, partition(scope, context)):
+            entry = self._store.get(candidate.entry_id)
+            if entry is None:
+                continue
+            similarity = candidate.similarity
+            if (
+                context_vector is not None
+                and entry.turn_vector is not None
+                and entry.context_vector is not None
+            ):
+                turn = float(np.dot(vector, entry.turn_vector.astype(np.float32)))
+                ctx = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
+                similarity = min(turn, ctx)
+            found.append((entry, similarity))
+        return sorted(found, key=lambda pair: -pair[1])
+
+    def neighbours(self, entry_id: int) -> list[Neighbour]:
+        """Other entries of `entry_id`'s partition at or above `learn_min_similarity` whose
+        facts agree with it: the comparisons an insert can learn from for free."""
+        with self._lock:
+            entry = self._store.get(entry_id)
+            if entry is None or entry.exact_only or entry_id not in self._index:
+                return []
+            vector = self._index.vector(entry_id)
+            turn = entry.turn_vector.astype(np.float32) if entry.turn_vector is not None else None
+            ctx = entry.context_vector
+            found = self._candidates(
+                turn if turn is not None else vector,
+                entry.scope,
+                entry.context,
+                ctx.astype(np.float32) if ctx is not None else None,
+            )
+            return [
+                Neighbour(other, similarity)
+                for other, similarity in found
+                if other.entry_id != entry_id
+                and similarity >= self.config.learn_min_similarity
+                and (not self.config.verify or facts_agree(entry.text, entry.context, other))
+            ]
+
+    def _count(
+        self, model: str, kind: Kind, risk: float | None = None, *, served: bool = False
+    ) -> None:
+        if risk is None:
+            self.traffic.lookup(model, kind)
+        else:
+            self.traffic.candidate(model, kind, risk, served=served)
+        if not self.share_traffic:
+            self.count_traffic(self.traffic.drain(), self.clock())
+
+    def count_traffic(self, batches: list[Traffic], at: float) -> None:
+        """Count traffic batches (this replica's, or any replica's from the log)."""
+        with self._lock:
+            for model, kind, lookups, risks, served in batches:
+                self.learner.count_traffic(model, kind, at, lookups, risks, served)
+
+    def learn(
+        self,
+        entry_id: int,
+        pair: str,
+        similarity: float,
+        equivalent: bool,
+        at: float,
+        *,
+        other: int | None = None,
+        kind: str = "observed",
+        weight: float = 1.0,
+    ) -> bool:
+        """Apply one observation of `entry_id`'s answer (from the log, in log order): an
+        agreeing `other` entry joins its neighbourhood; a "join" is nothing more. Returns
+        whether it was new evidence."""
+        with self._lock:
+            if other is not None and equivalent:
+                self.learner.join(entry_id, other)
+            if kind == "join":
+                return False
+            return self.learner.record(entry_id, pair, similarity, equivalent, at, weight)
+
+    def set_answer_vector(self, entry_id: int, vector: np.ndarray) -> None:
+        """Keep the vector an entry's answer is compared by (it arrives after the entry)."""
+        with self._lock:
+            entry = self._store.get(entry_id)
+            if entry is not None:
+                entry.answer_vector = half(vector)
+
+    def conversations(self, scope: str) -> list[Entry]:
+        """The live conversation entries of `scope` (pre-caching reads what followed what)."""
+        with self._lock:
+            ids = self._index.scope_entry_ids(partition(scope, "conversation"))
+            return [e for i in ids if (e := self._store.get(i)) is not None]
 
     def insert(
         self,
@@ -178,16 +352,27 @@ class SemanticCache:
         embedding: np.ndarray | None = None,
         entry_id: int | None = None,
         created_at: float | None = None,
+        model: str = "",
+        context: str = "",
+        context_vector: np.ndarray | None = None,
+        answer_vector: np.ndarray | None = None,
+        exact_only: bool = False,
     ) -> int:
         """Store `response` as the answer to `request_text` in `scope`; return the entry id.
 
         A request already stored under the same exact key is replaced by the newer answer.
         `entry_id` and `created_at` come from the shared entry log when replicas replay it.
+        A conversation (`context`) needs `context_vector`; `exact_only` entries are not
+        embedded and only the exact phase finds them.
         """
-        vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
+        if context and context_vector is None and not exact_only:
+            context_vector = self.embedder.embed([context])[0]
+        vector = None
+        if not exact_only:
+            vector = embedding if embedding is not None else self.embedder.embed([request_text])[0]
         with self._lock:
             now = self.clock() if created_at is None else created_at
-            key = exact_key(scope, request_text)
+            key = exact_key(scope, request_text, context, raw=exact_only)
             previous = self._store.by_exact(key)
             if previous is not None:
                 self._drop(previous.entry_id)
@@ -197,12 +382,21 @@ class SemanticCache:
                 text=request_text,
                 response=response,
                 exact_key=key,
-                normalised_key=normalised_key(scope, request_text),
+                normalised_key="" if exact_only else normalised_key(scope, request_text, context),
                 created_at=now,
                 last_used_at=now,
+                model=model,
+                context=context,
+                exact_only=exact_only,
+                turn_vector=half(vector) if context else None,
+                context_vector=half(context_vector) if context else None,
+                answer_vector=half(answer_vector),
             )
             self._store.add(entry)
-            self._index.add([entry.entry_id], np.atleast_2d(vector), scope)
+            if vector is not None:
+                indexed = index_vector(vector, context_vector if context else None)
+                self._index.add([entry.entry_id], np.atleast_2d(indexed), partition(scope, context))
+                self.learner.add_entry(entry.entry_id, model, kind_of(context))
             while len(self._store) > self.config.max_entries:
                 oldest = self._store.least_recently_used()
                 if oldest is None:
@@ -237,6 +431,7 @@ class SemanticCache:
     def _drop(self, entry_id: int) -> None:
         self._store.remove(entry_id)
         self._index.remove(entry_id)
+        self.learner.remove_entry(entry_id)
 
     def _expire(self) -> None:
         for entry in self._store.expired(self.clock() - self.config.ttl_s):
@@ -244,7 +439,8 @@ class SemanticCache:
             self.stats.expired += 1
 
     def save(self, path: str | Path) -> None:
-        """Snapshot entries (SQLite) and vectors (FAISS) under directory `path`."""
+        """Snapshot entries (SQLite) and vectors (FAISS) under directory `path`. The learned
+        state lives in the shared entry log, not in snapshots."""
         directory = Path(path)
         with self._lock:
             directory.mkdir(parents=True, exist_ok=True)
@@ -257,10 +453,13 @@ class SemanticCache:
         with self._lock:
             self._store.load(directory / "entries.sqlite")
             self._index.load(directory / "index")
+            self.learner = Learner(self.config.learning_window_s, self.clock, self.rng)
             # Keep the two halves consistent if a crash landed between their snapshots.
             for entry in list(self._store):
-                if entry.entry_id not in self._index:
+                if entry.entry_id not in self._index and not entry.exact_only:
                     self._store.remove(entry.entry_id)
+                elif not entry.exact_only:
+                    self.learner.add_entry(entry.entry_id, entry.model, kind_of(entry.context))
             for entry_id in self._index.entry_ids():
                 if self._store.get(entry_id) is None:
                     self._index.remove(entry_id)

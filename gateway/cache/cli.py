@@ -1,16 +1,22 @@
-"""`raygate cache ...`: inspect and invalidate the semantic cache.
+"""`raygate cache ...`: inspect, invalidate and evaluate the semantic cache.
 
     raygate cache stats
     raygate cache invalidate [--id N ...] [--model ALIAS] [--scope HASH] [--older-than AGE]
+    raygate cache replay EXPORT [--samples FILE] [--per-band N] [--price-as MODEL]
+    raygate cache replay --labels FILE
 
-Both work on the entry log in the gateway's database (--db, else the config's `storage.url`),
-so they need no running gateway; running cache replicas drop invalidated entries within one
-sync interval (`cache.sync_interval_s`).
+`stats` and `invalidate` work on the entry log in the gateway's database (--db, else the
+config's `storage.url`), so they need no running gateway; running cache replicas drop
+invalidated entries within one sync interval (`cache.sync_interval_s`). `replay` runs an
+audit export or a JSONL file of prompts through the cache's decisions in-process, with the
+config's `cache` settings and no upstream call, and writes hits to label; given the labelled
+file back (`--labels`) it estimates the false-hit rate (see `gateway.cache.replay`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -50,6 +56,18 @@ def add_cache_commands(
         run=lambda a: _run(a, load, lambda entry_log: _invalidate(a, entry_log, clock()))
     )
 
+    again = sub.add_parser(
+        "replay", help="what the cache would have served on recorded prompts, and how wrong"
+    )
+    again.add_argument("export", type=Path, nargs="?", help="audit export (JSON/CSV) or JSONL")
+    again.add_argument("--config", type=Path, default=None, help="YAML config (RAYGATE_CONFIG)")
+    again.add_argument("--samples", type=Path, help="write hits to label here (JSON lines)")
+    again.add_argument("--per-band", type=int, default=25, help="hits sampled per band")
+    again.add_argument("--price-as", help="price every request as this model (default: its own)")
+    again.add_argument("--seed", type=int, default=7, help="sampling and exploration seed")
+    again.add_argument("--labels", type=Path, help="a labelled sample: estimate false hits")
+    again.set_defaults(run=lambda a: _replay(a, load))
+
 
 def _run(args: argparse.Namespace, load: LoadConfig, action: Callable[[CacheLog], int]) -> int:
     try:
@@ -66,7 +84,14 @@ def _run(args: argparse.Namespace, load: LoadConfig, action: Callable[[CacheLog]
 def _stats(entry_log: CacheLog) -> int:
     counts = entry_log.counts()
     print(
-        json.dumps({"entries": counts.get("insert", 0), "pending_deletes": counts.get("delete", 0)})
+        json.dumps(
+            {
+                "entries": counts.get("insert", 0),
+                "pending_deletes": counts.get("delete", 0),
+                "observations": counts.get("observe", 0),
+                "traffic_rows": counts.get("traffic", 0),
+            }
+        )
     )
     return 0
 
@@ -80,4 +105,42 @@ def _invalidate(args: argparse.Namespace, entry_log: CacheLog, now: float) -> in
         raise ValueError("say which entries: --id, --model, --scope and/or --older-than")
     ids = entry_log.invalidate(selector, now)
     print(json.dumps({"invalidated": len(ids), "ids": ids}))
+    return 0
+
+
+def _replay(args: argparse.Namespace, load: LoadConfig) -> int:
+    # Imported here: the replay loads FAISS and the embedder, which no other command needs.
+    from gateway.accounting.pricing import PriceTable
+    from gateway.cache.embedder import Embedder
+    from gateway.cache.replay import estimate, read_samples, replay, write_samples
+    from gateway.cache.replay_input import Skipped, read_records
+
+    try:
+        if args.labels is not None:
+            print(json.dumps(estimate(read_samples(args.labels)), indent=1))
+            return 0
+        if args.export is None:
+            raise ValueError("give an export to replay, or --labels FILE to estimate from")
+        config = load(args)
+        skipped = Skipped()
+        records = list(read_records(args.export, skipped))
+        report, samples = asyncio.run(
+            replay(
+                records,
+                config.cache,
+                Embedder(batch_size=config.cache.embed_batch_size),
+                prices=PriceTable.from_config(config.pricing),
+                price_as=args.price_as,
+                per_band=args.per_band,
+                seed=args.seed,
+            )
+        )
+    except (OSError, ValueError) as exc:
+        print(f"raygate cache replay: {exc}", file=sys.stderr)
+        return 2
+    report["records_skipped"] = dict(skipped.reasons)
+    if args.samples is not None:
+        write_samples(args.samples, samples)
+        report["samples_file"] = str(args.samples)
+    print(json.dumps(report, indent=1))
     return 0

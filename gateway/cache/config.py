@@ -19,6 +19,35 @@ class CacheRoute(BaseModel):
         None, ge=-1.0, le=1.0, description="the semantic threshold for this alias"
     )
     semantic: bool = Field(True, description="False: only exact and normalised phases")
+    max_error_rate: float | None = Field(
+        None, ge=0, le=0.5, description="this alias's false-hit bound (default: cache's)"
+    )
+    exploration_rate: float | None = Field(
+        None, ge=0, le=1, description="this alias's share of would-be hits shadowed"
+    )
+
+
+class PrecacheConfig(BaseModel):
+    """Predictive pre-caching: answer the follow-ups that usually come next, in the background."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="suggest follow-ups worth pre-answering")
+    min_support: int = Field(
+        2, ge=1, description="stored conversations that asked a follow-up before it counts"
+    )
+    min_share: float = Field(
+        0.2, gt=0, le=1, description="share of the follow-ups seen after a question it must have"
+    )
+    max_follow_ups: int = Field(2, ge=0, description="follow-ups suggested per answer at most")
+    budget_per_hour: int = Field(
+        120, ge=0, description="follow-ups suggested per hour per cache replica at most"
+    )
+    # Generous on purpose: it only decides what is worth generating (a fresh answer for this
+    # very exchange, stored like any other), never what is served.
+    context_similarity: float = Field(
+        0.8, ge=-1, le=1, description="how close an earlier exchange must be to count as this one"
+    )
 
 
 class CacheConfig(BaseModel):
@@ -38,6 +67,34 @@ class CacheConfig(BaseModel):
     )
     verify: bool = Field(
         True, description="reject semantic hits whose numbers, dates, names or polarity differ"
+    )
+    # The learned phase (gateway/cache/learning.py). None keeps the static threshold alone.
+    max_error_rate: float | None = Field(
+        0.01,
+        ge=0,
+        le=0.5,
+        description="target share of lookups answered wrongly; None: static threshold only",
+    )
+    exploration_rate: float = Field(
+        0.05, ge=0, le=1, description="share of would-be semantic hits answered fresh and compared"
+    )
+    exploration_budget_per_hour: int = Field(
+        600, ge=0, description="shadow calls (fresh answers instead of hits) per hour per replica"
+    )
+    learn_min_similarity: float = Field(
+        0.7, ge=-1, le=1, description="candidates below this are plain misses, never observed"
+    )
+    learning_window_s: float = Field(
+        7 * 86400.0, gt=0, description="how long an observation counts towards its alias's rates"
+    )
+    max_hit_risk: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="answers served have a lower estimated chance of being wrong than this",
+    )
+    answer_similarity: float = Field(
+        0.85, ge=-1, le=1, description="answer-embedding cosine from which two answers agree"
     )
     top_k: int = Field(5, ge=1, description="semantic candidates examined per lookup, best first")
     ttl_s: float = Field(86400.0, gt=0, description="seconds an entry stays servable")
@@ -87,6 +144,9 @@ class CacheConfig(BaseModel):
     coalesce_wait_s: float = Field(
         60.0, gt=0, description="how long a request waits for an identical one's answer"
     )
+    precache: PrecacheConfig = Field(
+        default_factory=PrecacheConfig, description="suggest likely follow-ups to pre-answer"
+    )
     replay_chunk_chars: int = Field(
         24, ge=1, description="characters per SSE chunk when a hit is replayed as a stream"
     )
@@ -108,3 +168,13 @@ class CacheConfig(BaseModel):
         """The semantic similarity threshold for `alias`."""
         override = self.route(alias).similarity_threshold
         return self.similarity_threshold if override is None else override
+
+    def max_error_rate_for(self, alias: str) -> float | None:
+        """The false-hit bound for `alias` (None: the learned phase is off for it)."""
+        override = self.route(alias).max_error_rate
+        return self.max_error_rate if override is None else override
+
+    def exploration_rate_for(self, alias: str) -> float:
+        """The share of `alias`'s would-be semantic hits that are shadowed instead."""
+        override = self.route(alias).exploration_rate
+        return self.exploration_rate if override is None else override

@@ -125,6 +125,18 @@ class SemanticIndex:
         elif len(s.dead) > _COMPACT_RATIO * len(s.ids):
             self._rebuild(scope)
 
+    def scope_entry_ids(self, scope: str) -> list[int]:
+        """Ids of the live entries of `scope`."""
+        s = self._scopes.get(scope)
+        if s is None:
+            return []
+        return [entry_id for row, entry_id in enumerate(s.ids) if row not in s.dead]
+
+    def vector(self, entry_id: int) -> np.ndarray:
+        """The stored vector of `entry_id` (KeyError for an unknown id)."""
+        scope, row = self._where[entry_id]
+        return np.asarray(self._scopes[scope].index.reconstruct(row), dtype=np.float32)
+
     def search(self, vector: np.ndarray, k: int, scope: str) -> list[Candidate]:
         """Up to `k` live entries of `scope` nearest to `vector`, most similar first."""
         s = self._scopes.get(scope)

@@ -137,6 +137,12 @@ def scope_key(
     )
 
 
+def derived_scope(base: str, kind: str, detail: Any) -> str:
+    """A scope inside `base` for one kind of request (a conversation of a given shape, a
+    route's exact keys): entries of different kinds or details never meet."""
+    return _digest("derived/v1", base, kind, _canonical(detail))
+
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -145,9 +151,15 @@ def normalise_request(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
-def exact_key(scope: str, text: str) -> str:
-    """Phase 1 key: the scope and the (lightly normalised) last user turn."""
-    return _digest("exact/v1", scope, normalise_request(text))
+def exact_key(scope: str, text: str, context: str = "", *, raw: bool = False) -> str:
+    """Phase 1 key: the scope, the conversation's context (earlier user turns, if any) and
+    the (lightly normalised) last user turn. `raw` keys the text byte for byte (legacy
+    completions and embeddings, where whitespace changes the answer)."""
+    if raw:
+        return _digest("exact-raw/v1", scope, text)
+    if not context:
+        return _digest("exact/v1", scope, normalise_request(text))
+    return _digest("exact/v2", scope, normalise_request(context), normalise_request(text))
 
 
 # Fillers that never carry meaning anywhere in a request.
@@ -190,9 +202,11 @@ def signature(text: str) -> str:
     return " ".join(tokens)
 
 
-def normalised_key(scope: str, text: str) -> str:
-    """Phase 2 key: the scope and the request's `signature`."""
-    return _digest("normalised/v1", scope, signature(text))
+def normalised_key(scope: str, text: str, context: str = "") -> str:
+    """Phase 2 key: the scope and the `signature` of the context and of the request."""
+    if not context:
+        return _digest("normalised/v1", scope, signature(text))
+    return _digest("normalised/v2", scope, signature(context), signature(text))
 
 
 class Eligibility(NamedTuple):

@@ -8,12 +8,20 @@ row per entry, so a replica that starts later never sees the entry and running o
 The log is also the persistence: a restarted replica rebuilds its index from it (vectors are
 stored, nothing is embedded again).
 
+The learned phase's state travels the same way: every comparison of a stored answer with an
+exploration's fresh answer is an `observe` row, a newer entry whose answer agrees with a
+stored one a `join` row (both `op = 'observe'`, told apart by their payload's kind), each
+replica's lookup counts a `traffic` row, and a stored answer's vector an `answer` row. Every
+replica applies them in order, so replicas at the same position, and a restarted one, hold the
+same evidence. Observation and traffic rows are kept for `learning_window_s`.
+
 Appends hold an exclusive transaction (SQLite's write lock, PostgreSQL's advisory lock), so
 sequence numbers become visible in order and a tailing reader never skips one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,11 +55,22 @@ _DDL = {
         created_at DOUBLE PRECISION NOT NULL
     )""",
 }
+# Added after the first release: conversations' context, the answers' vectors (compared on
+# inserts) and a JSON payload for observation rows.
+_ADDED_COLUMNS = (
+    ("context", "TEXT"),
+    ("context_vector", "BLOB"),
+    ("answer_vector", "BLOB"),
+    ("payload", "TEXT"),
+)
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS cache_log_model ON cache_log (model)",
     "CREATE INDEX IF NOT EXISTS cache_log_created ON cache_log (created_at)",
 )
-_INSERT_COLUMNS = "seq, op, entry_id, scope, model, text, response, vector, created_at"
+_COLUMNS = (
+    "seq, op, entry_id, scope, model, text, response, vector, created_at,"
+    " context, context_vector, answer_vector, payload"
+)
 
 
 @dataclass(frozen=True)
@@ -63,18 +82,56 @@ class LoggedEntry:
     model: str
     text: str
     response: str
-    vector: np.ndarray
+    vector: np.ndarray | None  # None for exact-only entries
     created_at: float
+    context: str = ""
+    context_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LoggedObservation:
+    """A stored answer compared with another answer: entry `entry_id`'s answer was (or was
+    not) `equivalent` to the answer of a request at `similarity`. `pair` names the other
+    request, so a comparison counts once; `kind` is shadow or observed (an exploration), or
+    join: `other`, a newer entry whose answer agrees, joins the entry's neighbourhood (a
+    join is not evidence itself); `tokens` what the fresh answer cost (explorations only)."""
+
+    entry_id: int
+    pair: str
+    similarity: float
+    equivalent: bool
+    kind: str
+    created_at: float
+    other: int | None = None
+    tokens: int = 0
+    weight: float = 1.0  # candidates it stands for in its alias's rates (shadows: 1 / rate)
+
+
+@dataclass(frozen=True)
+class TrafficBatch:
+    """Lookups one replica counted for an (alias, kind), and the estimated risks of the
+    candidates it decided on among them: what the learned phase's error budget is spent on."""
+
+    model: str
+    kind: str
+    lookups: int
+    risks: tuple[float, ...]
+    served: float  # the risks of the candidates served, summed
 
 
 @dataclass(frozen=True)
 class LogOp:
-    """One row of the log, in `seq` order: an entry inserted, or one deleted."""
+    """One row of the log, in `seq` order: an entry inserted, deleted, or observed, or a
+    replica's traffic counts."""
 
     seq: int
-    op: Literal["insert", "delete"]
+    op: Literal["insert", "delete", "observe", "traffic", "answer"]
     entry: LoggedEntry | None = None  # for inserts
     deleted: int | None = None  # for deletes
+    observed: LoggedObservation | None = None  # for observations
+    traffic: tuple[TrafficBatch, ...] = ()  # for traffic counts
+    answered: tuple[int, np.ndarray] | None = None  # for answer vectors: (entry id, vector)
+    created_at: float = 0.0
 
 
 class CacheLog:
@@ -84,13 +141,30 @@ class CacheLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate([_DDL[db.dialect], *_INDEXES])
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        if self.db.dialect == "postgresql":
+            self.db.migrate(
+                [
+                    f"ALTER TABLE cache_log ADD COLUMN IF NOT EXISTS {name} "
+                    + ("BYTEA" if kind == "BLOB" else kind)
+                    for name, kind in _ADDED_COLUMNS
+                ]
+            )
+            return
+        present = {row[1] for row in self.db.fetchall("PRAGMA table_info(cache_log)")}
+        missing = [(n, k) for n, k in _ADDED_COLUMNS if n not in present]
+        if missing:
+            self.db.migrate([f"ALTER TABLE cache_log ADD COLUMN {n} {k}" for n, k in missing])
 
     def append(self, entry: LoggedEntry) -> int:
         """Append an insert row; return its seq, the entry's id on every replica."""
         with self.db.transaction(exclusive=True) as cur:
             cur.execute(
-                "INSERT INTO cache_log (op, scope, model, text, response, vector, created_at)"
-                " VALUES ('insert', ?, ?, ?, ?, ?, ?) RETURNING seq",
+                "INSERT INTO cache_log (op, scope, model, text, response, vector, created_at,"
+                " context, context_vector)"
+                " VALUES ('insert', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
                     entry.scope,
                     entry.model,
@@ -98,14 +172,70 @@ class CacheLog:
                     entry.response,
                     _blob(entry.vector),
                     entry.created_at,
+                    entry.context,
+                    _blob(entry.context_vector),
                 ),
+            )
+            return int(cur.fetchone()[0])
+
+    def answer_vector(self, entry_id: int, vector: np.ndarray, at: float) -> int:
+        """Append the vector an entry's answer is compared by (computed after the entry was
+        stored, so that storing it waits for nothing); return the row's seq."""
+        with self.db.transaction(exclusive=True) as cur:
+            cur.execute(
+                "INSERT INTO cache_log (op, entry_id, answer_vector, created_at)"
+                " VALUES ('answer', ?, ?, ?) RETURNING seq",
+                (entry_id, _blob(vector, np.float16), at),
+            )
+            return int(cur.fetchone()[0])
+
+    def observe(self, observations: Sequence[LoggedObservation]) -> list[int]:
+        """Append observation rows, in order; return their seqs. Numbers are kept exactly (a
+        JSON float reads back as the same float), so replicas learn exactly the same."""
+        seqs = []
+        with self.db.transaction(exclusive=True) as cur:
+            for o in observations:
+                payload = {
+                    "pair": o.pair,
+                    "s": o.similarity,
+                    "ok": o.equivalent,
+                    "kind": o.kind,
+                    "other": o.other,
+                    "tokens": o.tokens,
+                    "w": o.weight,
+                }
+                cur.execute(
+                    "INSERT INTO cache_log (op, entry_id, payload, created_at)"
+                    " VALUES ('observe', ?, ?, ?) RETURNING seq",
+                    (o.entry_id, json.dumps(payload, separators=(",", ":")), o.created_at),
+                )
+                seqs.append(int(cur.fetchone()[0]))
+        return seqs
+
+    def count_traffic(self, batches: Sequence[TrafficBatch], at: float) -> int:
+        """Append one row of traffic counts; return its seq."""
+        payload = [
+            {
+                "model": b.model,
+                "kind": b.kind,
+                "lookups": b.lookups,
+                "risks": list(b.risks),
+                "served": b.served,
+            }
+            for b in batches
+        ]
+        with self.db.transaction(exclusive=True) as cur:
+            cur.execute(
+                "INSERT INTO cache_log (op, payload, created_at) VALUES ('traffic', ?, ?)"
+                " RETURNING seq",
+                (json.dumps(payload, separators=(",", ":")), at),
             )
             return int(cur.fetchone()[0])
 
     def since(self, seq: int, limit: int = 5000) -> list[LogOp]:
         """Rows after `seq`, oldest first, at most `limit`."""
         rows = self.db.fetchall(
-            f"SELECT {_INSERT_COLUMNS} FROM cache_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {_COLUMNS} FROM cache_log WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
         return [_op(row) for row in rows]
@@ -121,19 +251,38 @@ class CacheLog:
             for entry_id in ids:
                 cur.execute("DELETE FROM cache_log WHERE seq = ?", (entry_id,))
                 cur.execute(
+                    "DELETE FROM cache_log WHERE op = 'answer' AND entry_id = ?", (entry_id,)
+                )
+                cur.execute(
                     "INSERT INTO cache_log (op, entry_id, created_at) VALUES ('delete', ?, ?)",
                     (entry_id, now),
                 )
         return ids
 
-    def compact(self, *, expired_before: float, keep: int, deletes_before: float) -> int:
+    def compact(
+        self,
+        *,
+        expired_before: float,
+        keep: int,
+        deletes_before: float,
+        observations_before: float | None = None,
+    ) -> int:
         """Drop what no replica needs any more: inserts past their TTL or beyond the newest
-        `keep`, and delete rows older than any running replica's lag. Returns rows removed."""
+        `keep` (and their answers' vectors), delete rows older than any running replica's
+        lag, and observations and traffic counts older than the learning window. Returns
+        rows removed."""
         with self.db.transaction(exclusive=True) as cur:
+            removed = 0
+            if observations_before is not None:
+                cur.execute(
+                    "DELETE FROM cache_log WHERE op IN ('observe', 'traffic') AND created_at < ?",
+                    (observations_before,),
+                )
+                removed += cur.rowcount
             cur.execute(
                 "DELETE FROM cache_log WHERE op = 'insert' AND created_at < ?", (expired_before,)
             )
-            removed = cur.rowcount
+            removed += cur.rowcount
             cur.execute(
                 "SELECT seq FROM cache_log WHERE op = 'insert' ORDER BY seq DESC LIMIT 1 OFFSET ?",
                 (keep,),
@@ -143,13 +292,18 @@ class CacheLog:
                 cur.execute("DELETE FROM cache_log WHERE op = 'insert' AND seq <= ?", (row[0],))
                 removed += cur.rowcount
             cur.execute(
+                "DELETE FROM cache_log WHERE op = 'answer' AND entry_id NOT IN"
+                " (SELECT seq FROM cache_log WHERE op = 'insert')"
+            )
+            removed += cur.rowcount
+            cur.execute(
                 "DELETE FROM cache_log WHERE op = 'delete' AND created_at < ?", (deletes_before,)
             )
             removed += cur.rowcount
         return removed
 
     def counts(self) -> dict[str, int]:
-        """Insert and delete rows currently in the log."""
+        """Rows currently in the log, by kind (insert, delete, observe, traffic, answer)."""
         rows = self.db.fetchall("SELECT op, COUNT(*) FROM cache_log GROUP BY op")
         return {str(op): int(n) for op, n in rows}
 
@@ -172,21 +326,60 @@ def _where(selector: Selector) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+def _blob(vector: np.ndarray | None, dtype: type = np.float32) -> bytes | None:
+    if vector is None:
+        return None
+    return np.ascontiguousarray(vector, dtype=dtype).tobytes()
+
+
+def _vector(blob: Any, dtype: type = np.float32) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(bytes(blob), dtype=dtype)
 
 
 def _op(row: Sequence[Any]) -> LogOp:
-    seq, op, entry_id, scope, model, text, response, vector, created_at = row
+    seq, op, entry_id, scope, model, text, response, vector, created_at = row[:9]
+    context, context_vector, answer_vector, payload = row[9:]
     if op == "delete":
         return LogOp(int(seq), "delete", deleted=int(entry_id))
+    if op == "answer":
+        answered = _vector(answer_vector, np.float16)
+        assert answered is not None  # written with one
+        return LogOp(int(seq), "answer", answered=(int(entry_id), answered))
+    if op == "traffic":
+        batches = tuple(
+            TrafficBatch(
+                str(b["model"]),
+                str(b["kind"]),
+                int(b["lookups"]),
+                tuple(b["risks"]),
+                float(b["served"]),
+            )
+            for b in json.loads(payload)
+        )
+        return LogOp(int(seq), "traffic", traffic=batches, created_at=float(created_at))
+    if op == "observe":
+        data = json.loads(payload)
+        observed = LoggedObservation(
+            entry_id=int(entry_id),
+            pair=str(data["pair"]),
+            similarity=float(data["s"]),
+            equivalent=bool(data["ok"]),
+            kind=str(data.get("kind", "observed")),
+            created_at=float(created_at),
+            other=None if data.get("other") is None else int(data["other"]),
+            tokens=int(data.get("tokens") or 0),
+            weight=float(data.get("w", 1.0)),
+        )
+        return LogOp(int(seq), "observe", observed=observed)
     entry = LoggedEntry(
         entry_id=int(seq),
         scope=str(scope),
         model=str(model),
         text=str(text),
         response=str(response),
-        vector=np.frombuffer(bytes(vector), dtype=np.float32),
+        vector=_vector(vector),
         created_at=float(created_at),
+        context=str(context or ""),
+        context_vector=_vector(context_vector),
     )
     return LogOp(int(seq), "insert", entry=entry)

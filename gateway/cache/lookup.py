@@ -36,18 +36,72 @@ class CacheQuery:
     eligible: bool = True
     threshold: float | None = None
     embedding: np.ndarray | None = None
+    context: str = ""  # earlier user turns of a conversation, most recent first
+    exact_only: bool = False  # the exact phase alone, on the raw text
+    model: str = ""  # the alias, whose lookups the learned phase's error budget counts
+    # The caller answers an exploration fresh and calls `observe` (the learned phase checks
+    # candidates only for such callers; to others it serves or misses).
+    explore: bool = False
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """A semantic candidate the cache chose to check rather than serve.
+
+    The request is answered fresh; after the answer went to the client, the request path
+    passes this back with the fresh answer (`CacheService.observe`), which compares it with
+    the candidate's stored answer and learns from the outcome. `shadow` is True when the
+    candidate would have been served (the fresh call is spend a hit would have saved),
+    False when it was not confident enough to serve (the call was needed anyway). `risk` is
+    the estimated chance that serving it would have been wrong, `chance` the probability
+    with which a shadow was drawn (its observation stands for 1 / chance served candidates).
+    """
+
+    entry_id: int
+    similarity: float
+    scope: str
+    text: str
+    context: str
+    model: str
+    shadow: bool
+    risk: float
+    chance: float = 1.0  # the probability with which a shadow was drawn
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What `observe` concluded: whether the fresh answer agreed with the stored one.
+
+    `equivalent` is None when nothing was compared (the entry is gone); `method` says which
+    comparison decided (exact, embedding, facts, judge); `tokens` the fresh call's cost as
+    counted towards exploration spend.
+    """
+
+    entry_id: int
+    similarity: float
+    equivalent: bool | None
+    method: str
+    reason: str
+    shadow: bool
+    tokens: int = 0
+    answer_similarity: float | None = None
 
 
 @dataclass(frozen=True)
 class CacheResult:
     """What a lookup found: the hit (None on a miss), the best similarity seen, whether
-    verification refused a candidate, and the request's embedding if it was computed."""
+    verification refused a candidate, and the request's embedding if it was computed.
+
+    `explore` is set (and `hit` None) when the cache chose to check its best candidate
+    against a fresh answer: answer the request upstream, then call `observe`.
+    """
 
     hit: Hit | None
     similarity: float
     rejected: bool = False
     embedding: np.ndarray | None = None
     replica: str | None = None  # the cache replica that answered, where there are several
+    explore: Exploration | None = None
 
     @property
     def phase(self) -> Phase | Literal["miss"]:
@@ -64,6 +118,8 @@ class NewEntry:
     model: str
     response: str
     embedding: np.ndarray | None = None
+    context: str = ""  # earlier user turns of a conversation, most recent first
+    exact_only: bool = False  # found by the exact phase alone (no vector is stored)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """`CacheService`: the semantic cache as one replica serves it, kept in step with the others.
 
-It owns a `SemanticCache` (the index and entries in memory) and, when a database is
-configured, the shared `CacheLog`: inserts go to the log first and take their id from it,
-and a background task applies what other replicas appended. Embeddings come from an injected
-async `embed` (the batched MiniLM in the Serve deployment, a worker thread in-process), so the
-service itself never blocks the event loop on the model.
+It owns a `SemanticCache` (the index, entries and learned state in memory) and, when a
+database is configured, the shared `CacheLog`: inserts and observations go to the log first
+and take their seq from it, and a background task applies what other replicas appended.
+Embeddings come from an injected async `embed` (the batched MiniLM in the Serve deployment, a
+worker thread in-process), so the service itself never blocks the event loop on the model.
+
+The learned phase's loop: `lookup` may return an `Exploration` instead of a hit; the request
+path answers upstream and later calls `observe` with the fresh answer, which is compared with
+the stored one (`Comparator`) and logged. Each `insert` also compares the new answer with its
+stored neighbours' answers: free observations that need no upstream call.
 """
 
 from __future__ import annotations
@@ -19,8 +24,21 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from gateway.cache.cache import SemanticCache
-from gateway.cache.log import CacheLog, LoggedEntry, LogOp
-from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.cache.comparator import Comparator
+from gateway.cache.equivalence import Judge, answer_text, answer_tokens
+from gateway.cache.keys import exact_key
+from gateway.cache.learning import HourlyBudget
+from gateway.cache.log import CacheLog, LoggedEntry, LoggedObservation, LogOp, TrafficBatch
+from gateway.cache.lookup import (
+    CacheQuery,
+    CacheResult,
+    Exploration,
+    NewEntry,
+    Observation,
+    Selector,
+)
+from gateway.cache.precache import FollowUp, suggest_follow_ups
+from gateway.cache.request import CacheRequest
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +47,15 @@ AsyncEmbed = Callable[[list[str]], Awaitable[np.ndarray]]
 # Delete rows are kept this long, far beyond any running replica's sync lag.
 _DELETE_ROWS_KEPT_S = 3600.0
 _COMPACT_EVERY_S = 300.0
+# A shadow call stands for 1 / (its probability) served candidates, at most this many.
+_MAX_SHADOW_WEIGHT = 20.0
+# How often a replica ships its traffic counts; decisions lag the traffic by about this.
+_TRAFFIC_FLUSH_S = 5.0
 
 
 class CacheService:
-    """One cache replica: lookups, inserts and invalidation over the shared entry log."""
+    """One cache replica: lookups, inserts, observations and invalidation over the shared
+    entry log. `judge` (optional) decides answer equivalence for `observe`."""
 
     def __init__(
         self,
@@ -41,15 +64,25 @@ class CacheService:
         entry_log: CacheLog | None = None,
         *,
         sync_interval_s: float = 0.2,
+        judge: Judge | None = None,
     ) -> None:
         self.cache = cache
         self._embed = embed
         self._log = entry_log
         self._sync_interval_s = sync_interval_s
         self._applied = 0  # the last log seq this replica has applied
+        self._own_rows: set[int] = set()  # rows applied here before the follower reads them
         self._sync_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_compaction = 0.0
+        self.comparator = Comparator(embed, cache.config.answer_similarity, judge=judge)
+        self._precache_budget = HourlyBudget(cache.config.precache.budget_per_hour, cache.clock)
+        self.exploration_tokens = {"shadow": 0, "observed": 0}
+        self.observations = {"equivalent": 0, "different": 0, "entry_gone": 0}
+        self.follow_ups_suggested = 0
+        self._last_traffic_flush = 0.0
+        # With a shared log, lookups are counted through it, so every replica budgets on all.
+        cache.share_traffic = entry_log is not None
 
     async def start(self) -> None:
         """Replay the log into memory, then keep applying what other replicas append."""
@@ -63,52 +96,225 @@ class CacheService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            try:
+                await self.flush_traffic()
+            except Exception:
+                log.warning("cache traffic counts not flushed at shutdown", exc_info=True)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of `texts`, one row each (the policy engine's corpora too)."""
         return await self._embed(texts)
 
     async def lookup(self, query: CacheQuery) -> CacheResult:
-        """The four phases for one request (see `SemanticCache`). A miss first catches up
-        with the log (one read), so an answer stored by any replica before the lookup began
-        is found here, not only after the next background sync."""
+        """The four phases for one request (see `SemanticCache`); a conversation's context
+        is embedded here, with the last turn when the caller did not pass its embedding. A
+        miss first catches up with the log (one read), so an answer stored by any replica
+        before the lookup began is found here, not only after the next background sync."""
         result = await self._lookup(query)
-        if result.hit is None and await self.sync():
+        if result.hit is None and result.explore is None and await self.sync():
             result = await self._lookup(dataclasses.replace(query, embedding=result.embedding))
         return result
 
     async def _lookup(self, query: CacheQuery) -> CacheResult:
         cache = self.cache
         vector = query.embedding
-        hit = cache.lookup_keyed(query.text, query.scope)
-        if hit is None and cache.wants_semantic(query.scope, eligible=query.eligible):
-            if vector is None:
-                vector = (await self._embed([query.text]))[0]
-            found = cache.lookup_semantic(
-                query.text, query.scope, vector, threshold=query.threshold
+        hit = cache.lookup_keyed(
+            query.text, query.scope, query.context, exact_only=query.exact_only, model=query.model
+        )
+        if (
+            hit is None
+            and not query.exact_only
+            and cache.wants_semantic(query.scope, eligible=query.eligible, context=query.context)
+        ):
+            wanted = ([query.text] if vector is None else []) + (
+                [query.context] if query.context else []
             )
-            return CacheResult(found.hit, found.similarity, found.rejected, vector)
+            embedded = await self._embed(wanted) if wanted else None
+            if embedded is not None and vector is None:
+                vector = embedded[0]
+            context_vector = embedded[-1] if query.context and embedded is not None else None
+            assert vector is not None  # embedded above when the caller did not pass it
+            found = cache.lookup_semantic(
+                query.text,
+                query.scope,
+                vector,
+                threshold=query.threshold,
+                context=query.context,
+                context_vector=context_vector,
+                explore=query.explore,
+            )
+            return CacheResult(
+                found.hit, found.similarity, found.rejected, vector, explore=found.explore
+            )
         return CacheResult(hit, hit.similarity if hit is not None else 0.0, False, vector)
 
     async def insert(self, entry: NewEntry) -> int:
-        """Store an answer: in the log (shared, persistent) and then in this replica."""
-        vector = entry.embedding
-        if vector is None:
-            vector = (await self._embed([entry.text]))[0]
+        """Store an answer: in the log (shared, persistent) and then in this replica; then,
+        the entry being servable already, embed its answer and join the stored neighbours
+        whose answers agree."""
+        vector = context_vector = None
+        if not entry.exact_only:
+            wanted = ([entry.text] if entry.embedding is None else []) + (
+                [entry.context] if entry.context else []
+            )
+            embedded = await self._embed(wanted) if wanted else np.zeros((0, 0), np.float32)
+            vector = entry.embedding if entry.embedding is not None else embedded[0]
+            context_vector = embedded[-1] if entry.context else None
         now = self.cache.clock()
-        if self._log is None:
-            return self.cache.insert(entry.text, entry.scope, entry.response, embedding=vector)
-        logged = LoggedEntry(0, entry.scope, entry.model, entry.text, entry.response, vector, now)
-        entry_id = await asyncio.to_thread(self._log.append, logged)
-        self.cache.insert(
+        entry_id = None
+        if self._log is not None:
+            logged = LoggedEntry(
+                0,
+                entry.scope,
+                entry.model,
+                entry.text,
+                entry.response,
+                vector,
+                now,
+                entry.context,
+                context_vector,
+            )
+            entry_id = await asyncio.to_thread(self._log.append, logged)
+        entry_id = self.cache.insert(
             entry.text,
             entry.scope,
             entry.response,
             embedding=vector,
             entry_id=entry_id,
             created_at=now,
+            model=entry.model,
+            context=entry.context,
+            context_vector=context_vector,
+            exact_only=entry.exact_only,
         )
+        if not entry.exact_only and self.cache.config.max_error_rate_for(entry.model) is not None:
+            await self._embed_answer(entry_id, entry.response, now)
+            await self._join_neighbours(entry_id, now)
         return entry_id
+
+    async def _embed_answer(self, entry_id: int, response: str, now: float) -> None:
+        vector = await self.comparator.answer_vector(answer_text(response))
+        if vector is None:  # short or structured: compared as text
+            return
+        if self._log is not None:
+            seq = await asyncio.to_thread(self._log.answer_vector, entry_id, vector, now)
+            self._own_rows.add(seq)
+        self.cache.set_answer_vector(entry_id, vector)
+
+    async def _join_neighbours(self, entry_id: int, now: float) -> None:
+        """Stored neighbours whose answers agree with the new one's join its neighbourhood
+        (a "join" row: it shares evidence, it is not itself evidence: the pairs of stored
+        entries are not what lookups decide on)."""
+        new = self.cache.get(entry_id)
+        if new is None:
+            return
+        joins = [
+            LoggedObservation(
+                neighbour.entry.entry_id,
+                new.exact_key,
+                neighbour.similarity,
+                True,
+                "join",
+                now,
+                entry_id,
+            )
+            for neighbour in self.cache.neighbours(entry_id)
+            if self.comparator.stored(new, neighbour.entry).equivalent
+        ]
+        await self._record(joins)
+
+    async def observe(
+        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+    ) -> Observation:
+        """Compare an explored candidate's stored answer with the fresh answer the request
+        got, learn from it (logged, so every replica learns), and say what was concluded.
+
+        `tokens` is what the fresh call cost (prompt + completion); by default the stored
+        answer's own usage stands in for it. Call it off the response path.
+        """
+        entry = self.cache.get(exploration.entry_id)
+        kind = "shadow" if exploration.shadow else "observed"
+        if entry is None:
+            self.observations["entry_gone"] += 1
+            return Observation(
+                exploration.entry_id,
+                exploration.similarity,
+                None,
+                "none",
+                "entry gone",
+                exploration.shadow,
+            )
+        spent = answer_tokens(entry.response) if tokens is None else tokens
+        self.exploration_tokens[kind] += spent
+        comparison = await self.comparator.fresh(exploration.text, entry, fresh_answer)
+        self.observations["equivalent" if comparison.equivalent else "different"] += 1
+        pair = exact_key(exploration.scope, exploration.text, exploration.context)
+        chance = exploration.chance
+        weight = min(_MAX_SHADOW_WEIGHT, 1.0 / chance) if exploration.shadow and chance > 0 else 1.0
+        await self._record(
+            [
+                LoggedObservation(
+                    entry.entry_id,
+                    pair,
+                    exploration.similarity,
+                    comparison.equivalent,
+                    kind,
+                    self.cache.clock(),
+                    tokens=spent,
+                    weight=weight,
+                )
+            ]
+        )
+        return Observation(
+            entry.entry_id,
+            exploration.similarity,
+            comparison.equivalent,
+            comparison.method,
+            comparison.reason,
+            exploration.shadow,
+            spent,
+            comparison.similarity,
+        )
+
+    async def _record(self, observations: list[LoggedObservation]) -> None:
+        if not observations:
+            return
+        if self._log is not None:
+            seqs = await asyncio.to_thread(self._log.observe, observations)
+            self._own_rows.update(seqs)
+        for o in observations:
+            self.cache.learn(
+                o.entry_id,
+                o.pair,
+                o.similarity,
+                o.equivalent,
+                o.created_at,
+                other=o.other,
+                kind=o.kind,
+                weight=o.weight,
+            )
+
+    async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
+        """Follow-up questions worth answering in the background now that `request` was
+        answered ([] when pre-caching is off, the budget is spent, or nothing qualifies)."""
+        settings = self.cache.config.precache
+        if not settings.enabled or request.follow_up_scope is None or not request.text:
+            return []
+        context = "\n".join(p for p in (request.text, request.context) if p)
+        context_vector = (await self._embed([context]))[0]
+        suggested = suggest_follow_ups(
+            self.cache,
+            follow_up_scope=request.follow_up_scope,
+            context=context,
+            context_vector=context_vector,
+        )
+        granted = []
+        for follow_up in suggested:
+            if not self._precache_budget.take():
+                break
+            granted.append(follow_up)
+        self.follow_ups_suggested += len(granted)
+        return granted
 
     async def invalidate(self, selector: Selector) -> int:
         """Remove the selected entries everywhere; return how many there were."""
@@ -138,8 +344,31 @@ class CacheService:
         return read
 
     def _apply(self, op: LogOp) -> None:
+        if op.seq in self._own_rows:
+            self._own_rows.discard(op.seq)
+            return
         if op.op == "delete" and op.deleted is not None:
             self.cache.remove([op.deleted])
+            return
+        if op.op == "answer" and op.answered is not None:
+            self.cache.set_answer_vector(*op.answered)
+            return
+        if op.op == "traffic":
+            batches = [(b.model, b.kind, b.lookups, list(b.risks), b.served) for b in op.traffic]
+            self.cache.count_traffic(batches, op.created_at)
+            return
+        if op.op == "observe" and op.observed is not None:
+            o = op.observed
+            self.cache.learn(
+                o.entry_id,
+                o.pair,
+                o.similarity,
+                o.equivalent,
+                o.created_at,
+                other=o.other,
+                kind=o.kind,
+                weight=o.weight,
+            )
             return
         entry = op.entry
         if entry is None or entry.entry_id in self.cache:
@@ -153,6 +382,10 @@ class CacheService:
             embedding=entry.vector,
             entry_id=entry.entry_id,
             created_at=entry.created_at,
+            model=entry.model,
+            context=entry.context,
+            context_vector=entry.context_vector,
+            exact_only=entry.vector is None,
         )
 
     async def _follow(self) -> None:
@@ -160,10 +393,24 @@ class CacheService:
             await asyncio.sleep(self._sync_interval_s)
             try:
                 await self.sync()
+                if time.monotonic() - self._last_traffic_flush >= _TRAFFIC_FLUSH_S:
+                    await self.flush_traffic()
                 await self._maybe_compact()
             except Exception:
                 # A database blip must not end the follower: the next round catches up.
                 log.exception("cache log sync failed; retrying in %.1fs", self._sync_interval_s)
+
+    async def flush_traffic(self) -> None:
+        """Ship the lookups and candidate risks counted here to every replica (the log)."""
+        self._last_traffic_flush = time.monotonic()
+        drained = self.cache.traffic.drain()
+        if self._log is None or not drained:
+            return
+        at = self.cache.clock()
+        batches = [TrafficBatch(m, k, n, tuple(r), spent) for m, k, n, r, spent in drained]
+        seq = await asyncio.to_thread(self._log.count_traffic, batches, at)
+        self._own_rows.add(seq)
+        self.cache.count_traffic(drained, at)
 
     async def _maybe_compact(self) -> None:
         now = time.monotonic()
@@ -177,6 +424,7 @@ class CacheService:
             expired_before=wall - config.ttl_s,
             keep=config.max_entries,
             deletes_before=wall - _DELETE_ROWS_KEPT_S,
+            observations_before=wall - config.learning_window_s,
         )
         if removed:
             log.info("cache log compacted: %d rows removed", removed)
@@ -192,5 +440,11 @@ class CacheService:
             "ineligible": s.ineligible,
             "evicted": s.evicted,
             "expired": s.expired,
+            "learned_hits": s.learned_hits,
+            "explorations": dict(s.explored),
+            "exploration_tokens": dict(self.exploration_tokens),
+            "observations": dict(self.observations),
+            "observations_by_alias": self.cache.learner.alias_observations(),
+            "follow_ups_suggested": self.follow_ups_suggested,
             "applied_seq": self._applied,
         }

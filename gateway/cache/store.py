@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass
 class Entry:
@@ -21,6 +23,14 @@ class Entry:
     normalised_key: str
     created_at: float
     last_used_at: float
+    model: str = ""
+    context: str = ""  # earlier user turns of a conversation, most recent first
+    exact_only: bool = False
+    # Half-precision copies: the last turn's and the context's vectors (conversations only:
+    # their similarity is the lower of the two), and the answer's (compared on inserts).
+    turn_vector: np.ndarray | None = None
+    context_vector: np.ndarray | None = None
+    answer_vector: np.ndarray | None = None
 
 
 _SCHEMA = """
@@ -33,9 +43,19 @@ CREATE TABLE entries (
     normalised_key TEXT NOT NULL,
     created_at REAL NOT NULL,
     last_used_at REAL NOT NULL,
-    lru_rank INTEGER NOT NULL
+    lru_rank INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    context TEXT NOT NULL,
+    exact_only INTEGER NOT NULL,
+    turn_vector BLOB,
+    context_vector BLOB,
+    answer_vector BLOB
 )
 """
+_COLUMNS = (
+    "entry_id, scope, text, response, exact_key, normalised_key, created_at, last_used_at,"
+    " model, context, exact_only, turn_vector, context_vector, answer_vector"
+)
 
 
 class EntryStore:
@@ -117,7 +137,8 @@ class EntryStore:
         with sqlite3.connect(tmp) as db:
             db.execute(_SCHEMA)
             db.executemany(
-                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO entries ({_COLUMNS}, lru_rank)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         e.entry_id,
@@ -128,6 +149,12 @@ class EntryStore:
                         e.normalised_key,
                         e.created_at,
                         e.last_used_at,
+                        e.model,
+                        e.context,
+                        int(e.exact_only),
+                        _blob(e.turn_vector),
+                        _blob(e.context_vector),
+                        _blob(e.answer_vector),
                         rank,
                     )
                     for rank, e in enumerate(self._entries.values())
@@ -144,14 +171,37 @@ class EntryStore:
         self._by_age.clear()
         db = sqlite3.connect(Path(path))
         try:
-            rows = db.execute(
-                "SELECT entry_id, scope, text, response, exact_key, normalised_key, created_at,"
-                " last_used_at FROM entries ORDER BY lru_rank"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY lru_rank").fetchall()
         finally:
             db.close()
-        entries = [Entry(*row) for row in rows]
+        entries = [
+            Entry(
+                entry_id=row[0],
+                scope=row[1],
+                text=row[2],
+                response=row[3],
+                exact_key=row[4],
+                normalised_key=row[5],
+                created_at=row[6],
+                last_used_at=row[7],
+                model=row[8],
+                context=row[9],
+                exact_only=bool(row[10]),
+                turn_vector=_vector(row[11]),
+                context_vector=_vector(row[12]),
+                answer_vector=_vector(row[13]),
+            )
+            for row in rows
+        ]
         for entry in sorted(entries, key=lambda e: e.created_at):
             self._by_age[entry.entry_id] = entry.created_at
         for entry in entries:
             self.add(entry)
+
+
+def _blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.ascontiguousarray(vector, dtype=np.float16).tobytes()
+
+
+def _vector(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(bytes(blob), dtype=np.float16)

@@ -2,13 +2,16 @@
 
 Sentence embeddings place "flights to Paris in May" and "flights to Rome in June" close
 together; the answer to one is wrong for the other. These checks are cheap lexical proxies for
-the facts an embedding blurs: numbers, dates, names, polarity and direction words.
+the facts an embedding blurs: numbers, dates, names, polarity, who does what to whom
+(`roles.py`) and direction words.
 """
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
+
+from gateway.cache.roles import arguments_swapped
 
 _WRITTEN_NUMBERS = {
     w: str(i)
@@ -199,8 +202,9 @@ def verify_candidate(query: str, candidate: str) -> Verdict:
     currency amounts) must be equal; the sets of dates (years, months, weekdays, relative days)
     must be equal; names (capitalised mid-sentence, or acronyms) must not be replaced, nor
     added where no name is shared (matched as words of the other side, in any case); negation
-    words must be as many on both sides; and direction words (more/less, before/after,
-    ...) must agree.
+    words must be as many on both sides; two arguments must not swap roles ("man bites dog"
+    vs "dog bites man", `roles.arguments_swapped`); and direction words (more/less,
+    before/after, ...) must agree.
     """
     a, b = _facts(query), _facts(candidate)
     if a.numbers != b.numbers:
@@ -220,6 +224,8 @@ def verify_candidate(query: str, candidate: str) -> Verdict:
         return Verdict(False, "named entities differ")
     if a.negations != b.negations:
         return Verdict(False, "negation differs")
+    if arguments_swapped(query, candidate):
+        return Verdict(False, "argument order differs")
     for index, (da, db) in enumerate(zip(a.directions, b.directions, strict=True)):
         if da == db:
             continue
@@ -227,3 +233,15 @@ def verify_candidate(query: str, candidate: str) -> Verdict:
             continue
         return Verdict(False, "comparison words differ")
     return Verdict(True, "accepted")
+
+
+def facts_replaced(a: str, b: str) -> str | None:
+    """Why two answers state different facts, or None: a number or a date that each side has
+    and the other lacks (one replaced by another). Answers phrase things freely, so a fact
+    only one side mentions, and names, are left to the embedding comparison."""
+    fa, fb = _facts(a), _facts(b)
+    if (fa.numbers - fb.numbers) and (fb.numbers - fa.numbers):
+        return "numbers differ"
+    if (fa.dates - fb.dates) and (fb.dates - fa.dates):
+        return "dates differ"
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import socket
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -31,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> SimulatorSettings:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--embedding-dim", type=int, default=defaults.embedding_dim)
+    parser.add_argument(
+        "--answer-book", type=Path, default=None, help="JSON file of fixed answers per conversation"
+    )
     parser.add_argument(
         "--model",
         dest="models",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -62,6 +63,11 @@ async def chat_completions(request: Request) -> Response:
     try:
         prompt = _chat_prompt(body)
         completions = generate(prompt, state.settings.answer_words)
+        booked = state.answer_book.answer_for(body["messages"]) if state.answer_book else None
+        if booked is not None:
+            completions = [
+                replace(c, text=booked) if c.tool_call is None else c for c in completions
+            ]
     except ValueError as exc:
         return error_response(400, str(exc), param=getattr(exc, "param", None))
     stream = body.get("stream") is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.simulator.faults import Fault
@@ -36,6 +38,8 @@ class SimulatorSettings(BaseModel):
     api_key: str | None = None
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     embedding_dim: int = Field(default=64, ge=1, le=65536)
+    answer_book: Path | None = None
+    """A JSON file of fixed answers per conversation (see `answer_book.AnswerBook`)."""
     faults: list[Fault] = Field(default_factory=list)
     """Faults queued when the app is created (more can be added through `/_sim/faults`)."""
     aws_credentials: dict[str, str] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gateway.simulator.answer_book import AnswerBook
 from gateway.simulator.faults import Fault, FaultQueue
 from gateway.simulator.settings import SimulatorSettings
 from gateway.simulator.tokens import TokenStore
@@ -51,6 +52,7 @@ class SimulatorState:
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.stats = Stats()
         self._rng = random.Random(settings.seed)
+        self.answer_book = AnswerBook.load(settings.answer_book) if settings.answer_book else None
         self._ids = itertools.count(1)
         self.tokens = TokenStore(ttl_s=settings.oauth_token_ttl_s)
 

@@ -1,0 +1,331 @@
+"""The learned semantic decision: serve or explore, under an operator-set error bound.
+
+After the keyed phases missed and the vetoes passed, a candidate entry at similarity `s` has
+an estimated risk: the chance that its answer is wrong for this request. The operator's bound
+(`max_error_rate`) is a share of lookups: `bound * lookups` wrong answers are allowed. As in
+vCache (Schroeder et al., "vCache: Verified Semantic Prompt Caching", ICLR 2026), risks are
+learned online from comparing cached answers with fresh ones; unlike vCache's per-request
+rule (serve with probability bound / risk), the budget is spent on the safest candidates
+first: a candidate is served when its risk is at most the alias's cutoff (`budget.AliasTraffic`:
+the highest risk at which serving every recent candidate up to it stays within the bound,
+with a margin), never above `max_hit_risk`, and always when its risk is within the bound
+itself (so a cold cache serves what the static one served). A request that is not served
+goes upstream anyway; its fresh answer is compared with the candidate's (an "observed"
+exploration, free of extra spend). A share of would-be hits is answered fresh too ("shadow"
+explorations, within a budget): up to half where the alias has no data yet at that
+similarity, falling to the configured exploration rate as data come in, so that confident
+regions are checked first and keep being checked.
+
+The risk estimate (`Learner.risk`) combines:
+- the alias's pooled rates (`rates.AliasRates`): the share of wrong candidates per similarity
+  bin; cold, they reproduce the static threshold (wrong below, right above), so a new
+  deployment serves exactly what the static cache served;
+- the candidate's neighbourhood: entries whose stored answers agree form one cluster, and its
+  observations count for all of them. A right answer at similarity s' <= s supports serving
+  at s, a wrong one at s' >= s speaks against it; nearer ones count with a kernel. The two
+  are combined as a Beta posterior whose prior is the alias's rate with `ENTRY_WEIGHT`
+  pseudo-observations, whose mean is the risk;
+- the request itself: a question asked again after it was compared with the neighbourhood
+  (popular questions repeat) takes that verdict: right, or never again.
+
+Whether a candidate may be served is a function of what the shared log holds (observations,
+and batches of traffic counts, applied in log order), so replicas at the same log position,
+and a restarted one, decide the same. Which would-be hits are shadowed is a random draw per
+replica (`rng`), within a per-replica budget.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from gateway.cache.budget import RISK_BINS, AliasTraffic, risk_bin
+from gateway.cache.rates import AliasRates
+
+Action = Literal["serve", "explore"]
+Kind = Literal["single", "conversation"]
+
+# Pseudo-observations that the alias's rate counts for inside one neighbourhood.
+ENTRY_WEIGHT = 8.0
+# How far (in cosine) an observation's evidence reaches past the similarity it was made at.
+KERNEL = 0.02
+# Observations kept per neighbourhood (the most recent).
+MAX_OBSERVATIONS = 256
+# Shadow probability where an alias has no data yet at a similarity (it falls as data come
+# in, down to the configured exploration rate).
+UNCERTAIN_SHADOW = 0.5
+# Share of the error allowance the cutoff plans to spend: the rest absorbs estimation error
+# and the lag between the traffic counted and the traffic served.
+BUDGET_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a candidate: serve it, or explore it (answer fresh and compare; to a
+    caller that does not explore, a miss).
+
+    `risk` is the estimated chance that its answer is wrong; `shadow` marks an exploration
+    of a candidate that would have been served.
+    """
+
+    action: Action
+    risk: float
+    shadow: bool = False
+    chance: float = 1.0  # a shadow's probability: its observation stands for 1 / chance hits
+
+
+@dataclass
+class _Cluster:
+    """Entries whose stored answers agree, and what was observed around any of them."""
+
+    members: set[int] = field(default_factory=set)  # live entries
+    ids: set[int] = field(default_factory=set)  # every id whose parent chain leads here
+    observations: OrderedDict[str, tuple[float, bool]] = field(default_factory=OrderedDict)
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def record(self, pair: str, similarity: float, equivalent: bool) -> None:
+        self.observations.pop(pair, None)
+        self.observations[pair] = (similarity, equivalent)
+        while len(self.observations) > MAX_OBSERVATIONS:
+            self.observations.popitem(last=False)
+        self._arrays = None
+
+    def evidence(self, similarity: float) -> tuple[float, float]:
+        """(weight of wrong answers at or above `similarity`, of right ones at or below)."""
+        if not self.observations:
+            return 0.0, 0.0
+        if self._arrays is None:
+            values = list(self.observations.values())
+            self._arrays = (
+                np.array([s for s, _ in values]),
+                np.array([ok for _, ok in values], dtype=bool),
+            )
+        sims, ok = self._arrays
+        wrong = np.where(sims >= similarity, 1.0, np.exp(-(similarity - sims) / KERNEL))
+        right = np.where(sims <= similarity, 1.0, np.exp(-(sims - similarity) / KERNEL))
+        return float(wrong[~ok].sum()), float(right[ok].sum())
+
+
+class HourlyBudget:
+    """At most `per_hour` uses in any sliding hour (one replica's): shadow explorations,
+    pre-cached follow-ups."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._taken: deque[float] = deque()
+
+    def take(self) -> bool:
+        """Spend one use if the budget allows it."""
+        now = self._clock()
+        while self._taken and self._taken[0] <= now - 3600.0:
+            self._taken.popleft()
+        if len(self._taken) >= self.per_hour:
+            return False
+        self._taken.append(now)
+        return True
+
+
+class Learner:
+    """Per-neighbourhood evidence and per-alias rates; decides what to do with a candidate."""
+
+    def __init__(
+        self, window_s: float, clock: Callable[[], float], rng: random.Random | None = None
+    ) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._rates: dict[tuple[str, Kind], AliasRates] = {}
+        self._traffic: dict[tuple[str, str], AliasTraffic] = {}
+        self._parent: dict[int, int] = {}  # union-find over entry ids; a root names a cluster
+        self._clusters: dict[int, _Cluster] = {}
+        self._group: dict[int, tuple[str, Kind]] = {}  # entry id -> (alias, kind)
+
+    # --- state -------------------------------------------------------------------------
+
+    def add_entry(self, entry_id: int, model: str, kind: Kind) -> None:
+        """A new entry, alone in its neighbourhood until an agreeing answer joins it."""
+        self._parent[entry_id] = entry_id
+        self._clusters[entry_id] = _Cluster(members={entry_id}, ids={entry_id})
+        self._group[entry_id] = (model, kind)
+
+    def remove_entry(self, entry_id: int) -> None:
+        """Forget an entry; its neighbourhood keeps what was observed while others remain."""
+        if entry_id not in self._group:
+            return
+        root = self._root(entry_id)
+        cluster = self._clusters[root]
+        cluster.members.discard(entry_id)
+        self._group.pop(entry_id, None)
+        if not cluster.members:
+            # Removed members stay in the union-find while their cluster lives (the others
+            # find the root through them); the last one out takes them all.
+            del self._clusters[root]
+            for member in cluster.ids:
+                self._parent.pop(member, None)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._group
+
+    def join(self, entry_id: int, other_id: int) -> None:
+        """Two entries' answers agree: one neighbourhood from now on (the lower id names it)."""
+        if entry_id not in self._group or other_id not in self._group:
+            return
+        a, b = self._root(entry_id), self._root(other_id)
+        if a == b:
+            return
+        keep, gone = min(a, b), max(a, b)
+        target, source = self._clusters[keep], self._clusters.pop(gone)
+        target.members |= source.members
+        target.ids |= source.ids
+        for pair, (similarity, equivalent) in source.observations.items():
+            if pair not in target.observations:
+                target.record(pair, similarity, equivalent)
+        self._parent[gone] = keep
+
+    def record(
+        self,
+        entry_id: int,
+        pair: str,
+        similarity: float,
+        equivalent: bool,
+        at: float,
+        weight: float = 1.0,
+    ) -> bool:
+        """An observation of `entry_id`'s answer against another request's (`pair` names the
+        two, so the same comparison never counts twice). `weight` is how many candidates it
+        stands for in the alias's rates: a shadow call samples the served candidates with its
+        probability, so it stands for 1 / probability of them. Returns whether it was new."""
+        group = self._group.get(entry_id)
+        if group is None:
+            return False
+        cluster = self._clusters[self._root(entry_id)]
+        seen = cluster.observations.get(pair)
+        cluster.record(pair, similarity, equivalent)
+        if seen is not None and seen[1] == equivalent:
+            return False
+        rates = self._rates.get(group)
+        if rates is None:
+            rates = self._rates[group] = AliasRates(self._window_s)
+        rates.add(similarity, not equivalent, at, weight)
+        return True
+
+    def observations(self, entry_id: int) -> int:
+        """Observations in `entry_id`'s neighbourhood."""
+        if entry_id not in self._group:
+            return 0
+        return len(self._clusters[self._root(entry_id)].observations)
+
+    def neighbourhood(self, entry_id: int) -> int | None:
+        """The id naming `entry_id`'s neighbourhood (None for an unknown entry)."""
+        return self._root(entry_id) if entry_id in self._group else None
+
+    def count_traffic(
+        self,
+        model: str,
+        kind: str,
+        at: float,
+        lookups: float,
+        risks: list[float],
+        served: float,
+    ) -> None:
+        """Add a batch of lookups, the risks of the candidates decided among them, and the
+        summed risk of those served."""
+        traffic = self._traffic.get((model, kind))
+        if traffic is None:
+            traffic = self._traffic[(model, kind)] = AliasTraffic(self._window_s)
+        count, spent = np.zeros(RISK_BINS), np.zeros(RISK_BINS)
+        for risk in risks:
+            count[risk_bin(risk)] += 1
+            spent[risk_bin(risk)] += risk
+        traffic.add(at, lookups, count, spent, served)
+
+    def cutoff(self, model: str, kind: str, bound: float, max_hit_risk: float) -> float:
+        """The highest risk at which a candidate of (`model`, `kind`) is served now."""
+        traffic = self._traffic.get((model, kind))
+        planned = 0.0
+        if traffic is not None:
+            traffic.expire(self._clock())
+            planned = traffic.cutoff(bound, BUDGET_SHARE)
+        return max(bound, min(planned, max_hit_risk))
+
+    def alias_observations(self) -> dict[str, int]:
+        """Observations counted per alias and kind, for stats."""
+        return {f"{model}/{kind}": r.observations for (model, kind), r in self._rates.items()}
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def risk(
+        self,
+        entry_id: int,
+        similarity: float,
+        *,
+        static_threshold: float,
+        bound: float,
+        pair: str | None = None,
+    ) -> float:
+        """The estimated chance that `entry_id`'s answer is wrong for a request at
+        `similarity` (see the module docstring). When this very request (`pair`) was compared
+        with the neighbourhood before, that verdict decides: 0 or 1."""
+        group = self._group.get(entry_id)
+        if group is None:
+            return 1.0
+        cluster = self._clusters[self._root(entry_id)]
+        if pair is not None and pair in cluster.observations:
+            return 0.0 if cluster.observations[pair][1] else 1.0
+        rates = self._rates.get(group)
+        if rates is None:
+            rates = self._rates[group] = AliasRates(self._window_s)
+        rates.expire(self._clock())
+        prior = rates.rate(similarity, static_threshold=static_threshold, bound=bound)
+        wrong, right = cluster.evidence(similarity)
+        return (ENTRY_WEIGHT * prior + wrong) / (ENTRY_WEIGHT + wrong + right)
+
+    def decide(
+        self,
+        entry_id: int,
+        similarity: float,
+        *,
+        static_threshold: float,
+        bound: float,
+        max_hit_risk: float,
+        exploration_rate: float,
+        budget: HourlyBudget,
+        pair: str | None = None,
+    ) -> Decision:
+        """Serve when the risk is within the alias's cutoff; otherwise explore. A would-be hit
+        is explored instead (shadow) with probability `exploration_rate` while `budget`
+        lasts. `pair` names the request, as observations do."""
+        if entry_id not in self._group:
+            return Decision("explore", 1.0)
+        risk = self.risk(
+            entry_id, similarity, static_threshold=static_threshold, bound=bound, pair=pair
+        )
+        model, kind = self._group[entry_id]
+        # Strictly below `max_hit_risk`: a candidate nothing is known about has risk 0.5
+        # (`rates.PRIOR_BELOW`), and must not be served however loose the budget is.
+        servable = risk <= bound or risk < max_hit_risk
+        if servable and risk <= self.cutoff(model, kind, bound, max_hit_risk):
+            # Where the alias's estimate still rests on its prior, check more often (up to
+            # UNCERTAIN_SHADOW); a random draw, not a hash of the request: a popular question
+            # asked again and again must get its turn to be checked.
+            rates = self._rates.get((model, kind))
+            known = rates.evidence(similarity) if rates is not None else 0.0
+            chance = max(exploration_rate, UNCERTAIN_SHADOW * (1.0 - known))
+            if exploration_rate > 0 and self._rng.random() < chance and budget.take():
+                return Decision("explore", risk, shadow=True, chance=chance)
+            return Decision("serve", risk)
+        return Decision("explore", risk)
+
+    def _root(self, entry_id: int) -> int:
+        root = entry_id
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[entry_id] != root:  # path compression
+            self._parent[entry_id], entry_id = root, self._parent[entry_id]
+        return root
