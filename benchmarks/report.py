@@ -66,11 +66,12 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str | None:
-    """The checked-out commit (short), with `-dirty` when the tree has uncommitted changes."""
+    """The checked-out commit (short), with `-dirty` when the code has uncommitted changes
+    (results written by earlier benchmarks of the same run do not count)."""
     head = _git("rev-parse", "--short", "HEAD")
     if head is None:
         return None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
     return f"{head}-dirty" if dirty else head
 
 
