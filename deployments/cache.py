@@ -33,6 +33,7 @@ from gateway.cache.request import CacheRequest
 from gateway.cache.service import CacheService
 from gateway.config import GatewayConfig
 from gateway.storage import Database
+from gateway.storage.sealing import Sealer
 
 
 @serve.deployment(name="Cache")
@@ -50,7 +51,7 @@ class CacheDeployment:
         self._service = CacheService(
             SemanticCache(self._embedder, settings),
             self._embed,
-            CacheLog(self._db),
+            CacheLog(self._db, sealer=Sealer.from_keyring(config.storage.data_keyring())),
             sync_interval_s=settings.sync_interval_s,
         )
         await self._service.start()

@@ -33,7 +33,14 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Selector
+from gateway.cache.lookup import (
+    CacheQuery,
+    CacheResult,
+    Exploration,
+    NewEntry,
+    Observation,
+    Selector,
+)
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -157,6 +164,12 @@ class CacheClient:
 
     async def insert(self, entry: NewEntry) -> int:
         return await answer(self._handle.insert.remote(entry), self._WHERE)
+
+    async def observe(
+        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+    ) -> Observation:
+        call = self._handle.observe.remote(exploration, fresh_answer, tokens=tokens)
+        return await answer(call, self._WHERE)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await answer(self._handle.embed.remote(texts), self._WHERE)

@@ -23,17 +23,24 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel
 
 from gateway.accounting.pricing import PriceTable
 from gateway.api.backend import ChatAnswer
 from gateway.api.embedding import RequestEmbedding
 from gateway.api.exchange import Exchange
+from gateway.cache.answer import CachedAnswer
 from gateway.cache.config import CacheConfig
-from gateway.cache.keys import identity_for, scope_key, semantic_eligibility, split_last_user_turn
-from gateway.cache.lookup import CacheQuery, CacheResult, NewEntry, Phase, Selector
+from gateway.cache.lookup import (
+    CacheQuery,
+    CacheResult,
+    Exploration,
+    NewEntry,
+    Observation,
+    Phase,
+    Selector,
+)
+from gateway.cache.request import CacheRequest, chat_request
 from gateway.errors import InvalidRequest
-from gateway.identity.principal import Principal
 from gateway.protocol.openai import (
     ChatChoice,
     ChatCompletion,
@@ -60,6 +67,10 @@ class CacheBackend(Protocol):
 
     async def insert(self, entry: NewEntry) -> int: ...
 
+    async def observe(
+        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+    ) -> Observation: ...
+
     async def embed(self, texts: list[str]) -> np.ndarray: ...
 
     async def invalidate(self, selector: Selector) -> int: ...
@@ -73,44 +84,12 @@ class CacheEvents(Protocol):
     def __call__(self, model: str, phase: str, cost_avoided_usd: float | None) -> None: ...
 
 
-class CachedAnswer(BaseModel):
-    """What an entry stores: one assistant answer, its usage, and the target that produced
-    it (to price the cost that a hit avoids)."""
-
-    content: str
-    finish_reason: str | None = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    target: str | None = None
-
-    @classmethod
-    def of(
-        cls, content: str, finish_reason: str | None, usage: Usage | None, target: str | None
-    ) -> CachedAnswer:
-        """An answer with the token counts of its OpenAI usage (0 when none came)."""
-        return cls(
-            content=content,
-            finish_reason=finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            target=target,
-        )
-
-    def usage(self) -> Usage:
-        return Usage(
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.prompt_tokens + self.completion_tokens,
-        )
-
-
 @dataclass
 class Probe:
-    """One request's cache lookup: what to store under on a miss, and what it found."""
+    """One request's cache lookup: the cache's view of the request (what to store under on a
+    miss), and what the lookup found."""
 
-    model: str
-    scope: str
-    text: str
+    request: CacheRequest
     store: bool
     result: CacheResult | None  # None when the request did not look (bypass, no-cache)
     answer: CachedAnswer | None  # the hit's answer
@@ -120,6 +99,20 @@ class Probe:
     @property
     def hit(self) -> bool:
         return self.answer is not None
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What identical requests share (the lead they follow)."""
+        return self.request.scope, self.request.context, self.request.text
+
+    @property
+    def exploration(self) -> Exploration | None:
+        """The candidate the cache chose to check against this request's fresh answer."""
+        return self.result.explore if self.result is not None else None
 
 
 def control_of(value: str | None) -> Control:
@@ -151,7 +144,8 @@ class ResponseCache:
         self.backend = backend
         self._prices = prices
         self._events = events
-        self._leads: dict[tuple[str, str], asyncio.Future[CachedAnswer | None]] = {}
+        self._leads: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
+        self._reports: set[asyncio.Task[None]] = set()  # observations in flight
 
     def applies(self, model: str) -> bool:
         return self.config.enabled_for(model)
@@ -159,55 +153,50 @@ class ResponseCache:
     async def probe(self, exchange: Exchange, body: ChatCompletionRequest) -> Probe | None:
         """Look `body` up as `x-raygate-cache-control` allows; None when the cache does not
         apply to this request at all. Reuses the request's embedding when one was computed
-        of the same text, and keeps the one the lookup computed for the stages after it."""
+        of the same text, and keeps the one the lookup computed for the stages after it.
+
+        The lookup may choose to check a candidate against this request's fresh answer
+        instead of serving it (the learned phase's exploration): to the client that is a
+        miss; `keep` reports the fresh answer back (`observe`)."""
         control = control_of(exchange.headers.get("x-raygate-cache-control"))
-        if not self.applies(body.model) or exchange.principal is None:
+        principal = exchange.principal
+        if not self.applies(body.model) or principal is None:
             return None
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
-        params = body.model_dump(exclude_none=True, exclude={"messages", "model"})
-        scope = scope_key(
-            model=body.model,
-            messages=messages,
-            params=params,
-            isolation=self.config.isolation,
-            identity=self._identity(exchange.principal),
+        request = chat_request(
+            body.model,
+            [m.model_dump(exclude_none=True) for m in body.messages],
+            body.model_dump(exclude_none=True, exclude={"messages", "model"}),
+            self.config,
+            user=principal.user_id,
+            groups=principal.groups,
         )
-        _, text = split_last_user_turn(messages)
-        store = control in ("default", "no-cache") and _storable(body)
-        if control in ("no-cache", "bypass") or not text:
+        store = control in ("default", "no-cache") and _storable(body) and request.cacheable
+        if control in ("no-cache", "bypass") or not request.cacheable:
             exchange.cache_phase = "bypass"
             self._emit(body.model, "bypass", None)
-            return Probe(body.model, scope, text, store and bool(text), None, None)
-        key = (scope, text)
-        if key in self._leads:
-            answer = await self._follow(self._leads[key])
+            return Probe(request, store, None, None)
+        probe = Probe(request, store, None, None)
+        if probe.key in self._leads:
+            answer = await self._follow(self._leads[probe.key])
             if answer is not None:  # an identical request in flight here answered it
                 self._answered(exchange, body.model, "exact", answer, similarity=1.0)
-                return Probe(body.model, scope, text, False, None, answer, "exact")
-        route = self.config.route(body.model)
-        eligible = route.semantic and semantic_eligibility(messages, params, self.config).eligible
-        query = CacheQuery(
-            scope=scope,
-            text=text,
-            eligible=eligible,
-            threshold=self.config.threshold_for(body.model),
-            embedding=RequestEmbedding.known(exchange, text),
-        )
-        result = await self._lookup(query)
+                return Probe(request, False, None, answer, "exact")
+        known = RequestEmbedding.known(exchange, request.text)
+        result = await self._lookup(request.query(known))
+        probe.result = result
         if result is not None and result.embedding is not None:
-            RequestEmbedding.note(exchange, text, result.embedding)
+            RequestEmbedding.note(exchange, request.text, result.embedding)
         exchange.cache_replica = result.replica if result is not None else None
         answer = _answer_of(result) if result is not None else None
         if result is not None and result.hit is not None and answer is not None:
             self._answered(exchange, body.model, result.hit.phase, answer, result.similarity)
-            return Probe(body.model, scope, text, store, result, answer, result.hit.phase)
+            return Probe(request, store, result, answer, result.hit.phase)
         exchange.cache_phase = "miss"
         exchange.similarity = round(result.similarity, 4) if result is not None else None
-        self._emit(body.model, "miss", None)
-        probe = Probe(body.model, scope, text, store, result, None)
-        if store and self.config.coalesce and not body.stream and key not in self._leads:
+        self._emit(body.model, "explore" if probe.exploration else "miss", None)
+        if store and self.config.coalesce and not body.stream and probe.key not in self._leads:
             # The first of identical requests asks upstream; the rest wait for its answer.
-            probe.lead = self._leads[key] = asyncio.get_running_loop().create_future()
+            probe.lead = self._leads[probe.key] = asyncio.get_running_loop().create_future()
         return probe
 
     def _answered(
@@ -242,15 +231,6 @@ class ResponseCache:
             # An optional stage: a dead or slow cache is a miss, never a failed request.
             log.warning("cache lookup failed; answering as a miss", exc_info=True)
             return None
-
-    def _identity(self, principal: Principal) -> str:
-        groups = ",".join(sorted(principal.groups)) or "(no group)"
-        return identity_for(
-            self.config.isolation,
-            organisation=self.config.organisation,
-            group=groups,
-            user=principal.user_id,
-        )
 
     def _avoided(self, answer: CachedAnswer) -> float | None:
         if answer.target is None:
@@ -319,6 +299,7 @@ class ResponseCache:
         self._settle(probe, stored)
         if stored is not None:
             await self._store(probe, stored)
+            self._observe(probe, stored)
         return answer
 
     def _settle(self, probe: Probe | None, answer: CachedAnswer | None) -> None:
@@ -327,8 +308,8 @@ class ResponseCache:
         if probe is None or probe.lead is None or probe.lead.done():
             return
         probe.lead.set_result(answer)
-        if answer is None and self._leads.get((probe.scope, probe.text)) is probe.lead:
-            del self._leads[(probe.scope, probe.text)]
+        if answer is None and self._leads.get(probe.key) is probe.lead:
+            del self._leads[probe.key]
 
     async def _recording(
         self, probe: Probe, stream: RoutedStream[ChatCompletionChunk]
@@ -350,6 +331,7 @@ class ResponseCache:
         if cacheable and finish in ("stop", "length") and parts:
             answer = CachedAnswer.of("".join(parts), finish, usage, stream.route.target)
             await self._store(probe, answer)  # before the stream's end marker goes out
+            self._observe(probe, answer)
 
     async def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         """Store an answer before it goes out, so that no later request on any replica can
@@ -357,21 +339,37 @@ class ResponseCache:
         miss, once the insert returns). Bounded by `lookup_timeout_s`; a failure is logged
         and the answer still goes out. A client that goes away does not cancel it."""
         embedding = probe.result.embedding if probe.result is not None else None
-        entry = NewEntry(
-            scope=probe.scope,
-            text=probe.text,
-            model=probe.model,
-            response=answer.model_dump_json(),
-            embedding=embedding,
-        )
+        entry = probe.request.entry(answer.model_dump_json(), embedding=embedding)
         try:
             insert = asyncio.wait_for(self.backend.insert(entry), self.config.lookup_timeout_s)
             await asyncio.shield(insert)
         except Exception:
             log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
         finally:
-            if probe.lead is not None and self._leads.get((probe.scope, probe.text)) is probe.lead:
-                del self._leads[(probe.scope, probe.text)]  # from now on the cache answers
+            if probe.lead is not None and self._leads.get(probe.key) is probe.lead:
+                del self._leads[probe.key]  # from now on the cache answers
+
+    def _observe(self, probe: Probe, answer: CachedAnswer) -> None:
+        """Report an explored candidate's check: the fresh answer (as the upstream sent it)
+        against the stored one, off the response path; the cache learns from the outcome."""
+        exploration = probe.exploration
+        if exploration is None:
+            return
+        tokens = answer.prompt_tokens + answer.completion_tokens
+        task = asyncio.create_task(self._report(exploration, answer.content, tokens))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report(self, exploration: Exploration, text: str, tokens: int) -> None:
+        try:
+            await self.backend.observe(exploration, text, tokens=tokens)
+        except Exception:  # the lesson is lost, the request was answered: logged only
+            log.warning("cache observe failed; nothing learned from this check", exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for the checks still being reported (replica shutdown, and tests)."""
+        while self._reports:
+            await asyncio.gather(*list(self._reports), return_exceptions=True)
 
 
 def _storable(body: ChatCompletionRequest) -> bool:

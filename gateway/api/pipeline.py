@@ -107,10 +107,12 @@ class Pipeline:
         return await self.responder.respond(exchange, answer, wire)
 
     async def aclose(self) -> None:
-        """Flush the audit trail and close identity and limit-store connections (replica
-        shutdown); once."""
+        """Report the cache checks in flight, flush the audit trail and close identity and
+        limit-store connections (replica shutdown); once."""
         if self._closed:
             return
         self._closed = True
+        if self.cache is not None:
+            await self.cache.drain()
         await self.responder.aclose()
         await self.admission.identity.aclose()

@@ -29,6 +29,7 @@ from gateway.cache.log import CacheLog
 from gateway.cache.lookup import Selector
 from gateway.config import GatewayConfig
 from gateway.storage import Database
+from gateway.storage.sealing import Sealer
 
 LoadConfig = Callable[[argparse.Namespace], GatewayConfig]
 
@@ -71,9 +72,11 @@ def add_cache_commands(
 
 def _run(args: argparse.Namespace, load: LoadConfig, action: Callable[[CacheLog], int]) -> int:
     try:
-        db = Database(args.db or load(args).storage.url)
+        config = load(args)
+        db = Database(args.db or config.storage.url)
+        sealer = Sealer.from_keyring(config.storage.data_keyring())
         try:
-            return action(CacheLog(db))
+            return action(CacheLog(db, sealer=sealer))
         finally:
             db.close()
     except ValueError as exc:

@@ -42,6 +42,21 @@ ANSWER_PARAMETERS = (
     "reasoning_effort",
 )
 
+# Request fields that cannot change what a model answers: everything else a request sets is
+# part of its scope (two callers who asked the same under different sampling must not share).
+NOT_ANSWER_PARAMETERS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
+
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _TOOL_ROLES = frozenset({"tool", "function"})
 
@@ -106,9 +121,10 @@ def scope_key(
     """Hash of everything that must partition entries, the last user turn excluded.
 
     System/developer messages count as the system prompt; all other turns before (and after)
-    the last user turn are the conversation context; only `ANSWER_PARAMETERS` that are set
-    take part, so an explicit default and an omitted parameter still differ (the provider's
-    default may not be ours to know).
+    the last user turn are the conversation context; every parameter that is set takes part
+    but those that cannot change an answer (`NOT_ANSWER_PARAMETERS`), so an explicit default
+    and an omitted parameter still differ (the provider's default may not be ours to know),
+    and a field a target takes beyond the wire model (`top_k`, `min_p`, ...) splits entries.
     """
     if isolation != "global" and not identity:
         raise ValueError(f"cache isolation {isolation!r} needs an identity value")
@@ -125,7 +141,7 @@ def scope_key(
         for m in context
         if m.get("role") not in _SYSTEM_ROLES
     ]
-    sampling = {k: params[k] for k in ANSWER_PARAMETERS if params.get(k) is not None}
+    sampling = {k: v for k, v in params.items() if k not in NOT_ANSWER_PARAMETERS and v is not None}
     return _digest(
         "scope/v1",
         model,

@@ -15,12 +15,17 @@ replica's lookup counts a `traffic` row, and a stored answer's vector an `answer
 replica applies them in order, so replicas at the same position, and a restarted one, hold the
 same evidence. Observation and traffic rows are kept for `learning_window_s`.
 
+With the gateway's data keys (`storage.data_key`), the prompts, contexts and answers an
+insert row keeps are sealed (AES-GCM, bound to their column and scope), like the audit
+trail's content; vectors are not text and stay as they are.
+
 Appends hold an exclusive transaction (SQLite's write lock, PostgreSQL's advisory lock), so
 sequence numbers become visible in order and a tailing reader never skips one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ import numpy as np
 
 from gateway.cache.lookup import Selector
 from gateway.storage import Database
+from gateway.storage.sealing import Sealer, SealError, is_sealed
 
 _DDL = {
     "sqlite": """CREATE TABLE IF NOT EXISTS cache_log (
@@ -138,8 +144,11 @@ class CacheLog:
     """The `cache_log` table in the gateway's database (SQLite or PostgreSQL). Blocking:
     call it from a worker thread."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, sealer: Sealer | None = None) -> None:
+        """`sealer` (the gateway's data keys, `storage.data_key`) encrypts the prompts,
+        contexts and answers the log keeps; older clear rows stay readable."""
         self.db = db
+        self._sealer = sealer
         db.migrate([_DDL[db.dialect], *_INDEXES])
         self._add_columns()
 
@@ -168,11 +177,11 @@ class CacheLog:
                 (
                     entry.scope,
                     entry.model,
-                    entry.text,
-                    entry.response,
+                    self._seal(entry.text, "text", entry.scope),
+                    self._seal(entry.response, "response", entry.scope),
                     _blob(entry.vector),
                     entry.created_at,
-                    entry.context,
+                    self._seal(entry.context, "context", entry.scope),
                     _blob(entry.context_vector),
                 ),
             )
@@ -238,7 +247,38 @@ class CacheLog:
             f"SELECT {_COLUMNS} FROM cache_log WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
-        return [_op(row) for row in rows]
+        return [self._opened(_op(row)) for row in rows]
+
+    def _seal(self, value: str, column: str, scope: str) -> str:
+        if self._sealer is None or not value:
+            return value
+        return self._sealer.seal(value, context=f"cache_log:{column}:{scope}")
+
+    def _opened(self, op: LogOp) -> LogOp:
+        """An insert row with its sealed texts opened (a clear one is read as it is)."""
+        entry = op.entry
+        if entry is None or not any(
+            is_sealed(v) for v in (entry.text, entry.response, entry.context)
+        ):
+            return op
+        sealer = self._sealer
+        if sealer is None:
+            raise SealError("the cache log is sealed: set storage.data_key to read it")
+
+        def opened(value: str, column: str) -> str:
+            if not is_sealed(value):
+                return value
+            return sealer.open(value, context=f"cache_log:{column}:{entry.scope}")
+
+        return dataclasses.replace(
+            op,
+            entry=dataclasses.replace(
+                entry,
+                text=opened(entry.text, "text"),
+                response=opened(entry.response, "response"),
+                context=opened(entry.context, "context"),
+            ),
+        )
 
     def invalidate(self, selector: Selector, now: float) -> list[int]:
         """Delete the selected entries from the log and announce each to running replicas."""

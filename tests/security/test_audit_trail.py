@@ -72,11 +72,6 @@ def test_stored_prompts_and_answers_are_sealed_on_disk(target: Target) -> None:
     assert marker.encode() not in _stored_bytes(target.database)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the cache log (gateway/cache/log.py, table cache_log) stores the prompt "
-    "and the answer in clear; storage.data_key seals only the audit trail's content",
-)
 def test_a_cached_prompt_and_answer_are_sealed_on_disk(target: Target) -> None:
     marker = _marker()
     key = target.issue().secret

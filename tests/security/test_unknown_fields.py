@@ -188,17 +188,10 @@ def test_a_refused_smuggle_leaves_nothing_in_the_shared_cache(target: Target) ->
     assert "evil" not in repr(sent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a field that reaches the upstream is not part of the cache scope unless "
-    "it is in gateway.cache.keys.ANSWER_PARAMETERS: guided_choice (and the other guided_* / "
-    "min_p / structured_outputs extras) constrain the answer on a vLLM target, yet an answer "
-    "made under them is served to a colleague who asked without them",
-)
 def test_an_answer_shaped_by_an_extra_field_is_not_served_to_a_colleague(target: Target) -> None:
     prompt = f"What is the VPN address? ({uuid.uuid4().hex[:8]})"
     attacker, colleague = target.issue().secret, target.issue().secret
-    shaped = _ask_cached(target, attacker, prompt, guided_choice=["vpn.evil.test"])
+    shaped = _ask_cached(target, attacker, prompt, min_p=0.9)
     assert shaped.status_code == 200, shaped.text
     answered = _ask_cached(target, colleague, prompt)
     assert answered.headers["x-raygate-cache"] == "miss"

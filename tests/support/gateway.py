@@ -33,6 +33,7 @@ from gateway.providers.registry import build_provider
 from gateway.routing.router import Router
 from gateway.simulator import SimulatorSettings
 from gateway.storage import Database
+from gateway.storage.sealing import Sealer
 from tests.support.simulator import Sim
 
 ADMIN_KEY = "sk-raygate-admin"
@@ -135,6 +136,9 @@ def _cache(config: GatewayConfig, embedder: Embedder) -> CacheService | None:
     async def embed(texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(embedder.embed, texts)
 
+    sealer = Sealer.from_keyring(config.storage.data_keyring())
     return CacheService(
-        SemanticCache(embedder, config.cache), embed, CacheLog(Database(config.storage.url))
+        SemanticCache(embedder, config.cache),
+        embed,
+        CacheLog(Database(config.storage.url), sealer=sealer),
     )

@@ -26,6 +26,7 @@ storage: {url: "sqlite:///%(db)s"}
 audit: {enabled: false}
 cache:
   isolation: %(isolation)s
+  exploration_rate: 0  # no shadow checks: what a lookup finds is what it serves
   routes:
     sim-uncached: {enabled: false}
     sim-keyed: {semantic: false}
@@ -330,3 +331,25 @@ async def test_identical_requests_in_flight_share_one_upstream_call(gateway: Gat
     assert len(answers) == 1
     assert [r.headers["x-raygate-cache"] for r in others] == ["exact"] * 3
     assert await gateway.upstream_calls() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_checked_candidate_is_answered_fresh_and_the_cache_learns_from_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    config = (CONFIG % {"db": tmp_path / "raygate.db", "isolation": "user"}).replace(
+        "exploration_rate: 0", "exploration_rate: 1"
+    )
+    async with in_process_gateway(
+        config, embedder=embedder, sim_settings=SimulatorSettings(seed=3)
+    ) as gw:
+        headers = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
+        await gw.chat("How do I rotate an AWS access key?", headers=headers)
+        checked = await gw.chat("What are the steps to rotate an AWS access key?", headers=headers)
+        assert checked.headers["x-raygate-cache"] == "miss"  # answered fresh, then compared
+        assert gw.pipeline.cache is not None
+        await gw.pipeline.cache.drain()
+        stats = await gw.pipeline.cache.backend.stats()
+        upstream = sum(1 for r in await gw.sim.requests() if r["path"].endswith("/completions"))
+    assert upstream == 2
+    assert sum(stats["observations"].values()) >= 1

@@ -20,6 +20,8 @@ from gateway.cache.log import CacheLog, LoggedEntry
 from gateway.cache.lookup import CacheQuery, NewEntry, Selector
 from gateway.cache.service import CacheService
 from gateway.storage import Database
+from gateway.storage.keyring import Keyring
+from gateway.storage.sealing import Sealer, SealError
 from tests.unit.cache.conftest import ManualClock
 
 Replica = Callable[..., Awaitable[CacheService]]
@@ -171,3 +173,23 @@ def test_an_empty_invalidation_is_refused(tmp_path: Path) -> None:
     entry_log = CacheLog(Database(f"sqlite:///{tmp_path / 'log.db'}"))
     with pytest.raises(ValueError, match="select something"):
         entry_log.invalidate(Selector(), now=0.0)
+
+
+def test_a_sealed_log_keeps_no_prompt_or_answer_in_clear(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    sealer = Sealer(Keyring.parse("d1:" + "k" * 40))
+    entry_log = CacheLog(Database(f"sqlite:///{path}"), sealer=sealer)
+    vector = np.ones(384, dtype=np.float32)
+    entry_log.append(
+        LoggedEntry(0, "s", "m", "my badge is 4471", "noted 4471", vector, 1.0, context="hi")
+    )
+    assert b"4471" not in path.read_bytes()
+    (op,) = entry_log.since(0)
+    assert op.entry is not None
+    assert (op.entry.text, op.entry.response, op.entry.context) == (
+        "my badge is 4471",
+        "noted 4471",
+        "hi",
+    )
+    with pytest.raises(SealError):  # a replica without the keys cannot read the entries
+        CacheLog(Database(f"sqlite:///{path}")).since(0)
