@@ -49,6 +49,7 @@ from gateway.protocol.openai import (
     ChatMessage,
     ChoiceDelta,
     ChunkChoice,
+    EmbeddingUsage,
     Usage,
     new_id,
 )
@@ -173,46 +174,55 @@ class ResponseCache:
         store = control in ("default", "no-cache") and _storable(body) and request.cacheable
         if control in ("no-cache", "bypass") or not request.cacheable:
             exchange.cache_phase = "bypass"
-            self._emit(body.model, "bypass", None)
+            self.count(body.model, "bypass", None)
             return Probe(request, store, None, None)
         probe = Probe(request, store, None, None)
         if probe.key in self._leads:
             answer = await self._follow(self._leads[probe.key])
             if answer is not None:  # an identical request in flight here answered it
-                self._answered(exchange, body.model, "exact", answer, similarity=1.0)
+                self.answered(exchange, body.model, "exact", 1.0, answer.usage(), answer.target)
                 return Probe(request, False, None, answer, "exact")
         known = RequestEmbedding.known(exchange, request.text)
-        result = await self._lookup(request.query(known))
+        result = await self.lookup(request.query(known))
         probe.result = result
         if result is not None and result.embedding is not None:
             RequestEmbedding.note(exchange, request.text, result.embedding)
         exchange.cache_replica = result.replica if result is not None else None
         answer = _answer_of(result) if result is not None else None
         if result is not None and result.hit is not None and answer is not None:
-            self._answered(exchange, body.model, result.hit.phase, answer, result.similarity)
+            phase, similarity = result.hit.phase, result.similarity
+            self.answered(exchange, body.model, phase, similarity, answer.usage(), answer.target)
             return Probe(request, store, result, answer, result.hit.phase)
         exchange.cache_phase = "miss"
         exchange.similarity = round(result.similarity, 4) if result is not None else None
-        self._emit(body.model, "explore" if probe.exploration else "miss", None)
+        self.count(body.model, "explore" if probe.exploration else "miss", None)
         if store and self.config.coalesce and not body.stream and probe.key not in self._leads:
             # The first of identical requests asks upstream; the rest wait for its answer.
             probe.lead = self._leads[probe.key] = asyncio.get_running_loop().create_future()
         return probe
 
-    def _answered(
+    def answered(
         self,
         exchange: Exchange,
         model: str,
         phase: Phase,
-        answer: CachedAnswer,
         similarity: float,
+        usage: Usage | EmbeddingUsage,
+        target: str | None,
     ) -> None:
+        """Note on `exchange` that the cache answered it: nothing spent, and what the
+        stored answer's tokens would have cost at the target that produced them."""
         exchange.cache_phase = phase
         exchange.similarity = round(similarity, 4)
-        exchange.cost_usd = 0.0  # answered from the cache: nothing is spent
-        exchange.cost_avoided_usd = self._avoided(answer)
-        exchange.note_usage(answer.usage())
-        self._emit(model, phase, exchange.cost_avoided_usd)
+        exchange.cost_usd = 0.0
+        completion_tokens = usage.completion_tokens if isinstance(usage, Usage) else 0
+        exchange.cost_avoided_usd = (
+            None
+            if target is None
+            else self._prices.cost_avoided(target, usage.prompt_tokens, completion_tokens)
+        )
+        exchange.note_usage(usage)
+        self.count(model, phase, exchange.cost_avoided_usd)
 
     async def _follow(self, lead: asyncio.Future[CachedAnswer | None]) -> CachedAnswer | None:
         """The answer of the identical request in flight, or None when it gave none (it
@@ -222,7 +232,8 @@ class ResponseCache:
         except TimeoutError:
             return None
 
-    async def _lookup(self, query: CacheQuery) -> CacheResult | None:
+    async def lookup(self, query: CacheQuery) -> CacheResult | None:
+        """The backend's result, or None when the lookup failed or was slow (a miss)."""
         try:
             return await asyncio.wait_for(
                 self.backend.lookup(query), timeout=self.config.lookup_timeout_s
@@ -232,14 +243,17 @@ class ResponseCache:
             log.warning("cache lookup failed; answering as a miss", exc_info=True)
             return None
 
-    def _avoided(self, answer: CachedAnswer) -> float | None:
-        if answer.target is None:
-            return None
-        return self._prices.cost_avoided(
-            answer.target, answer.prompt_tokens, answer.completion_tokens
-        )
+    async def insert(self, entry: NewEntry) -> None:
+        """Store `entry`, bounded by `lookup_timeout_s`; a failure is logged, never raised.
+        A client that goes away does not cancel it."""
+        try:
+            insert = asyncio.wait_for(self.backend.insert(entry), self.config.lookup_timeout_s)
+            await asyncio.shield(insert)
+        except Exception:
+            log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
 
-    def _emit(self, model: str, phase: str, avoided: float | None) -> None:
+    def count(self, model: str, phase: str, avoided: float | None) -> None:
+        """Report one lookup's outcome (Prometheus counters)."""
         if self._events is not None:
             self._events(model, phase, avoided)
 
@@ -336,15 +350,10 @@ class ResponseCache:
     async def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         """Store an answer before it goes out, so that no later request on any replica can
         miss it (an entry is in the log, which every cache replica catches up with on a
-        miss, once the insert returns). Bounded by `lookup_timeout_s`; a failure is logged
-        and the answer still goes out. A client that goes away does not cancel it."""
+        miss, once the insert returns); a failed insert still lets the answer go out."""
         embedding = probe.result.embedding if probe.result is not None else None
-        entry = probe.request.entry(answer.model_dump_json(), embedding=embedding)
         try:
-            insert = asyncio.wait_for(self.backend.insert(entry), self.config.lookup_timeout_s)
-            await asyncio.shield(insert)
-        except Exception:
-            log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
+            await self.insert(probe.request.entry(answer.model_dump_json(), embedding=embedding))
         finally:
             if probe.lead is not None and self._leads.get(probe.key) is probe.lead:
                 del self._leads[probe.key]  # from now on the cache answers

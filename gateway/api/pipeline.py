@@ -3,7 +3,8 @@
     admission        auth, body limits, validation, model access, rate limits and budget
     input policy     PII / secrets redacted or blocked, jailbreaks, topics, limits
     request embedding   computed once, by the first stage that needs it (policy or cache)
-    cache            a hit answers here (JSON, or replayed as a stream)
+    cache            a hit answers here (JSON, or replayed as a stream); legacy completions
+                     and embeddings exact only
     backend          the router: an external provider or a local model
     output policy    whole answers and every streamed chunk, cache hits included
     response         headers, cost settled, the wire format, the audit record
@@ -15,6 +16,7 @@ audit record come from here, not from each route remembering them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TypeVar
 
 from fastapi import Request, Response
@@ -22,6 +24,7 @@ from fastapi import Request, Response
 from gateway.api.admission import Admission
 from gateway.api.backend import ChatAnswer, CompletionAnswer, Upstream
 from gateway.api.caching import ResponseCache
+from gateway.api.exact_caching import ExactCache
 from gateway.api.exchange import Exchange
 from gateway.api.input_policy import InputPolicy
 from gateway.api.output_policy import OutputPolicy
@@ -63,6 +66,7 @@ class Pipeline:
         self.admission = admission
         self.input_policy = input_policy
         self.cache = cache
+        self.exact_cache = ExactCache(cache) if cache is not None else None
         self.upstream = upstream
         self.output_policy = output_policy
         self.responder = responder
@@ -87,18 +91,25 @@ class Pipeline:
         return exchange.observe(await self.output_policy.chat(exchange, answer))
 
     async def completion(self, exchange: Exchange, body: CompletionRequest) -> CompletionAnswer:
-        """A legacy completion's answer (not cached)."""
+        """A legacy completion's answer (cached exactly when not streamed)."""
         body = await self.input_policy.completion(exchange, body)
-        answer = await self.upstream.completion(exchange, body)
+        call = partial(self.upstream.completion, exchange, body)
+        answer = await (
+            self.exact_cache.completion(exchange, body, call) if self.exact_cache else call()
+        )
         return exchange.observe(await self.output_policy.completion(exchange, answer))
 
     async def embeddings(
         self, exchange: Exchange, body: EmbeddingRequest
     ) -> Routed[EmbeddingResponse]:
-        """Embeddings of the request's (checked, redacted) input; vectors have no output
-        policy."""
+        """Embeddings of the request's (checked, redacted) input, cached exactly; vectors
+        have no output policy."""
         body = await self.input_policy.embeddings(exchange, body)
-        return exchange.observe(await self.upstream.embeddings(exchange, body))
+        call = partial(self.upstream.embeddings, exchange, body)
+        answer = await (
+            self.exact_cache.embeddings(exchange, body, call) if self.exact_cache else call()
+        )
+        return exchange.observe(answer)
 
     async def respond(
         self, exchange: Exchange, answer: Routed[_T] | RoutedStream[_C], wire: Wire[_T, _C]

@@ -353,3 +353,59 @@ async def test_a_checked_candidate_is_answered_fresh_and_the_cache_learns_from_i
         upstream = sum(1 for r in await gw.sim.requests() if r["path"].endswith("/completions"))
     assert upstream == 2
     assert sum(stats["observations"].values()) >= 1
+
+
+async def _upstream(gateway: Gateway, path: str) -> int:
+    return sum(1 for r in await gateway.gw.sim.requests() if r["path"] == path)
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_legacy_completion_is_answered_exactly(gateway: Gateway) -> None:
+    async def complete(prompt: str, user: str = "alice", **body: Any) -> httpx.Response:
+        return await gateway.gw.post(
+            "/v1/completions",
+            {"model": "sim-small", "prompt": prompt, "max_tokens": 16, **body},
+            headers={"x-forwarded-user": user, "x-forwarded-groups": "staff"},
+        )
+
+    first = await complete("Once upon a time")
+    repeat = await complete("Once upon a time")
+    assert [first.headers["x-raygate-cache"], repeat.headers["x-raygate-cache"]] == [
+        "miss",
+        "exact",
+    ]
+    assert repeat.json()["choices"] == first.json()["choices"]
+    assert repeat.json()["id"] != first.json()["id"]
+    assert repeat.headers["x-raygate-route"] == "cache/exact"
+    assert float(repeat.headers["x-raygate-cost-avoided-usd"]) > 0
+    # Byte for byte: a changed prompt, parameter or caller is a different request.
+    others = [
+        await complete("once upon a time"),
+        await complete("Once upon a time", max_tokens=17),
+        await complete("Once upon a time", user="bob"),
+    ]
+    assert [r.headers["x-raygate-cache"] for r in others] == ["miss"] * 3
+    assert await _upstream(gateway, "/v1/completions") == 4
+
+
+@pytest.mark.asyncio
+async def test_repeated_embeddings_are_answered_exactly(gateway: Gateway) -> None:
+    async def embed(text: str | list[str], control: str | None = None) -> httpx.Response:
+        headers = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
+        if control is not None:
+            headers["x-raygate-cache-control"] = control
+        body = {"model": "sim-small", "input": text}
+        return await gateway.gw.post("/v1/embeddings", body, headers=headers)
+
+    first = await embed(["quarterly report", "expense policy"])
+    repeat = await embed(["quarterly report", "expense policy"])
+    assert repeat.headers["x-raygate-cache"] == "exact"
+    assert repeat.json()["data"] == first.json()["data"]
+    assert (await embed("quarterly report")).headers["x-raygate-cache"] == "miss"  # not a list
+    unstored = await embed("travel policy", control="no-store")
+    again = await embed("travel policy")
+    assert [unstored.headers["x-raygate-cache"], again.headers["x-raygate-cache"]] == [
+        "miss",
+        "miss",
+    ]
+    assert await _upstream(gateway, "/v1/embeddings") == 4
