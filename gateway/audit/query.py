@@ -181,3 +181,46 @@ def summarize(store: AuditStore, where: AuditFilter, by: GroupBy) -> list[Summar
     # Sorted here: SQLite and PostgreSQL place NULL keys differently.
     summary.sort(key=lambda s: (-s.count, s.key is None, s.key or ""))
     return summary
+
+
+class CacheOutcome(BaseModel):
+    """How the cache answered one model's requests: counts per phase (miss, bypass, exact,
+    normalized, semantic) and the cost its hits avoided."""
+
+    model: str
+    phases: dict[str, int]
+    cost_avoided_usd: float
+
+    @property
+    def hits(self) -> int:
+        return sum(self.phases.get(phase, 0) for phase in ("exact", "normalized", "semantic"))
+
+    @property
+    def lookups(self) -> int:
+        """Requests the cache was asked about (bypassed ones excluded)."""
+        return self.hits + self.phases.get("miss", 0)
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.lookups if self.lookups else None
+
+
+def cache_outcomes(store: AuditStore, where: AuditFilter) -> list[CacheOutcome]:
+    """Per model, how the cache answered the records matching `where` (records of requests
+    the cache does not apply to are left out), busiest first."""
+    condition, params = where.where()
+    rows = store.db.fetchall(
+        "SELECT r.model_requested, r.cache_phase, COUNT(*), "
+        "COALESCE(SUM(r.cost_avoided_usd), 0) FROM audit_records r "
+        f"WHERE {condition} AND r.cache_phase IS NOT NULL "
+        "GROUP BY r.model_requested, r.cache_phase",
+        params,
+    )
+    outcomes: dict[str, CacheOutcome] = {}
+    for model, phase, count, avoided in rows:
+        outcome = outcomes.setdefault(
+            str(model), CacheOutcome(model=str(model), phases={}, cost_avoided_usd=0.0)
+        )
+        outcome.phases[str(phase)] = int(count)
+        outcome.cost_avoided_usd += float(avoided)
+    return sorted(outcomes.values(), key=lambda o: (-sum(o.phases.values()), o.model))

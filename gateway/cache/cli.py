@@ -1,12 +1,13 @@
 """`raygate cache ...`: inspect, invalidate and evaluate the semantic cache.
 
-    raygate cache stats
+    raygate cache stats [--since AGE] [--model ALIAS] [--json]
     raygate cache invalidate [--id N ...] [--model ALIAS] [--scope HASH] [--older-than AGE]
     raygate cache replay EXPORT [--samples FILE] [--per-band N] [--price-as MODEL]
     raygate cache replay --labels FILE
 
 `stats` and `invalidate` work on the entry log in the gateway's database (--db, else the
-config's `storage.url`), so they need no running gateway; running cache replicas drop
+config's `storage.url`), so they need no running gateway; `stats` adds the hit rate per model
+from the audit trail in the same database; running cache replicas drop
 invalidated entries within one sync interval (`cache.sync_interval_s`). `replay` runs an
 audit export or a JSONL file of prompts through the cache's decisions in-process, with the
 config's `cache` settings and no upstream call, and writes hits to label; given the labelled
@@ -21,9 +22,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.query import AuditFilter, CacheOutcome, cache_outcomes
+from gateway.audit.store import AuditStore
 from gateway.audit.timespec import parse_age
 from gateway.cache.log import CacheLog
 from gateway.cache.lookup import Selector
@@ -45,8 +49,11 @@ def add_cache_commands(
     cache = commands.add_parser("cache", help="inspect and invalidate the semantic cache")
     sub = cache.add_subparsers(required=True, metavar="ACTION")
 
-    stats = sub.add_parser("stats", parents=[common], help="entries stored in the log")
-    stats.set_defaults(run=lambda a: _run(a, load, lambda entry_log: _stats(entry_log)))
+    stats = sub.add_parser("stats", parents=[common], help="entries, and hit rates per model")
+    stats.add_argument("--since", default="24h", help="hit rates over this age or instant")
+    stats.add_argument("--model", help="one model alias only")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.set_defaults(run=lambda a: _run(a, load, lambda entry_log: _stats(a, entry_log, clock())))
 
     drop = sub.add_parser("invalidate", parents=[common], help="drop entries everywhere")
     drop.add_argument("--id", type=int, action="append", default=[], help="an entry id")
@@ -84,19 +91,52 @@ def _run(args: argparse.Namespace, load: LoadConfig, action: Callable[[CacheLog]
         return 2
 
 
-def _stats(entry_log: CacheLog) -> int:
+def _stats(args: argparse.Namespace, entry_log: CacheLog, now: float) -> int:
     counts = entry_log.counts()
+    log_rows = {
+        "entries": counts.get("insert", 0),
+        "pending_deletes": counts.get("delete", 0),
+        "observations": counts.get("observe", 0),
+        "traffic_rows": counts.get("traffic", 0),
+    }
+    when = datetime.fromtimestamp(now, UTC)
+    where = AuditFilter.parse({"since": args.since, "model": args.model}, when)
+    outcomes = cache_outcomes(AuditStore(entry_log.db), where)
+    if args.json:
+        models = [
+            {**o.model_dump(), "hits": o.hits, "lookups": o.lookups, "hit_rate": o.hit_rate}
+            for o in outcomes
+        ]
+        print(json.dumps({**log_rows, "since": args.since, "models": models}))
+        return 0
     print(
-        json.dumps(
-            {
-                "entries": counts.get("insert", 0),
-                "pending_deletes": counts.get("delete", 0),
-                "observations": counts.get("observe", 0),
-                "traffic_rows": counts.get("traffic", 0),
-            }
-        )
+        f"{log_rows['entries']:,} entries in the log ({log_rows['pending_deletes']:,} pending "
+        f"deletes, {log_rows['observations']:,} observations, "
+        f"{log_rows['traffic_rows']:,} traffic rows)"
     )
+    print(f"requests since {args.since} (audit trail):")
+    print(_outcome_table(outcomes))
     return 0
+
+
+def _outcome_table(outcomes: list[CacheOutcome]) -> str:
+    """A fixed-width table: one row per model, the hit rate over lookups (bypass excluded)."""
+    if not outcomes:
+        return "  none the cache applies to"
+    phases = ("exact", "normalized", "semantic", "bypass")
+    rows: list[tuple[str, ...]] = [("model", "lookups", "hits", "rate", *phases, "avoided")]
+    for o in outcomes:
+        rate = "-" if o.hit_rate is None else f"{o.hit_rate:.1%}"
+        counts = (f"{o.phases.get(p, 0):,}" for p in phases)
+        avoided = f"${o.cost_avoided_usd:,.4f}"
+        rows.append((o.model, f"{o.lookups:,}", f"{o.hits:,}", rate, *counts, avoided))
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    lines = []
+    for model, *numbers in rows:
+        cells = [model.ljust(widths[0])]
+        cells += [n.rjust(w) for n, w in zip(numbers, widths[1:], strict=True)]
+        lines.append("  " + "  ".join(cells))
+    return "\n".join(lines)
 
 
 def _invalidate(args: argparse.Namespace, entry_log: CacheLog, now: float) -> int:
