@@ -41,6 +41,8 @@ from gateway.cache.lookup import (
     Observation,
     Selector,
 )
+from gateway.cache.precache import FollowUp
+from gateway.cache.request import CacheRequest
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -170,6 +172,9 @@ class CacheClient:
     ) -> Observation:
         call = self._handle.observe.remote(exploration, fresh_answer, tokens=tokens)
         return await answer(call, self._WHERE)
+
+    async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
+        return await answer(self._handle.follow_ups.remote(request), self._WHERE)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await answer(self._handle.embed.remote(texts), self._WHERE)

@@ -29,6 +29,7 @@ from gateway.api.input_policy import InputPolicy
 from gateway.api.openapi import openapi_routes
 from gateway.api.output_policy import OutputPolicy
 from gateway.api.pipeline import Pipeline
+from gateway.api.precaching import Precaching
 from gateway.api.response import Responder
 from gateway.api.routes.anthropic import anthropic_routes
 from gateway.api.routes.health import health_routes
@@ -68,15 +69,22 @@ def create_api(
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
     models = config.enabled_models()
+    response_cache = (
+        ResponseCache(config.cache, cache, prices=meter.prices, events=cache_events)
+        if cache is not None
+        else None
+    )
+    upstream = Upstream(backend)
     pipeline = Pipeline(
         Admission(identity, models, meter, limits=config.limits),
         InputPolicy(engine, embedding),
-        ResponseCache(config.cache, cache, prices=meter.prices, events=cache_events)
-        if cache is not None
-        else None,
-        Upstream(backend),
+        response_cache,
+        upstream,
         OutputPolicy(engine),
         Responder(meter, audit, replica=replica),
+        precaching=Precaching(response_cache, upstream, meter.prices, audit)
+        if response_cache is not None
+        else None,
     )
 
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)

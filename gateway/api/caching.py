@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -39,8 +39,10 @@ from gateway.cache.lookup import (
     Phase,
     Selector,
 )
+from gateway.cache.precache import FollowUp
 from gateway.cache.request import CacheRequest, chat_request
 from gateway.errors import InvalidRequest
+from gateway.identity.principal import Principal
 from gateway.protocol.openai import (
     ChatChoice,
     ChatCompletion,
@@ -72,11 +74,16 @@ class CacheBackend(Protocol):
         self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
     ) -> Observation: ...
 
+    async def follow_ups(self, request: CacheRequest) -> list[FollowUp]: ...
+
     async def embed(self, texts: list[str]) -> np.ndarray: ...
 
     async def invalidate(self, selector: Selector) -> int: ...
 
     async def stats(self) -> dict[str, Any]: ...
+
+
+Stored = Callable[[CacheRequest, CachedAnswer], None]
 
 
 class CacheEvents(Protocol):
@@ -151,6 +158,17 @@ class ResponseCache:
     def applies(self, model: str) -> bool:
         return self.config.enabled_for(model)
 
+    def request_of(self, body: ChatCompletionRequest, principal: Principal) -> CacheRequest:
+        """The cache's view of a chat request from `principal`."""
+        return chat_request(
+            body.model,
+            [m.model_dump(exclude_none=True) for m in body.messages],
+            body.model_dump(exclude_none=True, exclude={"messages", "model"}),
+            self.config,
+            user=principal.user_id,
+            groups=principal.groups,
+        )
+
     async def probe(self, exchange: Exchange, body: ChatCompletionRequest) -> Probe | None:
         """Look `body` up as `x-raygate-cache-control` allows; None when the cache does not
         apply to this request at all. Reuses the request's embedding when one was computed
@@ -163,14 +181,7 @@ class ResponseCache:
         principal = exchange.principal
         if not self.applies(body.model) or principal is None:
             return None
-        request = chat_request(
-            body.model,
-            [m.model_dump(exclude_none=True) for m in body.messages],
-            body.model_dump(exclude_none=True, exclude={"messages", "model"}),
-            self.config,
-            user=principal.user_id,
-            groups=principal.groups,
-        )
+        request = self.request_of(body, principal)
         store = control in ("default", "no-cache") and _storable(body) and request.cacheable
         if control in ("no-cache", "bypass") or not request.cacheable:
             exchange.cache_phase = "bypass"
@@ -296,9 +307,15 @@ class ResponseCache:
 
     # --- storing a miss ------------------------------------------------------------------
 
-    async def keep(self, probe: Probe | None, call: Awaitable[ChatAnswer]) -> ChatAnswer:
+    async def keep(
+        self,
+        probe: Probe | None,
+        call: Awaitable[ChatAnswer],
+        then: Stored | None = None,
+    ) -> ChatAnswer:
         """The routed answer, stored once complete (a stream: if it ran to a clean end)
-        when the probe says it may be; identical requests waiting on this one get it."""
+        when the probe says it may be; identical requests waiting on this one get it.
+        `then` is told of each answer stored (pre-caching)."""
         try:
             answer = await call
         except BaseException:
@@ -308,12 +325,11 @@ class ResponseCache:
             self._settle(probe, None)
             return answer
         if isinstance(answer, RoutedStream):
-            return RoutedStream(answer.route, self._recording(probe, answer))
-        stored = _from_completion(answer.response, answer.route.target)
+            return RoutedStream(answer.route, self._recording(probe, answer, then))
+        stored = cached_answer(answer.response, answer.route.target)
         self._settle(probe, stored)
         if stored is not None:
-            await self._store(probe, stored)
-            self._observe(probe, stored)
+            await self._kept(probe, stored, then)
         return answer
 
     def _settle(self, probe: Probe | None, answer: CachedAnswer | None) -> None:
@@ -326,7 +342,7 @@ class ResponseCache:
             del self._leads[probe.key]
 
     async def _recording(
-        self, probe: Probe, stream: RoutedStream[ChatCompletionChunk]
+        self, probe: Probe, stream: RoutedStream[ChatCompletionChunk], then: Stored | None
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         parts: list[str] = []
         finish: str | None = None
@@ -344,8 +360,13 @@ class ResponseCache:
                 yield chunk
         if cacheable and finish in ("stop", "length") and parts:
             answer = CachedAnswer.of("".join(parts), finish, usage, stream.route.target)
-            await self._store(probe, answer)  # before the stream's end marker goes out
-            self._observe(probe, answer)
+            await self._kept(probe, answer, then)  # before the stream's end marker goes out
+
+    async def _kept(self, probe: Probe, answer: CachedAnswer, then: Stored | None) -> None:
+        await self._store(probe, answer)
+        self._observe(probe, answer)
+        if then is not None:
+            then(probe.request, answer)
 
     async def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         """Store an answer before it goes out, so that no later request on any replica can
@@ -396,7 +417,9 @@ def _answer_of(result: CacheResult) -> CachedAnswer | None:
         return None
 
 
-def _from_completion(response: ChatCompletion, target: str) -> CachedAnswer | None:
+def cached_answer(response: ChatCompletion, target: str) -> CachedAnswer | None:
+    """What the cache keeps of a whole answer: one choice of text that ended cleanly
+    (None: not cacheable)."""
     if len(response.choices) != 1:
         return None
     choice = response.choices[0]

@@ -6,6 +6,7 @@
     cache            a hit answers here (JSON, or replayed as a stream); legacy completions
                      and embeddings exact only
     backend          the router: an external provider or a local model
+    (pre-caching)    after a stored answer: likely follow-ups answered in the background
     output policy    whole answers and every streamed chunk, cache hits included
     response         headers, cost settled, the wire format, the audit record
 
@@ -28,6 +29,7 @@ from gateway.api.exact_caching import ExactCache
 from gateway.api.exchange import Exchange
 from gateway.api.input_policy import InputPolicy
 from gateway.api.output_policy import OutputPolicy
+from gateway.api.precaching import Precaching
 from gateway.api.response import Responder
 from gateway.api.wire import Wire
 from gateway.protocol.anthropic import CountTokensRequest, MessagesRequest
@@ -62,6 +64,7 @@ class Pipeline:
         upstream: Upstream,
         output_policy: OutputPolicy,
         responder: Responder,
+        precaching: Precaching | None = None,
     ) -> None:
         self.admission = admission
         self.input_policy = input_policy
@@ -70,6 +73,7 @@ class Pipeline:
         self.upstream = upstream
         self.output_policy = output_policy
         self.responder = responder
+        self.precaching = precaching if precaching is not None and precaching.enabled else None
         self._closed = False
 
     async def admit(
@@ -87,7 +91,8 @@ class Pipeline:
             answer = self.cache.hit(exchange, probe, stream=body.stream)
         else:
             call = self.upstream.chat(exchange, body)
-            answer = await (self.cache.keep(probe, call) if self.cache is not None else call)
+            then = self.precaching.after(exchange, body) if self.precaching else None
+            answer = await (self.cache.keep(probe, call, then) if self.cache is not None else call)
         return exchange.observe(await self.output_policy.chat(exchange, answer))
 
     async def completion(self, exchange: Exchange, body: CompletionRequest) -> CompletionAnswer:
@@ -118,12 +123,14 @@ class Pipeline:
         return await self.responder.respond(exchange, answer, wire)
 
     async def aclose(self) -> None:
-        """Report the cache checks in flight, flush the audit trail and close identity and
-        limit-store connections (replica shutdown); once."""
+        """Report the cache checks in flight, finish pre-caching, flush the audit trail and
+        close identity and limit-store connections (replica shutdown); once."""
         if self._closed:
             return
         self._closed = True
         if self.cache is not None:
             await self.cache.drain()
+        if self.precaching is not None:
+            await self.precaching.drain()
         await self.responder.aclose()
         await self.admission.identity.aclose()

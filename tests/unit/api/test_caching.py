@@ -409,3 +409,55 @@ async def test_repeated_embeddings_are_answered_exactly(gateway: Gateway) -> Non
         "miss",
     ]
     assert await _upstream(gateway, "/v1/embeddings") == 4
+
+
+LEAVE = (
+    "Employees get twenty-five days of paid leave a year, accrued monthly from their start "
+    "date, and may carry five days over into the next year."
+)
+
+
+@pytest.mark.parametrize("precache", [True, False], ids=["precache-on", "precache-off"])
+@pytest.mark.asyncio
+async def test_a_likely_follow_up_is_answered_before_it_is_asked(
+    tmp_path: Path, embedder: Embedder, precache: bool
+) -> None:
+    setting = "{enabled: %s, min_support: 1}" % ("true" if precache else "false")
+    config = (CONFIG % {"db": tmp_path / "raygate.db", "isolation": "user"}).replace(
+        "  exploration_rate: 0", f"  exploration_rate: 0\n  precache: {setting}"
+    )
+    config = config.replace("audit: {enabled: false}", "audit: {enabled: true}")
+    config = config.replace("  admin_key: sk-admin\n", "")  # the records are read with the default
+    headers = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
+
+    async def converse(*turns: str) -> httpx.Response:
+        roles = ("user", "assistant") * len(turns)
+        messages = [{"role": r, "content": t} for r, t in zip(roles, turns, strict=False)]
+        body = {"model": "sim-small", "messages": messages}
+        return await gw.post("/v1/chat/completions", body, headers=headers)
+
+    async with in_process_gateway(
+        config, embedder=embedder, sim_settings=SimulatorSettings(seed=3)
+    ) as gw:
+        # Someone asked about contractors after the leave policy; now alice asks about leave.
+        await converse("What is the leave policy for employees?", LEAVE, "And contractors?")
+        asked = await converse("What are the rules on employee leave?")
+        assert (gw.pipeline.precaching is not None) == precache
+        if gw.pipeline.precaching is not None:
+            await gw.pipeline.precaching.drain()
+        answer = asked.json()["choices"][0]["message"]["content"]
+        follow_up = await converse(
+            "What are the rules on employee leave?", answer, "And contractors?"
+        )
+        chat_calls = [r for r in await gw.sim.requests() if r["path"] == "/v1/chat/completions"]
+        records = await gw.records()
+    pre = [r for r in records if r["admin_action"] == "cache.precache"]
+    if precache:
+        assert follow_up.headers["x-raygate-cache"] == "exact"
+        assert len(chat_calls) == 3  # the follow-up was asked once, in the background
+        (record,) = pre
+        assert record["admin_target"] == f"request:{asked.headers['x-raygate-request-id']}"
+        assert record["tokens_in"] > 0 and record["cost_usd"] > 0
+    else:
+        assert follow_up.headers["x-raygate-cache"] == "miss"
+        assert len(chat_calls) == 3 and pre == []
