@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from gateway.section import ConfigSection
 
 Isolation = Literal["global", "organisation", "group", "user"]
 
 
-class CacheRoute(BaseModel):
+class CacheRoute(ConfigSection):
     """Per-model-alias overrides of the cache's behaviour."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool | None = Field(None, description="cache this alias at all (default: cache's)")
     similarity_threshold: float | None = Field(
@@ -27,10 +27,8 @@ class CacheRoute(BaseModel):
     )
 
 
-class PrecacheConfig(BaseModel):
+class PrecacheConfig(ConfigSection):
     """Predictive pre-caching: answer the follow-ups that usually come next, in the background."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(False, description="suggest follow-ups worth pre-answering")
     min_support: int = Field(
@@ -50,10 +48,8 @@ class PrecacheConfig(BaseModel):
     )
 
 
-class CacheConfig(BaseModel):
+class CacheConfig(ConfigSection):
     """How the exact, normalised and semantic cache phases behave."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="answer repeated and paraphrased requests from cache")
     isolation: Isolation = Field(
