@@ -48,7 +48,7 @@ def admin_actor(principal: Principal, admin_roles: Sequence[str]) -> AuditPrinci
     """The audited actor of an admin action: who (their groups and the key they used
     included), with the admin roles they acted under as `roles`.
 
-    For an `AdminPrincipal` from `Identity.admin`: `admin_actor(admin.principal, admin.roles)`.
+    For an `AdminPrincipal` from `Authenticator.admin`: `admin_actor(admin.principal, admin.roles)`.
     """
     return AuditPrincipal.of(principal).model_copy(update={"roles": list(admin_roles)})
 

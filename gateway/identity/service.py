@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
 from gateway.identity.access import Grant, grant_for
-from gateway.identity.admin import AdminPrincipal, authorize
 from gateway.identity.authenticator import Authenticator
 from gateway.identity.keys import KeyStore
 from gateway.identity.ldap import LdapDirectory
 from gateway.identity.oidc import OidcVerifier
 from gateway.identity.principal import Principal
-from gateway.identity.roles import Permission
 from gateway.identity.trusted_header import TrustedHeaderAuth
 from gateway.identity.users import UserStore
 from gateway.storage import Database
@@ -48,18 +46,6 @@ class Identity:
     async def caller(self, headers: Mapping[str, str], client_host: str | None) -> Principal:
         """The authenticated caller of a model route (AuthError otherwise)."""
         return await self.authenticator.authenticate(headers, client_host)
-
-    async def admin(
-        self, headers: Mapping[str, str], client_host: str | None, *, needs: Permission
-    ) -> AdminPrincipal:
-        """The administrator calling an admin route, allowed to do `needs`.
-
-        401 `invalid_admin_key` without an admin credential; 403 `admin_role_required` for a
-        login with no admin role, `insufficient_admin_role` for one whose roles lack `needs`.
-        """
-        admin = await self.authenticator.admin(headers, client_host)
-        authorize(admin, needs)
-        return admin
 
     def grant(self, principal: Principal) -> Grant:
         """What the caller may do."""
