@@ -29,7 +29,7 @@ Tokens and dollars: the simulator's usage, priced as gpt-4o-mini (gateway/accoun
 calls are explorations of would-be hits (the fresh call is spend a hit would have saved);
 observed explorations are misses anyway and cost nothing extra.
 
-    .venv/bin/python benchmarks/cache_workload.py [--requests 6000] [--mock-requests 3000]
+    .venv/bin/python -m benchmarks.cache_workload [--requests 6000] [--mock-requests 3000]
         [--families 2000] [--splits dev test] [--methods ...] [--seed 11]
 """
 
@@ -41,13 +41,11 @@ import atexit
 import json
 import random
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +54,9 @@ import httpx
 import numpy as np
 import uvicorn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.cache_quality import machine  # noqa: E402
-from benchmarks.paraphrase_sets import DEFAULT_DATA  # noqa: E402
-from benchmarks.workload_traces import (  # noqa: E402
+from benchmarks.paraphrase_sets import DEFAULT_DATA
+from benchmarks.report import ROOT, Report
+from benchmarks.workload_traces import (
     FOLLOW_UP,
     FOLLOW_UP_OF,
     MAX_FAMILY,
@@ -76,16 +71,16 @@ from benchmarks.workload_traces import (  # noqa: E402
     qqp_families,
     split_of,
 )
-from gateway.accounting.pricing import PriceTable  # noqa: E402
-from gateway.cache.cache import SemanticCache  # noqa: E402
-from gateway.cache.config import CacheConfig  # noqa: E402
-from gateway.cache.embedder import Embedder  # noqa: E402
-from gateway.cache.keys import scope_key, split_last_user_turn  # noqa: E402
-from gateway.cache.lookup import CacheQuery, NewEntry  # noqa: E402
-from gateway.cache.request import chat_request  # noqa: E402
-from gateway.cache.service import CacheService  # noqa: E402
-from gateway.simulator import SimulatorSettings, create_app  # noqa: E402
-from gateway.simulator.answer_book import AnswerBook  # noqa: E402
+from gateway.accounting.pricing import PriceTable
+from gateway.cache.cache import SemanticCache
+from gateway.cache.config import CacheConfig
+from gateway.cache.embedder import Embedder
+from gateway.cache.keys import scope_key, split_last_user_turn
+from gateway.cache.lookup import CacheQuery, NewEntry
+from gateway.cache.request import chat_request
+from gateway.cache.service import CacheService
+from gateway.simulator import SimulatorSettings, create_app
+from gateway.simulator.answer_book import AnswerBook
 
 RESULTS = ROOT / "benchmarks" / "results" / "cache_workload.json"
 PLOT = RESULTS.with_suffix(".png")
@@ -694,18 +689,6 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _commit() -> str:
-    """The commit measured (with "+dirty" when the work tree had changes)."""
-    import subprocess
-
-    def git(*argv: str) -> str:
-        return subprocess.run(
-            ["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain") else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=6000, help="QQP single questions")
@@ -722,39 +705,26 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    commit = _commit()  # before anything is written under benchmarks/results
+    report = Report(
+        "cache_workload",
+        parameters={
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "model_priced": MODEL,
+            "warm_up_share": WARM_UP,
+            "zipf": ZIPF,
+            "near_miss_share": NEAR_MISS,
+            "follow_up_share": FOLLOW_UP,
+            "max_family": MAX_FAMILY,
+            "gptcache": version("gptcache"),
+            "cache_defaults": CacheConfig().model_dump(exclude={"routes"}),
+        },
+    )
     results = asyncio.run(run(args))
     checked = goals(results)
     print(json.dumps(checked, indent=1))
     if args.out == RESULTS:
         plot(results, args.methods)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "cache_workload",
-                "timestamp": datetime.now(UTC).isoformat(),
-                "machine": machine(),
-                "commit": commit,
-                "parameters": {
-                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                    "model_priced": MODEL,
-                    "warm_up_share": WARM_UP,
-                    "zipf": ZIPF,
-                    "near_miss_share": NEAR_MISS,
-                    "follow_up_share": FOLLOW_UP,
-                    "max_family": MAX_FAMILY,
-                    "gptcache": version("gptcache"),
-                    "cache_defaults": CacheConfig().model_dump(exclude={"routes"}),
-                },
-                "goals_at_1pct": checked,
-                "traces": results,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(f"wrote {args.out}")
+    report.write({"goals_at_1pct": checked, "traces": results}, path=args.out)
 
 
 if __name__ == "__main__":
