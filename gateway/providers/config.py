@@ -128,7 +128,7 @@ class ProviderConfig(ConfigSection):
     def resolved_preset(self) -> ProviderPreset:
         """The preset merged under this provider's own settings (a cloud provider's base URL
         follows from its region or location)."""
-        base = PRESETS[self.preset] if self.preset else ProviderPreset(kind=self.kind or "openai")
+        base = PRESETS[self.preset] if self.preset else wire_defaults(self.kind or "openai")
         update: dict[str, object] = {
             k: v for k, v in {"kind": self.kind, "base_url": self.base_url}.items() if v is not None
         }
@@ -189,3 +189,15 @@ class ProviderConfig(ConfigSection):
 
 
 _CLOUD_URLS: frozenset[str] = frozenset({"bedrock", "vertex", "vertex-anthropic"})
+
+_WIRE_FIELDS = ("auth", "endpoints", "unsupported_params")
+"""What a wire format's own preset says of every upstream that speaks it."""
+
+
+def wire_defaults(kind: ProviderKind) -> ProviderPreset:
+    """The preset of a provider configured by `kind` alone: how the wire format takes its key,
+    what it serves and what it cannot honour, from the preset of that name (so `drop_params`
+    has a list to drop from); never its URL, key variable or model names."""
+    own = PRESETS.get(kind)
+    fields = own.model_dump(include=set(_WIRE_FIELDS)) if own else {}
+    return ProviderPreset(kind=kind, **fields)

@@ -32,14 +32,6 @@ class GeminiProvider(Provider):
     `batchEmbedContents`.
     """
 
-    def auth_headers(self, api_key: str) -> dict[str, str]:
-        """`x-goog-api-key`, also for a provider configured by `kind` alone (no preset)."""
-        # Without a preset the resolved preset's auth is the generic default, bearer, which
-        # the Gemini API does not accept.
-        if api_key and self.config.preset is None and self.preset.auth == "bearer":
-            return {"x-goog-api-key": api_key}
-        return super().auth_headers(api_key)
-
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         request = self.conform(request).request
         body = chat_request_to_gemini(request)

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.errors import UnsupportedParameter
 from gateway.protocol.openai import ChatCompletionRequest, EmbeddingRequest
+from gateway.providers.config import ProviderConfig
 from gateway.providers.params import conform, merge_drop
 from gateway.providers.presets import PRESETS
 
@@ -89,3 +90,18 @@ def test_merge_drop() -> None:
     assert merge_drop(False, None) == []
     assert merge_drop(["a"], ["b", "a"]) == ["a", "b"]
     assert merge_drop(["a"], True) is True
+
+
+def test_a_provider_configured_by_kind_alone_knows_its_wire_formats_limits() -> None:
+    # LangChain sends `parallel_tool_calls: false`; a Gemini upstream cannot honour it, with or
+    # without a preset, and drop_params must be able to drop it in both cases.
+    bare = ProviderConfig(kind="gemini", base_url="http://127.0.0.1:1", drop_params=True)
+    preset = bare.resolved_preset
+    assert preset.auth == "x-goog-api-key" and "parallel_tool_calls" in preset.unsupported_params
+    assert preset.api_key_env is None  # never another provider's key variable
+    fitted = conform(chat(parallel_tool_calls=False), preset, provider="g", drop=True)
+    assert fitted.dropped == ["parallel_tool_calls"]
+    with pytest.raises(UnsupportedParameter, match="parallel_tool_calls"):
+        conform(chat(parallel_tool_calls=False), preset, provider="g")
+    custom = ProviderConfig(kind="openai", base_url="http://127.0.0.1:1").resolved_preset
+    assert custom.api_key_env is None and custom.reasoning_models == []
