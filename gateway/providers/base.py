@@ -111,6 +111,11 @@ class Provider(ABC):
             return EntraClientCredentials(self.config.azure_ad, name=self.name)
         return None
 
+    @property
+    def auth(self) -> httpx.Auth | None:
+        """The per-request authentication every call carries (health checks share it)."""
+        return self._auth
+
     async def aclose(self) -> None:
         """Close the connection pool (and the token client, when there is one)."""
         await self._client.aclose()

@@ -38,7 +38,8 @@ class HealthProbe(Protocol):
 
 
 class HttpHealthProbe:
-    """GET the check path with the provider's own credentials; any 2xx passes.
+    """GET the check path with the provider's own credentials (its key, or its signed or
+    token authentication: SigV4, Google OAuth, Entra ID); any 2xx passes.
 
     Keeps one small pooled client per provider, apart from the provider's request pool so
     that a check never waits behind (or holds up) a slow completion.
@@ -55,6 +56,7 @@ class HttpHealthProbe:
             client = httpx.AsyncClient(
                 base_url=(provider.preset.base_url or "").rstrip("/"),
                 headers={**provider.auth_headers(config.resolved_api_key()), **config.headers},
+                auth=provider.auth,
                 limits=httpx.Limits(max_connections=2),
                 transport=self._transport,
             )

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.errors import ContentFiltered, InvalidRequest, UpstreamRejected
 from gateway.protocol.cohere import chat_request_to_cohere, cohere_to_chat
@@ -21,7 +24,9 @@ from gateway.providers.base import Provider
 from gateway.providers.config import ProviderConfig
 from gateway.providers.registry import build_provider
 from gateway.providers.vertex import VertexAnthropic, VertexGemini
-from tests.support.simulator import collect, control, received, streamed_text
+from gateway.routing.config import HealthCheck
+from gateway.routing.health import HttpHealthProbe
+from tests.support.simulator import collect, control, received, serve, streamed_text
 from tests.unit.providers.cloud_support import (
     AZURE_CLIENT_ID,
     AZURE_CLIENT_SECRET,
@@ -342,3 +347,24 @@ async def test_cohere_penalties_outside_its_range_are_refused() -> None:
                 tool_choice={"type": "function", "function": {"name": "nope"}},
             )
         )
+
+
+@pytest.mark.asyncio
+async def test_a_health_check_carries_the_clouds_token_not_just_static_headers(
+    sim: tuple[Starlette, str], sa_file: Path
+) -> None:
+    seen: list[str] = []
+
+    async def health(request: Request) -> Response:
+        seen.append(request.headers.get("authorization", ""))
+        return Response("ok")
+
+    adapter = vertex(sim[1], sa_file)
+    probe = HttpHealthProbe()
+    try:
+        with serve(Starlette(routes=[Route("/health", health)])) as checked:
+            assert await probe(adapter, HealthCheck(path=f"{checked}/health"))
+    finally:
+        await probe.aclose()
+        await adapter.aclose()
+    assert len(seen) == 1 and seen[0].startswith("Bearer ") and len(seen[0]) > len("Bearer ")
