@@ -10,10 +10,14 @@ one engine replica, interleaved per concurrency level:
   router, then the same handle).
 
 Every answer is `--tokens` long (`ignore_eos`). Reported per path and level: time to first
-token (p50/p99), tokens/s per stream and in total. Writes `benchmarks/results/local_serving.json`.
+token (p50/p99), tokens/s per stream and in total. The whole is repeated for each
+`--stream-intervals` (the model's `stream_interval_ms`: 0 sends one chunk per engine step),
+redeploying the model between them; each raygate row is compared with the direct path at
+the same interval and with the engine as it streams on its own (direct at interval 0). Writes
+`benchmarks/results/local_serving.json`.
 
-    .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4]
-        [--tokens 64] [--model DIR] [--out PATH]
+    .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4 16]
+        [--tokens 64] [--stream-intervals 0 20 50] [--model DIR] [--out PATH]
 """
 
 import argparse
@@ -45,7 +49,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _deploy(model_dir: Path, serve_port: int) -> None:
+def _deploy(model_dir: Path, serve_port: int, interval_ms: float) -> None:
     import ray
 
     from deployments.app import build_app
@@ -58,15 +62,20 @@ auth: {{dev_key: {KEY}}}
 cache: {{enabled: false}}
 storage: {{url: "sqlite:///{tempfile.mkdtemp(prefix="raygate-bench-")}/raygate.db"}}
 local_models:
-  tiny: {{path: "{model_dir}", device: cpu, cpus: 1, max_model_len: 1024}}
+  tiny: {{path: "{model_dir}", device: cpu, cpus: 1, max_model_len: 1024,
+          stream_interval_ms: {interval_ms}}}
 models:
   tiny: {{targets: [local/tiny]}}
 """
     )
-    ray.init(
-        address="local", num_cpus=os.cpu_count() or 2, logging_level="ERROR", log_to_driver=False
-    )
-    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 2,
+            logging_level="ERROR",
+            log_to_driver=False,
+        )
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     serve.run(build_app({"config": config}), name="raygate", route_prefix="/")
 
 
@@ -175,7 +184,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="model directory (default: build tiny)")
     parser.add_argument("--requests", type=int, default=24, help="per path and level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--stream-intervals", type=float, nargs="+", default=[0, 20, 50], help="ms; 0 first"
+    )
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens per answer")
     parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
@@ -188,18 +200,20 @@ def main() -> int:
     url = f"http://127.0.0.1:{serve_port}/v1/chat/completions"
     rows = []
     try:
-        _deploy(model_dir, serve_port)
-        _wait(f"http://127.0.0.1:{serve_port}/readyz")
-        handle = serve.get_deployment_handle("LocalModel:tiny", app_name="raygate").options(
-            stream=True
-        )
-        for concurrency in args.concurrency:
-            for path in ("direct", "raygate"):
-                row = asyncio.run(
-                    _level(path, concurrency, args.requests, args.tokens, handle, url)
-                )
-                rows.append(row)
-                print(f"  {path:8} c={concurrency:<3} {row}", flush=True)
+        for interval in args.stream_intervals:
+            _deploy(model_dir, serve_port, interval)
+            _wait(f"http://127.0.0.1:{serve_port}/readyz")
+            handle = serve.get_deployment_handle("LocalModel:tiny", app_name="raygate").options(
+                stream=True
+            )
+            for concurrency in args.concurrency:
+                for path in ("direct", "raygate"):
+                    row = asyncio.run(
+                        _level(path, concurrency, args.requests, args.tokens, handle, url)
+                    )
+                    row = {"stream_interval_ms": interval, **row}
+                    rows.append(row)
+                    print(f"  {interval:>4} ms {path:8} c={concurrency:<3} {row}", flush=True)
     finally:
         serve.shutdown()
     _report(report, rows, args)
@@ -209,6 +223,7 @@ def main() -> int:
 def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     table = markdown_table(
         [
+            "stream interval ms",
             "path",
             "concurrency",
             "TTFT p50 ms",
@@ -218,6 +233,7 @@ def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace
         ],
         [
             [
+                r["stream_interval_ms"],
                 r["path"],
                 r["concurrency"],
                 r["ttft_p50_ms"],
@@ -227,27 +243,35 @@ def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace
             ]
             for r in rows
         ],
-        align="lrrrrr",
+        align="rlrrrrr",
     )
     print(table)
-    by = {(r["path"], r["concurrency"]): r for r in rows}
-    summary = [
-        {
-            "concurrency": c,
-            "added_ttft_p50_ms": round(
-                by[("raygate", c)]["ttft_p50_ms"] - by[("direct", c)]["ttft_p50_ms"], 1
-            ),
-            "total_tokens_per_s_ratio": round(
-                by[("raygate", c)]["total_tokens_per_s"] / by[("direct", c)]["total_tokens_per_s"],
-                3,
-            ),
-        }
-        for c in args.concurrency
-    ]
+    by = {(r["stream_interval_ms"], r["path"], r["concurrency"]): r for r in rows}
+    engine = args.stream_intervals[0]  # the engine as it streams on its own (0: every step)
+
+    def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+        return round(a["total_tokens_per_s"] / b["total_tokens_per_s"], 3)
+
+    summary = []
+    for interval in args.stream_intervals:
+        for c in args.concurrency:
+            raygate, direct = by[(interval, "raygate", c)], by[(interval, "direct", c)]
+            alone = by[(engine, "direct", c)]
+            summary.append(
+                {
+                    "stream_interval_ms": interval,
+                    "concurrency": c,
+                    "added_ttft_p50_ms": round(raygate["ttft_p50_ms"] - alone["ttft_p50_ms"], 1),
+                    "total_tokens_per_s_ratio": ratio(raygate, alone),
+                    "total_tokens_per_s_ratio_same_interval": ratio(raygate, direct),
+                }
+            )
     for s in summary:
         print(
-            f"  c={s['concurrency']:<3} raygate adds {s['added_ttft_p50_ms']:+} ms TTFT p50; "
-            f"total tokens/s x{s['total_tokens_per_s_ratio']}"
+            f"  {s['stream_interval_ms']:>4} ms c={s['concurrency']:<3} raygate adds "
+            f"{s['added_ttft_p50_ms']:+} ms TTFT p50 over the engine alone; total tokens/s "
+            f"x{s['total_tokens_per_s_ratio']} (x{s['total_tokens_per_s_ratio_same_interval']}"
+            " of direct at the same interval)"
         )
     report.write(
         {

@@ -43,6 +43,7 @@ from local_models.bridge import (
     finish_reason,
     sampling_kwargs,
 )
+from local_models.coalesce import Delta, Step, coalesce, merge_steps
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +118,26 @@ class VllmEngine:
         prompt, params = await self._chat_input(request, stream=True)
         chunk_id = new_id("chatcmpl")
         started: set[int] = set()
-        async for output, usage in self._steps(prompt, params):
+        async for step in self._stream(prompt, params):
             choices = []
-            for out in output.outputs:
-                first = out.index not in started
-                started.add(out.index)
+            for delta in step.deltas:
+                first = delta.index not in started
+                started.add(delta.index)
                 choices.append(
                     ChunkChoice(
-                        index=out.index,
-                        delta=ChoiceDelta(role="assistant" if first else None, content=out.text),
-                        finish_reason=finish_reason(out.finish_reason),
+                        index=delta.index,
+                        delta=ChoiceDelta(role="assistant" if first else None, content=delta.text),
+                        finish_reason=delta.finish_reason,
                     )
                 )
             yield LocalChatCompletionChunk(
                 id=chunk_id, model=request.model, choices=choices, replica=self.replica
             )
-            if output.finished:
+            if step.finished:
                 yield LocalChatCompletionChunk(
                     id=chunk_id,
                     model=request.model,
-                    usage=usage,
+                    usage=step.usage,
                     replica=self.replica,
                 )
 
@@ -160,24 +161,22 @@ class VllmEngine:
         """A streamed legacy completion, then a usage chunk."""
         prompt, params = await self._completion_input(request, stream=True)
         completion_id = new_id("cmpl")
-        async for output, usage in self._steps(prompt, params):
+        async for step in self._stream(prompt, params):
             yield LocalCompletion(
                 id=completion_id,
                 model=request.model,
                 choices=[
-                    CompletionChoice(
-                        index=o.index, text=o.text, finish_reason=finish_reason(o.finish_reason)
-                    )
-                    for o in output.outputs
+                    CompletionChoice(index=d.index, text=d.text, finish_reason=d.finish_reason)
+                    for d in step.deltas
                 ],
                 replica=self.replica,
             )
-            if output.finished:
+            if step.finished:
                 yield LocalCompletion(
                     id=completion_id,
                     model=request.model,
                     choices=[],
-                    usage=usage,
+                    usage=step.usage,
                     replica=self.replica,
                 )
 
@@ -234,6 +233,21 @@ class VllmEngine:
         if last is None:
             raise UpstreamError(f"local model {self.name!r} gave no output")
         return last
+
+    def _stream(self, prompt: Any, params: Any) -> AsyncIterator[Step]:
+        """A streamed request's engine steps, coalesced per the model's `stream_interval_ms`."""
+        steps = (
+            Step(
+                tuple(
+                    Delta(out.index, out.text, finish_reason(out.finish_reason))
+                    for out in output.outputs
+                ),
+                output.finished,
+                usage,
+            )
+            async for output, usage in self._steps(prompt, params)
+        )
+        return coalesce(steps, self._config.stream_interval_ms / 1000, merge_steps)
 
     async def _steps(self, prompt: Any, params: Any) -> AsyncIterator[tuple[Any, LocalUsage]]:
         """The engine's outputs for one request, each with the usage (tokens and attributed

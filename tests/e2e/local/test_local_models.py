@@ -62,7 +62,10 @@ def test_a_chat_is_answered_by_the_local_replica_with_usage(local_gateway: Local
     assert "device_seconds" not in raw.http_response.text  # the engine's timing stays inside
 
 
-def test_a_streamed_chat_arrives_in_pieces_then_usage(local_gateway: LocalGateway) -> None:
+def test_a_streamed_chat_arrives_as_deltas_then_usage(local_gateway: LocalGateway) -> None:
+    # How many deltas depends on the engine's pace (stream_interval_ms merges the tokens made
+    # within an interval; tests/unit/local_models/test_coalesce.py checks that): every token
+    # arrives, the first chunk names the role, the last choice says why it ended.
     with _client(local_gateway).chat.completions.with_streaming_response.create(
         model="tiny",
         messages=HELLO,
@@ -76,7 +79,7 @@ def test_a_streamed_chat_arrives_in_pieces_then_usage(local_gateway: LocalGatewa
     assert LOCAL_ROUTE.match(route), route
     deltas = [c.choices[0].delta.content for c in chunks if c.choices]
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert len([d for d in deltas if d]) >= 2
+    assert [d for d in deltas if d]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == 12
