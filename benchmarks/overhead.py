@@ -1,14 +1,24 @@
-"""Gateway overhead: the simulator direct, a bare Serve forwarder, and raygate's miss path.
+"""Gateway overhead: the simulator direct, a bare Serve forwarder, raygate's miss path, and
+LiteLLM's proxy (the gateway a user would pick instead).
 
-All three are measured interleaved per concurrency level against one simulator (zero added
+All four are measured interleaved per concurrency level against one simulator (zero added
 latency, so every millisecond measured is the path's own), once per set of Ray Serve settings
-(`PROFILES`), each on a fresh Ray. With `--compare REV`, raygate at commit REV (checked out in
-a temporary worktree) is measured in the same run, in alternating rounds with the working
-tree's, so a change's cost is read side by side on one machine in one run. Prints a table and
-writes `benchmarks/results/overhead.json`.
+(`PROFILES`), each on a fresh Ray. LiteLLM's proxy runs from its own virtual environment (its
+pins would fight raygate's), one worker, no database, a master key as raygate has an API key:
+
+    python3 -m venv .bench/litellm && .bench/litellm/bin/pip install "litellm[proxy]==1.108.7"
+
+(1.108.7 is the newest whose `proxy` extra installs from the registry here: later ones need a
+`litellm-proxy` package that is not published there.)
+
+Without it (`--litellm` names another executable) its row is left out and the JSON says so.
+With `--compare REV`, raygate at commit REV (checked out in a temporary worktree) is measured
+in the same run, in alternating rounds with the working tree's, so a change's cost is read
+side by side on one machine in one run. Prints a table and writes
+`benchmarks/results/overhead.json`.
 
     .venv/bin/python -m benchmarks.overhead [--requests 400] [--concurrency 1 8 64]
-        [--profiles default throughput haproxy] [--compare REV] [--rounds 2]
+        [--profiles default throughput haproxy] [--compare REV] [--rounds 2] [--litellm EXE]
 """
 
 import argparse
@@ -74,6 +84,29 @@ class BareForwarder:
     async def chat(self, request: Request) -> Response:
         upstream = await self._client.post("/v1/chat/completions", content=await request.body())
         return Response(upstream.content, upstream.status_code, media_type="application/json")
+
+
+LITELLM_DEFAULT = ROOT / ".bench" / "litellm" / "bin" / "litellm"
+
+
+def _litellm_config(sim_url: str) -> str:
+    """LiteLLM's proxy config: the simulator as an OpenAI-compatible model, a master key."""
+    return f"""
+model_list:
+  - model_name: sim-small
+    litellm_params: {{model: openai/sim-small, api_base: "{sim_url}/v1", api_key: sk-sim}}
+general_settings: {{master_key: {KEY}}}
+litellm_settings: {{telemetry: false, drop_params: true}}
+"""
+
+
+def _start_litellm(exe: Path, sim_url: str, port: int, scratch: Path) -> subprocess.Popen[bytes]:
+    config = scratch / "litellm.yaml"
+    config.write_text(_litellm_config(sim_url))
+    command = [str(exe), "--config", str(config), "--port", str(port), "--num_workers", "1"]
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+    env.pop("PYTHONPATH", None)  # its own environment, not raygate's
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def _deploy(sim_url: str, serve_port: int) -> None:
@@ -164,14 +197,23 @@ def main() -> int:
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     parser.add_argument("--compare", metavar="REV", help="also measure raygate at this commit")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per version")
+    parser.add_argument(
+        "--litellm", type=Path, default=LITELLM_DEFAULT, help="LiteLLM's `litellm` executable"
+    )
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    litellm = args.litellm if args.litellm.exists() else None
     if args.child_out is not None:
-        rows = _measure(args.requests, args.concurrency)
+        rows = _measure(args.requests, args.concurrency, litellm)
         args.child_out.write_text(json.dumps(rows))
         return 0
 
-    report = Report("overhead", parameters=vars(args) | {"child_out": None})
+    report = Report(
+        "overhead",
+        parameters=vars(args) | {"child_out": None, "litellm": _litellm_version(litellm)},
+    )
+    if litellm is None:
+        print(f"LiteLLM's proxy left out: {args.litellm} does not exist", flush=True)
     versions = {"working tree": ROOT}
     with tempfile.TemporaryDirectory(prefix="raygate-compare-") as scratch:
         if args.compare:
@@ -204,22 +246,40 @@ def _child(args: argparse.Namespace, tree: Path, env: dict[str, str], out: Path)
     `tree` first on the path of the process and of the Ray workers it starts."""
     command = [sys.executable, __file__, "--child-out", str(out)]
     command += ["--requests", str(args.requests), "--concurrency", *map(str, args.concurrency)]
+    command += ["--litellm", str(args.litellm)]
     path = os.pathsep.join([str(tree), str(ROOT)])
     subprocess.run(command, check=True, cwd=tree, env={**os.environ, **env, "PYTHONPATH": path})
     return json.loads(out.read_text())
 
 
-def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
-    """All three paths at every concurrency level, interleaved, on one fresh Ray."""
-    sim_port, serve_port = _free_port(), _free_port()
+def _litellm_version(exe: Path | None) -> str | None:
+    if exe is None:
+        return None
+    python = exe.parent / "python"
+    found = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or None
+
+
+def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dict[str, Any]]:
+    """Every path at every concurrency level, interleaved, on one fresh Ray."""
+    sim_port, serve_port, litellm_port = _free_port(), _free_port(), _free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     simulator = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "simulate", "--port", str(sim_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    scratch = Path(tempfile.mkdtemp(prefix="raygate-litellm-"))
+    proxy = _start_litellm(litellm, sim_url, litellm_port, scratch) if litellm else None
     try:
         _wait(f"{sim_url}/healthz")
+        if proxy is not None:
+            _wait(f"http://127.0.0.1:{litellm_port}/health/liveliness", timeout_s=180)
         _deploy(sim_url, serve_port)
         serve_url = f"http://127.0.0.1:{serve_port}"
         _wait(f"{serve_url}/readyz")
@@ -231,6 +291,11 @@ def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
                 {"authorization": f"Bearer {KEY}"},
             ),
         }
+        if proxy is not None:
+            paths["LiteLLM proxy"] = (
+                f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
+                {"authorization": f"Bearer {KEY}"},
+            )
         rows = []
         for concurrency in levels:
             for name, (url, headers) in paths.items():
@@ -239,6 +304,9 @@ def _measure(requests: int, levels: list[int]) -> list[dict[str, Any]]:
                 print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
     finally:
         simulator.terminate()
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(timeout=30)
         serve.shutdown()
     return rows
 
@@ -254,19 +322,33 @@ def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) 
                     if (r["version"], r["serve"], r["concurrency"])
                     == (version, profile, concurrency)
                 ]
-                bare = [r for r in same if r["path"] == "bare Serve forwarder"]
-                gate = [r for r in same if r["path"] == "raygate (miss path)"]
-                summary.append(
-                    {
-                        "version": version,
-                        "serve": profile,
-                        "concurrency": concurrency,
-                        "added_p50_ms": _mean_diff(gate, bare, "p50_ms"),
-                        "added_p99_ms": _mean_diff(gate, bare, "p99_ms"),
-                        "raygate_p50_ms": _mean(gate, "p50_ms"),
-                        "raygate_rps": _mean(gate, "throughput_rps"),
+
+                def path(name: str, same: list[dict[str, Any]] = same) -> list[dict[str, Any]]:
+                    return [r for r in same if r["path"] == name]
+
+                bare, gate = path("bare Serve forwarder"), path("raygate (miss path)")
+                sim, litellm = path("simulator direct"), path("LiteLLM proxy")
+                entry = {
+                    "version": version,
+                    "serve": profile,
+                    "concurrency": concurrency,
+                    "added_p50_ms": _mean_diff(gate, bare, "p50_ms"),
+                    "added_p99_ms": _mean_diff(gate, bare, "p99_ms"),
+                    "raygate_p50_ms": _mean(gate, "p50_ms"),
+                    "raygate_rps": _mean(gate, "throughput_rps"),
+                    "raygate_over_upstream_p50_ms": _mean_diff(gate, sim, "p50_ms"),
+                    "raygate_over_upstream_p99_ms": _mean_diff(gate, sim, "p99_ms"),
+                }
+                if litellm:
+                    entry |= {
+                        "litellm_over_upstream_p50_ms": _mean_diff(litellm, sim, "p50_ms"),
+                        "litellm_over_upstream_p99_ms": _mean_diff(litellm, sim, "p99_ms"),
+                        "litellm_rps": _mean(litellm, "throughput_rps"),
+                        "rps_ratio_raygate_to_litellm": round(
+                            _mean(gate, "throughput_rps") / _mean(litellm, "throughput_rps"), 3
+                        ),
                     }
-                )
+                summary.append(entry)
     table = markdown_table(
         ["version", "Serve settings", "path", "concurrency", "p50 ms", "p99 ms", "req/s", "errors"],
         [
@@ -308,7 +390,38 @@ def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) 
         ],
         align="llrrrrr",
     )
+    against = [s for s in summary if "litellm_rps" in s]
+    versus = markdown_table(
+        [
+            "version",
+            "Serve settings",
+            "concurrency",
+            "added p50 ms: raygate",
+            "LiteLLM",
+            "added p99 ms: raygate",
+            "LiteLLM",
+            "req/s: raygate",
+            "LiteLLM",
+        ],
+        [
+            [
+                s["version"],
+                s["serve"],
+                s["concurrency"],
+                s["raygate_over_upstream_p50_ms"],
+                s["litellm_over_upstream_p50_ms"],
+                s["raygate_over_upstream_p99_ms"],
+                s["litellm_over_upstream_p99_ms"],
+                s["raygate_rps"],
+                s["litellm_rps"],
+            ]
+            for s in against
+        ],
+        align="llrrrrrrr",
+    )
     print(table, "\n\nraygate over the bare Serve forwarder (mean over rounds):\n" + added, sep="")
+    if against:
+        print("\nover the simulator called directly, raygate and LiteLLM's proxy:\n" + versus)
     report.write(
         {
             "profiles": {name: PROFILES[name] for name in profiles},
@@ -316,6 +429,7 @@ def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) 
             "raygate_over_bare_serve": summary,
             "table_markdown": table,
             "summary_markdown": added,
+            "versus_litellm_markdown": versus if against else None,
         }
     )
 
