@@ -4,8 +4,9 @@ Starts the simulator and raygate (cache off, Ray Serve's throughput-optimized se
 `raygate up` ships them), puts `--concurrency` non-streamed chat requests on the miss path for
 `--seconds`, and meanwhile samples the proxy, ingress and router replicas with py-spy. For each
 process it reports the functions with the largest share of samples, inclusive (anywhere on the
-stack) and self (the frame running), and writes a flame graph (SVG) for each. py-spy samples
-only threads that are running, so the shares are of busy time. Writes
+stack) and self (the frame running), the share of raygate's own functions, and writes a flame
+graph (SVG) for each. py-spy samples the thread holding the GIL (`--gil`), so the shares are
+of the Python CPU time each process spends. Writes
 `benchmarks/results/profile_hot_path.json` and `profile_hot_path_<process>.svg`.
 
     .venv/bin/python -m benchmarks.profile_hot_path [--seconds 20] [--concurrency 8]
@@ -28,7 +29,7 @@ import psutil
 from ray import serve
 
 from benchmarks.overhead import KEY, _deploy, _free_port, _load, _wait
-from benchmarks.report import RESULTS, Report
+from benchmarks.report import RESULTS, ROOT, Report
 
 PROCESSES = {
     "proxy": "ProxyActor",
@@ -45,7 +46,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="sampling time under load")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
-    parser.add_argument("--top", type=int, default=15, help="functions listed per process")
+    parser.add_argument("--top", type=int, default=25, help="functions listed per process")
     args = parser.parse_args()
     report = Report("profile_hot_path", parameters=vars(args))
     sim_port, serve_port = _free_port(), _free_port()
@@ -73,8 +74,10 @@ def main() -> int:
     processes = {name: _summary(name, args.top) for name in PROCESSES}
     for name, summary in processes.items():
         print(f"\n{name}: {summary['samples']} samples")
-        for row in summary["inclusive"][:10]:
-            print(f"  {row['share']:6.1%}  {row['function']}")
+        for kind in ("self", "raygate_inclusive"):
+            print(f" {kind}:")
+            for row in summary[kind][:12]:
+                print(f"  {row['share']:6.1%}  {row['function']}")
     report.write({"load": load, "processes": processes})
     return 0
 
@@ -96,6 +99,7 @@ def _sample(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[b
     raw = RESULTS / f"profile_hot_path_{name}.txt"
     command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(args.seconds)]
     command += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--nonblocking"]
+    command += ["--gil"]  # only the thread running Python: where the CPU time goes
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -142,16 +146,29 @@ def _summary(name: str, top: int) -> dict[str, Any]:
     def rows(counter: Counter[str]) -> list[dict[str, Any]]:
         return [{"function": f, "share": round(n / total, 4)} for f, n in counter.most_common(top)]
 
-    return {"samples": total, "inclusive": rows(inclusive), "self": rows(own)}
+    ours = Counter({f: n for f, n in inclusive.items() if _raygate(f)})
+    return {
+        "samples": total,
+        "inclusive": rows(inclusive),
+        "self": rows(own),
+        "raygate_inclusive": rows(ours),
+    }
+
+
+def _raygate(function: str) -> bool:
+    """A frame of raygate's own code (not Ray Serve's, the libraries' or the runtime's)."""
+    return any(f"({part}/" in function for part in ("gateway", "deployments", "local_models"))
 
 
 def _function(frame: str) -> str:
     """`name (path/to/module.py:123)` as `name (module path from site-packages or repo)`."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/", "lib/python3.11/"):
+    stdlib = f"python{sys.version_info[0]}.{sys.version_info[1]}/"
+    for marker in ("site-packages/", f"{ROOT}/", stdlib):
         if marker in path:
             path = path.split(marker, 1)[1]
+            break
     return f"{name} ({path})"
 
 
