@@ -88,7 +88,7 @@ class LocalModelConfig(ConfigSection):
     )
     total_timeout: float = Field(600.0, gt=0, description="seconds for a whole answer")
     stream_interval_ms: float = Field(
-        20.0,
+        50.0,
         ge=0,
         description="a stream's chunks after the first: at most one per interval, merging "
         "the tokens made in between (fewer objects through the hops); 0: one per engine step",
