@@ -20,11 +20,13 @@ from gateway.protocol.openai import (
     EmbeddingResponse,
 )
 from gateway.providers.base import Provider
+from gateway.providers.keys import KeyedConfig, ProviderKeyStore
 from gateway.providers.local import LocalProvider
 from gateway.providers.local_config import LOCAL_PROVIDER
 from gateway.providers.registry import build_provider
 from gateway.routing.breaker import BreakerState, Transition
 from gateway.routing.context import RouteContext
+from gateway.routing.keyed import KeyedRouter
 from gateway.routing.routed import in_band
 from gateway.routing.router import Route, Routed, Router
 from gateway.routing.status import RoutingStatus
@@ -92,7 +94,11 @@ class RouterDeployment:
     async def __init__(  # type: ignore[misc]
         self, config: GatewayConfig, local_models: dict[str, DeploymentHandle] | None = None
     ) -> None:
-        self._router = Router(config, _providers(config, local_models or {}))
+        local = local_models or {}
+        store = ProviderKeyStore.from_config(config) if config.storage.data_key_set() else None
+        self._router = KeyedRouter(
+            KeyedConfig(config, store), lambda keyed: Router(keyed, _providers(keyed, local))
+        )
         self._router.subscribe(_BreakerGauges(self._router.status()))
         await self._router.start()
 
@@ -126,7 +132,7 @@ class RouterDeployment:
 
     async def status(self) -> RoutingStatus:
         """This replica's routing state (`Router.status()`)."""
-        return self._router.status()
+        return await self._router.routing_status()
 
     async def not_ready(self) -> list[str]:
         return await self._router.not_ready()

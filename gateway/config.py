@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -92,6 +93,10 @@ class StorageConfig(ConfigSection):
         if value is not None:
             Keyring.parse(value, name="data_key")  # raises, naming the entry, never the secret
         return value
+
+    def data_key_set(self) -> bool:
+        """Whether stored text is sealed (a data key is given, inline or in a file)."""
+        return self.data_key is not None or self.data_key_file is not None
 
     def data_keyring(self) -> Keyring | None:
         """The data keys (read from data_key_file when that is how they are given)."""
@@ -250,6 +255,17 @@ class GatewayConfig(ConfigSection):
 
     def _is_local(self, target: Target) -> bool:
         return target.provider == LOCAL_PROVIDER and target.model in self.local_models
+
+    def with_provider_keys(self, keys: Mapping[str, str]) -> GatewayConfig:
+        """This config with the keys set at run time (`gateway.providers.keys`) in place of
+        the providers' own; a key for a provider the config does not name is left out."""
+        if not keys:
+            return self
+        providers = {
+            name: p.model_copy(update={"api_key": keys[name]}) if name in keys else p
+            for name, p in self.providers.items()
+        }
+        return self.model_copy(update={"providers": providers})
 
     def enabled_providers(self) -> dict[str, ProviderConfig]:
         """Providers whose keys and URLs are present."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from gateway.accounting.meter import Meter
 from gateway.api.errors import validated
 from gateway.api.exchange import Exchange, prompt_text
-from gateway.config import LimitsConfig
+from gateway.config import GatewayConfig, LimitsConfig
 from gateway.errors import ModelNotFound
 from gateway.identity.principal import Principal
 from gateway.identity.service import Identity
@@ -33,6 +33,7 @@ from gateway.protocol.openai import (
     Model,
     ModelList,
 )
+from gateway.providers.keys import KeyedConfig
 from gateway.routing.config import ModelAlias
 
 # The bodies of the model routes: each names a model alias.
@@ -47,20 +48,26 @@ _Body = TypeVar(
 
 
 class Admission:
-    """Admits requests to the model routes; `models` are the enabled aliases."""
+    """Admits requests to the model routes; `models` are the enabled aliases (a provider
+    switched on by a key set at run time enables its aliases: `KeyedConfig`)."""
 
     def __init__(
         self,
         identity: Identity,
-        models: Mapping[str, ModelAlias],
+        config: KeyedConfig,
         meter: Meter,
         *,
         limits: LimitsConfig,
     ) -> None:
         self.identity = identity
-        self.models = models
+        self.models: Mapping[str, ModelAlias] = config.current.enabled_models()
+        self._config = config
         self._meter = meter
         self._limits = limits
+        config.on_change(self._keys_changed)
+
+    async def _keys_changed(self, config: GatewayConfig) -> None:
+        self.models = config.enabled_models()
 
     async def caller(self, request: Request) -> Principal:
         """The authenticated caller, kept with their access grant on the request's exchange."""
@@ -78,6 +85,7 @@ class Admission:
         exchange: Exchange = request.state.exchange
         principal = await self.caller(request)
         body = validated(model, await self._read_body(request))
+        await self._config.fresh()  # the provider keys set at run time, at most once per interval
         name = body.model
         if name not in self.models:
             raise ModelNotFound(

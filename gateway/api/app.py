@@ -40,6 +40,7 @@ from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
+from gateway.providers.keys import KeyedConfig, ProviderKeyStore
 from gateway.storage import Database
 
 
@@ -59,8 +60,19 @@ def create_api(
 
     `app.state.pipeline` is the composed request path (its `aclose()` runs at shutdown).
     """
-    needs_db = config.auth.key_secret or config.audit.enabled or config.budgets.any_limits()
+    needs_db = (
+        config.auth.key_secret
+        or config.audit.enabled
+        or config.budgets.any_limits()
+        or config.storage.data_key_set()  # provider keys set at run time
+    )
     db = Database(config.storage.url) if needs_db else None
+    provider_keys = (
+        ProviderKeyStore.from_config(config, db)
+        if db is not None and config.storage.data_key_set()
+        else None
+    )
+    keyed = KeyedConfig(config, provider_keys)
     identity = Identity.from_config(config, db)
     meter = _meter(config, db)
     audit = _audit_writer(config, db)
@@ -68,7 +80,6 @@ def create_api(
     if embed is None and cache is not None:
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
-    models = config.enabled_models()
     response_cache = (
         ResponseCache(config.cache, cache, prices=meter.prices, events=cache_events)
         if cache is not None
@@ -76,7 +87,7 @@ def create_api(
     )
     upstream = Upstream(backend)
     pipeline = Pipeline(
-        Admission(identity, models, meter, limits=config.limits),
+        Admission(identity, keyed, meter, limits=config.limits),
         InputPolicy(engine, embedding),
         response_cache,
         upstream,
@@ -96,7 +107,7 @@ def create_api(
     app.include_router(anthropic_routes(pipeline))
     app.include_router(health_routes(backend, cache))
     admin = AdminGate(identity)
-    app.include_router(routing_routes(admin, backend, config.providers, models))
+    app.include_router(routing_routes(admin, backend, keyed, provider_keys))
     app.include_router(key_routes(admin, identity))
     app.include_router(policy_routes(admin, engine, embedding.embed, identity))
     if audit is not None:

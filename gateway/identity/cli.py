@@ -91,7 +91,7 @@ def _run(
         return 2
     db = Database(config.storage.url)
     try:
-        record = _recorder(db, config)
+        record = recorder(db, config)
         return action(args, KeyStore(db, config.auth.key_secret), UserStore(db), record)
     except GatewayError as exc:
         print(f"raygate: {exc.message}", file=sys.stderr)
@@ -103,7 +103,7 @@ def _run(
         db.close()
 
 
-def _recorder(db: Database, config: GatewayConfig) -> Record:
+def recorder(db: Database, config: GatewayConfig) -> Record:
     """Appends admin actions to the trail; checks first that it can (ValueError otherwise),
     so that nothing is changed that could not be recorded."""
     if not config.audit.enabled:

@@ -2,7 +2,8 @@
 
 Three roles instead of one shared admin key:
 
-- `admin`: everything, including keys that carry an admin role and changes to the cache;
+- `admin`: everything, including keys that carry an admin role, changes to the cache and
+  the upstreams' keys;
 - `auditor`: read-only: the audit trail (records, summaries, exports, verification) and the
   operational reports (routing, providers, cache statistics), and policy dry runs;
 - `key_manager`: API keys and their owners (issue, list, rotate, revoke), but never a key that
@@ -31,6 +32,7 @@ Permission = Literal[
     "users.write",
     "admin_keys.write",
     "cache.write",
+    "providers.write",
 ]
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 

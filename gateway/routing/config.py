@@ -150,6 +150,12 @@ class RoutingConfig(ConfigSection):
     latency_alpha: float = Field(
         0.3, gt=0, le=1, description="weight of the newest sample in the latency EWMA"
     )
+    key_sync_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="provider keys set at run time reach every replica within this (they are "
+        "read on the request path at most once per interval)",
+    )
 
     def retry_for(self, alias: ModelAlias) -> RetryPolicy:
         """The alias's retry policy: this one, with the fields the alias sets replaced."""
