@@ -72,6 +72,7 @@ class Admission:
     async def caller(self, request: Request) -> Principal:
         """The authenticated caller, kept with their access grant on the request's exchange."""
         exchange: Exchange = request.state.exchange
+        await self._config.fresh()  # the provider keys set at run time, at most once per interval
         principal = await self.identity.caller(request.headers, exchange.client_address)
         exchange.principal = principal
         exchange.grant = self.identity.grant(principal)
@@ -85,7 +86,6 @@ class Admission:
         exchange: Exchange = request.state.exchange
         principal = await self.caller(request)
         body = validated(model, await self._read_body(request))
-        await self._config.fresh()  # the provider keys set at run time, at most once per interval
         name = body.model
         if name not in self.models:
             raise ModelNotFound(

@@ -85,6 +85,7 @@ async def test_a_key_set_at_run_time_switches_the_provider_on_rotates_and_goes(
     tmp_path: Path, sim: Sim
 ) -> None:
     async for gw, app in gateway(tmp_path, sim, data_key=f"k1:{new_secret()}"):
+        assert (await gw.get("/v1/models", headers=USER)).json()["data"] == []
         off = await gw.post("/v1/chat/completions", json=CHAT, headers=USER)
         assert off.status_code == 404 and off.json()["error"]["code"] == "model_not_found"
 
@@ -93,6 +94,8 @@ async def test_a_key_set_at_run_time_switches_the_provider_on_rotates_and_goes(
         )
         assert put.status_code == 200, put.text
         assert put.json()["key"]["hint"] == "...1111" and "sk-first" not in put.text
+        listed_to_users = (await gw.get("/v1/models", headers=USER)).json()["data"]
+        assert [m["id"] for m in listed_to_users] == ["gpt"]
         on = await gw.post("/v1/chat/completions", json=CHAT, headers=USER)
         assert on.status_code != 404  # on, and its (wrong) key sent: the upstream refuses it
         assert "rejected raygate's credentials (401)" in on.json()["error"]["message"], on.text
