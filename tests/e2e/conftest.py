@@ -15,6 +15,17 @@ import yaml
 from tests.servers.oidc_issuer import OidcIssuer
 from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 from tests.support import optional_binary, running_gateway
+from tests.unit.providers.cloud_support import (
+    AWS_KEY_ID,
+    AWS_SECRET,
+    AZURE_CLIENT_ID,
+    AZURE_CLIENT_SECRET,
+    AZURE_TENANT,
+    PROJECT,
+    cloud_settings,
+    cloud_sim,
+    service_account,
+)
 
 CONFIG = Path(__file__).with_name("gateway.yaml")
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
@@ -58,6 +69,52 @@ class Gateway:
         )
 
 
+@dataclass(frozen=True)
+class Clouds:
+    """The cloud simulator's URL and the service-account file its token endpoint honours."""
+
+    url: str
+    sa_file: Path
+
+    def providers(self) -> dict[str, object]:
+        """The cloud providers, as an operator would configure them, at the simulator."""
+        gcp = {"project": PROJECT, "credentials_file": str(self.sa_file)}
+        aws = {"region": "us-east-1", "access_key_id": AWS_KEY_ID, "secret_access_key": AWS_SECRET}
+        entra = {
+            "tenant_id": AZURE_TENANT,
+            "client_id": AZURE_CLIENT_ID,
+            "client_secret": AZURE_CLIENT_SECRET,
+            "authority_host": self.url,
+        }
+        return {
+            "bedrock": {"preset": "bedrock", "base_url": self.url, "aws": aws},
+            "vertex": {
+                "preset": "vertex",
+                "base_url": self.url,
+                "gcp": {**gcp, "location": "europe-west4"},
+            },
+            "claude-vertex": {
+                "preset": "vertex-anthropic",
+                "base_url": self.url,
+                "gcp": {**gcp, "location": "us-east5"},
+            },
+            "azure": {"preset": "azure", "base_url": self.url, "azure_ad": entra},
+            "cohere": {"preset": "cohere", "base_url": self.url, "api_key": "sk-cloud"},
+        }
+
+
+CLOUD_MODELS = {
+    "cloud-nova": {"targets": ["bedrock/amazon.nova-pro-v1:0"]},
+    "cloud-titan": {"targets": ["bedrock/amazon.titan-embed-text-v2:0"]},
+    "cloud-gemini": {"targets": ["vertex/gemini-2.0-flash"]},
+    "cloud-claude": {"targets": ["claude-vertex/claude-sonnet-4@20250514"]},
+    "cloud-gpt": {"targets": ["azure/gpt4o-prod"]},
+    "cloud-command": {"targets": ["cohere/command-a-03-2025"]},
+    "cloud-embed": {"targets": ["cohere/embed-v4.0"]},
+}
+"""Aliases of the cloud providers' models (their simulator answers any model name)."""
+
+
 @pytest.fixture(scope="session")
 def oidc_issuer() -> Iterator[OidcIssuer]:
     """A real OIDC issuer on loopback that the gateway trusts (see gateway.yaml)."""
@@ -76,9 +133,22 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd | None
         yield slapd
 
 
-def _config(tmp: Path, directory: Slapd | None) -> Path:
-    """gateway.yaml, with `auth.ldap` pointing at the test directory when there is one."""
+@pytest.fixture(scope="session")
+def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clouds]:
+    """The simulator speaking the clouds' formats (Bedrock with SigV4, Vertex AI with a
+    service account's tokens, Azure OpenAI with Entra ID, Cohere) on its own loopback port."""
+    account = service_account()
+    with cloud_sim(cloud_settings(account, api_key="sk-cloud")) as (_, url):
+        sa_file = account.write(tmp_path_factory.mktemp("gcp") / "sa.json", f"{url}/token")
+        yield Clouds(url, sa_file)
+
+
+def _config(tmp: Path, directory: Slapd | None, clouds: Clouds) -> Path:
+    """gateway.yaml, with `auth.ldap` pointing at the test directory when there is one, and
+    the cloud providers at the cloud simulator."""
     data = yaml.safe_load(CONFIG.read_text())
+    data["providers"].update(clouds.providers())
+    data["models"].update(CLOUD_MODELS)
     if directory is not None:
         data["auth"]["ldap"] = {
             "url": directory.url,
@@ -101,9 +171,10 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     oidc_issuer: OidcIssuer,
     directory: Slapd | None,
+    clouds: Clouds,
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
-    config = _config(tmp_path_factory.mktemp("config"), directory)
+    config = _config(tmp_path_factory.mktemp("config"), directory, clouds)
     issuer = {"RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url}
     with running_gateway(config, state_dir, issuer) as (base_url, env):
         yield Gateway(
