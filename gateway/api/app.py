@@ -20,6 +20,7 @@ from gateway.api.admin.cache import cache_routes
 from gateway.api.admin.keys import key_routes
 from gateway.api.admin.policy import policy_routes
 from gateway.api.admin.routing import routing_routes
+from gateway.api.admin.whoami import whoami_routes
 from gateway.api.admission import Admission
 from gateway.api.backend import Backend, Upstream
 from gateway.api.caching import CacheBackend, CacheEvents, ResponseCache
@@ -35,6 +36,7 @@ from gateway.api.routes.anthropic import anthropic_routes
 from gateway.api.routes.health import health_routes
 from gateway.api.routes.openai import openai_routes
 from gateway.audit import AuditWriter
+from gateway.cache.browse import CacheBrowser
 from gateway.config import GatewayConfig
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
@@ -107,13 +109,15 @@ def create_api(
     app.include_router(anthropic_routes(pipeline))
     app.include_router(health_routes(backend, cache))
     admin = AdminGate(identity)
+    app.include_router(whoami_routes(admin))
     app.include_router(routing_routes(admin, backend, keyed, provider_keys))
     app.include_router(key_routes(admin, identity))
     app.include_router(policy_routes(admin, engine, embedding.embed, identity))
     if audit is not None:
         app.include_router(audit_routes(admin, audit.store))
     if cache is not None:
-        app.include_router(cache_routes(admin, cache))
+        browser = CacheBrowser.for_gateway(config, db) if db is not None else None
+        app.include_router(cache_routes(admin, cache, browser))
     app.include_router(openapi_routes(app, admin))
     return app
 

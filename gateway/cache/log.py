@@ -249,6 +249,23 @@ class CacheLog:
         )
         return [self._opened(_op(row)) for row in rows]
 
+    def entries(
+        self, limit: int, *, before: int | None = None, model: str | None = None
+    ) -> list[LoggedEntry]:
+        """Entries, newest first: at most `limit`, with ids below `before`, for `model`."""
+        clauses: list[str] = ["op = 'insert'"]
+        params: list[object] = []
+        for value, clause in ((before, "seq < ?"), (model, "model = ?")):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM cache_log WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [op.entry for op in map(self._opened, map(_op, rows)) if op.entry is not None]
+
     def _seal(self, value: str, column: str, scope: str) -> str:
         if self._sealer is None or not value:
             return value

@@ -26,18 +26,20 @@ class AdminGate:
     async def __call__(
         self,
         request: Request,
-        needs: Permission,
+        needs: Permission | None,
         *,
         action: str | None = None,
         target: str | None = None,
     ) -> AdminPrincipal:
-        """The admin behind the request's credentials, allowed to do `needs`; raises 401
-        (no admin credential) or 403 (no role that holds `needs`). `action` (default: the
-        permission) and `target` name what the request does, in its audit record."""
+        """The admin behind the request's credentials, allowed to do `needs` (None: any admin
+        role will do); raises 401 (no admin credential) or 403 (no role that holds `needs`).
+        `action` (default: the permission) and `target` name what the request does, in its
+        audit record."""
         exchange: Exchange = request.state.exchange
         exchange.admin_action = action or needs
         exchange.admin_target = target
         admin = await self._identity.authenticator.admin(request.headers, exchange.client_address)
         exchange.admin = admin  # a refusal below is recorded with its actor
-        authorize(admin, needs)
+        if needs is not None:
+            authorize(admin, needs)
         return admin

@@ -5,6 +5,9 @@ GET  /admin/audit/records   records, newest first; filters as below, `limit` (<=
 GET  /admin/audit/summary   counts, token and cost totals `by` department|topic|user|model|
                             group|action
 GET  /admin/audit/export    the matching records as `format=csv|json`, oldest first, streamed
+GET  /admin/audit/timeseries requests, errors, tokens, cost, cost avoided, cache hits and
+                            latency (mean, p50, p95) per `bucket` (10s|1m|10m|1h|1d), the
+                            model API's requests only; since defaults to 60 buckets ago
 POST /admin/audit/verify    walk the chain; optional body {"expected_head": {"seq", "hash"}}
 
 Filters: user, department, group, topic, action, model, since, until (ISO date or date-time,
@@ -35,6 +38,7 @@ from gateway.audit.query import (
 )
 from gateway.audit.record import utc_now
 from gateway.audit.store import AuditStore, ChainPoint
+from gateway.audit.timeseries import BUCKETS, TimeSeries, timeseries
 from gateway.audit.verify import verify
 from gateway.errors import InvalidRequest
 
@@ -92,6 +96,16 @@ def audit_routes(
         by = _choice(request.query_params.get("by", "department"), GROUP_BY, "by")
         rows = await asyncio.to_thread(summarize, store, where, by)
         return JSONResponse({"by": by, "rows": [r.model_dump(mode="json") for r in rows]})
+
+    @router.get("/admin/audit/timeseries", responses=answers(TimeSeries))
+    async def audit_timeseries(request: Request) -> Response:
+        where = await admitted(request, "audit.timeseries", "bucket")
+        bucket = _choice(request.query_params.get("bucket", "1m"), BUCKETS, "bucket")
+        try:
+            series = await asyncio.to_thread(timeseries, store, where, bucket, clock())
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="bucket") from None
+        return JSONResponse(series.model_dump(mode="json"))
 
     @router.get("/admin/audit/export", responses=_EXPORT_ANSWERS)
     async def audit_export(request: Request) -> Response:

@@ -55,6 +55,7 @@ async def client(store: AuditStore) -> AsyncIterator[httpx.AsyncClient]:
         ("GET", "/admin/audit/records"),
         ("GET", "/admin/audit/summary"),
         ("GET", "/admin/audit/export"),
+        ("GET", "/admin/audit/timeseries"),
         ("POST", "/admin/audit/verify"),
     ],
 )
@@ -115,6 +116,35 @@ async def test_summary_groups_with_counts_tokens_and_cost(client: httpx.AsyncCli
     assert all({"tokens_in", "tokens_out", "cost_usd"} <= set(r) for r in body["rows"])
     bad = await client.get("/admin/audit/summary", params={"by": "colour"}, headers=ADMIN)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "by"
+
+
+@pytest.mark.asyncio
+async def test_timeseries_counts_the_requests_per_bucket(client: httpx.AsyncClient) -> None:
+    params = {"bucket": "10m", "since": "2025-03-01T12:00:00Z", "until": "2025-03-01T12:20:00Z"}
+    response = await client.get("/admin/audit/timeseries", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["bucket"], body["bucket_s"]) == ("10m", 600)
+    assert [p["start"][:16] for p in body["points"]] == ["2025-03-01T12:00", "2025-03-01T12:10"]
+    assert [p["requests"] for p in body["points"]] == [9, 0]  # a minute apart, from T0
+    assert body["points"][0]["latency_p95_ms"] == 12.5
+    filtered = await client.get(
+        "/admin/audit/timeseries", params={**params, "model": "sim-large"}, headers=ADMIN
+    )
+    assert filtered.json()["points"][0]["requests"] == 4
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "params",
+    [{"bucket": "5m"}, {"bucket": "10s", "since": "2025-01-01"}, {"step": "1m"}],
+)
+async def test_timeseries_refuses_bad_buckets_and_windows(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    response = await client.get("/admin/audit/timeseries", params=params, headers=ADMIN)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == next(iter(params))
 
 
 @pytest.mark.asyncio
