@@ -58,7 +58,7 @@ from benchmarks.paraphrase_sets import (
     Split,
     build_splits,
 )
-from benchmarks.report import ROOT, Report
+from benchmarks.report import ROOT, Report, progress
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import Embedder
@@ -189,7 +189,7 @@ def _ms(values: list[float], q: float) -> float:
 def collect(split: Split, vectors: dict[str, np.ndarray], lookup: Lookup) -> dict[str, Any]:
     """One lookup per query at the lowest threshold; per-query outcome plus lookup time."""
     served, times = [], []
-    for q in split.queries:
+    for q in progress(split.queries, f"{split.name} lookups", unit="query"):
         start = time.perf_counter()
         served.append(lookup(q.text, vectors[q.text], -1.0))
         times.append(time.perf_counter() - start)

@@ -55,7 +55,7 @@ import numpy as np
 import uvicorn
 
 from benchmarks.paraphrase_sets import DEFAULT_DATA
-from benchmarks.report import ROOT, Report
+from benchmarks.report import ROOT, Report, progress
 from benchmarks.workload_traces import (
     FOLLOW_UP,
     FOLLOW_UP_OF,
@@ -377,7 +377,7 @@ async def run_method(
 ) -> list[Outcome]:
     method = make_method(name, vectors, upstream, workdir, seed)
     outcomes = []
-    for request in trace.requests:
+    for request in progress(trace.requests, f"{trace.name} {name}", unit="request"):
         outcomes.append(await method.handle(request))
     if isinstance(method, Learned):
         outcomes_stats = await method.service.stats()

@@ -37,7 +37,7 @@ import aiohttp
 import httpx
 from ray import serve
 
-from benchmarks.report import Report, markdown_table, percentile
+from benchmarks.report import Report, markdown_table, percentile, progress
 
 KEY = "sk-bench"
 MESSAGES = [{"role": "user", "content": "Tell me about the weather and the news today."}]
@@ -200,7 +200,7 @@ def main() -> int:
     url = f"http://127.0.0.1:{serve_port}/v1/chat/completions"
     rows = []
     try:
-        for interval in args.stream_intervals:
+        for interval in progress(args.stream_intervals, "stream intervals", unit="interval"):
             _deploy(model_dir, serve_port, interval)
             _wait(f"http://127.0.0.1:{serve_port}/readyz")
             handle = serve.get_deployment_handle("LocalModel:tiny", app_name="raygate").options(

@@ -23,6 +23,7 @@ side by side on one machine in one run. Prints a table and writes
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -39,7 +40,7 @@ from fastapi import FastAPI, Request, Response
 from ray import serve
 from ray.serve import Deployment
 
-from benchmarks.report import ROOT, Report, latency_summary, markdown_table
+from benchmarks.report import ROOT, Report, latency_summary, markdown_table, progress
 
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "How far is the moon?"}]}
 KEY = "sk-bench"
@@ -297,11 +298,11 @@ def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dic
                 {"authorization": f"Bearer {KEY}"},
             )
         rows = []
-        for concurrency in levels:
-            for name, (url, headers) in paths.items():
-                result = asyncio.run(_load(url, concurrency, requests, headers))
-                rows.append({"path": name, "concurrency": concurrency, **result})
-                print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
+        loads = list(itertools.product(levels, paths.items()))
+        for concurrency, (name, (url, headers)) in progress(loads, "loads", unit="load"):
+            result = asyncio.run(_load(url, concurrency, requests, headers))
+            rows.append({"path": name, "concurrency": concurrency, **result})
+            print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
     finally:
         simulator.terminate()
         if proxy is not None:

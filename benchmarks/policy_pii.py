@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import progress
 from gateway.policy.detection import ALL_TYPES, detect
 from gateway.policy.entities import EntityRecognizer
 from gateway.policy.financial import luhn_valid
@@ -288,7 +289,7 @@ def evaluate_pii(
         "systems": {},
     }
     for name, predict in systems.items():
-        predictions = [predict(text) for text, _ in samples]
+        predictions = [predict(text) for text, _ in progress(samples, name, unit="text")]
         result["systems"][name] = {
             "token": token_scores(samples, predictions),
             "span": span_scores(samples, predictions),

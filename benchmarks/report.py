@@ -1,9 +1,11 @@
 """What every benchmark report says, said one way: the percentiles (one definition, so that
 a p99 in one report means what it means in another), the machine, the commit, the time, the
-load average at the start and the end of the run, and the JSON under `benchmarks/results/`.
+load average at the start and the end of the run, and the JSON under `benchmarks/results/`;
+and one progress bar for the loops that take minutes.
 
     report = Report("overhead", parameters={"requests": 400})
-    ...measure...
+    for level in progress(levels, "levels"):
+        ...measure...
     report.write({"rows": rows})      # benchmarks/results/overhead.json
 
 Benchmarks run from the repository root as modules: `python -m benchmarks.overhead`.
@@ -11,19 +13,27 @@ Benchmarks run from the repository root as modules: `python -m benchmarks.overhe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
+from tqdm import tqdm
+
+from gateway.progress import draws, tracked
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+T = TypeVar("T")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -106,6 +116,47 @@ class Report:
         path.write_text(json.dumps(body, indent=2, default=str) + "\n")
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
         return path
+
+
+def progress(
+    items: Iterable[T], description: str, *, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
+    """`items`, with a bar on stderr when it is a terminal (or RAYGATE_PROGRESS=1); what the
+    benchmark prints meanwhile goes above the bar. The bar goes once the loop ends."""
+    if not draws():
+        yield from items
+        return
+    above = _AboveTheBar(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(above):
+            yield from tracked(items, description, total=total, unit=unit, show=True, leave=False)
+    finally:
+        above.close()
+
+
+class _AboveTheBar(io.TextIOBase):
+    """Standard output while a bar is drawn on stderr: each whole line is written above it."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._line = ""
+
+    def write(self, text: str) -> int:
+        lines, newline, self._line = (self._line + text).rpartition("\n")
+        if newline:
+            self._above(lines + newline)
+        return len(text)
+
+    def close(self) -> None:
+        if self._line:
+            self._above(self._line)
+            self._line = ""
+        super().close()
+
+    def _above(self, text: str) -> None:
+        with tqdm.external_write_mode(file=sys.stderr):
+            self._out.write(text)
+            self._out.flush()
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:

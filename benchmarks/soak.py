@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -36,7 +37,7 @@ from typing import Any
 import httpx
 import psutil
 
-from benchmarks.report import RESULTS, Report, latency_summary, markdown_table
+from benchmarks.report import RESULTS, Report, latency_summary, markdown_table, progress
 from tests.support import running_gateway
 
 KEY = "sk-soak-dev"
@@ -246,8 +247,9 @@ async def run(args: argparse.Namespace, base: str, env: dict[str, str]) -> dict[
         injector = asyncio.create_task(faults(sim_url, state_dir, args.fault_every, stop))
         sampler = asyncio.create_task(memory(args.sample_every, stop))
         ends = time.monotonic() + args.minutes * 60
-        while time.monotonic() < ends:
-            await asyncio.sleep(min(30.0, ends - time.monotonic()))
+        every_s = 30.0  # a line of counts this often, and one at the end
+        for _ in progress(range(math.ceil(args.minutes * 60 / every_s)), "soak", unit="report"):
+            await asyncio.sleep(max(0.0, min(every_s, ends - time.monotonic())))
             print(f"  sent {load.sent}, answered {sum(load.statuses.values())}", flush=True)
         stop.set()
         await asyncio.gather(*workers)

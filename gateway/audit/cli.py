@@ -1,10 +1,11 @@
 """`raygate audit ...`: verify, query, export and prune the audit trail; manage its keys.
 
     raygate audit verify [--db URL] [--checkpoint FILE] [--expect-head SEQ:HASH] [--json]
+                         [--progress | --no-progress]
     raygate audit checkpoint [--out FILE]      # the verified head, MAC'd: keep it elsewhere
     raygate audit query [filters] [--group-by department|topic|user|model|group|action]
                         [--format table|json|csv] [--limit N] [--cursor C]
-    raygate audit export --format csv|json --out FILE [filters]
+    raygate audit export --format csv|json --out FILE [filters] [--progress | --no-progress]
     raygate audit prune --older-than 90d
     raygate audit adopt-key                    # once, after audit.chain_key is first set
     raygate audit rekey                        # seal content under the current data key
@@ -13,6 +14,8 @@ Filters: --user, --department, --group, --topic, --action, --model, --since, --u
 or date-time, or an age such as 7d). The database is --db, else the config's `storage.url`;
 the chain and data keys are the config's (`audit.chain_key`, `storage.data_key`).
 `verify` exits 0 when the chain is intact, 1 when it is not (saying where), 2 on a usage error.
+`verify` and `export` draw a progress bar on stderr when it is a terminal (`--progress` /
+`--no-progress`, or RAYGATE_PROGRESS=1/0, say otherwise); stdout is the same either way.
 `adopt-key` and `rekey` are recorded in the trail with the account that ran them; a prune
 shows in the (MAC'd) anchor it moves.
 """
@@ -39,6 +42,7 @@ from gateway.audit.query import (
     AuditFilter,
     RecordPage,
     SummaryRow,
+    count_records,
     list_records,
     summarize,
 )
@@ -48,6 +52,7 @@ from gateway.audit.store import AuditStore, ChainChanged, ChainPoint
 from gateway.audit.timespec import parse_age
 from gateway.audit.verify import verify
 from gateway.config import GatewayConfig
+from gateway.progress import add_progress_option, draws, progress_bar
 from gateway.storage import Database
 
 LoadConfig = Callable[[argparse.Namespace], GatewayConfig]
@@ -77,6 +82,7 @@ def add_audit_commands(
     check.add_argument("--checkpoint", type=Path, help="a checkpoint file made earlier")
     check.add_argument("--expect-head", help="SEQ:HASH of a head recorded earlier")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
+    add_progress_option(check)
     check.set_defaults(run=lambda a: _run(a, load, clock, _verify))
 
     point = sub.add_parser(
@@ -105,6 +111,7 @@ def add_audit_commands(
     export = sub.add_parser("export", parents=[common, filters], help="write records to a file")
     export.add_argument("--format", choices=("csv", "json"), required=True)
     export.add_argument("--out", required=True, help="file to write; - for stdout")
+    add_progress_option(export)
     export.set_defaults(run=lambda a: _run(a, load, clock, _export))
 
     cut = sub.add_parser("prune", parents=[common], help="delete old records, keep the chain")
@@ -151,7 +158,10 @@ def _run(args: argparse.Namespace, load: LoadConfig, clock: Clock, action: Actio
 def _verify(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
     expected = _head(args.expect_head) if args.expect_head else None
     checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
-    report = verify(store, expected_head=expected, checkpoint=checkpoint)
+    state = store.chain_state()
+    to_check = state.head.seq - state.anchor.seq  # the records from the anchor to the head
+    with progress_bar("verify", total=to_check, unit="record", show=args.progress) as advance:
+        report = verify(store, expected_head=expected, checkpoint=checkpoint, progress=advance)
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.problem is None:
@@ -305,14 +315,16 @@ def _print_page(page: RecordPage, fmt: str, out: TextIO) -> None:
 
 def _export(args: argparse.Namespace, store: AuditStore, now: datetime) -> int:
     where = _filter(args, now)
-    if args.out == "-":
-        write_export(store, where, args.format, sys.stdout)
-        return 0
-    path = Path(args.out)
-    partial = path.with_name(path.name + ".partial")
-    # Written aside and renamed, so a failed export never leaves a truncated file behind.
-    with partial.open("w", encoding="utf-8", newline="") as out:
-        write_export(store, where, args.format, out)
+    total = count_records(store, where) if draws(args.progress) else None
+    with progress_bar("export", total=total, unit="record", show=args.progress) as advance:
+        if args.out == "-":
+            write_export(store, where, args.format, sys.stdout, progress=advance)
+            return 0
+        path = Path(args.out)
+        partial = path.with_name(path.name + ".partial")
+        # Written aside and renamed, so a failed export never leaves a truncated file behind.
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            write_export(store, where, args.format, out, progress=advance)
     partial.replace(path)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from typing import Literal, TextIO
 from gateway.audit import schema
 from gateway.audit.query import AuditFilter, iter_records
 from gateway.audit.store import AuditStore
+from gateway.progress import Progress, reported
 
 ExportFormat = Literal["csv", "json"]
 
@@ -21,10 +22,18 @@ MEDIA_TYPES: dict[str, str] = {"csv": "text/csv; charset=utf-8", "json": "applic
 
 
 def export_chunks(
-    store: AuditStore, where: AuditFilter, fmt: ExportFormat, *, page_size: int = 1000
+    store: AuditStore,
+    where: AuditFilter,
+    fmt: ExportFormat,
+    *,
+    page_size: int = 1000,
+    progress: Progress | None = None,
 ) -> Iterator[str]:
-    """The export as text chunks, oldest record first."""
+    """The export as text chunks, oldest record first; `progress` is told each record
+    written."""
     records = iter_records(store, where, page_size=page_size)
+    if progress is not None:
+        records = reported(records, progress)
     if fmt == "json":
         yield "["
         for n, record in enumerate(records):
@@ -48,7 +57,14 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
-def write_export(store: AuditStore, where: AuditFilter, fmt: ExportFormat, out: TextIO) -> None:
+def write_export(
+    store: AuditStore,
+    where: AuditFilter,
+    fmt: ExportFormat,
+    out: TextIO,
+    *,
+    progress: Progress | None = None,
+) -> None:
     """Write the export to an open text file."""
-    for chunk in export_chunks(store, where, fmt):
+    for chunk in export_chunks(store, where, fmt, progress=progress):
         out.write(chunk)

@@ -151,6 +151,13 @@ def iter_records(
         after = rows[-1][0]
 
 
+def count_records(store: AuditStore, where: AuditFilter) -> int:
+    """How many records match `where`."""
+    condition, params = where.where()
+    row = store.db.fetchone(f"SELECT COUNT(*) FROM audit_records r WHERE {condition}", params)
+    return int(row[0]) if row else 0
+
+
 def summarize(store: AuditStore, where: AuditFilter, by: GroupBy) -> list[SummaryRow]:
     """Counts, token and cost totals of the records matching `where`, per value of `by`.
 

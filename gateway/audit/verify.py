@@ -32,6 +32,7 @@ from gateway.audit.chain import GENESIS, anchor_message, link_hash, mac_key_id, 
 from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import ANCHOR_DOMAIN, AuditStore, ChainPoint, ChainState
+from gateway.progress import Progress
 from gateway.storage.sealing import SealError
 
 ProblemKind = Literal[
@@ -92,6 +93,7 @@ def verify(
     checkpoint: Checkpoint | None = None,
     trust_legacy: bool = False,
     page_size: int = 1000,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Check the chain from the anchor to the head (or only up to `through_seq`).
 
@@ -99,12 +101,13 @@ def verify(
     docstring. `trust_legacy` accepts an unkeyed tail and an anchor without a MAC, as they
     are before a chain adopts its key (only `adopt_key` uses it). Records appended while this
     runs are past the head it read and are left for the next run; a prune that moves the
-    anchor meanwhile restarts the walk from the new anchor.
+    anchor meanwhile restarts the walk from the new anchor. `progress` is told the records
+    checked, a page at a time.
     """
     while True:
         state = store.chain_state()
         end = state.head.seq if through_seq is None else through_seq
-        walk = _Walk(store, state.anchor)
+        walk = _Walk(store, state.anchor, progress)
         try:
             if store.keyed and not trust_legacy:
                 _check_anchor_mac(store, state)
@@ -153,8 +156,9 @@ def _check_anchor_mac(store: AuditStore, state: ChainState) -> None:
 class _Walk:
     """The walk along the chain: where it stands and how many records it checked."""
 
-    def __init__(self, store: AuditStore, anchor: ChainPoint) -> None:
+    def __init__(self, store: AuditStore, anchor: ChainPoint, progress: Progress | None) -> None:
         self.store = store
+        self.progress = progress
         self.at = anchor
         self.checked = 0
         self.unkeyed = 0
@@ -215,6 +219,8 @@ class _Walk:
             index = self.store.index_entries(rows[0][0], rows[-1][0])
             for row in rows:
                 self._step(row, index.get(row[0], {}))
+            if self.progress is not None:
+                self.progress(len(rows))
 
     def _step(self, row: tuple[Any, ...], index: dict[str, set[str]]) -> None:
         seq, record_id = row[0], row[1]

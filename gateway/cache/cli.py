@@ -3,6 +3,7 @@
     raygate cache stats [--since AGE] [--model ALIAS] [--json]
     raygate cache invalidate [--id N ...] [--model ALIAS] [--scope HASH] [--older-than AGE]
     raygate cache replay EXPORT [--samples FILE] [--per-band N] [--price-as MODEL]
+                         [--progress | --no-progress]
     raygate cache replay --labels FILE
 
 `stats` and `invalidate` work on the entry log in the gateway's database (--db, else the
@@ -11,7 +12,9 @@ from the audit trail in the same database; running cache replicas drop
 invalidated entries within one sync interval (`cache.sync_interval_s`). `replay` runs an
 audit export or a JSONL file of prompts through the cache's decisions in-process, with the
 config's `cache` settings and no upstream call, and writes hits to label; given the labelled
-file back (`--labels`) it estimates the false-hit rate (see `gateway.cache.replay`).
+file back (`--labels`) it estimates the false-hit rate (see `gateway.cache.replay`). The
+replay draws a progress bar on stderr when it is a terminal (`--progress` / `--no-progress`,
+or RAYGATE_PROGRESS=1/0, say otherwise); the report on stdout is the same either way.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gateway.audit.timespec import parse_age
 from gateway.cache.log import CacheLog
 from gateway.cache.lookup import Selector
 from gateway.config import GatewayConfig
+from gateway.progress import add_progress_option, tracked
 from gateway.storage import Database
 from gateway.storage.sealing import Sealer
 
@@ -74,6 +78,7 @@ def add_cache_commands(
     again.add_argument("--price-as", help="price every request as this model (default: its own)")
     again.add_argument("--seed", type=int, default=7, help="sampling and exploration seed")
     again.add_argument("--labels", type=Path, help="a labelled sample: estimate false hits")
+    add_progress_option(again)
     again.set_defaults(run=lambda a: _replay(a, load))
 
 
@@ -169,7 +174,7 @@ def _replay(args: argparse.Namespace, load: LoadConfig) -> int:
         records = list(read_records(args.export, skipped))
         report, samples = asyncio.run(
             replay(
-                records,
+                tracked(records, "replay", unit="record", show=args.progress),
                 config.cache,
                 Embedder(batch_size=config.cache.embed_batch_size),
                 prices=PriceTable.from_config(config.pricing),

@@ -153,3 +153,28 @@ def test_without_db_the_config_storage_url_is_used(
     monkeypatch.setenv("RAYGATE_CONFIG", str(config))
     code, out, _ = cli("verify", db=False)
     assert code == 0 and "9 records" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "total"),
+    [
+        (("verify",), "9/9"),
+        (("export", "--format", "csv", "--out", "-", "--group", "analysts"), "5/5"),
+    ],
+)
+def test_a_progress_bar_goes_to_stderr_and_leaves_stdout_as_it_was(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], total: str
+) -> None:
+    monkeypatch.delenv("RAYGATE_PROGRESS", raising=False)
+    code, plain, err = cli(*argv)
+    assert code == 0 and err == ""  # stderr is no terminal here: no bar
+    code, out, err = cli(*argv, "--progress")
+    assert code == 0 and out == plain
+    assert "100%" in err and total in err
+
+
+def test_no_progress_outranks_the_environment(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAYGATE_PROGRESS", "1")
+    assert "9/9" in cli("verify")[2]
+    code, _, err = cli("verify", "--no-progress")
+    assert code == 0 and err == ""

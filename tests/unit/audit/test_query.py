@@ -11,7 +11,13 @@ import pytest
 
 from gateway.audit import AuditRecord, AuditStore
 from gateway.audit.export import export_chunks
-from gateway.audit.query import AuditFilter, iter_records, list_records, summarize
+from gateway.audit.query import (
+    AuditFilter,
+    count_records,
+    iter_records,
+    list_records,
+    summarize,
+)
 from gateway.audit.schema import COLUMNS
 from tests.unit.audit.factory import T0, make_record, make_records
 
@@ -153,6 +159,16 @@ def test_json_export_reads_back_as_the_records(
     text = "".join(export_chunks(store, AuditFilter(topic="weather"), "json"))
     exported = [AuditRecord.model_validate(item) for item in json.loads(text)]
     assert exported == [r for r in stored if r.topics == ["weather"]]
+
+
+def test_an_export_tells_progress_of_each_record_and_they_can_be_counted_first(
+    store: AuditStore, stored: list[AuditRecord]
+) -> None:
+    where = AuditFilter(group="analysts")
+    told: list[int] = []
+    text = "".join(export_chunks(store, where, "csv", page_size=5, progress=told.append))
+    exported = list(csv.DictReader(io.StringIO(text)))
+    assert told == [1] * len(exported) and count_records(store, where) == len(exported) == 6
 
 
 def test_an_empty_json_export_is_an_empty_list(store: AuditStore) -> None:

@@ -61,6 +61,14 @@ def test_an_untouched_chain_verifies(store: AuditStore, chain: list[AuditRecord]
     assert report.head == ChainPoint(seq=COUNT, hash=chain[-1].hash or "")
 
 
+def test_progress_is_told_each_page_of_records_checked(
+    store: AuditStore, chain: list[AuditRecord]
+) -> None:
+    told: list[int] = []
+    assert verify(store, page_size=2, progress=told.append).ok
+    assert told == [2, 2, 1]  # COUNT records, a page at a time
+
+
 def test_an_empty_chain_verifies(store: AuditStore) -> None:
     report = verify(store)
     assert report.ok and report.checked == 0

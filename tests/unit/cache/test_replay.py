@@ -24,7 +24,8 @@ VPN = (
 LEAVE = "Employees get twenty-five days of paid leave a year, accrued monthly from the start."
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`raygate cache replay ARGV` in-process: (exit code, stdout, stderr)."""
     parser = argparse.ArgumentParser(prog="raygate")
     config = GatewayConfig.model_validate({"cache": {"isolation": "user"}})
     add_cache_commands(parser.add_subparsers(required=True), lambda args: config)
@@ -32,6 +33,11 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     capsys.readouterr()
     code = int(args.run(args))
     out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code, out, err = _run(capsys, *argv)
     return code, json.loads(out) if code == 0 else err
 
 
@@ -159,3 +165,16 @@ def test_an_audit_prompt_reads_back_as_chat_messages() -> None:
 def test_replay_without_an_export_or_labels_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _cli(capsys)
     assert code == 2 and "give an export" in err
+
+
+def test_a_progress_bar_goes_to_stderr_and_leaves_the_report_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAYGATE_PROGRESS", raising=False)
+    asked = {"prompt": "How do I reset my VPN password?", "model": "gpt-4o-mini", "user": "al"}
+    export = str(_jsonl(tmp_path / "prompts.jsonl", [{**asked, "answer": VPN}, asked, asked]))
+    code, plain, err = _run(capsys, export)
+    assert code == 0 and "replay:" not in err  # stderr is no terminal here: no bar
+    code, out, err = _run(capsys, export, "--progress")
+    assert code == 0 and out == plain
+    assert "replay: 100%" in err and "3/3" in err
