@@ -1,4 +1,5 @@
-"""The `raygate` command: up, down, simulate, check-config, keys, audit, cache, providers.
+"""The `raygate` command: up, down, simulate, check-config, keys, audit, cache, providers,
+dashboards.
 
 Ray is imported only by the commands that need it, so `raygate simulate` and
 `raygate check-config` start fast.
@@ -20,6 +21,7 @@ from gateway.cache.cli import add_cache_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.identity.cli import add_key_commands
 from gateway.identity.startup import check_safe_to_start
+from gateway.observability.cli import add_dashboard_commands
 from gateway.providers.cli import add_provider_commands
 
 
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     add_audit_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     add_cache_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     add_provider_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
+    add_dashboard_commands(commands)
     return parser
 
 
