@@ -38,6 +38,7 @@ from gateway.api.routes.openai import openai_routes
 from gateway.audit import AuditWriter
 from gateway.cache.browse import CacheBrowser
 from gateway.config import GatewayConfig
+from gateway.console import console_routes
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
 from gateway.policy.engine import PolicyEngine
@@ -119,6 +120,7 @@ def create_api(
         browser = CacheBrowser.for_gateway(config, db) if db is not None else None
         app.include_router(cache_routes(admin, cache, browser))
     app.include_router(openapi_routes(app, admin))
+    app.include_router(console_routes())
     return app
 
 

@@ -92,5 +92,5 @@ def test_the_window_defaults_to_sixty_buckets_before_now(store: AuditStore, stor
 
 
 def test_a_window_of_too_many_buckets_is_refused(store: AuditStore) -> None:
-    with pytest.raises(ValueError, match="^bucket: "):
+    with pytest.raises(ValueError, match=r"^bucket: "):
         timeseries(store, AuditFilter(since=T0 - timedelta(days=30)), "10s", T0)
