@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from ray import serve
-from ray.util.metrics import Counter
 
 from gateway.cache.cache import SemanticCache
 from gateway.cache.embedder import Embedder
@@ -32,6 +31,7 @@ from gateway.cache.precache import FollowUp
 from gateway.cache.request import CacheRequest
 from gateway.cache.service import CacheService
 from gateway.config import GatewayConfig
+from gateway.observability.metrics import instruments, serve_metric
 from gateway.storage import Database
 from gateway.storage.sealing import Sealer
 
@@ -56,25 +56,15 @@ class CacheDeployment:
         )
         await self._service.start()
         self._replica = serve.get_replica_context().replica_id.unique_id
-        self._lookups = Counter(
-            "raygate_cache_lookups",
-            description="Cache lookups by outcome: exact, normalized, semantic, miss.",
-            tag_keys=("phase",),
-        )
-        self._rejected = Counter(
-            "raygate_cache_rejected_by_verification",
-            description="Semantic candidates above the threshold that verification refused.",
-        )
-        self._explored = Counter(
-            "raygate_cache_explorations",
-            description="Semantic candidates answered fresh to learn from (shadow or observed).",
-            tag_keys=("kind",),
-        )
-        self._observed = Counter(
-            "raygate_cache_observations",
-            description="Explored candidates compared with the fresh answer, by outcome.",
-            tag_keys=("kind", "outcome"),
-        )
+        metrics = instruments(
+            serve_metric,
+            ["raygate_cache_lookups", "raygate_cache_rejected_by_verification",
+             "raygate_cache_explorations", "raygate_cache_observations"],
+        )  # fmt: skip
+        self._lookups = metrics["raygate_cache_lookups"]
+        self._rejected = metrics["raygate_cache_rejected_by_verification"]
+        self._explored = metrics["raygate_cache_explorations"]
+        self._observed = metrics["raygate_cache_observations"]
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _embed_batched(self, texts: list[str]) -> list[np.ndarray]:

@@ -5,33 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from ray.util.metrics import Counter
 
 from deployments.handles import CacheClient, RouterClient
 from gateway.api import create_api
 from gateway.config import GatewayConfig
-
-
-class _CacheCounters:
-    """Prometheus counters of what the cache answered and what that saved, per model:
-    `raygate_cache_requests{model, phase}` and `raygate_cache_cost_avoided_usd{model}`."""
-
-    def __init__(self) -> None:
-        self._requests = Counter(
-            "raygate_cache_requests",
-            description="Chat requests by cache outcome: exact, normalized, semantic, miss, bypass",
-            tag_keys=("model", "phase"),
-        )
-        self._avoided = Counter(
-            "raygate_cache_cost_avoided_usd",
-            description="List-price USD that cache hits saved, at the original target's prices.",
-            tag_keys=("model",),
-        )
-
-    def __call__(self, model: str, phase: str, cost_avoided_usd: float | None) -> None:
-        self._requests.inc(tags={"model": model, "phase": phase})
-        if cost_avoided_usd:
-            self._avoided.inc(cost_avoided_usd, tags={"model": model})
+from gateway.observability.metrics import serve_metric
 
 
 @serve.deployment(name="Ingress")
@@ -54,7 +32,7 @@ class Ingress:
             self._backend,
             replica=replica,
             cache=self._cache,
-            cache_events=_CacheCounters() if self._cache is not None else None,
+            metrics=serve_metric,
         )
         return self._app
 

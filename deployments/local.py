@@ -55,10 +55,12 @@ def up(
     state_dir: Path,
     ray_port: int,
     dashboard_port: int,
+    metrics_port: int,
     num_cpus: int,
     say: Callable[[str], None] = print,
 ) -> LocalState:
-    """Start the simulator (if enabled), a Ray head, and the Serve app; wait until ready."""
+    """Start the simulator (if enabled), a Ray head, and the Serve app; wait until ready.
+    Ray's metrics agent serves every replica's metrics, for Prometheus, on `metrics_port`."""
     if LocalState.load(state_dir) is not None:
         raise LaunchError(f"a gateway from {state_dir} is already up; run `raygate down` first")
     _require_free(config.serve.host, config.serve.port, "the gateway")
@@ -73,8 +75,9 @@ def up(
             url = f"http://{config.simulator.host}:{config.simulator.port}"
             _wait_for(lambda: _http_ok(f"{url}/healthz"), 30, "the simulator", simulator)
             say(f"simulator listening on {url}")
-        say(f"starting Ray (head on {state.ray_address}, dashboard :{dashboard_port}) ...")
-        ray = _start_ray(state_dir, ray_port, dashboard_port, num_cpus)
+        say(f"starting Ray (head on {state.ray_address}, dashboard :{dashboard_port}, "
+            f"Prometheus metrics :{metrics_port}/metrics) ...")  # fmt: skip
+        ray = _start_ray(state_dir, (ray_port, dashboard_port, metrics_port), num_cpus)
         state.ray_pid = ray.pid
         state.save(state_dir)
         # 401 is an answer too: Ray turns on token auth where a ~/.ray/auth_token exists.
@@ -121,13 +124,16 @@ def _start_simulator(config: GatewayConfig, state_dir: Path) -> subprocess.Popen
 
 
 def _start_ray(
-    state_dir: Path, port: int, dashboard_port: int, num_cpus: int
+    state_dir: Path, ports: tuple[int, int, int], num_cpus: int
 ) -> subprocess.Popen[bytes]:
+    port, dashboard_port, metrics_port = ports
     _require_free("127.0.0.1", port, "Ray's GCS")
     _require_free("127.0.0.1", dashboard_port, "Ray's dashboard")
+    _require_free("0.0.0.0", metrics_port, "Ray's metrics agent")
     log = open(state_dir / "ray.log", "ab")
     command = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head",
                "--block", f"--port={port}", f"--dashboard-port={dashboard_port}",
+               f"--metrics-export-port={metrics_port}",
                "--dashboard-host=127.0.0.1", f"--num-cpus={num_cpus}",
                "--disable-usage-stats"]  # fmt: skip
     env = ray_env(state_dir)

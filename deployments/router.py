@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from ray.util.metrics import Gauge
 
 from deployments.handles import ServeEngines
 from gateway.config import GatewayConfig
+from gateway.observability.metrics import MetricFactory, instruments, serve_metric
 from gateway.protocol.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -37,34 +37,22 @@ _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.
 
 
 class _BreakerGauges:
-    """Prometheus gauges (through Ray's metrics agent) fed by the router's transitions:
-    `raygate_breaker_state` (0 closed, 1 half-open, 2 open) and `raygate_breaker_trips`,
-    tagged with the target (`provider/model`). Each replica reports its own breakers."""
+    """The router's breakers in Prometheus (`gateway.observability.metrics`): the state of each
+    target (0 closed, 1 half-open, 2 open) and a count of its trips. Each replica reports its
+    own breakers."""
 
-    def __init__(self, status: RoutingStatus) -> None:
-        self._state = Gauge(
-            "raygate_breaker_state",
-            description="Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
-            tag_keys=("target",),
-        )
-        self._trips = Gauge(
-            "raygate_breaker_trips",
-            description="Times the target's circuit breaker has opened since the replica started.",
-            tag_keys=("target",),
-        )
-        self._trip_counts: dict[str, int] = {}
+    def __init__(self, status: RoutingStatus, factory: MetricFactory) -> None:
+        metrics = instruments(factory, ["raygate_breaker_state", "raygate_breaker_trips"])
+        self._state = metrics["raygate_breaker_state"]
+        self._trips = metrics["raygate_breaker_trips"]
         for target in status.targets:
-            self._trip_counts[target.target] = target.trips
             self._state.set(_STATE_VALUE[target.breaker], tags={"target": target.target})
-            self._trips.set(target.trips, tags={"target": target.target})
 
     def __call__(self, transition: Transition) -> None:
         tags = {"target": transition.target}
         self._state.set(_STATE_VALUE[transition.after], tags=tags)
         if transition.after is BreakerState.OPEN:
-            trips = self._trip_counts.get(transition.target, 0) + 1
-            self._trip_counts[transition.target] = trips
-            self._trips.set(trips, tags=tags)
+            self._trips.inc(tags=tags)
 
 
 def _providers(
@@ -99,7 +87,7 @@ class RouterDeployment:
         self._router = KeyedRouter(
             KeyedConfig(config, store), lambda keyed: Router(keyed, _providers(keyed, local))
         )
-        self._router.subscribe(_BreakerGauges(self._router.status()))
+        self._router.subscribe(_BreakerGauges(self._router.status(), serve_metric))
         await self._router.start()
 
     async def chat(

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--dashboard-port", type=int, default=int(os.environ.get("RAYGATE_DASHBOARD_PORT", 8265))
     )
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("RAYGATE_METRICS_PORT", 9464)),
+        help="where Ray's metrics agent serves Prometheus metrics (RAYGATE_METRICS_PORT)",
+    )
     up.add_argument("--num-cpus", type=int, default=max(os.cpu_count() or 2, 2))
     up.set_defaults(run=_up)
 
@@ -117,6 +123,7 @@ def _up(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             ray_port=args.ray_port,
             dashboard_port=args.dashboard_port,
+            metrics_port=args.metrics_port,
             num_cpus=args.num_cpus,
         )
     except LaunchError as exc:

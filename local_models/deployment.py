@@ -10,12 +10,14 @@ included), and how many requests a replica batches and queues before the router 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from ray import serve
 from ray.serve import Application, Deployment
 
+from gateway.observability.metrics import instruments, serve_metric
 from gateway.protocol.openai import ChatCompletionRequest, CompletionRequest
 from gateway.providers.local import (
     LocalChatCompletion,
@@ -28,27 +30,51 @@ from local_models.engine import VllmEngine
 
 @serve.deployment(name="LocalModel", health_check_period_s=10, health_check_timeout_s=30)
 class LocalModelDeployment:
-    """One replica of a local model: a vLLM engine behind OpenAI-shaped methods."""
+    """One replica of a local model: a vLLM engine behind OpenAI-shaped methods. It reports
+    how many requests its engine holds (running and queued) and how many it took."""
 
     def __init__(self, name: str, config: LocalModelConfig) -> None:
         replica = serve.get_replica_context().replica_id.unique_id
         self._engine = VllmEngine(name, config, replica=replica)
+        self._tags = {"model": name}
+        metrics = instruments(
+            serve_metric, ["raygate_local_model_in_flight", "raygate_local_model_requests"]
+        )
+        self._in_flight_gauge = metrics["raygate_local_model_in_flight"]
+        self._requests = metrics["raygate_local_model_requests"]
+        self._in_flight = 0
+        self._in_flight_gauge.set(0, tags=self._tags)
+
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        self._requests.inc(tags=self._tags)
+        self._in_flight += 1
+        self._in_flight_gauge.set(self._in_flight, tags=self._tags)
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._in_flight_gauge.set(self._in_flight, tags=self._tags)
 
     async def chat(self, request: ChatCompletionRequest) -> LocalChatCompletion:
-        return await self._engine.chat(request)
+        with self._held():
+            return await self._engine.chat(request)
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[LocalChatCompletionChunk]:
-        async for chunk in self._engine.chat_stream(request):
-            yield chunk
+        with self._held():
+            async for chunk in self._engine.chat_stream(request):
+                yield chunk
 
     async def completion(self, request: CompletionRequest) -> LocalCompletion:
-        return await self._engine.completion(request)
+        with self._held():
+            return await self._engine.completion(request)
 
     async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[LocalCompletion]:
-        async for chunk in self._engine.completion_stream(request):
-            yield chunk
+        with self._held():
+            async for chunk in self._engine.completion_stream(request):
+                yield chunk
 
     async def check_health(self) -> None:
         """Serve's periodic check: a dead engine fails it, and Serve replaces the replica."""

@@ -23,10 +23,11 @@ from gateway.api.admin.routing import routing_routes
 from gateway.api.admin.whoami import whoami_routes
 from gateway.api.admission import Admission
 from gateway.api.backend import Backend, Upstream
-from gateway.api.caching import CacheBackend, CacheEvents, ResponseCache
+from gateway.api.caching import CacheBackend, ResponseCache
 from gateway.api.embedding import Embed, RequestEmbedding
 from gateway.api.errors import install_error_handlers, internal_error
 from gateway.api.input_policy import InputPolicy
+from gateway.api.metrics import RequestMetrics
 from gateway.api.openapi import openapi_routes
 from gateway.api.output_policy import OutputPolicy
 from gateway.api.pipeline import Pipeline
@@ -41,6 +42,7 @@ from gateway.config import GatewayConfig
 from gateway.console import console_routes
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
+from gateway.observability.metrics import MetricFactory, Recorder
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
 from gateway.providers.keys import KeyedConfig, ProviderKeyStore
@@ -53,13 +55,14 @@ def create_api(
     *,
     replica: str | None = None,
     cache: CacheBackend | None = None,
-    cache_events: CacheEvents | None = None,
     embed: Embed | None = None,
+    metrics: MetricFactory | None = None,
 ) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`; `replica` names this
     instance in an `x-raygate-replica` header (which ingress replica answered); `cache` is
     the embedder + cache replicas (none: no cache); `embed` the embedder the policy uses
-    (default: the cache's; none: embedding-based rules cannot run).
+    (default: the cache's; none: embedding-based rules cannot run); `metrics` makes the
+    Prometheus instruments (default: a `Recorder` in this process, at `app.state.metrics`).
 
     `app.state.pipeline` is the composed request path (its `aclose()` runs at shutdown).
     """
@@ -78,15 +81,14 @@ def create_api(
     keyed = KeyedConfig(config, provider_keys)
     identity = Identity.from_config(config, db)
     meter = _meter(config, db)
-    audit = _audit_writer(config, db)
+    metrics = metrics or Recorder()
+    audit = _audit_writer(config, db, metrics)
     engine = PolicyEngine(config.policy) if config.policy.enabled else None
     if embed is None and cache is not None:
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
     response_cache = (
-        ResponseCache(config.cache, cache, prices=meter.prices, events=cache_events)
-        if cache is not None
-        else None
+        ResponseCache(config.cache, cache, prices=meter.prices) if cache is not None else None
     )
     upstream = Upstream(backend)
     pipeline = Pipeline(
@@ -95,7 +97,7 @@ def create_api(
         response_cache,
         upstream,
         OutputPolicy(engine),
-        Responder(meter, audit, replica=replica),
+        Responder(meter, audit, RequestMetrics(config, metrics), replica=replica),
         precaching=Precaching(response_cache, upstream, meter.prices, audit)
         if response_cache is not None
         else None,
@@ -103,6 +105,7 @@ def create_api(
 
     app = FastAPI(title="raygate", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.pipeline = pipeline
+    app.state.metrics = metrics
     app.router.on_shutdown.append(pipeline.aclose)
     install_error_handlers(app)
     app.middleware("http")(_exchange_per_request(pipeline.responder))
@@ -138,16 +141,20 @@ def _exchange_per_request(
             response = await call_next(request)
         except Exception as exc:  # a bug: still one 500 in the error shape, and audited
             response = internal_error(request, exc)
+        matched = request.scope.get("route")  # the route the app matched, if any
+        exchange.template = getattr(matched, "path", None)
         await responder.close(exchange, response)
         return response
 
     return middleware
 
 
-def _audit_writer(config: GatewayConfig, db: Database | None) -> AuditWriter | None:
+def _audit_writer(
+    config: GatewayConfig, db: Database | None, metrics: MetricFactory
+) -> AuditWriter | None:
     if not config.audit.enabled or db is None:
         return None
-    return AuditWriter.for_gateway(db, config, redactor=redact_pii)
+    return AuditWriter.for_gateway(db, config, redactor=redact_pii, metrics=metrics)
 
 
 def _meter(config: GatewayConfig, db: Database | None) -> Meter:

@@ -86,12 +86,6 @@ class CacheBackend(Protocol):
 Stored = Callable[[CacheRequest, CachedAnswer], None]
 
 
-class CacheEvents(Protocol):
-    """Where the API reports each lookup's outcome (Prometheus counters in the ingress)."""
-
-    def __call__(self, model: str, phase: str, cost_avoided_usd: float | None) -> None: ...
-
-
 @dataclass
 class Probe:
     """One request's cache lookup: the cache's view of the request (what to store under on a
@@ -146,12 +140,10 @@ class ResponseCache:
         backend: CacheBackend,
         *,
         prices: PriceTable,
-        events: CacheEvents | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self._prices = prices
-        self._events = events
         self._leads: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
         self._reports: set[asyncio.Task[None]] = set()  # observations in flight
 
@@ -185,13 +177,12 @@ class ResponseCache:
         store = control in ("default", "no-cache") and _storable(body) and request.cacheable
         if control in ("no-cache", "bypass") or not request.cacheable:
             exchange.cache_phase = "bypass"
-            self.count(body.model, "bypass", None)
             return Probe(request, store, None, None)
         probe = Probe(request, store, None, None)
         if probe.key in self._leads:
             answer = await self._follow(self._leads[probe.key])
             if answer is not None:  # an identical request in flight here answered it
-                self.answered(exchange, body.model, "exact", 1.0, answer.usage(), answer.target)
+                self.answered(exchange, "exact", 1.0, answer.usage(), answer.target)
                 return Probe(request, False, None, answer, "exact")
         known = RequestEmbedding.known(exchange, request.text)
         result = await self.lookup(request.query(known))
@@ -202,11 +193,10 @@ class ResponseCache:
         answer = _answer_of(result) if result is not None else None
         if result is not None and result.hit is not None and answer is not None:
             phase, similarity = result.hit.phase, result.similarity
-            self.answered(exchange, body.model, phase, similarity, answer.usage(), answer.target)
+            self.answered(exchange, phase, similarity, answer.usage(), answer.target)
             return Probe(request, store, result, answer, result.hit.phase)
         exchange.cache_phase = "miss"
         exchange.similarity = round(result.similarity, 4) if result is not None else None
-        self.count(body.model, "explore" if probe.exploration else "miss", None)
         if store and self.config.coalesce and not body.stream and probe.key not in self._leads:
             # The first of identical requests asks upstream; the rest wait for its answer.
             probe.lead = self._leads[probe.key] = asyncio.get_running_loop().create_future()
@@ -215,7 +205,6 @@ class ResponseCache:
     def answered(
         self,
         exchange: Exchange,
-        model: str,
         phase: Phase,
         similarity: float,
         usage: Usage | EmbeddingUsage,
@@ -233,7 +222,6 @@ class ResponseCache:
             else self._prices.cost_avoided(target, usage.prompt_tokens, completion_tokens)
         )
         exchange.note_usage(usage)
-        self.count(model, phase, exchange.cost_avoided_usd)
 
     async def _follow(self, lead: asyncio.Future[CachedAnswer | None]) -> CachedAnswer | None:
         """The answer of the identical request in flight, or None when it gave none (it
@@ -262,11 +250,6 @@ class ResponseCache:
             await asyncio.shield(insert)
         except Exception:
             log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
-
-    def count(self, model: str, phase: str, avoided: float | None) -> None:
-        """Report one lookup's outcome (Prometheus counters)."""
-        if self._events is not None:
-            self._events(model, phase, avoided)
 
     # --- answering a hit -----------------------------------------------------------------
 

@@ -107,7 +107,6 @@ class ExactCache:
             return await call()
         if control in ("no-cache", "bypass"):
             exchange.cache_phase = "bypass"
-            self.cache.count(request.model, "bypass", None)
         else:
             hit = await self._hit(exchange, request, shape)
             if hit is not None:
@@ -127,21 +126,19 @@ class ExactCache:
         exchange.cache_replica = result.replica if result is not None else None
         if result is None or result.hit is None:
             exchange.cache_phase = "miss"
-            self.cache.count(request.model, "miss", None)
             return None
         try:
             stored = StoredResponse.model_validate_json(result.hit.response)
             response = shape.model_validate(stored.response)
         except ValidationError:
             exchange.cache_phase = "miss"  # an entry of an older shape: answered fresh
-            self.cache.count(request.model, "miss", None)
             return None
         if isinstance(response, Completion):
             response = response.model_copy(
                 update={"id": new_id("cmpl"), "created": int(time.time())}
             )
         usage = response.usage or Usage()
-        self.cache.answered(exchange, request.model, "exact", 1.0, usage, stored.target)
+        self.cache.answered(exchange, "exact", 1.0, usage, stored.target)
         route = Route(target="cache/exact")
         exchange.route = route
         return Routed(response, route)

@@ -85,6 +85,8 @@ class Exchange:
     admin: AdminPrincipal | None = None  # on an admin route: who, with their admin roles
     admin_action: str | None = None  # on an admin route: what it does, e.g. keys.revoke
     admin_target: str | None = None  # and to what, e.g. key:<id>
+    template: str | None = None  # the matched route's path template (None: no route matched)
+    first_chunk_ms: float | None = None  # a stream: arrival to its first text
 
     @property
     def policy_profile(self) -> str | None:
@@ -100,11 +102,14 @@ class Exchange:
         """What routing conditions may look at: the authenticated caller's identity."""
         return RouteContext.of(self.principal) if self.principal is not None else RouteContext()
 
+    def elapsed_ms(self) -> float:
+        """Time since the request arrived."""
+        return (time.perf_counter() - self.started) * 1000
+
     def overhead_ms(self) -> float:
         """Time spent in the gateway so far, the upstream's time excluded."""
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
         upstream_ms = self.route.upstream_ms if self.route is not None else 0.0
-        return max(elapsed_ms - upstream_ms, 0.0)
+        return max(self.elapsed_ms() - upstream_ms, 0.0)
 
     def note_usage(self, usage: Usage | EmbeddingUsage | None) -> None:
         """Take the token counts of an answer's usage (None: none came)."""
@@ -130,6 +135,8 @@ class Exchange:
                 continue
             text = choice.delta.content if isinstance(choice, ChunkChoice) else choice.text
             if text:
+                if not self.response_parts:
+                    self.first_chunk_ms = self.elapsed_ms()
                 self.response_parts.append(text)
 
     @overload
@@ -152,8 +159,9 @@ class Exchange:
                 self.note_chunk(chunk)
                 yield chunk
 
-    def record(self) -> AuditRecord:
-        """The audit record (content raw; the writer applies the configured content modes)."""
+    def record(self, latency_ms: float | None = None) -> AuditRecord:
+        """The audit record (content raw; the writer applies the configured content modes);
+        `latency_ms` defaults to the time since arrival."""
         return AuditRecord(
             ts=self.arrived,
             request_id=self.request_id,
@@ -170,7 +178,7 @@ class Exchange:
             tokens_out=self.tokens_out,
             cost_usd=self.cost_usd,
             cost_avoided_usd=self.cost_avoided_usd,
-            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            latency_ms=round(self.elapsed_ms() if latency_ms is None else latency_ms, 3),
             status=self.status,
             error_code=self.error_code,
             prompt=self.prompt,

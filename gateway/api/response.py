@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.accounting.meter import Meter
 from gateway.api.exchange import Exchange
+from gateway.api.metrics import RequestMetrics
 from gateway.api.streaming import sse_response
 from gateway.api.wire import Wire
 from gateway.audit.writer import AuditWriter
@@ -33,20 +34,28 @@ log = logging.getLogger(__name__)
 
 # Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
 _UNAUDITED = frozenset({"/healthz", "/readyz"})
+# The console's static files (HTML, scripts, styles): the admin API calls it makes are audited.
+_UNAUDITED_PREFIX = "/console"
 
 _T = TypeVar("_T")
 _C = TypeVar("_C")
 
 
 class Responder:
-    """Answers requests and accounts for each one. `replica` names this ingress replica in
-    an `x-raygate-replica` header."""
+    """Answers requests and accounts for each one: its audit record and its metrics.
+    `replica` names this ingress replica in an `x-raygate-replica` header."""
 
     def __init__(
-        self, meter: Meter, audit: AuditWriter | None, *, replica: str | None = None
+        self,
+        meter: Meter,
+        audit: AuditWriter | None,
+        metrics: RequestMetrics | None = None,
+        *,
+        replica: str | None = None,
     ) -> None:
         self._meter = meter
         self.audit = audit
+        self._metrics = metrics
         self._replica = replica
 
     def open(self, request: Request) -> Exchange:
@@ -90,7 +99,7 @@ class Responder:
         await self._settle(exchange)
         if exchange.route is None:
             exchange.tried = response.headers.get(ROUTE_HEADER)
-        if exchange.path not in _UNAUDITED:
+        if exchange.path not in _UNAUDITED and not exchange.path.startswith(_UNAUDITED_PREFIX):
             exchange.status = response.status_code
             await self._finish(exchange)
 
@@ -155,5 +164,8 @@ class Responder:
             exchange.error_code = exchange.error_code or ACCOUNTING_FAILED
 
     async def _finish(self, exchange: Exchange) -> None:
+        latency_ms = exchange.elapsed_ms()
+        if self._metrics is not None:
+            self._metrics.record(exchange, latency_ms)
         if self.audit is not None:
-            await self.audit.record(exchange.record())
+            await self.audit.record(exchange.record(latency_ms))

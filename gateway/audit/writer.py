@@ -27,6 +27,7 @@ from gateway.audit.config import AuditConfig
 from gateway.audit.content import ContentPolicy, Redactor
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import AuditStore
+from gateway.observability.metrics import MetricFactory, Recorder, instruments
 from gateway.storage import Database
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class AuditWriter:
         content: ContentPolicy | None = None,
         retry_delay_s: float = 0.1,
         max_retry_delay_s: float = 5.0,
+        metrics: MetricFactory | None = None,
     ) -> None:
         if max_queue < 1 or batch_size < 1 or flush_interval_s < 0:
             raise ValueError("max_queue and batch_size must be >= 1, flush_interval_s >= 0")
@@ -65,6 +67,11 @@ class AuditWriter:
         self._content = content or ContentPolicy()
         self._retry_delay_s = retry_delay_s
         self._max_retry_delay_s = max_retry_delay_s
+        self._metrics = instruments(
+            metrics or Recorder(),
+            ["raygate_audit_queue_depth", "raygate_audit_write_lag_ms",
+             "raygate_audit_write_failures"],
+        )  # fmt: skip
         # Counts records queued or being committed, so a crash loses at most `max_queue`.
         self._space = asyncio.Semaphore(max_queue)
         self._queue: deque[tuple[float, AuditRecord]] = deque()  # (loop time queued, record)
@@ -83,9 +90,15 @@ class AuditWriter:
 
     @classmethod
     def from_config(
-        cls, store: AuditStore, config: AuditConfig, *, redactor: Redactor | None = None
+        cls,
+        store: AuditStore,
+        config: AuditConfig,
+        *,
+        redactor: Redactor | None = None,
+        metrics: MetricFactory | None = None,
     ) -> AuditWriter:
-        """A writer with the queue and content settings of `config`."""
+        """A writer with the queue and content settings of `config`; `metrics` makes its
+        queue depth, write lag and failure instruments."""
         content = ContentPolicy(prompt=config.prompt, response=config.response)
         if redactor is not None:
             content = ContentPolicy(config.prompt, config.response, redactor)
@@ -95,15 +108,22 @@ class AuditWriter:
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
             content=content,
+            metrics=metrics,
         )
 
     @classmethod
     def for_gateway(
-        cls, db: Database, config: GatewayConfig, *, redactor: Redactor | None = None
+        cls,
+        db: Database,
+        config: GatewayConfig,
+        *,
+        redactor: Redactor | None = None,
+        metrics: MetricFactory | None = None,
     ) -> AuditWriter:
         """The gateway's writer: the store with the config's chain and data keys
         (`AuditStore.for_gateway`), the queue and content settings of `config.audit`."""
-        return cls.from_config(AuditStore.for_gateway(db, config), config.audit, redactor=redactor)
+        store = AuditStore.for_gateway(db, config)
+        return cls.from_config(store, config.audit, redactor=redactor, metrics=metrics)
 
     @property
     def store(self) -> AuditStore:
@@ -145,6 +165,7 @@ class AuditWriter:
         loop = asyncio.get_running_loop()
         self._queue.append((loop.time(), record))
         self._enqueued += 1
+        self._metrics["raygate_audit_queue_depth"].set(self.pending)
         if self._task is None:
             self._task = loop.create_task(self._run(), name="audit-writer")
         if len(self._queue) == 1 or len(self._queue) >= self._batch_size or self._space.locked():
@@ -209,14 +230,22 @@ class AuditWriter:
                         pass
                     continue
                 count = min(self._batch_size, len(self._queue))
-                batch = [self._queue.popleft()[1] for _ in range(count)]
+                queued = [self._queue.popleft() for _ in range(count)]
+                batch = [record for _, record in queued]
                 await loop.run_in_executor(self._executor, self._commit, batch)
                 self._committed += count
+                self._observe_commit(loop.time(), [at for at, _ in queued])
                 for _ in range(count):
                     self._space.release()
                 self._release_flush_waiters()
         finally:
             self._fail_flush_waiters()
+
+    def _observe_commit(self, now: float, queued_at: list[float]) -> None:
+        lag = self._metrics["raygate_audit_write_lag_ms"]
+        for at in queued_at:
+            lag.observe((now - at) * 1000)
+        self._metrics["raygate_audit_queue_depth"].set(self.pending)
 
     def _may_linger(self) -> bool:
         return (
@@ -254,6 +283,7 @@ class AuditWriter:
             except Exception:
                 # Dropping the batch would break the trail's promise; keep it and say so loudly.
                 log.exception("audit: committing %d records failed; retrying", len(treated))
+                self._metrics["raygate_audit_write_failures"].inc()
             retried = True
             time.sleep(delay)  # a backoff between attempts, not a synchronisation
             delay = min(delay * 2, self._max_retry_delay_s)

@@ -53,7 +53,7 @@ def running_gateway(
     base URL and the environment it ran with (for `raygate` CLI calls), and runs `raygate down`
     on exit. The config reads its ports from RAYGATE_PORT, RAYGATE_SIMULATOR_PORT, ..."""
     raygate = str(Path(sys.executable).with_name("raygate"))
-    ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "closed")}
+    ports = {name: free_port() for name in ("port", "sim", "ray", "dash", "metrics", "closed")}
     run_env = {
         **os.environ,
         **(env or {}),
@@ -62,6 +62,7 @@ def running_gateway(
         "RAYGATE_CLOSED_PORT": str(ports["closed"]),
         "RAYGATE_RAY_PORT": str(ports["ray"]),
         "RAYGATE_DASHBOARD_PORT": str(ports["dash"]),
+        "RAYGATE_METRICS_PORT": str(ports["metrics"]),
         "RAYGATE_STATE_DIR": str(state_dir),
         "RAYGATE_CONFIG": str(config),
     }
