@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.servers.oidc_issuer import OidcIssuer
+from tests.servers.prometheus import PrometheusServer, prometheus_binary
 from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 from tests.support import optional_binary, running_gateway
 from tests.unit.providers.cloud_support import (
@@ -175,13 +176,28 @@ def gateway(
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
     config = _config(tmp_path_factory.mktemp("config"), directory, clouds)
-    issuer = {"RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url}
-    with running_gateway(config, state_dir, issuer) as (base_url, env):
+    env = {
+        "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
+        # Ray's agent exports every second (default 10 s): the Prometheus tests wait less.
+        "RAY_metrics_report_interval_ms": "1000",
+    }
+    with running_gateway(config, state_dir, env) as (base_url, env):
         yield Gateway(
             base_url=base_url,
             simulator_url=f"http://127.0.0.1:{env['RAYGATE_SIMULATOR_PORT']}",
             env=env,
         )
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    gateway: Gateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping the gateway's Ray metrics agent every second."""
+    binary = prometheus_binary()
+    target = f"127.0.0.1:{gateway.env['RAYGATE_METRICS_PORT']}"
+    with PrometheusServer.start(binary, tmp_path_factory.mktemp("prometheus"), [target]) as prom:
+        yield prom
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,10 @@ checked with a local model running, in tests/e2e/local/.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -133,24 +131,9 @@ def _wave(gateway: Gateway, caller: Caller, *, trip_breaker: bool) -> None:
             _say(plain, "sim-pair")
 
 
-def _has_data(result: list[dict[str, Any]]) -> bool:
-    """A series with a number: a quantile of no new observations is NaN, which Grafana shows
-    as no data."""
-    return any(math.isfinite(float(s["value"][1])) for s in result)
-
-
 def _without_data(prometheus: PrometheusServer, queries: list[tuple[str, str, str]]) -> list[str]:
-    """The queries still without data after up to SETTLE_S of exports and scrapes."""
-    end = time.monotonic() + SETTLE_S
-    while True:
-        missing = [
-            f"{uid} / {title}: {expr}"
-            for uid, title, expr in queries
-            if not _has_data(prometheus.query(expr))
-        ]
-        if not missing or time.monotonic() > end:
-            return missing
-        time.sleep(0.5)  # a poll interval: Ray exports and Prometheus scrapes every second
+    missing = set(prometheus.without_data([expr for _, _, expr in queries], settle_s=SETTLE_S))
+    return [f"{uid} / {title}: {expr}" for uid, title, expr in queries if expr in missing]
 
 
 def test_the_exempt_panels_exist() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.servers.prometheus import PrometheusServer, prometheus_binary
 from tests.support import running_gateway
 
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
@@ -148,6 +149,18 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGat
     config = tmp_path_factory.mktemp("local-config") / "gateway.yaml"
     config.write_text(yaml.safe_dump(_config(model_dir)))
     state_dir = tmp_path_factory.mktemp("local-state")
-    env = {"RAYGATE_KEY_SECRET": KEY_SECRET}
+    # Ray's agent exports every second (default 10 s): the Prometheus test waits less.
+    env = {"RAYGATE_KEY_SECRET": KEY_SECRET, "RAY_metrics_report_interval_ms": "1000"}
     with running_gateway(config, state_dir, env) as (base_url, run_env):
         yield LocalGateway(base_url, state_dir, run_env)
+
+
+@pytest.fixture(scope="session")
+def local_prometheus(
+    local_gateway: LocalGateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping the local-model gateway's Ray metrics agent."""
+    target = f"127.0.0.1:{local_gateway.env['RAYGATE_METRICS_PORT']}"
+    workdir = tmp_path_factory.mktemp("prometheus")
+    with PrometheusServer.start(prometheus_binary(), workdir, [target]) as prometheus:
+        yield prometheus
