@@ -24,12 +24,14 @@ from gateway.providers.keys import KeyedConfig, ProviderKeyStore
 from gateway.providers.local import LocalProvider
 from gateway.providers.local_config import LOCAL_PROVIDER
 from gateway.providers.registry import build_provider
+from gateway.routing.board import StatusBoard, StatusPublisher
 from gateway.routing.breaker import BreakerState, Transition
 from gateway.routing.context import RouteContext
 from gateway.routing.keyed import KeyedRouter
 from gateway.routing.routed import in_band
 from gateway.routing.router import Route, Routed, Router
 from gateway.routing.status import RoutingStatus
+from gateway.storage import Database
 from local_models.deployment import deployment_name
 
 # Breaker state as a number Prometheus can graph and alert on.
@@ -75,7 +77,8 @@ class RouterDeployment:
     """Calls providers for the ingress; one pooled HTTP client per provider per replica.
 
     Breakers, health checks and latency averages live in each replica's Router, so
-    `status()` and the gauges are one replica's view.
+    `status()` and the gauges are one replica's view; each replica also publishes its view
+    to the status board (`gateway.routing.board`), where the ingress reads them all.
     """
 
     # Serve awaits an async constructor; the health checks need the replica's running loop.
@@ -83,12 +86,21 @@ class RouterDeployment:
         self, config: GatewayConfig, local_models: dict[str, DeploymentHandle] | None = None
     ) -> None:
         local = local_models or {}
-        store = ProviderKeyStore.from_config(config) if config.storage.data_key_set() else None
+        db = Database(config.storage.url)
+        store = ProviderKeyStore.from_config(config, db) if config.storage.data_key_set() else None
         self._router = KeyedRouter(
             KeyedConfig(config, store), lambda keyed: Router(keyed, _providers(keyed, local))
         )
         self._router.subscribe(_BreakerGauges(self._router.status(), serve_metric))
+        self._publisher = StatusPublisher(
+            StatusBoard(db),
+            serve.get_replica_context().replica_id.unique_id,
+            self._router.status,
+            interval_s=config.routing.status_publish_interval_s,
+        )
+        self._router.subscribe(self._publisher.transition)
         await self._router.start()
+        self._publisher.start()
 
     async def chat(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
@@ -126,4 +138,5 @@ class RouterDeployment:
         return await self._router.not_ready()
 
     async def __del__(self) -> None:
+        await self._publisher.aclose()
         await self._router.aclose()

@@ -46,6 +46,7 @@ from gateway.observability.metrics import MetricFactory, Recorder
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
 from gateway.providers.keys import KeyedConfig, ProviderKeyStore
+from gateway.routing.board import StatusBoard
 from gateway.storage import Database
 
 
@@ -114,7 +115,8 @@ def create_api(
     app.include_router(health_routes(backend, cache))
     admin = AdminGate(identity)
     app.include_router(whoami_routes(admin))
-    app.include_router(routing_routes(admin, backend, keyed, provider_keys))
+    board = StatusBoard(db if db is not None else Database(config.storage.url))
+    app.include_router(routing_routes(admin, backend, board, keyed, provider_keys))
     app.include_router(key_routes(admin, identity))
     app.include_router(policy_routes(admin, engine, embedding.embed, identity))
     if audit is not None:

@@ -156,6 +156,12 @@ class RoutingConfig(ConfigSection):
         description="provider keys set at run time reach every replica within this (they are "
         "read on the request path at most once per interval)",
     )
+    status_publish_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="each router replica publishes its breakers and health to the gateway's "
+        "database this often, and soon after a breaker changes (GET /admin/routing/replicas)",
+    )
 
     def retry_for(self, alias: ModelAlias) -> RetryPolicy:
         """The alias's retry policy: this one, with the fields the alias sets replaced."""

@@ -1,4 +1,5 @@
-"""`Router.status()`: the routing state an operator reads at `/admin/routing` (data only)."""
+"""`Router.status()`: the routing state an operator reads at `/admin/routing`, and each router
+replica's as published on the status board at `/admin/routing/replicas` (data only)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ class RoutingStatus(BaseModel):
     aliases: dict[str, AliasStatus]
     targets: list[TargetStatus]
     transitions: list[TransitionStatus]
+
+
+class ReplicaStatus(BaseModel):
+    """One router replica's status as it last published it, `age_s` seconds ago."""
+
+    replica: str
+    age_s: float
+    status: RoutingStatus
+
+
+class ReplicaStatuses(BaseModel):
+    """Every router replica that published within the last few intervals (`interval_s` is how
+    often each publishes)."""
+
+    replicas: list[ReplicaStatus]
+    interval_s: float

@@ -283,10 +283,14 @@ def test_the_cache_page_lists_the_entry_and_invalidates_it(
     assert not [r for r in console.rows("cache-table") if r["prompt"] == stored]
 
 
-def test_routing_shows_every_target_and_its_breaker(console: Console) -> None:
-    console.open("routing")
-    targets = {r["target"]: r for r in console.rows("targets-table")}
+def test_routing_shows_every_replicas_targets_and_their_breakers(console: Console) -> None:
+    page = console.open("routing")
+    replicas = page.find_elements(By.CSS_SELECTOR, "section[data-replica]")
+    assert replicas, "no router replica's table: the page fell back to one replica's view"
+    table = replicas[0].find_element(By.TAG_NAME, "table").get_attribute("id")
+    targets = {r["target"]: r for r in console.rows(str(table))}
     assert targets["simulator/sim-small"]["breaker"] == "closed"
+    assert "published" in replicas[0].find_element(By.TAG_NAME, "h2").text
     aliases = {r["alias"]: r for r in console.rows("aliases-table")}
     assert aliases["sim-fallback"]["targets"] == "nowhere/sim-gone, simulator/sim-backup"
     console.shoot("routing")

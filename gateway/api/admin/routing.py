@@ -2,6 +2,8 @@
 
 GET    /admin/routing              breakers, health and load of every target (one router
                                    replica's view)
+GET    /admin/routing/replicas     the same, as each router replica last published it on the
+                                   status board (within 3 publish intervals)
 GET    /admin/providers            which providers are on, why not, and whose key is set here
 PUT    /admin/providers/{name}/key an upstream's API key, set or rotated at run time (sealed in
                                    the database; every replica within routing.key_sync_interval_s)
@@ -22,7 +24,8 @@ from gateway.api.errors import validated
 from gateway.api.openapi import answers, request_body
 from gateway.errors import InvalidRequest, NotFound
 from gateway.providers.keys import KeyedConfig, ProviderKeyStore
-from gateway.routing.status import RoutingStatus
+from gateway.routing.board import StatusBoard
+from gateway.routing.status import ReplicaStatuses, RoutingStatus
 
 
 class ProviderKey(BaseModel):
@@ -34,7 +37,11 @@ class ProviderKey(BaseModel):
 
 
 def routing_routes(
-    gate: AdminGate, backend: Backend, keyed: KeyedConfig, store: ProviderKeyStore | None
+    gate: AdminGate,
+    backend: Backend,
+    board: StatusBoard,
+    keyed: KeyedConfig,
+    store: ProviderKeyStore | None,
 ) -> APIRouter:
     """The routing and provider routes (admin credentials only)."""
     router = APIRouter()
@@ -44,6 +51,15 @@ def routing_routes(
         await gate(request, "reports.read", action="routing.read")
         status = await backend.routing_status()
         return JSONResponse(status.model_dump(mode="json"))
+
+    @router.get("/admin/routing/replicas", responses=answers(ReplicaStatuses))
+    async def admin_routing_replicas(request: Request) -> Response:
+        await gate(request, "reports.read", action="routing.read")
+        interval = keyed.base.routing.status_publish_interval_s
+        # Three intervals: a replica that missed one publish (a slow database) is still shown.
+        replicas = await asyncio.to_thread(board.read, 3 * interval)
+        answer = ReplicaStatuses(replicas=replicas, interval_s=interval)
+        return JSONResponse(answer.model_dump(mode="json"))
 
     @router.get("/admin/providers", responses=answers(None))
     async def admin_providers(request: Request) -> Response:
