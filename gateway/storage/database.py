@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -75,7 +76,7 @@ class Database:
                     )
             return self._shared_memory
         conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
@@ -225,3 +226,20 @@ def _to_pyformat(sql: str) -> str:
         return token.replace("%", "%%")
 
     return _PLACEHOLDER.sub(swap, sql)
+
+
+def _switch_to_wal(conn: sqlite3.Connection, *, deadline_s: float = 30.0) -> None:
+    """WAL mode, retried while another connection holds the lock: SQLite answers "database is
+    locked" at once, without its busy handler, when several processes (the replicas of a
+    first `raygate up`) switch a brand-new file together."""
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > end:
+                raise
+        time.sleep(delay)  # a backoff between attempts, not a synchronisation
+        delay = min(delay * 2, 0.5)

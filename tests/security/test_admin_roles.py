@@ -92,14 +92,18 @@ def test_callers_without_an_admin_credential_are_refused_on_every_admin_route(
     routes = [
         ("GET", "/admin/audit/records"),
         ("GET", "/admin/audit/export"),
+        ("GET", "/admin/audit/timeseries"),
+        ("GET", "/admin/whoami"),
         ("POST", "/admin/audit/verify"),
         ("GET", "/admin/keys"),
         ("POST", "/admin/keys"),
         ("GET", "/admin/users"),
         ("GET", "/admin/routing"),
+        ("GET", "/admin/routing/replicas"),
         ("GET", "/admin/providers"),
         ("POST", "/admin/policy/check"),
         ("POST", "/admin/cache/invalidate"),
+        ("GET", "/admin/cache/entries"),
         ("GET", "/admin/openapi.json"),
     ]
     with httpx.Client(base_url=target.base_url, headers=headers) as client:

@@ -55,3 +55,36 @@ def test_threads_share_one_file_database(tmp_path: Path) -> None:
 def test_an_unknown_url_scheme_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="mysql://"):
         Database("mysql://localhost/db")
+
+
+def test_many_connections_opening_a_new_file_together_all_get_wal(tmp_path: Path) -> None:
+    """The replicas of a first start open the same new SQLite file at once, and write to it:
+    none may fail (a WAL switch racing a write is refused at once, without the busy
+    timeout; a race, so ten new files, each opened by eight threads)."""
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+        start = threading.Barrier(8)
+        modes: list[str] = []
+        errors: list[BaseException] = []
+
+        def open_and_write(table: str) -> None:
+            db = Database(f"sqlite:///{path}")  # noqa: B023 - joined before the next file
+            start.wait()  # noqa: B023
+            try:
+                db.migrate([f"CREATE TABLE IF NOT EXISTS {table} (x TEXT)"])
+                for _ in range(10):
+                    db.execute(f"INSERT INTO {table} VALUES (?)", ("x",))
+                row = db.fetchone("PRAGMA journal_mode")
+                modes.append(str(row[0]) if row else "")  # noqa: B023
+            except BaseException as exc:  # collected: the assertion below names it
+                errors.append(exc)  # noqa: B023
+            finally:
+                db.close()
+
+        threads = [threading.Thread(target=open_and_write, args=(f"t{i}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert modes == ["wal"] * 8
