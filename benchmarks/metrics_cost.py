@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     report = Report("metrics_cost", parameters=vars(args))
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     replica = _Replica.remote()  # type: ignore[attr-defined]
     samples: dict[str, list[float]] = {"none": [], "in_process": [], "ray": []}
     for _ in progress(range(args.rounds), "rounds"):
