@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -237,8 +238,11 @@ def main() -> int:
 
 
 def _checkout(rev: str, where: Path) -> Path:
-    """`rev` checked out (detached) at `where`: the code the other version runs."""
+    """`rev` checked out (detached) at `where`: the code the other version runs, measured by
+    today's harness (`benchmarks/` and the progress bar it uses, copied over the old ones)."""
     subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=ROOT, check=True)
+    for harness in ("benchmarks/report.py", "benchmarks/overhead.py", "gateway/progress.py"):
+        shutil.copyfile(ROOT / harness, where / harness)
     return where
 
 
