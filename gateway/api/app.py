@@ -39,7 +39,7 @@ from gateway.api.routes.openai import openai_routes
 from gateway.audit import AuditWriter
 from gateway.cache.browse import CacheBrowser
 from gateway.config import GatewayConfig
-from gateway.console import console_routes
+from gateway.console import ConsoleSso, console_routes, sso_routes
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
 from gateway.observability.metrics import MetricFactory, Recorder
@@ -125,6 +125,10 @@ def create_api(
         browser = CacheBrowser.for_gateway(config, db) if db is not None else None
         app.include_router(cache_routes(admin, cache, browser))
     app.include_router(openapi_routes(app, admin))
+    sso = ConsoleSso.from_config(config, identity.authenticator)
+    if sso is not None:
+        app.router.on_shutdown.append(sso.aclose)
+    app.include_router(sso_routes(sso))  # before the console's files, which match any path
     app.include_router(console_routes())
     return app
 

@@ -3,5 +3,6 @@ admin JSON API (`/admin/...`). Plain HTML, CSS and JavaScript modules, nothing f
 anywhere else at run time (air-gapped sites): see `docs/console.md`."""
 
 from gateway.console.routes import console_routes
+from gateway.console.sso import ConsoleSso, sso_routes
 
-__all__ = ["console_routes"]
+__all__ = ["ConsoleSso", "console_routes", "sso_routes"]

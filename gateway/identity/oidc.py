@@ -250,33 +250,42 @@ class OidcVerifier:
         return keys
 
     async def _discover_jwks_url(self) -> str:
-        url = self._config.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        document = await self._get_json(url)
-        if not isinstance(document, dict):
-            document = {}
+        document = await discovery_document(self._http, self._config)
         jwks_uri = document.get("jwks_uri")
-        # OpenID Discovery 1.0 §4.3: a document for another issuer must not be used.
-        if document.get("issuer") != self._config.issuer or not isinstance(jwks_uri, str):
-            log.error(
-                "discovery document at %s is unusable: issuer %r (expected %r), jwks_uri %r",
-                url,
-                document.get("issuer"),
-                self._config.issuer,
-                jwks_uri,
-            )
+        if not isinstance(jwks_uri, str):
+            log.error("discovery document of %s has no jwks_uri", self._config.issuer)
             raise _unavailable()
         return jwks_uri
 
     async def _get_json(self, url: str) -> Any:
-        try:
-            response = await self._http.get(
-                url, timeout=self._config.timeout_s, headers={"accept": "application/json"}
-            )
-            response.raise_for_status()
-            return response.json()
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
-            log.warning("identity provider request to %s failed: %s", url, error)
-            raise _unavailable() from error
+        return await _get_json(self._http, url, self._config.timeout_s)
+
+
+async def discovery_document(http: httpx.AsyncClient, config: OidcConfig) -> dict[str, Any]:
+    """The issuer's OpenID discovery document (its endpoints), fetched with `http`; a 503
+    error when it cannot be fetched or describes another issuer."""
+    url = config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+    document = await _get_json(http, url, config.timeout_s)
+    # OpenID Discovery 1.0 §4.3: a document for another issuer must not be used.
+    if not isinstance(document, dict) or document.get("issuer") != config.issuer:
+        log.error(
+            "discovery document at %s is unusable: issuer %r (expected %r)",
+            url,
+            document.get("issuer") if isinstance(document, dict) else None,
+            config.issuer,
+        )
+        raise _unavailable()
+    return document
+
+
+async def _get_json(http: httpx.AsyncClient, url: str, timeout_s: float) -> Any:
+    try:
+        response = await http.get(url, timeout=timeout_s, headers={"accept": "application/json"})
+        response.raise_for_status()
+        return response.json()
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+        log.warning("identity provider request to %s failed: %s", url, error)
+        raise _unavailable() from error
 
 
 def _split(token: str) -> _Parts:

@@ -38,6 +38,39 @@ class OidcClaims(ConfigSection):
     roles: str = Field("roles", description="a list of role names, e.g. realm_access.roles")
 
 
+class OidcConsoleClient(ConfigSection):
+    """The admin console's client at the issuer, for "Sign in with SSO" (an authorization-code
+    flow with PKCE that the gateway runs: `gateway.console.sso`)."""
+
+    client_id: str = Field(min_length=1, description="the console's client id at the issuer")
+    client_secret: str | None = Field(
+        None,
+        repr=False,
+        description="a confidential client's secret, e.g. ${RAYGATE_CONSOLE_CLIENT_SECRET}; "
+        "unset: a public client (PKCE only)",
+    )
+    scopes: list[str] = Field(
+        ["openid", "profile", "email"], description="the scopes asked for at sign-in"
+    )
+    redirect_uri: str | None = Field(
+        None,
+        description="the callback URL registered at the issuer, https://GATEWAY/console/sso/"
+        "callback; default: built from the request (set it behind a TLS-terminating proxy)",
+    )
+
+    @field_validator("client_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return url
+
+
 class OidcConfig(ConfigSection):
     """An OpenID Connect issuer whose bearer JWTs the gateway accepts."""
 
@@ -59,7 +92,10 @@ class OidcConfig(ConfigSection):
     claims: OidcClaims = Field(
         default_factory=OidcClaims, description="claim names mapped to Principal fields"
     )
-    timeout_s: float = Field(5, gt=0, description="timeout of each discovery or JWKS request")
+    timeout_s: float = Field(5, gt=0, description="timeout of each request to the issuer")
+    console: OidcConsoleClient | None = Field(
+        None, description='the admin console\'s "Sign in with SSO" client; unset: no SSO button'
+    )
 
     @field_validator("issuer", "jwks_url")
     @classmethod

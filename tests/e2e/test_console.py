@@ -1,6 +1,7 @@
 """The admin console in a real browser (headless Chromium) against a running gateway: real
 traffic first (chat requests, a cache hit, a redaction and a block), then the console signs
-in, shows that traffic on every page, issues and revokes a key, and runs a policy dry run.
+in, shows that traffic on every page, issues and revokes a key, and runs a policy dry run;
+last, "Sign in with SSO" goes through the test identity provider and back, signed in.
 
 Every page is saved as a screenshot in a temporary folder; with RAYGATE_CONSOLE_SCREENSHOTS
 set (e.g. `docs/console`), the documented ones are written there too.
@@ -29,6 +30,7 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import Gateway
+from tests.servers.oidc_issuer import OidcIssuer
 from tests.support.browser import headless_chromium
 
 CARD = "4111 1111 1111 1111"
@@ -312,3 +314,22 @@ def test_signing_out_forgets_the_credential(console: Console) -> None:
     console.find("#signout").click()
     console.wait(lambda _: console.shown("#signin-secret"))
     assert console.driver.execute_script("return sessionStorage.length") == 0
+
+
+def test_sign_in_with_sso_lands_on_the_console_as_the_identity_providers_admin(
+    console: Console, oidc_issuer: OidcIssuer
+) -> None:
+    user = f"sso-{uuid.uuid4().hex[:8]}"
+    oidc_issuer.login_as({"sub": user, "realm_access": {"roles": ["raygate-admin"]}})
+    console.driver.get(f"{console.gateway.base_url}/console/")
+    console.driver.execute_script("sessionStorage.clear()")
+    console.driver.refresh()
+    console.wait(lambda _: console.shown("#signin-sso"))
+    console.shoot("signin-sso")
+    console.find("#signin-sso").click()  # to the gateway, the issuer, the gateway and back
+    console.ready("overview")
+    assert console.find("#who").text == f"{user} · admin"
+    assert "token=" not in console.driver.current_url  # moved into sessionStorage
+    assert console.driver.execute_script("return sessionStorage.length") == 1
+    console.find("#signout").click()
+    console.wait(lambda _: console.shown("#signin-secret"))

@@ -8,11 +8,21 @@ or take it down mid-test, and mints tokens with any claims, headers and key:
         token = issuer.mint({"groups": ["eng"]})
         config = OidcConfig(issuer=issuer.url, audience=issuer.audience)
 
+It also runs the authorization-code flow with PKCE (S256) for browser sign-in: `/authorize`
+approves at once as the user of `login_as(claims)` and redirects back with a code and the
+state; `/token` checks the code, redirect_uri, client (and its secret, when registered with
+one) and the PKCE verifier, and answers an access token for `audience` and an ID token for the
+client carrying the nonce:
+
+    issuer.login_as({"sub": "ann", "roles": ["raygate-admin"]})
+
 Keys are generated locally with `cryptography`; nothing leaves the machine.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import sys
@@ -24,6 +34,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import EllipsisType, TracebackType
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/jwks"
+AUTHORIZE_PATH = "/authorize"
+TOKEN_PATH = "/token"
 
 _CURVES: dict[str, ec.EllipticCurve] = {
     "ES256": ec.SECP256R1(),
@@ -81,6 +94,17 @@ class SigningKey:
         return {**fields, "kid": self.kid, "use": "sig", "alg": self.algorithm}
 
 
+@dataclass(frozen=True)
+class _Grant:
+    """An authorization code handed out by `/authorize`, until `/token` redeems it."""
+
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str | None
+    claims: dict[str, Any]
+
+
 class OidcIssuer:
     """An OpenID Connect issuer serving discovery and a JWKS on a loopback port.
 
@@ -110,6 +134,11 @@ class OidcIssuer:
         self._counts = {DISCOVERY_PATH: 0, JWKS_PATH: 0}
         self._answering = threading.Event()
         self._answering.set()
+        self._user: dict[str, Any] = {}
+        self._clients: dict[str, str | None] = {}
+        self._codes: dict[str, _Grant] = {}
+        self._refusal: str | None = None
+        self.authorize_requests: list[dict[str, str]] = []  # the query of each, oldest first
         self._server = self._bind(host, port)
         self._thread: threading.Thread | None = None
 
@@ -272,6 +301,91 @@ class OidcIssuer:
             payload, signer.private_key, algorithm=algorithm or signer.algorithm, headers=header
         )
 
+    @property
+    def authorization_endpoint(self) -> str:
+        """Where browsers sign in (announced by discovery)."""
+        return self.url + AUTHORIZE_PATH
+
+    @property
+    def token_endpoint(self) -> str:
+        """Where codes are exchanged for tokens (announced by discovery)."""
+        return self.url + TOKEN_PATH
+
+    def login_as(self, claims: Mapping[str, Any]) -> None:
+        """Approve every later sign-in at `/authorize` as the user these claims describe
+        (on top of `claims()`), and stop refusing sign-ins."""
+        with self._lock:
+            self._user = dict(claims)
+            self._refusal = None
+
+    def refuse_sign_in(self, error: str = "access_denied") -> None:
+        """Answer every later sign-in with `error` (redirected back, as OAuth 2.0 does)."""
+        with self._lock:
+            self._refusal = error
+
+    def register_client(self, client_id: str, secret: str | None = None) -> None:
+        """Require `secret` (HTTP Basic or client_secret_post) from `client_id` at `/token`;
+        an unregistered client is a public one (PKCE only)."""
+        with self._lock:
+            self._clients[client_id] = secret
+
+    def _authorize(self, query: str) -> tuple[int, dict[str, str]]:
+        """The redirect back to the client: a code and the state, or an error."""
+        params = {name: values[0] for name, values in parse_qs(query).items()}
+        with self._lock:
+            self.authorize_requests.append(params)
+            refusal, user = self._refusal, dict(self._user)
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri.startswith(("http://", "https://")) or "client_id" not in params:
+            return HTTPStatus.BAD_REQUEST, {}
+        answer: dict[str, str] = {"state": params["state"]} if "state" in params else {}
+        if refusal is not None:
+            answer["error"] = refusal
+        elif params.get("code_challenge_method") != "S256" or "code_challenge" not in params:
+            answer["error"] = "invalid_request"
+        else:
+            code = secrets.token_urlsafe(16)
+            with self._lock:
+                self._codes[code] = _Grant(
+                    params["client_id"],
+                    redirect_uri,
+                    params["code_challenge"],
+                    params.get("nonce"),
+                    user,
+                )
+            answer["code"] = code
+        separator = "&" if urlsplit(redirect_uri).query else "?"
+        return HTTPStatus.FOUND, {"location": redirect_uri + separator + urlencode(answer)}
+
+    def _token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """Tokens for a valid code exchange (RFC 6749 §4.1.3, RFC 7636 §4.6), else an error."""
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.lower().startswith("basic "):
+            pair = base64.b64decode(authorization[6:]).decode()
+            basic_id, _, basic_secret = pair.partition(":")
+            client_id, secret = unquote(basic_id), unquote(basic_secret)
+        with self._lock:
+            grant = self._codes.pop(form.get("code", ""), None)  # a code works once
+            registered = client_id in self._clients
+            expected_secret = self._clients.get(client_id or "")
+        if registered and expected_secret is not None and secret != expected_secret:
+            return HTTPStatus.UNAUTHORIZED, {"error": "invalid_client"}
+        if form.get("grant_type") != "authorization_code" or grant is None:
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_grant"}
+        if grant.client_id != client_id or grant.redirect_uri != form.get("redirect_uri"):
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_grant"}
+        verifier = form.get("code_verifier", "")
+        digest = hashlib.sha256(verifier.encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant.challenge:
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_grant", "error_description": "PKCE"}
+        nonce = {"nonce": grant.nonce} if grant.nonce is not None else {}
+        return HTTPStatus.OK, {
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "access_token": self.mint(grant.claims),
+            "id_token": self.mint({**grant.claims, "aud": grant.client_id, **nonce}),
+        }
+
     def _answer(self, path: str) -> tuple[int, dict[str, Any]]:
         if path not in self._counts:
             return HTTPStatus.NOT_FOUND, {"error": "not_found"}
@@ -286,6 +400,9 @@ class OidcIssuer:
         return HTTPStatus.OK, {
             "issuer": self.url,
             "jwks_uri": self.jwks_url,
+            "authorization_endpoint": self.authorization_endpoint,
+            "token_endpoint": self.token_endpoint,
+            "code_challenge_methods_supported": ["S256"],
             "id_token_signing_alg_values_supported": sorted({k.algorithm for k in self.keys}),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
@@ -308,7 +425,27 @@ def _handler_for(issuer: OidcIssuer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.0"
 
         def do_GET(self) -> None:
-            status, document = issuer._answer(self.path.split("?", 1)[0])
+            path, _, query = self.path.partition("?")
+            if path == AUTHORIZE_PATH:
+                status, headers = issuer._authorize(query)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            self._json(*issuer._answer(path))
+
+        def do_POST(self) -> None:
+            if self.path.partition("?")[0] != TOKEN_PATH:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "not_found"})
+                return
+            length = int(self.headers.get("content-length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            fields = {name: values[0] for name, values in form.items()}
+            self._json(*issuer._token(fields, self.headers.get("authorization")))
+
+        def _json(self, status: int, document: dict[str, Any]) -> None:
             body = json.dumps(document).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

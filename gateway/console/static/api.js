@@ -13,6 +13,19 @@ export const credential = {
   clear: () => sessionStorage.removeItem(STORED),
 };
 
+/** Whether the gateway offers "Sign in with SSO" (GET console/sso/config, no credential). */
+export async function ssoEnabled() {
+  try {
+    const response = await fetch(new URL("sso/config", document.baseURI), {
+      cache: "no-store",
+      credentials: "omit",
+    });
+    return response.ok && (await response.json()).enabled === true;
+  } catch {
+    return false;
+  }
+}
+
 /** An error answer of the API: its HTTP status and the OpenAI-shaped error's message and code. */
 export class ApiError extends Error {
   constructor(status, message, code) {

@@ -1,7 +1,7 @@
 // The console's shell: sign-in, navigation between pages, and what happens to errors.
 // Each page is a module under pages/ exporting {id, title, needs, render(view, context)}.
 
-import { ApiError, credential, getJson } from "./api.js";
+import { ApiError, credential, getJson, ssoEnabled } from "./api.js";
 import { el, fill } from "./dom.js";
 import audit from "./pages/audit.js";
 import cache from "./pages/cache.js";
@@ -106,7 +106,21 @@ async function signIn(event) {
   await render();
 }
 
+/** After "Sign in with SSO", the gateway sends the browser to #token=...: keep the token in
+ * sessionStorage like a pasted one, and take it out of the address bar and the history. */
+function takeSsoToken() {
+  const token = new URLSearchParams(location.hash.replace(/^#/, "")).get("token");
+  if (token) {
+    credential.set(token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
 async function start() {
+  takeSsoToken();
+  ssoEnabled().then((enabled) => {
+    $("signin-sso").hidden = !enabled;
+  });
   $("signin-form").addEventListener("submit", signIn);
   $("signout").addEventListener("click", () => signOut("Signed out."));
   window.addEventListener("hashchange", () => me && render());
