@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 # Probes, polled every few seconds by load balancers and Kubernetes: not requests of anyone's.
 _UNAUDITED = frozenset({"/healthz", "/readyz"})
-# The console's static files (HTML, scripts, styles): the admin API calls it makes are audited.
+# The console's static files (HTML, scripts, styles); its SSO sign-ins and the admin API calls
+# it makes are audited.
 _UNAUDITED_PREFIX = "/console"
+_AUDITED_UNDER_IT = "/console/sso/"
 
 _T = TypeVar("_T")
 _C = TypeVar("_C")
@@ -99,7 +101,7 @@ class Responder:
         await self._settle(exchange)
         if exchange.route is None:
             exchange.tried = response.headers.get(ROUTE_HEADER)
-        if exchange.path not in _UNAUDITED and not exchange.path.startswith(_UNAUDITED_PREFIX):
+        if _audited(exchange.path):
             exchange.status = response.status_code
             await self._finish(exchange)
 
@@ -169,3 +171,9 @@ class Responder:
             self._metrics.record(exchange, latency_ms)
         if self.audit is not None:
             await self.audit.record(exchange.record(latency_ms))
+
+
+def _audited(path: str) -> bool:
+    if path in _UNAUDITED:
+        return False
+    return not path.startswith(_UNAUDITED_PREFIX) or path.startswith(_AUDITED_UNDER_IT)
