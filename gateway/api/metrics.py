@@ -32,7 +32,9 @@ class RequestMetrics:
     """Records each finished request into the catalogue's ingress metrics."""
 
     def __init__(self, config: GatewayConfig, factory: MetricFactory) -> None:
-        models = config.enabled_models()
+        # Every configured alias, those on providers without a key yet included: a key set at
+        # run time (`raygate providers set-key`) switches them on without a restart.
+        models = {**config.enabled_models(), **config.models}
         self._models = frozenset(models)
         self._targets = frozenset(
             f"{t.provider}/{t.model}" for alias in models.values() for t in alias.targets

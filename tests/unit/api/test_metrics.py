@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from gateway.api.exchange import Exchange
+from gateway.api.metrics import RequestMetrics
 from gateway.cache.embedder import Embedder
+from gateway.config import parse_config
 from gateway.observability.metrics import Recorder
+from gateway.routing.failover import Route
 from tests.support.gateway import InProcessGateway, in_process_gateway
 
 CONFIG = """
@@ -135,3 +139,17 @@ async def test_a_cache_hit_is_answered_by_the_cache_and_processes_no_tokens(
             metrics.value("raygate_tokens", direction="in")
             == (first.json()["usage"]["prompt_tokens"])
         )
+
+
+def test_an_alias_switched_on_by_a_key_set_at_run_time_keeps_its_label() -> None:
+    yaml = CONFIG.format(db=":memory:").replace(
+        "providers:\n", 'providers:\n  openai: {preset: openai, api_key: ""}\n'
+    )
+    config = parse_config(yaml + "  gpt-4o-mini: {targets: [openai/gpt-4o-mini]}\n")
+    assert "gpt-4o-mini" not in config.enabled_models()  # no key yet
+    metrics = Recorder()
+    exchange = Exchange(request_id="req_1", path=CHAT, client_address=None)
+    exchange.model, exchange.status = "gpt-4o-mini", 200
+    exchange.route = Route(target="openai/gpt-4o-mini")
+    RequestMetrics(config, metrics).record(exchange, 12.0)
+    assert metrics.value("raygate_requests", model="gpt-4o-mini", target="openai/gpt-4o-mini") == 1
