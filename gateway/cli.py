@@ -158,8 +158,17 @@ def _check_config(args: argparse.Namespace) -> int:
     for name, provider in config.providers.items():
         reason = provider.disabled_reason()
         print(f"provider {name}: {'enabled' if reason is None else f'disabled ({reason})'}")
-    for alias, entry in config.enabled_models().items():
+    models = config.enabled_models()
+    for alias, entry in models.items():
         print(f"model {alias}: {', '.join(t.label for t in entry.targets)}")
+    if not models:
+        # A gateway that would answer every request with "model not found".
+        raise ConfigError(
+            "no model can be answered: no model alias has a target on a switched-on provider "
+            "and there is no local model; set a provider's key (and URL, where it needs one) "
+            "in the environment, e.g. OPENAI_API_KEY (a key set at run time with `raygate "
+            "providers set-key` is not seen by this check)"
+        )
     return 0
 
 

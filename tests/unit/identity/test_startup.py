@@ -96,7 +96,11 @@ def test_check_config_refuses_a_short_admin_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "raygate.yaml"
-    config.write_text("auth:\n  admin_key: ${RAYGATE_ADMIN_KEY}\n")
+    config.write_text(
+        "auth:\n  admin_key: ${RAYGATE_ADMIN_KEY}\n"
+        "providers:\n  sim: {preset: simulator, base_url: 'http://127.0.0.1:8100/v1'}\n"
+        "models:\n  small: {targets: [sim/sim-small]}\n"
+    )
     monkeypatch.setenv("RAYGATE_ADMIN_KEY", "hunter2")
     assert main(["check-config", "--config", str(config)]) == 2
     assert "auth.admin_key is shorter than 16" in capsys.readouterr().err
