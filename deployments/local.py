@@ -25,6 +25,18 @@ import httpx
 
 from gateway.config import GatewayConfig
 
+# Every phone-home switched off, for air-gapped sites: Ray's usage stats, vLLM's usage stats
+# (and anything else that honours DO_NOT_TRACK), Hugging Face Hub telemetry, and any Hub download
+# at run time (local models and the embedder load from paths on the node). Forced on whatever
+# `up` starts, and set on every node by the manifests in cluster/.
+NO_PHONE_HOME: dict[str, str] = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+
 
 class LaunchError(RuntimeError):
     """Something `up` needs is not there; the message says what."""
@@ -120,7 +132,8 @@ def _start_simulator(config: GatewayConfig, state_dir: Path) -> subprocess.Popen
     pidfile = state_dir / "simulator.pid"
     supervised = [sys.executable, "-m", "deployments.supervisor", "--pidfile", str(pidfile),
                   "--", *command]  # fmt: skip
-    return subprocess.Popen(supervised, stdout=log, stderr=log, start_new_session=True)
+    env = {**os.environ, **NO_PHONE_HOME}
+    return subprocess.Popen(supervised, stdout=log, stderr=log, env=env, start_new_session=True)
 
 
 def _start_ray(
@@ -148,13 +161,14 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     - `FORWARDED_ALLOW_IPS=""`: the Serve proxy's uvicorn otherwise takes the client address
       from `X-Forwarded-For` on connections from loopback, so any local process could pose as
       a trusted proxy's address (`auth.trusted_header.trusted_proxies`).
-    An operator's own value in the environment wins over both.
+    An operator's own value in the environment wins over both. `NO_PHONE_HOME` wins over the
+    environment.
     """
     env = {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "FORWARDED_ALLOW_IPS": "",
         **os.environ,
-        "RAY_USAGE_STATS_ENABLED": "0",
+        **NO_PHONE_HOME,
     }
     env.update(ray_auth_env(state_dir))
     return env
@@ -179,7 +193,7 @@ def _deploy(
     config: GatewayConfig, ray_address: str, state_dir: Path, say: Callable[[str], None]
 ) -> str:
     # Ray reads its auth settings once, when it is first imported.
-    os.environ.update(ray_auth_env(state_dir))
+    os.environ.update({**NO_PHONE_HOME, **ray_auth_env(state_dir)})
     import ray
     from ray import serve
 
