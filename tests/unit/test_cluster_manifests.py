@@ -1,7 +1,9 @@
-"""cluster/: the manifests parse, agree with each other and with the code they deploy.
+"""cluster/: the manifests parse, agree with each other and with the code they deploy, and are
+safe to apply: Ray's token auth on every node, a NetworkPolicy, no phone-home, a GPU group.
 
 No Ray cluster is started: the Serve config is checked with Ray's own schema, the launcher
-config with the checks `ray up` runs, and the gateway config with `load_config`.
+config with the checks `ray up` runs, and the gateway config with `load_config` and
+`raygate check-config`.
 """
 
 from __future__ import annotations
@@ -17,16 +19,36 @@ import yaml
 from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
+from deployments.local import NO_PHONE_HOME
+from gateway.cli import main
 from gateway.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
-YAML_FILES = ["raygate.yaml", "serve-config.yaml", "ray-cluster.yaml", "rayservice.yaml"]
+YAML_FILES = [
+    "raygate.yaml",
+    "serve-config.yaml",
+    "ray-cluster.yaml",
+    "rayservice.yaml",
+    "networkpolicy.yaml",
+]
 ADMIN = {"RAYGATE_ADMIN_KEY": "sk-test-admin-0123456789"}
+POD_LABEL = {"app.kubernetes.io/part-of": "raygate"}  # what the NetworkPolicy selects
+RAY_AUTH_SECRET = {"name": "raygate-ray-auth", "key": "auth_token"}
+# Every variable that can switch on a provider or an alias in cluster/raygate.yaml.
+PROVIDER_SWITCHES = [
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_BASE_URL", "MISTRAL_API_KEY", "GROQ_API_KEY", "RAYGATE_VLLM_URL",
+    "RAYGATE_SIMULATOR_URL",
+]  # fmt: skip
 
 
 def _yaml(name: str) -> Any:
     return yaml.safe_load((CLUSTER / name).read_text())
+
+
+def _documents(name: str) -> list[Any]:
+    return list(yaml.safe_load_all((CLUSTER / name).read_text()))
 
 
 def _serve_config() -> dict[str, Any]:
@@ -52,15 +74,36 @@ def _validate_serve_config(data: dict[str, Any]) -> ServeDeploySchema:
     return validate(data)
 
 
-def _containers(rayservice: dict[str, Any]) -> list[dict[str, Any]]:
+def _groups(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The head group (as "head") and every worker group, by name."""
     cluster = rayservice["spec"]["rayClusterConfig"]
-    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return {"head": cluster["headGroupSpec"]} | {
+        g["groupName"]: g for g in cluster["workerGroupSpecs"]
+    }
+
+
+def _containers(rayservice: dict[str, Any]) -> list[dict[str, Any]]:
+    groups = _groups(rayservice).values()
     return [c for g in groups for c in g["template"]["spec"]["containers"]]
 
 
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    """A container's `env`: name -> value, or -> the secretKeyRef it is read from."""
+    return {
+        e["name"]: e["value"] if "value" in e else e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+    }
+
+
+def _launcher_start_commands() -> dict[str, str]:
+    launcher = _yaml("ray-cluster.yaml")
+    return {node: " ".join(launcher[f"{node}_start_ray_commands"]) for node in ("head", "worker")}
+
+
 @pytest.mark.parametrize("name", YAML_FILES)
-def test_every_cluster_yaml_parses_to_a_mapping(name: str) -> None:
-    assert isinstance(_yaml(name), dict)
+def test_every_cluster_yaml_parses_to_mappings(name: str) -> None:
+    documents = _documents(name)
+    assert documents and all(isinstance(d, dict) for d in documents)
 
 
 def test_rayservice_serve_config_v2_is_a_yaml_string_that_parses() -> None:
@@ -194,10 +237,11 @@ def test_rayservice_ray_version_matches_installed_ray() -> None:
 def test_rayservice_pods_run_the_raygate_image_with_secrets_from_raygate_secrets() -> None:
     rayservice = _yaml("rayservice.yaml")
     assert (rayservice["apiVersion"], rayservice["kind"]) == ("ray.io/v1", "RayService")
-    containers = _containers(rayservice)
-    assert len(containers) >= 2  # head and at least one worker group
-    for container in containers:
-        assert container["image"] == "raygate:latest"
+    groups = _groups(rayservice)
+    assert {"head", "cpu", "gpu"} <= set(groups)
+    for name, group in groups.items():
+        (container,) = group["template"]["spec"]["containers"]
+        assert container["image"] == ("raygate:gpu" if name == "gpu" else "raygate:latest")
         refs = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         assert refs == ["raygate-secrets"]
         assert 8000 in [p["containerPort"] for p in container["ports"]]
@@ -205,12 +249,155 @@ def test_rayservice_pods_run_the_raygate_image_with_secrets_from_raygate_secrets
 
 
 def test_launcher_head_and_worker_start_commands_run_ray_start() -> None:
-    launcher = _yaml("ray-cluster.yaml")
-    head = " ".join(launcher["head_start_ray_commands"])
-    worker = " ".join(launcher["worker_start_ray_commands"])
-    assert re.search(r"\bray start --head\b.*--port=6379", head)
-    assert "--dashboard-host=0.0.0.0" in head
-    assert re.search(r"\bray start --address=\$RAY_HEAD_IP:6379", worker)
+    commands = _launcher_start_commands()
+    assert re.search(r"\bray start --head\b.*--port=6379", commands["head"])
+    assert re.search(r"\bray start --address=\$RAY_HEAD_IP:6379", commands["worker"])
+
+
+def test_rayservice_turns_on_ray_token_auth_for_the_head_and_every_worker_group() -> None:
+    rayservice = _yaml("rayservice.yaml")
+    # KubeRay then presents the token on its own dashboard calls (serveConfigV2, status).
+    auth = rayservice["spec"]["rayClusterConfig"]["authOptions"]
+    assert auth == {"mode": "token", "secretName": RAY_AUTH_SECRET["name"]}
+    for name, group in _groups(rayservice).items():
+        for container in group["template"]["spec"]["containers"]:
+            env = _env(container)
+            assert env.get("RAY_AUTH_MODE") == "token", name
+            assert env.get("RAY_AUTH_TOKEN") == RAY_AUTH_SECRET, name
+
+
+def test_launcher_turns_on_ray_token_auth_and_keeps_the_dashboard_on_loopback() -> None:
+    commands = _launcher_start_commands()
+    for node, command in commands.items():
+        assert "export RAY_AUTH_MODE=token;" in command, node
+        # No token in ~/raygate.env: the node refuses to start rather than start open.
+        assert ': "${RAY_AUTH_TOKEN:?' in command, node
+        assert command.index("RAY_AUTH_TOKEN:?") < command.index("ray start"), node
+    assert "--dashboard-host=127.0.0.1" in commands["head"]
+    assert "0.0.0.0" not in " ".join(commands.values())
+
+
+def test_networkpolicy_admits_from_outside_ray_only_serve_metrics_and_the_operator() -> None:
+    policies = _documents("networkpolicy.yaml")
+    assert {p["kind"] for p in policies} == {"NetworkPolicy"}
+    admitted: dict[int | None, list[dict[str, Any]]] = {}
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["podSelector"]["matchLabels"].items() >= POD_LABEL.items()
+        for rule in spec["ingress"]:
+            assert all(p.get("protocol", "TCP") == "TCP" for p in rule.get("ports", []))
+            ports = [p["port"] for p in rule["ports"]] if "ports" in rule else [None]
+            for port in ports:
+                admitted.setdefault(port, []).append(rule)
+    # Every port (None): only from the Ray pods themselves.
+    (among_ray_pods,) = admitted.pop(None)
+    assert among_ray_pods == {"from": [{"podSelector": {"matchLabels": POD_LABEL}}]}
+    assert sorted(admitted) == [8000, 8080, 8265]
+    (serve,) = admitted[8000]
+    assert "from" not in serve  # clients, the Ingress, a load balancer
+    (metrics,) = admitted[8080]
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": monitoring}}]
+    (dashboard,) = admitted[8265]
+    (operator,) = dashboard["from"]
+    assert operator["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}
+    }
+    assert "matchLabels" in operator["namespaceSelector"]  # one namespace, not all
+    (dashboard_policy,) = [p for p in policies if dashboard in p["spec"]["ingress"]]
+    assert dashboard_policy["spec"]["podSelector"]["matchLabels"]["ray.io/node-type"] == "head"
+
+
+def test_every_rayservice_pod_carries_the_label_the_networkpolicy_selects() -> None:
+    for name, group in _groups(_yaml("rayservice.yaml")).items():
+        labels = group["template"]["metadata"]["labels"]
+        assert labels.items() >= POD_LABEL.items(), name
+
+
+def test_every_rayservice_container_switches_off_every_phone_home() -> None:
+    for container in _containers(_yaml("rayservice.yaml")):
+        env = _env(container)
+        assert {k: env.get(k) for k in NO_PHONE_HOME} == NO_PHONE_HOME, container["name"]
+
+
+def test_every_launcher_node_switches_off_every_phone_home() -> None:
+    for node, command in _launcher_start_commands().items():
+        exported = dict(re.findall(r"\b([A-Z_]+)=(\S+?)(?=[;\s])", command.split("ray start")[0]))
+        assert {k: exported.get(k) for k in NO_PHONE_HOME} == NO_PHONE_HOME, node
+
+
+@pytest.mark.parametrize("source", ["serve-config.yaml", "rayservice.yaml"])
+def test_the_serve_app_switches_off_every_phone_home_in_its_replicas(source: str) -> None:
+    data = _serve_config() if source == "serve-config.yaml" else _embedded_serve_config()
+    (app,) = data["applications"]
+    env_vars = app["runtime_env"]["env_vars"]
+    assert {k: env_vars.get(k) for k in NO_PHONE_HOME} == NO_PHONE_HOME
+
+
+def test_gpu_worker_group_asks_for_whole_gpus_and_starts_at_zero() -> None:
+    group = _groups(_yaml("rayservice.yaml"))["gpu"]
+    # No pod until a replica asks Ray for a GPU: a cluster without GPU nodes deploys the same.
+    assert group["minReplicas"] == 0 and group["replicas"] == 0
+    assert group["maxReplicas"] >= 1
+    spec = group["template"]["spec"]
+    (container,) = spec["containers"]
+    resources = container["resources"]
+    assert int(resources["limits"]["nvidia.com/gpu"]) >= 1
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
+    assert spec["nodeSelector"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+
+
+def test_uncommenting_the_cache_num_gpus_shares_a_gpu_between_cache_replicas(
+    tmp_path: Path,
+) -> None:
+    # What the GPU group is for besides local models: raygate.yaml's commented-out line.
+    text = (CLUSTER / "raygate.yaml").read_text()
+    assert "    # num_gpus: 0.25\n" in text
+    edited = tmp_path / "raygate.yaml"
+    edited.write_text(text.replace("    # num_gpus: 0.25\n", "    num_gpus: 0.25\n"))
+    cache = load_config(edited, env=ADMIN).serve.cache
+    assert cache.options()["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.25}
+
+
+def test_launcher_installs_the_gpu_extra_where_nvidia_smi_finds_a_gpu() -> None:
+    setup = " ".join(_yaml("ray-cluster.yaml")["setup_commands"])
+    assert re.search(r'if nvidia-smi -L [^;]*; then [^;]*pip install -q -e "\.\[cpu,gpu\]"', setup)
+    assert re.search(r'else [^;]*pip install -q -e "\.\[cpu\]"', setup)
+
+
+@pytest.fixture
+def no_provider_switched_on(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable in PROVIDER_SWITCHES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("RAYGATE_ADMIN_KEY", ADMIN["RAYGATE_ADMIN_KEY"])
+    return monkeypatch
+
+
+def test_check_config_fails_when_the_cluster_config_could_answer_no_model(
+    no_provider_switched_on: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(CLUSTER / "raygate.yaml")
+    assert main(["check-config", "--config", config]) == 2
+    out, err = capsys.readouterr()
+    assert "provider openai: disabled (OPENAI_API_KEY is not set)" in out
+    assert "no model can be answered" in err and "OPENAI_API_KEY" in err
+    no_provider_switched_on.setenv("OPENAI_API_KEY", "sk-openai")
+    assert main(["check-config", "--config", config]) == 0
+
+
+def test_check_config_refuses_a_one_character_admin_key_in_the_cluster_config(
+    no_provider_switched_on: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_provider_switched_on.setenv("OPENAI_API_KEY", "sk-openai")
+    no_provider_switched_on.setenv("RAYGATE_ADMIN_KEY", "x")
+    assert main(["check-config", "--config", str(CLUSTER / "raygate.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "auth.admin_key is shorter than 16 characters" in err
+    assert "RAYGATE_ADMIN_KEY" in err
 
 
 def test_clusters_run_serve_with_the_settings_raygate_up_ships() -> None:
