@@ -1,12 +1,16 @@
 """Clients of the Serve deployments, and what their failures mean to the gateway.
 
 Every hop through a DeploymentHandle (ingress -> router, ingress -> cache, router -> local
-model) goes through `answer` / `stream` here, so a failure means the same on each:
+model) goes through `answer` / `resent` / `stream` here, so a failure means the same on each:
 
 - an error the replica raised itself (a `GatewayError`) arrives as it was raised;
-- Serve's own failures, a replica that died under the request (`RayActorError`), a
-  deployment that is gone, back-pressure (`max_queued_requests` reached), are a retryable
-  503 naming the hop, so the router falls over (local models) or the client may retry;
+- a replica that died under the call, or that Serve could not reach (`RayActorError`), is
+  a call sent again, to another replica (Serve's router has struck the lost one off), up to
+  `ATTEMPTS` times in all; a stream is sent again only before its first item, and a stream
+  cut after it ends with the error (the client sees an error event, never a clean end);
+- Serve's own failures, a replica lost on every attempt, a deployment that is gone,
+  back-pressure (`max_queued_requests` reached), are a retryable 503 naming the hop, so the
+  router falls over (local models) or the client may retry;
 - anything else is a 502 naming the hop, never the generic 500 with a traceback.
 
 `ServeEngines`, the router's transport to local models, also withholds calls from a model
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,6 +67,8 @@ log = logging.getLogger(__name__)
 
 # How long a wake-up call may wait for a replica to start (a large model loads for minutes).
 _WAKE_TIMEOUT_S = 900.0
+# Sends of one call whose replica is lost each time (a replica per deployment can die at once).
+ATTEMPTS = 3
 
 
 def failure(exc: Exception, where: str) -> Exception:
@@ -86,6 +92,15 @@ def failure(exc: Exception, where: str) -> Exception:
     return UpstreamError(f"{where} failed: {type(exc).__name__}")
 
 
+def replica_lost(exc: BaseException) -> bool:
+    """Whether a call failed because its replica died or could not be reached (not because
+    the replica raised): the call never finished, so sending it again is what a client would
+    do, and Serve's router sends it to another replica."""
+    if isinstance(exc, RayTaskError):
+        exc = getattr(exc, "cause", exc)
+    return isinstance(exc, RayActorError)
+
+
 async def answer(call: Awaitable[_T], where: str) -> _T:
     """The result of a handle call, its failure mapped by `failure`."""
     try:
@@ -94,10 +109,46 @@ async def answer(call: Awaitable[_T], where: str) -> _T:
         raise failure(exc, where) from None
 
 
-async def stream(items: Any, where: str) -> AsyncGenerator[Any, None]:
-    """The items of a streaming handle call, its failure mapped by `failure`; closing it
-    cancels the call in the replica (a client that went away stops the upstream call)."""
+async def resent(send: Callable[[], Awaitable[_T]], where: str) -> _T:
+    """`answer` for a call that `send` makes, sent again when its replica is lost."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await send()
+        except Exception as exc:
+            if attempt == ATTEMPTS or not replica_lost(exc):
+                raise failure(exc, where) from None
+            log.warning("%s: replica lost under a call (%s); sending it again", where, exc)
+    raise AssertionError("unreachable")
+
+
+async def started(send: Callable[[], Any], where: str) -> AsyncGenerator[Any, None]:
+    """The items of the streaming call that `send` makes (as `stream`), sent again when its
+    replica is lost before the first item; returns once the first item is in hand."""
+    for attempt in range(1, ATTEMPTS + 1):
+        items = send()
+        try:
+            first = await anext(items)
+        except StopAsyncIteration:
+            return stream(items, where, first=())
+        except Exception as exc:
+            items.cancel()
+            if attempt == ATTEMPTS or not replica_lost(exc):
+                raise failure(exc, where) from None
+            log.warning("%s: replica lost before a stream began (%s); sending it again", where, exc)
+            continue
+        return stream(items, where, first=(first,))
+    raise AssertionError("unreachable")
+
+
+async def stream(
+    items: Any, where: str, *, first: tuple[Any, ...] = ()
+) -> AsyncGenerator[Any, None]:
+    """The items of a streaming handle call (after `first`, already taken from it), its
+    failure mapped by `failure`; closing it cancels the call in the replica (a client that
+    went away stops the upstream call)."""
     try:
+        for item in first:
+            yield item
         async for item in items:
             yield item
     except Exception as exc:
@@ -118,29 +169,33 @@ class RouterClient:
     async def chat(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
     ) -> Routed[ChatCompletion]:
-        return await answer(self._handle.chat.remote(request, context), self._WHERE)
+        return await resent(lambda: self._handle.chat.remote(request, context), self._WHERE)
 
     async def chat_stream(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
     ) -> RoutedStream[ChatCompletionChunk]:
-        items = self._streams.chat_stream.remote(request, context)
-        return await open_routed(stream(items, self._WHERE))
+        items = await started(
+            lambda: self._streams.chat_stream.remote(request, context), self._WHERE
+        )
+        return await open_routed(items)
 
     async def completion(
         self, request: CompletionRequest, context: RouteContext | None = None
     ) -> Routed[Completion]:
-        return await answer(self._handle.completion.remote(request, context), self._WHERE)
+        return await resent(lambda: self._handle.completion.remote(request, context), self._WHERE)
 
     async def completion_stream(
         self, request: CompletionRequest, context: RouteContext | None = None
     ) -> RoutedStream[Completion]:
-        items = self._streams.completion_stream.remote(request, context)
-        return await open_routed(stream(items, self._WHERE))
+        items = await started(
+            lambda: self._streams.completion_stream.remote(request, context), self._WHERE
+        )
+        return await open_routed(items)
 
     async def embeddings(
         self, request: EmbeddingRequest, context: RouteContext | None = None
     ) -> Routed[EmbeddingResponse]:
-        return await answer(self._handle.embeddings.remote(request, context), self._WHERE)
+        return await resent(lambda: self._handle.embeddings.remote(request, context), self._WHERE)
 
     async def not_ready(self) -> list[str]:
         try:
@@ -162,7 +217,7 @@ class CacheClient:
         self._handle = handle
 
     async def lookup(self, query: CacheQuery) -> CacheResult:
-        return await answer(self._handle.lookup.remote(query), self._WHERE)
+        return await resent(lambda: self._handle.lookup.remote(query), self._WHERE)
 
     async def insert(self, entry: NewEntry) -> int:
         return await answer(self._handle.insert.remote(entry), self._WHERE)
@@ -174,10 +229,10 @@ class CacheClient:
         return await answer(call, self._WHERE)
 
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
-        return await answer(self._handle.follow_ups.remote(request), self._WHERE)
+        return await resent(lambda: self._handle.follow_ups.remote(request), self._WHERE)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        return await answer(self._handle.embed.remote(texts), self._WHERE)
+        return await resent(lambda: self._handle.embed.remote(texts), self._WHERE)
 
     async def invalidate(self, selector: Selector) -> int:
         return await answer(self._handle.invalidate.remote(selector), self._WHERE)
