@@ -10,7 +10,7 @@ from ray.serve import Application, Deployment
 from deployments.cache import CacheDeployment
 from deployments.ingress import Ingress
 from deployments.router import RouterDeployment
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config, parse_config
 from gateway.identity.startup import check_safe_to_start
 from local_models.deployment import local_model_app
 
@@ -20,10 +20,15 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[1]
 def build_app(args: dict[str, Any]) -> Application:
     """The gateway app for `serve run` / `serve deploy`.
 
-    `args["config"]` is a GatewayConfig or a YAML path; a relative path is looked up in the
-    working directory, then in the raygate source tree (the image's /app on KubeRay).
+    `args["config_text"]` is the config's YAML itself (what `raygate deploy` puts there, so
+    that a changed config is a changed Serve config); else `args["config"]` is a
+    GatewayConfig or a YAML path, a relative path looked up in the working directory, then
+    in the raygate source tree (the image's /app on KubeRay).
     """
-    config = args["config"]
+    if "config_text" in args:
+        config = parse_config(args["config_text"], source=args.get("config_name", "config_text"))
+    else:
+        config = args["config"]
     if not isinstance(config, GatewayConfig):
         config = load_config(_find(Path(config)))
     check_safe_to_start(config)  # no default or short keys where others can reach them

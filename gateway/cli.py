@@ -1,5 +1,5 @@
-"""The `raygate` command: up, down, simulate, check-config, keys, audit, cache, providers,
-dashboards.
+"""The `raygate` command: up, down, simulate, check-config, deploy, keys, audit, cache,
+providers, dashboards.
 
 Ray is imported only by the commands that need it, so `raygate simulate` and
 `raygate check-config` start fast.
@@ -19,6 +19,7 @@ from pathlib import Path
 from gateway.audit.cli import add_audit_commands
 from gateway.cache.cli import add_cache_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.deploy import add_deploy_command
 from gateway.identity.cli import add_key_commands
 from gateway.identity.startup import check_safe_to_start
 from gateway.observability.cli import add_dashboard_commands
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add_cache_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     add_provider_commands(commands, lambda args: _load(args.config, secrets_dir=_state_dir()))
     add_dashboard_commands(commands)
+    add_deploy_command(commands)
     return parser
 
 

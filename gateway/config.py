@@ -327,6 +327,11 @@ def parse_config(text: str, *, source: str = "<config>", env: Any = None) -> Gat
     return config
 
 
+def required_env(text: str) -> set[str]:
+    """The variables config `text` references with no default (`${VAR}`, not `${VAR:-x}`)."""
+    return {m.group(1) for m in _ENV_REF.finditer(text) if m.group(2) is None}
+
+
 def _substitute_env(node: yaml.Node, env: Any, source: str) -> None:
     if isinstance(node, yaml.ScalarNode):
         if isinstance(node.value, str) and "${" in node.value:
