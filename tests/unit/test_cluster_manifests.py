@@ -265,7 +265,7 @@ def test_deployments_autoscale_with_valid_ray_serve_settings(deployment: str) ->
     # Ray ignores unknown autoscaling keys silently, so a typo would go unnoticed.
     assert set(autoscaling) <= set(AutoscalingConfig.model_fields)
     parsed = AutoscalingConfig(**autoscaling)
-    assert parsed.min_replicas == 1
+    assert parsed.min_replicas == 2  # one replica dies, or rolls, while another answers
     assert parsed.max_replicas > parsed.min_replicas
     assert parsed.target_ongoing_requests <= settings.max_ongoing_requests
     assert "num_replicas" not in settings.options()
