@@ -13,14 +13,15 @@ model) goes through `answer` / `resent` / `stream` here, so a failure means the 
   router falls over (local models) or the client may retry;
 - anything else is a 502 naming the hop, never the generic 500 with a traceback.
 
-`ServeEngines`, the router's transport to local models, also withholds calls from a model
+`ServeEngines`, the router's transport to local models, also holds back calls to a model
 with no running replica (scaled to zero, or its replicas starting or restarting), which Serve
 would otherwise queue until one is up. Which deployments have a running replica comes from
-the Serve controller, polled in the background every `poll_s`. A request for a deployment
-with none is not sent; a single wake-up call is, so that a deployment scaled to zero scales
-up (Serve counts queued requests). A call already waiting when the last replica goes (Serve
-re-queues a request whose replica died before it started) is withdrawn at the next poll
-rather than left waiting for a new replica.
+the Serve controller, polled in the background every `poll_s`. For a deployment with none, a
+single wake-up call is sent, so that a deployment scaled to zero scales up (Serve counts
+queued requests), and the request waits up to the model's `waits` seconds for a replica to
+run (the first request after a scale to zero is answered), then falls over. A call already
+waiting when the last replica goes (Serve re-queues a request whose replica died before it
+started) is withdrawn at the next poll rather than left waiting for a new replica.
 """
 
 from __future__ import annotations
@@ -255,34 +256,35 @@ class ServeEngines:
         *,
         app: str,
         deployments: Mapping[str, str],
+        waits: Mapping[str, float] | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self._handles = dict(handles)
         self._streams = {name: h.options(stream=True) for name, h in handles.items()}
         self._app = app
         self._deployments = dict(deployments)
+        self._waits = dict(waits or {})
         self._poll_s = poll_s
         self._running: dict[str, int] = {}  # model -> replicas RUNNING; unknown = assume some
         self._poller: asyncio.Task[None] | None = None
         self._waking: dict[str, asyncio.Task[None]] = {}
         self._gone: dict[str, asyncio.Event] = {}  # set while a model has no running replica
+        self._up: dict[str, asyncio.Event] = {}  # set while a model has one
         self._seen_running: set[str] = set()  # models that have had a running replica
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        handle = self._handle(request.model)
+        handle = await self._handle(request.model)
         return await self._answer(handle.chat.remote(request), request.model)
 
     def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-        handle = self._handle(request.model, stream=True)
-        return self._chunks(handle.chat_stream.remote(request), request.model)
+        return self._chunks(lambda h: h.chat_stream.remote(request), request.model)
 
     async def completion(self, request: CompletionRequest) -> Completion:
-        handle = self._handle(request.model)
+        handle = await self._handle(request.model)
         return await self._answer(handle.completion.remote(request), request.model)
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
-        handle = self._handle(request.model, stream=True)
-        return self._chunks(handle.completion_stream.remote(request), request.model)
+        return self._chunks(lambda h: h.completion_stream.remote(request), request.model)
 
     async def running(self) -> dict[str, int]:
         """Each model's running replicas, from the Serve controller now."""
@@ -299,7 +301,7 @@ class ServeEngines:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _handle(self, model: str, *, stream: bool = False) -> DeploymentHandle:
+    async def _handle(self, model: str, *, stream: bool = False) -> DeploymentHandle:
         handles = self._streams if stream else self._handles
         handle = handles.get(model)
         if handle is None:
@@ -308,11 +310,19 @@ class ServeEngines:
             self._poller = asyncio.get_running_loop().create_task(self._poll(), name="local:poll")
         if self._running.get(model) == 0:
             self._wake(model)
+            await self._wait_for_replica(model)
+        return handle
+
+    async def _wait_for_replica(self, model: str) -> None:
+        """Return once `model` has a running replica, within its wait; else fall over."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._waits.get(model, 0.0)):
+                await self._up_event(model).wait()
+        if self._running.get(model) == 0:
             raise UpstreamUnavailable(
                 f"local model {model!r} has no running replica yet (starting, or scaled to zero)",
                 headers={"retry-after": "5"},
             )
-        return handle
 
     def _wake(self, model: str) -> None:
         """One queued call per model while none runs: Serve scales up for it."""
@@ -337,6 +347,10 @@ class ServeEngines:
             except Exception as exc:  # the controller restarting: keep the last counts
                 log.warning("cannot read Serve's status: %s: %s", type(exc).__name__, exc)
             for model, running in self._running.items():
+                if running:
+                    self._up_event(model).set()
+                else:
+                    self._up_event(model).clear()
                 gone = self._gone_event(model)
                 if running and gone.is_set():
                     log.warning("local model %r has %d running replica(s) again", model, running)
@@ -349,6 +363,10 @@ class ServeEngines:
     def _gone_event(self, model: str) -> asyncio.Event:
         return self._gone.setdefault(model, asyncio.Event())
 
+    def _up_event(self, model: str) -> asyncio.Event:
+        """Set while `model` has a running replica (as of the last poll)."""
+        return self._up.setdefault(model, asyncio.Event())
+
     async def _answer(self, response: Any, model: str) -> Any:
         """A whole answer, unless the model loses its last replica while it is awaited."""
         try:
@@ -359,7 +377,10 @@ class ServeEngines:
                 raise failure(exc, _where(model)) from None
             raise
 
-    async def _chunks(self, stream: Any, model: str) -> AsyncIterator[Any]:
+    async def _chunks(
+        self, send: Callable[[DeploymentHandle], Any], model: str
+    ) -> AsyncIterator[Any]:
+        stream = send(await self._handle(model, stream=True))
         try:
             while True:
                 try:

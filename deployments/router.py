@@ -67,6 +67,7 @@ def _providers(
             local_models,
             app=serve.get_replica_context().app_name,
             deployments={name: deployment_name(name) for name in local_models},
+            waits={name: config.local_models[name].wait_for_replica_s for name in local_models},
         )
         providers[LOCAL_PROVIDER] = LocalProvider(config.local_models, engines)
     return providers

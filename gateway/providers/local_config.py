@@ -73,6 +73,20 @@ class LocalModelConfig(ConfigSection):
         default_factory=dict, description="passed to vLLM's AsyncEngineArgs as they are"
     )
     cpu_kv_cache_gib: int = Field(1, gt=0, description="KV cache of a cpu replica (GiB)")
+    scale_up_wait_s: float | None = Field(
+        None,
+        ge=0,
+        description="how long a request waits for a replica when none runs (scaled to zero, "
+        "or all restarting) before it falls over to the next target; default "
+        "first_token_timeout for a model that scales to zero, else 0 (at once)",
+    )
+
+    @property
+    def wait_for_replica_s(self) -> float:
+        """`scale_up_wait_s`, or its default."""
+        if self.scale_up_wait_s is not None:
+            return self.scale_up_wait_s
+        return 0.0 if self.always_running else self.first_token_timeout
 
     @property
     def always_running(self) -> bool:

@@ -284,3 +284,14 @@ async def test_a_model_that_scales_to_zero_is_ready_with_none(sim: Sim) -> None:
     engines.replicas = {"tiny": 0}
     provider = LocalProvider(config.local_models, engines)
     assert await provider.not_ready() == []
+
+
+def test_a_request_waits_for_a_replica_only_of_a_model_that_scales_to_zero() -> None:
+    always = parse_config(CONFIG, env={}).local_models["tiny"]
+    assert always.wait_for_replica_s == 0  # none running means lost: fall over at once
+    to_zero = parse_config(
+        CONFIG.replace("first_token_timeout: 0.2}", "autoscaling: {min_replicas: 0}}"), env={}
+    ).local_models["tiny"]
+    assert to_zero.wait_for_replica_s == to_zero.first_token_timeout  # woken: worth the wait
+    told = parse_config(CONFIG.replace("0.2}", "0.2, scale_up_wait_s: 7}"), env={})
+    assert told.local_models["tiny"].wait_for_replica_s == 7
