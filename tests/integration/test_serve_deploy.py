@@ -97,7 +97,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     spawn([str(BIN / "raygate"), "simulate", "--port", str(ports["sim"])], "simulator.log")
     ray_start = [str(BIN / "ray"), "start", "--head", "--block", f"--port={ports['gcs']}",
                  f"--dashboard-port={ports['dash']}", "--dashboard-host=127.0.0.1",
-                 "--num-cpus=2", "--disable-usage-stats"]  # fmt: skip
+                 "--num-cpus=3", "--disable-usage-stats"]  # fmt: skip
+    # Three logical CPUs: the shipped raygate.yaml reserves 2.5 (two replicas of each deployment).
     spawn(ray_start, "ray.log")
     dashboard = f"http://127.0.0.1:{ports['dash']}"
     try:
