@@ -18,10 +18,11 @@ with no running replica (scaled to zero, or its replicas starting or restarting)
 would otherwise queue until one is up. Which deployments have a running replica comes from
 the Serve controller, polled in the background every `poll_s`. For a deployment with none, a
 single wake-up call is sent, so that a deployment scaled to zero scales up (Serve counts
-queued requests), and the request waits up to the model's `waits` seconds for a replica to
-run (the first request after a scale to zero is answered), then falls over. A call already
-waiting when the last replica goes (Serve re-queues a request whose replica died before it
-started) is withdrawn at the next poll rather than left waiting for a new replica.
+queued requests), and the request falls over at once; a request for a model given a wait
+(`waits`: one that scales to zero) is sent all the same and waits in Serve's queue, the first
+request after a scale to zero is answered. A call waiting when the last replica goes (Serve
+re-queues a request whose replica died before it started), or longer than its model's wait
+with none running, is withdrawn at the next poll rather than left waiting for a new replica.
 """
 
 from __future__ import annotations
@@ -269,7 +270,6 @@ class ServeEngines:
         self._poller: asyncio.Task[None] | None = None
         self._waking: dict[str, asyncio.Task[None]] = {}
         self._gone: dict[str, asyncio.Event] = {}  # set while a model has no running replica
-        self._up: dict[str, asyncio.Event] = {}  # set while a model has one
         self._seen_running: set[str] = set()  # models that have had a running replica
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
@@ -308,21 +308,14 @@ class ServeEngines:
             raise UpstreamRejected(f"no local model {model!r} is deployed")
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll(), name="local:poll")
-        if self._running.get(model) == 0:
+        if self._running.get(model) == 0 and not self._waits.get(model):
             self._wake(model)
-            await self._wait_for_replica(model)
-        return handle
-
-    async def _wait_for_replica(self, model: str) -> None:
-        """Return once `model` has a running replica, within its wait; else fall over."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._waits.get(model, 0.0)):
-                await self._up_event(model).wait()
-        if self._running.get(model) == 0:
             raise UpstreamUnavailable(
                 f"local model {model!r} has no running replica yet (starting, or scaled to zero)",
                 headers={"retry-after": "5"},
             )
+        # A model that waits: the call itself, queued in Serve, scales it up from zero.
+        return handle
 
     def _wake(self, model: str) -> None:
         """One queued call per model while none runs: Serve scales up for it."""
@@ -347,10 +340,6 @@ class ServeEngines:
             except Exception as exc:  # the controller restarting: keep the last counts
                 log.warning("cannot read Serve's status: %s: %s", type(exc).__name__, exc)
             for model, running in self._running.items():
-                if running:
-                    self._up_event(model).set()
-                else:
-                    self._up_event(model).clear()
                 gone = self._gone_event(model)
                 if running and gone.is_set():
                     log.warning("local model %r has %d running replica(s) again", model, running)
@@ -360,17 +349,19 @@ class ServeEngines:
                     gone.set()
             await asyncio.sleep(self._poll_s)
 
+    async def _gone_for(self, model: str, grace_s: float) -> None:
+        """Return once `model` has had no running replica after `grace_s` from now."""
+        if grace_s:
+            await asyncio.sleep(grace_s)  # a deadline: a scale-up from zero may take this long
+        await self._gone_event(model).wait()
+
     def _gone_event(self, model: str) -> asyncio.Event:
         return self._gone.setdefault(model, asyncio.Event())
-
-    def _up_event(self, model: str) -> asyncio.Event:
-        """Set while `model` has a running replica (as of the last poll)."""
-        return self._up.setdefault(model, asyncio.Event())
 
     async def _answer(self, response: Any, model: str) -> Any:
         """A whole answer, unless the model loses its last replica while it is awaited."""
         try:
-            return await self._unless_gone(response, model)
+            return await self._unless_gone(response, model, grace_s=self._waits.get(model, 0.0))
         except BaseException as exc:
             response.cancel()  # withdrawn, or the client went away; a no-op once answered
             if isinstance(exc, Exception):
@@ -381,21 +372,25 @@ class ServeEngines:
         self, send: Callable[[DeploymentHandle], Any], model: str
     ) -> AsyncIterator[Any]:
         stream = send(await self._handle(model, stream=True))
+        grace_s = self._waits.get(model, 0.0)  # until the first chunk
         try:
             while True:
                 try:
-                    chunk = await self._unless_gone(stream.__anext__(), model)
+                    chunk = await self._unless_gone(stream.__anext__(), model, grace_s=grace_s)
                 except StopAsyncIteration:
                     return
+                grace_s = 0.0
                 yield chunk
         except Exception as exc:
             raise failure(exc, _where(model)) from None
         finally:
             stream.cancel()  # a client that went away aborts the request in the engine
 
-    async def _unless_gone(self, call: Awaitable[_T], model: str) -> _T:
+    async def _unless_gone(self, call: Awaitable[_T], model: str, *, grace_s: float = 0.0) -> _T:
+        """`call`'s result, unless `model` has no running replica for longer than `grace_s`
+        (the time a request waits for a model scaled to zero)."""
         task = asyncio.ensure_future(call)
-        gone = asyncio.ensure_future(self._gone_event(model).wait())
+        gone = asyncio.ensure_future(self._gone_for(model, grace_s))
         try:
             await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
