@@ -39,14 +39,15 @@ YAML_FILES = [
 ADMIN = {"RAYGATE_ADMIN_KEY": "sk-test-admin-0123456789"}
 POD_LABEL = {"app.kubernetes.io/part-of": "raygate"}  # what the NetworkPolicy selects
 RAY_AUTH_SECRET = {"name": "raygate-ray-auth", "key": "auth_token"}
-# Every variable that can switch on a provider or an alias in cluster/raygate.yaml.
 # HAProxy on every node, replaying a request whose ingress replica closed before answering
 # (cluster/README.md, "Replica and node failures"); tests/cluster/stack.py runs the same.
 HAPROXY = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+    "RAY_SERVE_HAPROXY_RETRIES": "5",
 }
 HAPROXY_METRICS_PORT = 9101  # Ray's RAY_SERVE_HAPROXY_METRICS_PORT default
+# Every variable that can switch on a provider or an alias in cluster/raygate.yaml.
 PROVIDER_SWITCHES = [
     "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY",
     "AZURE_OPENAI_BASE_URL", "MISTRAL_API_KEY", "GROQ_API_KEY", "RAYGATE_VLLM_URL",
