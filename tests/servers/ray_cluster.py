@@ -168,13 +168,17 @@ class RayCluster:
     # --- Serve ---------------------------------------------------------------------------
 
     def deploy(self, serve_config: dict[str, Any]) -> None:
-        """`serve deploy` of `serve_config` with the proxies on this cluster's Serve port."""
+        """`serve deploy` of `serve_config` with the proxy on this cluster's Serve port."""
         self._serve("deploy", str(self.write_serve_config(serve_config)))
 
     def write_serve_config(self, serve_config: dict[str, Any]) -> Path:
-        """`serve_config` with the proxies on this cluster's Serve port, as a file."""
+        """`serve_config` with the proxy on this cluster's Serve port, as a file."""
         config = {**serve_config, "http_options": {**serve_config["http_options"]}}
         config["http_options"].update(host="127.0.0.1", port=self.serve_port)
+        # One proxy, on the head: the nodes share one host, where only one HAProxy can listen
+        # on the port (the others fail to bind and restart without end); a real cluster runs
+        # one per node (the shipped EveryNode), with a load balancer in front.
+        config["proxy_location"] = "HeadOnly"
         path = self.workdir / f"serve-config-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
