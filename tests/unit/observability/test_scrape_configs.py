@@ -27,7 +27,9 @@ def test_the_prometheus_config_is_valid_for_promtool() -> None:
 
 def test_every_ray_node_exports_metrics_on_the_port_the_pod_monitor_scrapes() -> None:
     monitor = yaml.safe_load((CLUSTER / "prometheus" / "podmonitor.yaml").read_text())
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    # Ray's agent on `metrics` (HAProxy's own series on `haproxy-metrics` are checked in
+    # tests/unit/test_cluster_manifests.py).
+    (endpoint,) = [e for e in monitor["spec"]["podMetricsEndpoints"] if e["port"] == "metrics"]
     service = yaml.safe_load((CLUSTER / "rayservice.yaml").read_text())
     cluster = service["spec"]["rayClusterConfig"]
     groups: list[dict[str, Any]] = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
