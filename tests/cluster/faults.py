@@ -75,7 +75,10 @@ def redeploy(
         deployed.redeploy(config)
         return lambda status: status.app.get("status") == "RUNNING" and rolled_out(status)
 
-    return under_load(deployed, "raygate deploy of a changed config", inject, clients=clients)
+    # Every replica rolls, a cache replica loading MiniLM each: 126-175 s on two busy cores.
+    return under_load(
+        deployed, "raygate deploy of a changed config", inject, clients=clients, timeout_s=600
+    )
 
 
 def kill_node(deployed: Deployed, worker: str, *, clients: int = 4) -> FaultRun:
