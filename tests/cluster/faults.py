@@ -94,4 +94,5 @@ def kill_node(deployed: Deployed, worker: str, *, clients: int = 4) -> FaultRun:
             and worker not in {w for ws in cluster.placement().values() for w in ws}
         )
 
-    return under_load(deployed, f"lose node {worker}", inject, clients=clients)
+    # Every replica the node ran starts again on the nodes left: 65-84 s here.
+    return under_load(deployed, f"lose node {worker}", inject, clients=clients, timeout_s=420)
