@@ -11,10 +11,9 @@ from deployments.cache import CacheDeployment
 from deployments.ingress import Ingress
 from deployments.router import RouterDeployment
 from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.deploy import find_config
 from gateway.identity.startup import check_safe_to_start
 from local_models.deployment import local_model_app
-
-_SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -30,7 +29,7 @@ def build_app(args: dict[str, Any]) -> Application:
     else:
         config = args["config"]
     if not isinstance(config, GatewayConfig):
-        config = load_config(_find(Path(config)))
+        config = load_config(find_config(Path(config)))
     check_safe_to_start(config)  # no default or short keys where others can reach them
     # The decorators turn the classes into Deployments; mypy still sees the plain classes.
     router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
@@ -43,9 +42,3 @@ def build_app(args: dict[str, Any]) -> Application:
         router.bind(config, local_models),
         cache.bind(config) if config.cache.in_use() else None,
     )
-
-
-def _find(path: Path) -> Path:
-    if path.is_absolute() or path.exists():
-        return path
-    return _SOURCE_ROOT / path

@@ -59,7 +59,7 @@ def add_deploy_command(commands: Any) -> None:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    serve_config = yaml.safe_load(_find(args.serve_config).read_text())
+    serve_config = yaml.safe_load(find_config(args.serve_config).read_text())
     rendered = render(serve_config, config=args.config, restart=args.restart)
     text = yaml.dump(rendered, Dumper=_BlockText, sort_keys=False)
     if args.render:
@@ -91,8 +91,8 @@ def render(
         app = dict(app)
         if app.get("import_path") == APP_IMPORT_PATH:
             args = dict(app.get("args") or {})
-            path = _find(Path(config or args.pop("config", "") or "cluster/raygate.yaml"))
-            args.pop("config", None)
+            named = args.pop("config", None)
+            path = find_config(Path(config or named or "cluster/raygate.yaml"))
             text = path.read_text()
             check(text, source=str(path))
             args.update(config_text=text, config_name=path.name)
@@ -124,7 +124,9 @@ def _block(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockText.add_representer(str, _block)
 
 
-def _find(path: Path) -> Path:
+def find_config(path: Path) -> Path:
+    """A config file: absolute, or relative to the working directory, then to the raygate
+    source tree (the image's /app on KubeRay)."""
     if path.is_absolute() or path.exists():
         return path
     if (_SOURCE_ROOT / path).exists():

@@ -30,6 +30,7 @@ from tests.servers.redis import RedisServer, redis_binary
 from tests.support import free_port
 
 ADMIN_KEY = "sk-cluster-admin-0123456789abcdef"
+RAYGATE = str(Path(sys.executable).with_name("raygate"))
 WORKERS = {"worker-a": 2, "worker-b": 2}
 # Sizes and timings that fit two cores and a test's patience (the shipped ones are for a
 # production cluster: a 300 s downscale delay).
@@ -46,7 +47,8 @@ SERVE = {
 }  # fmt: skip
 
 
-# What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml).
+# What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml);
+# RAYGATE_TEST_PROXY=serve runs Serve's own proxy instead, to compare the two.
 PROXY = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
@@ -73,12 +75,7 @@ class Deployed:
         self.config = config
         self.config_path.write_text(yaml.safe_dump(config))
         serve_config = self.cluster.write_serve_config(shipped_serve_config(self.config_path))
-        deployed = subprocess.run(
-            [str(Path(sys.executable).with_name("raygate")), "deploy", str(serve_config),
-             "--address", self.cluster.dashboard],
-            env=self.cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        self.cluster.run(RAYGATE, "deploy", str(serve_config), "--address", self.cluster.dashboard)
 
 
 def cluster_config(local_model: Path | None = None) -> dict[str, Any]:
@@ -156,7 +153,7 @@ def deployed_stack(
         for secret in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "RAYGATE_DEV_KEY"):
             env.pop(secret, None)
         simulator = subprocess.Popen(
-            [str(Path(sys.executable).with_name("raygate")), "simulate",
+            [RAYGATE, "simulate",
              "--port", str(sim_port), "--latency-ms", str(simulator_latency_ms)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip

@@ -11,7 +11,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from deployments.local import terminate_session
+from tests.servers.ray_cluster import answers, wait_for
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,21 +34,6 @@ class Cluster:
     dashboard: str
     simulator_url: str
     env: dict[str, str]
-
-
-def _wait_for(ready: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not ready within {timeout_s:g}s")
-        time.sleep(0.5)
-
-
-def _answers(url: str, *statuses: int) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code in statuses
-    except httpx.HTTPError:
-        return False
 
 
 def serve_status(cluster_env: dict[str, str], dashboard: str) -> dict[str, object]:
@@ -102,8 +87,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     spawn(ray_start, "ray.log")
     dashboard = f"http://127.0.0.1:{ports['dash']}"
     try:
-        _wait_for(lambda: _answers(f"{simulator_url}/healthz", 200), 30, "the simulator")
-        _wait_for(lambda: _answers(f"{dashboard}/api/version", 401), 120, "Ray")
+        wait_for(lambda: answers(f"{simulator_url}/healthz", 200), 30, "the simulator")
+        wait_for(lambda: answers(f"{dashboard}/api/version", 401), 120, "Ray")
 
         config = yaml.safe_load((ROOT / "cluster" / "serve-config.yaml").read_text())
         config["http_options"].update(host="127.0.0.1", port=ports["serve"])
@@ -118,7 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             timeout=120,
         )
         assert deploy.returncode == 0, deploy.stderr
-        _wait_for(lambda: _running(env, dashboard), 180, "the Serve application")
+        wait_for(lambda: _running(env, dashboard), 180, "the Serve application")
         yield Cluster(f"http://127.0.0.1:{ports['serve']}", dashboard, simulator_url, env)
     finally:
         for process in reversed(started):

@@ -129,7 +129,7 @@ class RayCluster:
             ],
             "head.log",
         )
-        wait_for(lambda: _answers(f"{self.dashboard}/api/version", 401), 120, "the Ray head")
+        wait_for(lambda: answers(f"{self.dashboard}/api/version", 401), 120, "the Ray head")
 
     def add_worker(self, name: str, cpus: float) -> None:
         """A worker raylet with `cpus` logical CPUs and the custom resource `name`."""
@@ -213,35 +213,21 @@ class RayCluster:
 
     def control(self, *args: str) -> Any:
         """The JSON a `tests.servers.ray_control` command prints."""
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.servers.ray_control",
-                f"127.0.0.1:{self.gcs_port}",
-                *args,
-            ],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"ray_control {args} failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        out = self.run(sys.executable, "-m", "tests.servers.ray_control",
+                       f"127.0.0.1:{self.gcs_port}", *args)  # fmt: skip
+        return json.loads(out.strip().splitlines()[-1])
 
     def _serve(self, *args: str) -> str:
+        return self.run(str(BIN / "serve"), *args, "--address", self.dashboard)
+
+    def run(self, *command: str) -> str:
+        """`command`'s output, run with the cluster's environment (its token, its secrets);
+        a RuntimeError with its output when it fails."""
         out = subprocess.run(
-            [str(BIN / "serve"), *args, "--address", self.dashboard],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120
         )
         if out.returncode != 0:
-            raise RuntimeError(f"serve {args[0]} failed:\n{out.stdout}\n{out.stderr[-3000:]}")
+            raise RuntimeError(f"{command[:3]} failed:\n{out.stdout}\n{out.stderr[-3000:]}")
         return out.stdout
 
     def logs(self, tail: int = 3000) -> str:
@@ -249,6 +235,7 @@ class RayCluster:
 
 
 def wait_for(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `ready` until it holds; an AssertionError naming `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:
@@ -256,7 +243,8 @@ def wait_for(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _answers(url: str, *statuses: int) -> bool:
+def answers(url: str, *statuses: int) -> bool:
+    """Whether `url` answers a GET with one of `statuses`."""
     try:
         return httpx.get(url, timeout=2).status_code in statuses
     except httpx.HTTPError:
