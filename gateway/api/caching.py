@@ -175,6 +175,9 @@ class ResponseCache:
             return None
         request = self.request_of(body, principal)
         store = control in ("default", "no-cache") and _storable(body) and request.cacheable
+        if _carries_tool_results(body) and not self.config.cache_tool_results:
+            exchange.cache_phase = "bypass"
+            return Probe(request, False, None, None)
         if control in ("no-cache", "bypass") or not request.cacheable:
             exchange.cache_phase = "bypass"
             return Probe(request, store, None, None)
@@ -388,6 +391,12 @@ class ResponseCache:
 def _storable(body: ChatCompletionRequest) -> bool:
     # One choice only: n > 1 answers would replay as a single choice.
     return body.n in (None, 1)
+
+
+def _carries_tool_results(body: ChatCompletionRequest) -> bool:
+    # A tool result is data from outside the caller (a fetched page, a query's rows) that may
+    # differ on the next call however alike the request: the model must read it afresh.
+    return any(m.role in ("tool", "function") for m in body.messages)
 
 
 def _answer_of(result: CacheResult) -> CachedAnswer | None:

@@ -101,6 +101,11 @@ class CacheConfig(ConfigSection):
     semantic_for_tools: bool = Field(
         False, description="let requests with tools or tool results use the semantic phase"
     )
+    cache_tool_results: bool = Field(
+        False,
+        description="let requests that carry tool results (role tool or function) be answered"
+        " from the cache and stored; off: they always reach the model",
+    )
     semantic_for_multiple_choices: bool = Field(
         False, description="let requests with n > 1 use the semantic phase"
     )

@@ -26,6 +26,7 @@ storage: {url: "sqlite:///%(db)s"}
 audit: {enabled: false}
 cache:
   isolation: %(isolation)s
+  cache_tool_results: %(tool_results)s
   exploration_rate: 0  # no shadow checks: what a lookup finds is what it serves
   routes:
     sim-uncached: {enabled: false}
@@ -37,6 +38,9 @@ models:
   sim-uncached: {targets: [simulator/sim-small]}
   sim-keyed: {targets: [simulator/sim-small]}
 """
+
+
+_ALICE = {"x-forwarded-user": "alice", "x-forwarded-groups": "staff"}
 
 
 @dataclass
@@ -71,8 +75,14 @@ class Gateway:
         )
 
 
-async def _gateway(tmp_path: Path, embedder: Embedder, isolation: str) -> AsyncIterator[Gateway]:
-    config = CONFIG % {"db": tmp_path / "raygate.db", "isolation": isolation}
+async def _gateway(
+    tmp_path: Path, embedder: Embedder, isolation: str, *, tool_results: bool = False
+) -> AsyncIterator[Gateway]:
+    config = CONFIG % {
+        "db": tmp_path / "raygate.db",
+        "isolation": isolation,
+        "tool_results": str(tool_results).lower(),
+    }
     async with in_process_gateway(
         config, embedder=embedder, sim_settings=SimulatorSettings(seed=3)
     ) as gw:
@@ -88,6 +98,12 @@ async def gateway(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
 @pytest_asyncio.fixture
 async def group_gateway(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
     async for gw in _gateway(tmp_path, embedder, "group"):
+        yield gw
+
+
+@pytest_asyncio.fixture
+async def tool_results_gateway(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Gateway]:
+    async for gw in _gateway(tmp_path, embedder, "user", tool_results=True):
         yield gw
 
 
@@ -182,6 +198,50 @@ async def test_tools_and_hot_sampling_skip_only_the_semantic_phase(gateway: Gate
     repeat = await gateway.ask("Write a haiku about the sea.", temperature=1.5)
     assert paraphrase.headers["x-raygate-cache"] == "miss"
     assert repeat.headers["x-raygate-cache"] == "exact"
+
+
+_WITH_TOOL_RESULT: dict[str, Any] = {
+    "messages": [
+        {"role": "user", "content": "What is the weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "4 degrees, light rain"},
+    ]
+}
+
+
+@pytest.mark.asyncio
+async def test_requests_carrying_tool_results_always_reach_the_model(gateway: Gateway) -> None:
+    first = await gateway.gw.http.post(
+        "/v1/chat/completions", json={"model": "sim-small", **_WITH_TOOL_RESULT}, headers=_ALICE
+    )
+    again = await gateway.gw.http.post(
+        "/v1/chat/completions", json={"model": "sim-small", **_WITH_TOOL_RESULT}, headers=_ALICE
+    )
+    assert [r.status_code for r in (first, again)] == [200, 200]
+    assert [r.headers["x-raygate-cache"] for r in (first, again)] == ["bypass", "bypass"]
+    assert await gateway.upstream_calls() == 2
+
+
+@pytest.mark.asyncio
+async def test_tool_results_are_cached_exactly_when_configured(
+    tool_results_gateway: Gateway,
+) -> None:
+    gateway = tool_results_gateway
+    body = {"model": "sim-small", **_WITH_TOOL_RESULT}
+    first = await gateway.gw.http.post("/v1/chat/completions", json=body, headers=_ALICE)
+    again = await gateway.gw.http.post("/v1/chat/completions", json=body, headers=_ALICE)
+    assert [r.headers["x-raygate-cache"] for r in (first, again)] == ["miss", "exact"]
+    assert await gateway.upstream_calls() == 1
 
 
 @pytest.mark.asyncio
@@ -337,9 +397,8 @@ async def test_identical_requests_in_flight_share_one_upstream_call(gateway: Gat
 async def test_a_checked_candidate_is_answered_fresh_and_the_cache_learns_from_it(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    config = (CONFIG % {"db": tmp_path / "raygate.db", "isolation": "user"}).replace(
-        "exploration_rate: 0", "exploration_rate: 1"
-    )
+    values = {"db": tmp_path / "raygate.db", "isolation": "user", "tool_results": "false"}
+    config = (CONFIG % values).replace("exploration_rate: 0", "exploration_rate: 1")
     async with in_process_gateway(
         config, embedder=embedder, sim_settings=SimulatorSettings(seed=3)
     ) as gw:
@@ -423,7 +482,8 @@ async def test_a_likely_follow_up_is_answered_before_it_is_asked(
     tmp_path: Path, embedder: Embedder, precache: bool
 ) -> None:
     setting = "{enabled: %s, min_support: 1}" % ("true" if precache else "false")
-    config = (CONFIG % {"db": tmp_path / "raygate.db", "isolation": "user"}).replace(
+    values = {"db": tmp_path / "raygate.db", "isolation": "user", "tool_results": "false"}
+    config = (CONFIG % values).replace(
         "  exploration_rate: 0", f"  exploration_rate: 0\n  precache: {setting}"
     )
     config = config.replace("audit: {enabled: false}", "audit: {enabled: true}")
