@@ -22,6 +22,8 @@ from gateway.policy.address import detect_street_addresses
 from gateway.policy.credentials import detect_credentials
 from gateway.policy.entities import ENTITY_TYPES, EntityRecognizer
 from gateway.policy.financial import detect_credit_cards, detect_ibans, detect_us_ssns
+from gateway.policy.grow import grow
+from gateway.policy.names import detect_labelled_names
 from gateway.policy.normalize import Normalized, normalize
 from gateway.policy.phi import (
     detect_ages,
@@ -144,11 +146,14 @@ def detect(
     wanted_entities = selected & ENTITY_TYPES
     if entities is not None and wanted_entities:
         candidates.extend(entities.find(seen, wanted_entities))
+        if "PERSON" in wanted_entities:
+            candidates.extend(detect_labelled_names(seen))
     if isinstance(min_confidence, Mapping):
         floors = min_confidence
         kept = [s for s in candidates if s.confidence >= floors.get(s.type, 0.0)]
     else:
         kept = [s for s in candidates if s.confidence >= min_confidence]
+    kept = grow(seen, kept, selected)
     if view.changed:
         kept = [_to_raw(s, view) for s in kept]
     return resolve_overlaps(kept)

@@ -53,6 +53,15 @@ _LABEL_PRECISION: dict[str, float] = {
     "TIME": 0.745,
 }
 _NAMES_NEED_CAPITALS = frozenset({"PERSON", "ORG", "GPE", "LOC", "FAC"})
+# A date points at someone only when it is a point in time: a day, a month, a year, a clock
+# time. "next week", "this morning", "a couple of months" and "35-year-old" (an age, which
+# the age detector reports) name no one.
+_POINT_IN_TIME = re.compile(
+    r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b", re.IGNORECASE
+)
+_DURATION = re.compile(
+    r"(?i)\b(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?)(?:[ -]old)?\W*$"
+)
 
 # Sentences: after terminal punctuation and whitespace, or at a line break; a piece ending in
 # a title or an initial ("Dr.", "J.") runs on into the next.
@@ -238,6 +247,8 @@ def _confidence(label: str, value: str) -> float:
         return 0.0
     if label in _NAMES_NEED_CAPITALS and not any(ch.isupper() for ch in value):
         base *= 0.6  # "the manager": OntoNotes names are capitalised
+    if label in ("DATE", "TIME") and (not _POINT_IN_TIME.search(value) or _DURATION.search(value)):
+        return 0.0
     if label in ("PERSON", "GPE", "LOC", "NORP") and any(ch.isdigit() for ch in value):
         base *= 0.5  # "03/14/2025" tagged as a name
     return round(base, 3)

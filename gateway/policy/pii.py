@@ -40,6 +40,8 @@ _PHONE = re.compile(
     # North American: (541) 714-1388, 541-714-1388, 541.714.1388
     r"|\(?[2-9]\d{2}\)?[ .-]?[2-9]\d{2}[.-]\d{4}"
     r"|\([2-9]\d{2}\)[ ]?[2-9]\d{2}[ ]\d{4}"
+    # A bracketed area code of any length, then groups: (08) 8747 6301, (37) 788-063
+    r"|\(\d{1,4}\)[ ]?\d{2,4}(?:[ .-]\d{2,4}){1,3}"
     # National trunk-prefixed formats: 0341 8387176, 079 2718 1155, 0688 843 79 56
     r"|0\d{1,4}[ .-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
     # Grouped national numbers without trunk prefix: 723 813 266, 780 6326
@@ -47,11 +49,13 @@ _PHONE = re.compile(
     r")(?:\s?(?:x|ext\.?|extension)\s?\d{1,5})?(?![\w/]|[.-]\d)"
 )
 # The grouped-digit alternatives (no "+", no trunk "0") are ambiguous with amounts and
-# counts; they are kept only when a phone word appears shortly before.
+# counts; they are kept only when a phone word appears shortly before, or a signature's line
+# label right after ("416 60 039 office").
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|number|contact|reach|dial|text|sms"
     r"|whatsapp)\b"
 )
+_PHONE_LABEL_AFTER = re.compile(r"(?i)[ \t]*-?[ \t]*(?:office|fax|mobile|cell|home|work|direct)\b")
 _DATE_LIKE = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
 
 
@@ -78,7 +82,8 @@ def detect_phone_numbers(text: str) -> Iterator[Span]:
             confidence = 0.7
         else:
             # Bare groups of digits ("723 813 266"): only with a phone word nearby.
-            if not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
+            before = _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start())
+            if not before and not _PHONE_LABEL_AFTER.match(text, m.end()):
                 continue
             confidence = 0.6
         yield Span(m.start(), m.end(), "PHONE_NUMBER", raw, confidence, "phone_number")
