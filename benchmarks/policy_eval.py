@@ -45,8 +45,11 @@ TRAINING = ROOT / "benchmarks" / "results" / "jailbreak_training.json"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 NOTES: dict[str, str] = {
-    "pii_split": "presidio_synth_v2 has no dev/test split; detectors were written from "
-    "entity formats, not its samples; the NER model is off the shelf",
+    "pii_split": "presidio_synth_v2 has no dev/test split. Until 2026-12-02 the detectors were "
+    "written from entity formats, not its samples. On 2026-12-03 the misses of the even-indexed "
+    "texts (the 'dev' half) were read to write the span-growing rules (gateway/policy/grow.py, "
+    "names.py, the date and phone changes); the odd-indexed half was not looked at: its "
+    "figures ('halves') are the held-out ones. The NER model is off the shelf",
     "token_rule": "presidio-research TokenEvaluator scheme: tokens \\w+|[^\\w\\s], IO tags; "
     "pii = type-agnostic (gold PII token predicted as any PII), F-beta 2; no skip words, every "
     "gold type counts, for every system alike",
@@ -197,6 +200,12 @@ def print_tables(report: dict[str, Any]) -> None:
             f"{st['precision']} / {st['recall']} / {st['f2']} | "
             f"{sp['precision']} / {sp['recall']} / {sp['f1']} |"
         )
+    print("\nToken PII F2 by half (even texts were read to write rules; odd were not):\n")
+    print("| system | dev half (read) | held-out half |")
+    print("|---|---|---|")
+    for name, sys_ in pii["systems"].items():
+        halves = sys_["halves"]
+        print(f"| {name} | {halves['dev']['f2']} | **{halves['held_out']['f2']}** |")
     print("\nPer label, token recall (raygate_ner vs presidio_default):\n")
     ours = pii["systems"]["raygate_ner"]["token"]["per_label"]
     theirs = pii["systems"].get("presidio_default", {}).get("token", {}).get("per_label", {})

@@ -293,6 +293,10 @@ def evaluate_pii(
         result["systems"][name] = {
             "token": token_scores(samples, predictions),
             "span": span_scores(samples, predictions),
+            "halves": {
+                half: token_scores(samples[parity::2], predictions[parity::2])["pii"]
+                for half, parity in (("dev", 0), ("held_out", 1))
+            },
         }
     raw = [raygate_predictor(entities, None)(text) for text, _ in samples]
     result["curves"] = curves(samples, raw, sorted(set(OURS_TO_LABEL.values())))
