@@ -158,6 +158,7 @@ def evaluate_latency(calls: int, entities: EntityRecognizer) -> dict[str, Any]:
     scorer = JailbreakScorer()
     names = {"PERSON", "ORGANIZATION", "LOCATION"}
     ungated = EntityRecognizer(entities.model, gate=False)
+    short = " ".join(text.split()[:35])
     disguised = text.replace("team", "t\u0435am").replace(" the ", " the\u00a0")
     out: dict[str, Any] = {
         "prompt_chars": len(text),
@@ -168,6 +169,11 @@ def evaluate_latency(calls: int, entities: EntityRecognizer) -> dict[str, Any]:
         "detect": _time(lambda: detect(text), calls),
         "detect_with_ner_names_gated": _time(
             lambda: detect(text, types=PATTERN_TYPES | names, entities=entities),
+            max(50, calls // 10),
+        ),
+        # a short prompt (35 words) is read whole: the cost of not gating where it is cheap
+        "detect_with_ner_names_short_prompt": _time(
+            lambda: detect(short, types=PATTERN_TYPES | names, entities=entities),
             max(50, calls // 10),
         ),
         "detect_with_ner_all_entities_gated": _time(

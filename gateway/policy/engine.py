@@ -300,7 +300,12 @@ class PolicyEngine:
 
 
 def _recognizer(config: NerConfig) -> EntityRecognizer:
-    return EntityRecognizer(config.model, gate=config.gate == "capitalized", labels=config.labels)
+    return EntityRecognizer(
+        config.model,
+        gate=config.gate == "capitalized",
+        whole_below_words=config.whole_below_words,
+        labels=config.labels,
+    )
 
 
 def _load_ner_if_used(config: PolicyConfig, entities: EntityRecognizer) -> None:

@@ -13,6 +13,8 @@ a name: a capitalised word after the sentence's first, a capitalised first word 
 common English word (stop words, greetings, the usual imperatives), or a word with letters
 outside ASCII. A lower-case name, or a name that is also a common word opening a sentence, is
 then missed; `gate: none` reads the whole text (`benchmarks/policy_eval.py` measures both).
+A text of fewer than `whole_below_words` words (40: a few milliseconds) is read whole either
+way: the gate saves time only on long texts, and most prompts are short.
 
 Confidence: spaCy's greedy NER gives no probability, so a span's confidence is its label's
 precision as Explosion published it for this pipeline (OntoNotes 5 dev), lowered for forms
@@ -22,6 +24,7 @@ that are rarely the entity (no capital letter, digits in a name); profiles set t
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 from collections.abc import Collection, Iterator, Mapping
@@ -117,10 +120,12 @@ class EntityRecognizer:
         model: str = DEFAULT_MODEL,
         *,
         gate: bool = True,
+        whole_below_words: int = 40,
         labels: Mapping[str, str] | None = None,
     ) -> None:
         self.model = model
         self.gate = gate
+        self.whole_below_words = whole_below_words
         self.labels = dict(DEFAULT_LABELS if labels is None else labels)
         self._nlp: Any = None
         self._lock = threading.Lock()
@@ -190,8 +195,8 @@ class EntityRecognizer:
         """The (start, end) ranges NER reads: with the gate, a window of `_WINDOW` words
         either side of each word that may be (part of) a name, within its sentence,
         overlapping windows merged; without it, the whole text."""
-        if not self.gate:
-            yield 0, len(text)
+        if not self.gate or _fewer_words(text, self.whole_below_words):
+            yield 0, len(text)  # a short text costs little read whole, and loses no name
             return
         for start, end in _sentences(text):
             words = [m.span() for m in _WORD.finditer(text, start, end)]
@@ -207,6 +212,10 @@ class EntityRecognizer:
                 window = (low, high)
             if window is not None:
                 yield words[window[0]][0], words[window[1]][1]
+
+
+def _fewer_words(text: str, limit: int) -> bool:
+    return sum(1 for _ in itertools.islice(_WORD.finditer(text), limit)) < limit
 
 
 def _sentences(text: str) -> Iterator[tuple[int, int]]:

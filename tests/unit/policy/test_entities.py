@@ -61,11 +61,20 @@ def test_offsets_point_into_the_original_text(recognizer: EntityRecognizer) -> N
 
 
 def test_the_gate_reads_only_sentences_that_can_hold_a_name() -> None:
-    gated = EntityRecognizer()
+    gated = EntityRecognizer(whole_below_words=0)
     text = "the build failed again. please rerun it on monday. Then ask Maria Lopez."
     pieces = list(gated._segments(text, dates=False))
     assert [text[s:e].strip() for s, e in pieces] == ["Then ask Maria Lopez."]
     assert list(EntityRecognizer(gate=False)._segments(text, dates=False)) == [(0, len(text))]
+
+
+def test_a_short_text_is_read_whole_and_a_long_one_through_the_gate() -> None:
+    short = "please forward the invoice to maria lopez before friday."
+    long = " ".join(["the build failed again."] * 20) + " Then ask Maria Lopez."
+    gated = EntityRecognizer()  # whole below 40 words
+    assert list(gated._segments(short, dates=False)) == [(0, len(short))]
+    pieces = [long[s:e].strip() for s, e in gated._segments(long, dates=False)]
+    assert pieces == ["Then ask Maria Lopez."]
 
 
 def test_a_title_does_not_end_the_sentence(recognizer: EntityRecognizer) -> None:
