@@ -154,6 +154,7 @@ OutputItem = OutputMessage | FunctionCallItem
 
 class InputTokensDetails(_Wire):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0  # the SDK requires it; chat usage never reports it
 
 
 class OutputTokensDetails(_Wire):

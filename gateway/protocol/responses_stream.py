@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, PolicyViolation, RateLimited, UpstreamError
 from gateway.protocol.openai import ChatCompletionChunk, ToolCall
 from gateway.protocol.openai import Usage as ChatUsage
 from gateway.protocol.responses import (
@@ -102,7 +102,7 @@ class ResponseEvents:
             update={
                 "status": "failed",
                 "output": self._output,
-                "error": ResponseError(code=error.code or error.type, message=error.message),
+                "error": ResponseError(code=_failed_code(error), message=error.message),
             }
         )
         return [
@@ -233,3 +233,13 @@ class ResponseEvents:
             self._output[index] = done
         self._calls.clear()
         return events
+
+
+def _failed_code(error: GatewayError) -> str:
+    # A failed response's error code is one of OpenAI's fixed set; the gateway's own code
+    # travels in the `error` event before it.
+    if isinstance(error, RateLimited):
+        return "rate_limit_exceeded"
+    if isinstance(error, PolicyViolation):
+        return "invalid_prompt"
+    return "server_error"
