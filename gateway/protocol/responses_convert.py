@@ -66,20 +66,23 @@ _TOOL_CHOICES = {"auto", "none", "required"}
 def check_supported(req: ResponsesRequest) -> None:
     """Refuse, with a 400 naming the parameter, what the translation cannot honour."""
     if req.background:
-        _refuse("background", "background responses are not supported by this gateway")
+        raise _unsupported("background", "background responses are not supported by this gateway")
     if req.include:
-        _refuse("include", f"include={req.include!r} is not supported by this gateway")
+        raise _unsupported("include", f"include={req.include!r} is not supported by this gateway")
     if req.truncation not in (None, "disabled"):
-        _refuse("truncation", "only truncation 'disabled' is supported by this gateway")
+        raise _unsupported("truncation", "only truncation 'disabled' is supported by this gateway")
     unsupported = [k for k, v in (req.reasoning or {}).items() if k != "effort" and v is not None]
     if unsupported:
-        _refuse(f"reasoning.{unsupported[0]}", "only reasoning.effort is supported by this gateway")
-    for name in sorted(set(req.model_extra or {}) - _PASSED_ON):
-        _refuse(name, f"the parameter {name!r} is not supported by this gateway")
+        raise _unsupported(
+            f"reasoning.{unsupported[0]}", "only reasoning.effort is supported by this gateway"
+        )
+    unknown = sorted(set(req.model_extra or {}) - _PASSED_ON)
+    if unknown:
+        raise _unsupported(unknown[0], f"the parameter {unknown[0]!r} is not supported here")
     for i, tool in enumerate(req.tools or []):
         kind = tool.get("type")
         if kind != "function":
-            _refuse(
+            raise _unsupported(
                 f"tools[{i}].type",
                 f"the built-in tool {kind!r} is not supported by this gateway; "
                 "only tools of type 'function' are",
@@ -93,7 +96,7 @@ def check_supported(req: ResponsesRequest) -> None:
                     raise InvalidRequest(
                         f"input[{i}] is not a valid {item.type} item", param=f"input[{i}]"
                     )
-                _refuse(
+                raise _unsupported(
                     f"input[{i}].type",
                     f"input items of type {item.type!r} are not supported by this gateway",
                 )
@@ -145,8 +148,8 @@ def responses_to_chat_request(
         raise InvalidRequest(f"cannot translate the request: {exc.errors()[0]['msg']}") from None
 
 
-def _refuse(param: str, message: str) -> None:
-    raise UnsupportedParameter(message, param=param)
+def _unsupported(param: str, message: str) -> UnsupportedParameter:
+    return UnsupportedParameter(message, param=param)
 
 
 def _append(messages: list[ChatMessage], item: HistoryItem) -> None:
@@ -185,7 +188,7 @@ def _joined(parts: list[InputContentPart], param: str) -> str:
         elif part.type == "refusal":
             pieces.append(part.refusal or "")
         else:
-            _refuse(param, f"content parts of type {part.type!r} are not supported here")
+            raise _unsupported(param, f"content parts of type {part.type!r} are not supported here")
     return "".join(pieces)
 
 
@@ -197,8 +200,9 @@ def _user_part(part: InputContentPart) -> ContentPart:
         if part.detail:
             image["detail"] = part.detail
         return ContentPart.model_validate({"type": "image_url", "image_url": image})
-    _refuse("input", f"content parts of type {part.type!r} are not supported by this gateway")
-    raise AssertionError("unreachable")
+    raise _unsupported(
+        "input", f"content parts of type {part.type!r} are not supported by this gateway"
+    )
 
 
 def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -220,13 +224,12 @@ def _chat_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
         return choice
     if choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
-    _refuse("tool_choice", f"tool_choice {choice!r} is not supported by this gateway")
-    raise AssertionError("unreachable")
+    raise _unsupported("tool_choice", f"tool_choice {choice!r} is not supported by this gateway")
 
 
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     if set(text) - {"format"}:
-        _refuse(
+        raise _unsupported(
             "text", f"text.{sorted(set(text) - {'format'})[0]} is not supported by this gateway"
         )
     fmt = text.get("format") or {"type": "text"}
@@ -238,8 +241,7 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "json_schema":
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
         return {"type": "json_schema", "json_schema": schema}
-    _refuse("text.format", f"text.format of type {kind!r} is not supported")
-    raise AssertionError("unreachable")
+    raise _unsupported("text.format", f"text.format of type {kind!r} is not supported")
 
 
 # --- response ---------------------------------------------------------------------------------

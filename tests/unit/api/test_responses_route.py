@@ -226,3 +226,41 @@ async def test_when_prompts_may_not_be_kept_store_true_is_refused(tmp_path: Path
         assert unstored.store is False
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(unstored.id)
+
+
+@pytest.mark.asyncio
+async def test_input_items_are_listed_newest_first_in_pages(gateway: InProcessGateway) -> None:
+    created = await sdk(gateway).responses.create(
+        model="sim-small",
+        input=[
+            {"role": "developer", "content": "Answer in French."},
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "un"},
+            {"role": "user", "content": "two"},
+        ],
+    )
+    auth = {"authorization": "Bearer sk-dev"}
+    path = f"/v1/responses/{created.id}/input_items"
+    page = (await gateway.http.get(path, params={"limit": 2}, headers=auth)).json()
+    texts = [item["content"] for item in page["data"]]
+    assert texts == ["two", "un"] and page["has_more"] is True
+    rest = (
+        await gateway.http.get(path, params={"limit": 2, "after": page["last_id"]}, headers=auth)
+    ).json()
+    assert [item["content"] for item in rest["data"]] == ["one", "Answer in French."]
+    assert rest["has_more"] is False
+    oldest = (await gateway.http.get(path, params={"order": "asc"}, headers=auth)).json()
+    assert oldest["data"][0]["role"] == "developer"
+    assert all(item["id"].startswith("msg_") for item in oldest["data"])
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_parameter_is_a_400_naming_it(gateway: InProcessGateway) -> None:
+    response = await gateway.post(
+        "/v1/responses",
+        {"model": "sim-small", "input": "hi", "prompt": {"id": "pmpt_1"}},
+        headers={"authorization": "Bearer sk-dev"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "prompt"
+    assert await gateway.sim.bodies() == []
