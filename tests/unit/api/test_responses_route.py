@@ -12,6 +12,7 @@ import httpx2
 import openai
 import pytest
 import pytest_asyncio
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 
 from tests.support.gateway import ADMIN_KEY, InProcessGateway, in_process_gateway
 
@@ -264,3 +265,31 @@ async def test_an_unknown_parameter_is_a_400_naming_it(gateway: InProcessGateway
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "prompt"
     assert await gateway.sim.bodies() == []
+
+
+@pytest.mark.asyncio
+async def test_an_openai_agents_agent_streams_its_tool_loop_through_the_gateway(
+    gateway: InProcessGateway,
+) -> None:
+    set_tracing_disabled(True)  # nothing leaves the process
+    asked: list[str] = []
+
+    @function_tool
+    def lookup(word: str) -> str:
+        """Look a word up in the dictionary."""
+        asked.append(word)
+        return f"{word} means a way through"
+
+    agent = Agent(
+        name="lexicon",
+        instructions="Use the lookup tool.",
+        tools=[lookup],
+        model=OpenAIResponsesModel(model="sim-small", openai_client=sdk(gateway)),
+    )
+    run = Runner.run_streamed(agent, "What does 'bridge' mean?")
+    kinds = [event.type async for event in run.stream_events()]
+    assert "raw_response_event" in kinds and "run_item_stream_event" in kinds
+    assert len(asked) == 1
+    assert f'the tool returned "{asked[0]} means a way through"' in str(run.final_output)
+    records = [r for r in await gateway.records() if r["route"] == "/v1/responses"]
+    assert len(records) == 2  # the tool call turn and the answer turn, each audited
