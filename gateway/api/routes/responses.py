@@ -147,7 +147,8 @@ def responses_routes(pipeline: Pipeline, store: ResponseStore | None) -> APIRout
 
 def _missing(response_id: str, *, param: str | None = None) -> NotFound:
     # The same answer for a missing id and another user's: nothing tells them apart.
-    return NotFound(f"Response with id '{response_id}' not found.", param=param)
+    what = "Previous response" if param == "previous_response_id" else "Response"
+    return NotFound(f"{what} with id '{response_id}' not found.", param=param)
 
 
 def _with_ids(
