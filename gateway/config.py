@@ -27,6 +27,7 @@ from gateway.policy.config import PolicyConfig
 from gateway.providers.config import ProviderConfig
 from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
 from gateway.providers.local_config import LOCAL_PROVIDER, LocalModelConfig
+from gateway.responses.config import ResponsesConfig
 from gateway.routing.config import ModelAlias, RoutingConfig, Target
 from gateway.section import ConfigSection
 from gateway.storage.keyring import Keyring
@@ -207,6 +208,7 @@ class GatewayConfig(ConfigSection):
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     local_models: dict[Annotated[str, Field(min_length=1)], LocalModelConfig] = Field(
         default_factory=dict,

@@ -33,6 +33,7 @@ from gateway.protocol.openai import (
     Model,
     ModelList,
 )
+from gateway.protocol.responses import ResponsesRequest
 from gateway.providers.keys import KeyedConfig
 from gateway.routing.config import ModelAlias
 
@@ -44,6 +45,7 @@ _Body = TypeVar(
     EmbeddingRequest,
     MessagesRequest,
     CountTokensRequest,
+    ResponsesRequest,
 )
 
 
@@ -130,4 +132,6 @@ def _max_tokens(body: BaseModel) -> int | None:
         return body.max_completion_tokens or body.max_tokens
     if isinstance(body, CompletionRequest | MessagesRequest):
         return body.max_tokens
+    if isinstance(body, ResponsesRequest):
+        return body.max_output_tokens
     return None

@@ -36,6 +36,7 @@ from gateway.api.response import Responder
 from gateway.api.routes.anthropic import anthropic_routes
 from gateway.api.routes.health import health_routes
 from gateway.api.routes.openai import openai_routes
+from gateway.api.routes.responses import responses_routes
 from gateway.audit import AuditWriter
 from gateway.cache.browse import CacheBrowser
 from gateway.config import GatewayConfig
@@ -46,6 +47,7 @@ from gateway.observability.metrics import MetricFactory, Recorder
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
 from gateway.providers.keys import KeyedConfig, ProviderKeyStore
+from gateway.responses.store import ResponseStore
 from gateway.routing.board import StatusBoard
 from gateway.storage import Database
 
@@ -112,6 +114,7 @@ def create_api(
     app.middleware("http")(_exchange_per_request(pipeline.responder))
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
+    app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
     app.include_router(health_routes(backend, cache))
     admin = AdminGate(identity)
     app.include_router(whoami_routes(admin))

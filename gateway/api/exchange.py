@@ -37,6 +37,7 @@ from gateway.protocol.openai import (
     EmbeddingUsage,
     Usage,
 )
+from gateway.protocol.responses import ResponsesRequest
 from gateway.routing.context import RouteContext
 from gateway.routing.routed import Routed, RoutedStream
 from gateway.routing.router import Route
@@ -202,6 +203,9 @@ def prompt_text(body: BaseModel) -> str | None:
         lines = [f"system: {_blocks_text(body.system)}"] if body.system else []
         lines += [f"{m.role}: {_blocks_text(m.content)}" for m in body.messages]
         return "\n".join(lines)
+    if isinstance(body, ResponsesRequest):
+        lines = [f"system: {body.instructions}"] if body.instructions else []
+        return "\n".join([*lines, *(item.prompt_line() for item in body.input_items())])
     if isinstance(body, CompletionRequest):
         return _strings(body.prompt)
     if isinstance(body, EmbeddingRequest):

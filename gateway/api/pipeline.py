@@ -39,6 +39,7 @@ from gateway.protocol.openai import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.protocol.responses import ResponsesRequest
 from gateway.routing.routed import Routed, RoutedStream
 
 _Body = TypeVar(
@@ -48,6 +49,7 @@ _Body = TypeVar(
     EmbeddingRequest,
     MessagesRequest,
     CountTokensRequest,
+    ResponsesRequest,
 )
 _T = TypeVar("_T")
 _C = TypeVar("_C")

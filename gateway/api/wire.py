@@ -7,7 +7,7 @@ stream that breaks after it started ends with the wire's error event instead of 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Protocol, TypeVar
 
@@ -22,6 +22,9 @@ from gateway.protocol.openai import (
     Completion,
     EmbeddingResponse,
 )
+from gateway.protocol.responses import Response as ResponseObject
+from gateway.protocol.responses_convert import chat_to_response
+from gateway.protocol.responses_stream import ResponseEvents
 
 _T_contra = TypeVar("_T_contra", contravariant=True)
 _C = TypeVar("_C", ChatCompletionChunk, Completion)
@@ -90,3 +93,51 @@ class AnthropicWire:
 
     def error_event(self, error: GatewayError) -> bytes:
         return sse_event("error", anthropic_body(error))
+
+
+class ResponsesWire:
+    """OpenAI's Responses wire: a response object, or its typed event sequence (each event
+    named and numbered; `response.completed` ends it, no end marker). `shell` is the response
+    before its answer (id, echoed request fields); `keep` stores the finished response
+    before the client sees it complete (a failure there is the client's error: a 503, or
+    `error` + `response.failed` on a stream)."""
+
+    def __init__(
+        self,
+        shell: ResponseObject,
+        keep: Callable[[ResponseObject], Awaitable[None]] | None = None,
+    ) -> None:
+        self._shell = shell
+        self._keep = keep
+        self._events = ResponseEvents(shell)
+        self._final: tuple[ChatCompletion, ResponseObject] | None = None
+
+    async def finish(self, chat: ChatCompletion) -> ResponseObject:
+        """The response for a whole answer, kept (when asked) before it is sent."""
+        response = self._converted(chat)
+        if self._keep is not None:
+            await self._keep(response)
+        return response
+
+    def answer(self, response: ChatCompletion) -> dict[str, Any]:
+        return self._converted(response).wire()
+
+    async def stream(
+        self, chunks: AsyncGenerator[ChatCompletionChunk, None]
+    ) -> AsyncGenerator[bytes, None]:
+        async with aclosing(chunks):
+            async for event in self._events.events(chunks):
+                final = self._events.final
+                if final is not None and self._keep is not None:
+                    await self._keep(final)
+                yield sse_event(event.type, event.model_dump(mode="json"))
+
+    def error_event(self, error: GatewayError) -> bytes:
+        events = self._events.failure(error)
+        return b"".join(sse_event(e.type, e.model_dump(mode="json")) for e in events)
+
+    def _converted(self, chat: ChatCompletion) -> ResponseObject:
+        # Converted once: the output items' ids must be the same in the store and the answer.
+        if self._final is None or self._final[0] is not chat:
+            self._final = (chat, chat_to_response(chat, self._shell))
+        return self._final[1]
