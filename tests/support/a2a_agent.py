@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import uvicorn
 from a2a.helpers.proto_helpers import new_task_from_user_message, new_text_message, new_text_part
@@ -56,6 +55,7 @@ class EchoAgent:
 
     url: str
     received: list[Received] = field(default_factory=list)
+    card_fetches: int = 0  # GETs of its card
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -107,12 +107,16 @@ def agent_card(url: str) -> AgentCard:
 
 
 class _CutStreams:
-    """Under `/cut/`: the endpoint at `/`, whose event streams are dropped after one event."""
+    """Under `/cut/`: the endpoint at `/`, whose event streams are dropped after one event.
+    Counts the card's fetches."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, agent: EchoAgent) -> None:
         self._app = app
+        self._agent = agent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/.well-known/agent-card.json":
+            self._agent.card_fetches += 1
         if scope["type"] != "http" or not scope["path"].startswith("/cut/"):
             await self._app(scope, receive, send)
             return
@@ -137,7 +141,7 @@ def build_app(agent: EchoAgent) -> ASGIApp:
         agent_executor=_Echo(agent), task_store=InMemoryTaskStore(), agent_card=card
     )
     routes = [*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")]
-    return _CutStreams(Starlette(routes=routes))
+    return _CutStreams(Starlette(routes=routes), agent)
 
 
 @contextmanager
@@ -159,10 +163,3 @@ def running_agent() -> Iterator[EchoAgent]:
         agent.release.set()
         server.should_exit = True
         thread.join(timeout=30)
-
-
-def card_json(agent: EchoAgent) -> dict[str, Any]:
-    """The agent's card as its well-known path serves it."""
-    from a2a.server.request_handlers.response_helpers import agent_card_to_dict
-
-    return agent_card_to_dict(agent_card(f"{agent.url}/"))
