@@ -54,6 +54,9 @@ REFUSED: dict[str, str] = {
     "tasks/pushNotificationConfig/delete": _PUSH,
 }
 
+# Where a send carries a push notification configuration (1.0's name, 0.3's).
+_PUSH_CONFIGS = frozenset({"taskPushNotificationConfig", "pushNotificationConfig"})
+
 # JSON-RPC's own codes, and A2A's.
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -164,6 +167,13 @@ def parse_request(raw: bytes) -> RpcRequest:
         raise refused_method(method)
     request = RpcRequest(_valid_id(body.get("id")), method, kind, params)
     if kind in ("send", "stream"):
+        configuration = params.get("configuration")
+        if isinstance(configuration, dict) and _PUSH_CONFIGS & configuration.keys():
+            raise RpcError(
+                PUSH_NOT_SUPPORTED,
+                f"A push notification configuration is not accepted through the gateway: {_PUSH}.",
+                "method_not_forwarded",
+            )
         message = request.message()
         if message is None or not isinstance(message.get("parts"), list):
             raise RpcError(

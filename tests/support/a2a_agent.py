@@ -140,7 +140,10 @@ def build_app(agent: EchoAgent) -> ASGIApp:
     handler = DefaultRequestHandler(
         agent_executor=_Echo(agent), task_store=InMemoryTaskStore(), agent_card=card
     )
-    routes = [*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")]
+    routes = [
+        *create_agent_card_routes(card),
+        *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True),
+    ]
     return _CutStreams(Starlette(routes=routes), agent)
 
 

@@ -61,6 +61,19 @@ a2a:
       forward_identity: {{enabled: true}}
     limited: {{url: "{agent}", groups: ["*"]}}
     cut: {{url: "{agent}", rpc_url: "{agent}/cut/", groups: ["*"]}}
+    slow: {{url: "{agent}", groups: ["*"], timeout_s: 0.5}}
+    legacy:
+      url: "{agent}"
+      groups: ["*"]
+      card:
+        name: Legacy
+        description: the echo agent as an A2A 0.3 card
+        version: "0.3"
+        url: "{agent}/"
+        preferredTransport: JSONRPC
+        protocolVersion: "0.3.0"
+        capabilities: {{streaming: true}}
+        skills: []
     down: {{url: "http://127.0.0.1:{closed}", groups: ["*"]}}
 """
 RESEARCHER = {"x-forwarded-user": "rita", "x-forwarded-groups": "research"}
@@ -80,6 +93,7 @@ async def gateway(tmp_path: Path, agent: EchoAgent) -> AsyncIterator[InProcessGa
         db=tmp_path / "gw.db", agent=agent.url, token=UPSTREAM_TOKEN, closed=free_port()
     )
     agent.received.clear()
+    agent.release.clear()
     async with in_process_gateway(config, headers={"a2a-version": "1.0"}) as gw:
         yield gw
 
@@ -320,3 +334,64 @@ async def test_each_call_leaves_one_audit_record(
     assert sent["latency_ms"] > 0
     assert blocked["error_code"] == "policy_violation"
     assert [d["action"] for d in blocked["decisions"]] == ["block"]
+
+
+@pytest.mark.asyncio
+async def test_a_task_is_cancelled_through_the_gateway(
+    gateway: InProcessGateway, agent: EchoAgent
+) -> None:
+    started = await gateway.post(
+        "/a2a/open",
+        rpc("SendMessage", {**message("hold on"), "configuration": {"returnImmediately": True}}),
+        headers=STAFF,
+    )
+    task = started.json()["result"]["task"]
+    assert task["status"]["state"] != "TASK_STATE_COMPLETED"
+    cancelled = await gateway.post(
+        "/a2a/open", rpc("CancelTask", {"id": task["id"]}), headers=STAFF
+    )
+    assert cancelled.json()["result"]["status"]["state"] == "TASK_STATE_CANCELED"
+    (record, _) = [r for r in await gateway.records() if r["route"] == "/a2a/open"]
+    assert (record["admin_action"], record["admin_target"]) == (
+        "a2a.CancelTask",
+        f"task:{task['id']}",
+    )
+
+
+@pytest.mark.asyncio
+async def test_an_agent_that_does_not_answer_in_time_is_a_json_rpc_timeout(
+    gateway: InProcessGateway, agent: EchoAgent
+) -> None:
+    response = await gateway.post("/a2a/slow", rpc("SendMessage", message("hold")), headers=STAFF)
+    agent.release.set()  # the held task may finish now
+    error = response.json()["error"]
+    assert error["code"] == -32093 and "did not answer within 0.5 s" in error["message"]
+    (record,) = [r for r in await gateway.records() if r["route"] == "/a2a/slow"]
+    assert record["error_code"] == "upstream_timeout"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_an_a2a_0_3_agent_is_reached_with_0_3s_methods(
+    gateway: InProcessGateway, agent: EchoAgent, streaming: bool
+) -> None:
+    card = await gateway.http.get("/a2a/legacy/.well-known/agent-card.json", headers=STAFF)
+    assert card.json()["supportedInterfaces"][0]["protocolVersion"] == "0.3.0"
+    client = await client_for(gateway, "legacy", STAFF, streaming=streaming)
+    events = await send(client, "old times")
+    assert "done: old times" in "".join(str(e) for e in events)
+    (record,) = [r for r in await gateway.records() if r["route"] == "/a2a/legacy"]
+    assert record["admin_action"] == ("a2a.message/stream" if streaming else "a2a.message/send")
+    assert record["error_code"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_push_notification_configuration_is_refused(
+    gateway: InProcessGateway, agent: EchoAgent
+) -> None:
+    push = {"taskPushNotificationConfig": {"url": "http://attacker.example/hook"}}
+    response = await gateway.post(
+        "/a2a/open", rpc("SendMessage", {**message("x"), "configuration": push}), headers=STAFF
+    )
+    assert response.json()["error"]["code"] == -32003
+    assert agent.received == []
