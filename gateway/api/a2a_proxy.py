@@ -212,7 +212,10 @@ class AgentProxy:
             yield first
             async with aclosing(events):
                 async for event in events:
-                    yield await self._relayed(exchange, call, event, rules)
+                    event = await self._relayed(exchange, call, event, rules)
+                    if "error" in event:  # the agent's own error event ends the stream
+                        raise AgentErrorEvent(event)
+                    yield event
 
         stream = RoutedStream(route, relayed())
         return await self._responder.respond(exchange, stream, A2AWire(call.id))
@@ -232,6 +235,19 @@ class AgentProxy:
         return {"jsonrpc": "2.0", "id": call.id, "result": result}
 
 
+class AgentErrorEvent(UpstreamError):
+    """An error event the agent sent mid-stream: relayed as it is, and the stream's outcome
+    (so that its audit record says so)."""
+
+    default_code = "agent_error"
+
+    def __init__(self, event: JsonObject) -> None:
+        error = event.get("error")
+        detail = error.get("message") if isinstance(error, dict) else None
+        super().__init__(f"The agent ended its stream with an error: {detail}")
+        self.event = event
+
+
 class A2AWire:
     """A2A's JSON-RPC wire: a response object as it is; a stream as `data:` events, each one
     JSON-RPC response (errors as `event: error`, as `a2a-sdk` servers send them)."""
@@ -248,6 +264,8 @@ class A2AWire:
                 yield _sse(event)
 
     def error_event(self, error: GatewayError) -> bytes:
+        if isinstance(error, AgentErrorEvent):
+            return _sse(error.event)
         code, message = _code_for(error), error.message
         metadata = {"code": error.code or "error", "status": str(error.status)}
         return _sse(rpc.error_body(self._id, code, message, metadata))
