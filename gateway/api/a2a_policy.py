@@ -24,7 +24,7 @@ from gateway.errors import PolicyViolation
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.output import OutputBlocked, OutputFilter
 from gateway.policy.redaction import redact_pii
-from gateway.protocol.a2a import JsonObject, RpcRequest, text_parts, with_texts
+from gateway.protocol.a2a import RpcRequest, text_parts, with_texts
 
 
 class A2APolicy:
@@ -98,9 +98,3 @@ def _filtered(result: Any, rules: OutputFilter, exchange: Exchange) -> Any:
     finally:
         exchange.decisions += [d for d in rules.decisions if d.action != "block"]
         rules.decisions.clear()
-
-
-def message_of(params: JsonObject) -> JsonObject | None:
-    """The message in a send's params."""
-    message = params.get("message")
-    return message if isinstance(message, dict) else None
