@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from gateway.a2a.config import A2AConfig
 from gateway.accounting.config import BudgetsConfig, PricingConfig
 from gateway.audit.config import AuditConfig
 from gateway.cache.config import CacheConfig
@@ -216,6 +217,9 @@ class GatewayConfig(ConfigSection):
     )
     models: dict[Annotated[str, Field(min_length=1)], ModelAlias] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    a2a: A2AConfig = Field(
+        default_factory=A2AConfig, description="A2A agents reachable through /a2a/<name>"
+    )
 
     @model_validator(mode="after")
     def _targets_name_providers(self) -> GatewayConfig:

@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request, Response
 from gateway.accounting.budgets import BudgetLedger
 from gateway.accounting.meter import Meter
 from gateway.accounting.pricing import PriceTable
+from gateway.api.a2a_policy import A2APolicy
+from gateway.api.a2a_proxy import AgentProxy
 from gateway.api.admin import AdminGate
 from gateway.api.admin.audit import audit_routes
 from gateway.api.admin.cache import cache_routes
@@ -33,6 +35,7 @@ from gateway.api.output_policy import OutputPolicy
 from gateway.api.pipeline import Pipeline
 from gateway.api.precaching import Precaching
 from gateway.api.response import Responder
+from gateway.api.routes.a2a import a2a_routes
 from gateway.api.routes.anthropic import anthropic_routes
 from gateway.api.routes.health import health_routes
 from gateway.api.routes.openai import openai_routes
@@ -116,6 +119,16 @@ def create_api(
     app.include_router(anthropic_routes(pipeline))
     app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
     app.include_router(health_routes(backend, cache))
+    agents = AgentProxy(
+        config.a2a,
+        pipeline.admission,
+        meter,
+        A2APolicy(engine, pipeline.input_policy),
+        pipeline.responder,
+        limits=config.limits,
+    )
+    app.router.on_shutdown.append(agents.aclose)
+    app.include_router(a2a_routes(agents))
     admin = AdminGate(identity)
     app.include_router(whoami_routes(admin))
     board = StatusBoard(db if db is not None else Database(config.storage.url))

@@ -16,6 +16,7 @@ from tests.servers.oidc_issuer import OidcIssuer
 from tests.servers.prometheus import PrometheusServer, prometheus_binary
 from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 from tests.support import optional_binary, running_gateway
+from tests.support.a2a_agent import EchoAgent, running_agent
 from tests.unit.providers.cloud_support import (
     AWS_KEY_ID,
     AWS_SECRET,
@@ -168,16 +169,25 @@ def _config(tmp: Path, directory: Slapd | None, clouds: Clouds) -> Path:
 
 
 @pytest.fixture(scope="session")
+def a2a_agent() -> Iterator[EchoAgent]:
+    """A real A2A agent (`a2a-sdk`'s server) on loopback, the gateway's agent `echo`."""
+    with running_agent() as agent:
+        yield agent
+
+
+@pytest.fixture(scope="session")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     oidc_issuer: OidcIssuer,
     directory: Slapd | None,
     clouds: Clouds,
+    a2a_agent: EchoAgent,
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
     config = _config(tmp_path_factory.mktemp("config"), directory, clouds)
     env = {
         "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
+        "RAYGATE_TEST_A2A_AGENT": a2a_agent.url,
         # Ray's agent exports every second (default 10 s): the Prometheus tests wait less.
         "RAY_metrics_report_interval_ms": "1000",
     }

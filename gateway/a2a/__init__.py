@@ -1,0 +1,1 @@
+"""A2A (Agent2Agent) agents through the gateway: discovery, proxy, policy, audit."""
