@@ -57,10 +57,9 @@ class A2APolicy:
             exchange.prompt = "\n".join(redacted)
         if engine.needs_embedding(verdict.profile):
             query = "\n".join(t for t in verdict.texts if t.strip())
-            embedding, unavailable = await self._input._request_embedding(
-                exchange, [query] if query else [], needed=True
+            await self._input.judge(
+                engine, exchange, verdict, [query] if query else [], needed=True
             )
-            self._input._judge(engine, exchange, verdict, embedding, query, unavailable)
         if message is request.message():
             return request
         return RpcRequest(

@@ -74,10 +74,7 @@ class InputPolicy:
         _, query = split_last_user_turn(messages)
         # Only when a rule of the profile is embedding-based: a keyed cache hit needs none.
         needed = engine.needs_embedding(verdict.profile)
-        embedding, unavailable = await self._request_embedding(
-            exchange, [query] if query else [], needed=needed
-        )
-        self._judge(engine, exchange, verdict, embedding, query, unavailable)
+        await self.judge(engine, exchange, verdict, [query] if query else [], needed=needed)
         if limits.max_tokens is not None:
             field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
             body = body.model_copy(update={field: limits.max_tokens})
@@ -107,8 +104,7 @@ class InputPolicy:
             exchange.prompt = prompt_text(body)
         query = [t for t in verdict.texts[: len(texts)] if t.strip()]
         needed = engine.needs_embedding(verdict.profile)
-        embedding, unavailable = await self._request_embedding(exchange, query, needed=needed)
-        self._judge(engine, exchange, verdict, embedding, "\n".join(query), unavailable)
+        await self.judge(engine, exchange, verdict, query, needed=needed)
         if limits.max_tokens is not None:
             body = body.model_copy(update={"max_tokens": limits.max_tokens})
         return body
@@ -132,8 +128,7 @@ class InputPolicy:
         # Embedding a whole batch of documents twice is costly: only when a rule needs it.
         needed = bool(texts) and engine.needs_embedding(verdict.profile)
         query = verdict.texts if needed else []
-        embedding, unavailable = await self._request_embedding(exchange, query, needed=needed)
-        self._judge(engine, exchange, verdict, embedding, "\n".join(query), unavailable)
+        await self.judge(engine, exchange, verdict, query, needed=needed)
         return body
 
     async def _tool_results(
@@ -199,6 +194,20 @@ class InputPolicy:
             rules = ", ".join(verdict.blocking_rules)
             raise PolicyViolation(f"The request was blocked by policy ({rules}).")
         return verdict
+
+    async def judge(
+        self,
+        engine: PolicyEngine,
+        exchange: Exchange,
+        verdict: Verdict,
+        texts: list[str],
+        *,
+        needed: bool,
+    ) -> None:
+        """The embedding-based rules (topics, similarity, the classifier) over `texts`,
+        embedded once as one request text; nothing is embedded when `needed` is False."""
+        embedding, unavailable = await self._request_embedding(exchange, texts, needed=needed)
+        self._judge(engine, exchange, verdict, embedding, "\n".join(texts), unavailable)
 
     async def _request_embedding(
         self, exchange: Exchange, texts: list[str], *, needed: bool
