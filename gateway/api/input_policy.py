@@ -32,7 +32,7 @@ from gateway.cache.keys import split_last_user_turn
 from gateway.errors import InvalidRequest, PermissionDenied, PolicyViolation, ServiceUnavailable
 from gateway.policy.engine import UNAVAILABLE_RULE, PolicyEngine, Verdict
 from gateway.policy.limits import LimitCheck
-from gateway.policy.redaction import redact_pii
+from gateway.policy.redaction import placeholders_as_words, redact_pii
 from gateway.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -138,6 +138,7 @@ class InputPolicy:
         embedding where the profile's classifier blocks); a block is a 403."""
         if not texts:
             return
+        texts = [placeholders_as_words(t) for t in texts]  # redacted: as the rules read it
         rows = None
         profile = exchange.policy_profile
         if engine.injection_needs_embeddings(profile) and self.embedding.embed is not None:
@@ -205,7 +206,10 @@ class InputPolicy:
         needed: bool,
     ) -> None:
         """The embedding-based rules (topics, similarity, the classifier) over `texts`,
-        embedded once as one request text; nothing is embedded when `needed` is False."""
+        embedded once as one request text; nothing is embedded when `needed` is False.
+        Placeholders of redacted values are read as their type's words (see
+        `placeholders_as_words`); a redacted request's cache lookup then embeds its own text."""
+        texts = [placeholders_as_words(t) for t in texts]
         embedding, unavailable = await self._request_embedding(exchange, texts, needed=needed)
         self._judge(engine, exchange, verdict, embedding, "\n".join(texts), unavailable)
 

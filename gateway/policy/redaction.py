@@ -62,3 +62,15 @@ def redact_pii(text: str) -> str:
     """``text`` with every PII and secret span the detectors find replaced by its placeholder
     (the audit trail's ``redacted`` content mode)."""
     return redact(text, detect(text)).text
+
+
+_TYPED = re.compile(r"\[([A-Z][A-Z0-9_]*?)_\d+\]")
+
+
+def placeholders_as_words(text: str) -> str:
+    """``text`` with each placeholder read out as its type ("[EMAIL_1]" -> "email",
+    "[STREET_ADDRESS_2]" -> "street address"): what a model trained on people's own
+    writing should read. A bracketed token is what attack templates look like ("[INSERT
+    PROMPT HERE]"), so a classifier scoring redacted text took "please mail [EMAIL_1] the
+    summary" for a jailbreak."""
+    return _TYPED.sub(lambda m: m.group(1).lower().replace("_", " "), text)
