@@ -23,6 +23,7 @@ from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc_config import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
+from gateway.mcp.config import McpConfig
 from gateway.policy.config import PolicyConfig
 from gateway.providers.config import ProviderConfig
 from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
@@ -214,6 +215,9 @@ class GatewayConfig(ConfigSection):
     )
     models: dict[Annotated[str, Field(min_length=1)], ModelAlias] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    mcp: McpConfig = Field(
+        default_factory=McpConfig, description="MCP servers behind /mcp/<virtual server>"
+    )
 
     @model_validator(mode="after")
     def _targets_name_providers(self) -> GatewayConfig:
