@@ -168,6 +168,7 @@ def _mcp_server(virtual: VirtualMcpServer) -> Server[Any]:
     return Server(
         f"raygate-{virtual.name}",
         instructions=virtual.config.instructions,
+        get_tool_input_schema=virtual.input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,

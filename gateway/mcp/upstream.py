@@ -1,5 +1,9 @@
 """The gateway's own MCP client sessions to one upstream server, kept open across calls.
 
+A session is the SDK's `Client` in `auto` mode: the current protocol (one HTTP round trip per
+call, no per-session state upstream) where the upstream speaks it, else the initialize
+handshake of the 2025 protocol versions.
+
 An HTTP upstream gets one session per ingress replica, or, when it is sent the caller's
 identity (`forward_identity`), one per caller (at most `max_sessions`, the least recently used
 closed first): identity travels in HTTP headers fixed for a session. A stdio upstream is a
@@ -21,7 +25,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import mcp_types as types
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.dispatcher import ProgressFnT
@@ -48,13 +52,13 @@ class UpstreamFailure(Exception):
 
 
 class _HeldSession:
-    """One initialised `ClientSession`, held open by a task until `close`."""
+    """One initialised `Client`, held open by a task until `close`."""
 
-    def __init__(self, open_streams: Callable[[AsyncExitStack], Awaitable[Any]]) -> None:
-        self._open_streams = open_streams
+    def __init__(self, open_transport: Callable[[AsyncExitStack], Awaitable[Any]]) -> None:
+        self._open_transport = open_transport
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._session: ClientSession | None = None
+        self._session: Client | None = None
         self._failure: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -62,7 +66,7 @@ class _HeldSession:
     def alive(self) -> bool:
         return self._task is not None and not self._task.done() and self._failure is None
 
-    async def start(self, timeout_s: float) -> ClientSession:
+    async def start(self, timeout_s: float) -> Client:
         self._task = asyncio.create_task(self._hold(), name="mcp-upstream-session")
         try:
             async with asyncio.timeout(timeout_s):
@@ -78,9 +82,11 @@ class _HeldSession:
     async def _hold(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                read, write = await self._open_streams(stack)
-                session = await stack.enter_async_context(ClientSession(read, write))
-                await session.initialize()
+                transport = await self._open_transport(stack)
+                # `auto`: the current protocol where the upstream speaks it (one round trip
+                # per call), else the initialize handshake. No response cache: the listings
+                # are the upstream's own, filtered per caller.
+                session = await stack.enter_async_context(Client(transport, cache=None))
                 self._session = session
                 self._ready.set()
                 await self._stop.wait()
@@ -115,20 +121,20 @@ class UpstreamClient:
         self._closed = False
 
     async def list_tools(self, caller: Principal) -> list[types.Tool]:
-        async def page(s: ClientSession, cursor: str | None) -> types.ListToolsResult:
-            return await s.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
+        async def page(s: Client, cursor: str | None) -> types.ListToolsResult:
+            return await s.list_tools(cursor=cursor)
 
         return [t for r in await self._pages(caller, page) for t in r.tools]
 
     async def list_resources(self, caller: Principal) -> list[types.Resource]:
-        async def page(s: ClientSession, cursor: str | None) -> types.ListResourcesResult:
-            return await s.list_resources(params=types.PaginatedRequestParams(cursor=cursor))
+        async def page(s: Client, cursor: str | None) -> types.ListResourcesResult:
+            return await s.list_resources(cursor=cursor)
 
         return [r for res in await self._pages(caller, page) for r in res.resources]
 
     async def list_prompts(self, caller: Principal) -> list[types.Prompt]:
-        async def page(s: ClientSession, cursor: str | None) -> types.ListPromptsResult:
-            return await s.list_prompts(params=types.PaginatedRequestParams(cursor=cursor))
+        async def page(s: Client, cursor: str | None) -> types.ListPromptsResult:
+            return await s.list_prompts(cursor=cursor)
 
         return [p for res in await self._pages(caller, page) for p in res.prompts]
 
@@ -150,7 +156,7 @@ class UpstreamClient:
         """The upstream's result (a tool error is a result with `is_error`); UpstreamFailure
         when it does not answer. Not retried: a tool call may not be idempotent."""
 
-        async def call(s: ClientSession) -> types.CallToolResult:
+        async def call(s: Client) -> types.CallToolResult:
             return await s.call_tool(name, arguments, progress_callback=progress)
 
         return await self._run(caller, call, retry=False)
@@ -163,9 +169,9 @@ class UpstreamClient:
         await asyncio.gather(*(h.close() for h in held))
 
     async def _pages(
-        self, caller: Principal, page: Callable[[ClientSession, str | None], Awaitable[_T]]
+        self, caller: Principal, page: Callable[[Client, str | None], Awaitable[_T]]
     ) -> list[_T]:
-        async def walk(session: ClientSession) -> list[_T]:
+        async def walk(session: Client) -> list[_T]:
             results: list[_T] = []
             cursor: str | None = None
             for _ in range(_MAX_PAGES):
@@ -181,7 +187,7 @@ class UpstreamClient:
     async def _run(
         self,
         caller: Principal,
-        operation: Callable[[ClientSession], Awaitable[_T]],
+        operation: Callable[[Client], Awaitable[_T]],
         *,
         retry: bool,
     ) -> _T:
@@ -219,7 +225,7 @@ class UpstreamClient:
         if held is not None:
             await held.close()
 
-    async def _session(self, key: IdentityKey) -> ClientSession:
+    async def _session(self, key: IdentityKey) -> Client:
         if self._closed:
             raise UpstreamFailure(self.name, "the gateway is shutting down")
         lock = self._opening.setdefault(key, asyncio.Lock())
@@ -229,7 +235,7 @@ class UpstreamClient:
                 self._sessions.move_to_end(key)
                 return held._session
             await self._discard(key)
-            held = _HeldSession(lambda stack: self._open_streams(stack, key))
+            held = _HeldSession(lambda stack: self._open_transport(stack, key))
             session = await held.start(self.config.connect_timeout_s)
             self._sessions[key] = held
             while len(self._sessions) > self.config.max_sessions:
@@ -237,21 +243,20 @@ class UpstreamClient:
                 asyncio.create_task(oldest.close())  # noqa: RUF006 - it ends on its own
             return session
 
-    async def _open_streams(self, stack: AsyncExitStack, key: IdentityKey) -> Any:
+    async def _open_transport(self, stack: AsyncExitStack, key: IdentityKey) -> Any:
+        """The transport to the upstream, for a `Client` to enter (the HTTP client it uses
+        is entered on `stack`)."""
         config = self.config
         if config.transport == "stdio":
             assert config.command is not None
             params = StdioServerParameters(
                 command=config.command, args=config.args, env=config.env or None, cwd=config.cwd
             )
-            return await stack.enter_async_context(stdio_client(params))
+            return stdio_client(params)
         assert config.url is not None
         http = create_mcp_http_client(headers={**config.headers, **dict(key)}, auth=self._auth)
         await stack.enter_async_context(http)
-        read, write = await stack.enter_async_context(
-            streamable_http_client(config.url, http_client=http)
-        )
-        return read, write
+        return streamable_http_client(config.url, http_client=http)
 
     def _identity_key(self, caller: Principal) -> IdentityKey:
         forward = self.config.forward_identity

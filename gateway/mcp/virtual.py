@@ -64,17 +64,27 @@ class VirtualMcpServer:
         self._upstreams = {s: upstreams[s] for s in config.servers}
         self._engine = engine
         self._meter = meter
+        # Namespaced tool -> input schema, as last listed here (see `input_schema`).
+        self._schemas: dict[str, dict[str, Any]] = {}
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """The input schema of a namespaced tool as this replica last listed it (None: not
+        listed here yet). The SDK checks a modern client's `Mcp-Param-*` headers against it;
+        without this it would run the whole tools/list, every upstream's, on every call."""
+        return self._schemas.get(name)
 
     async def list_tools(self, exchange: Exchange) -> list[types.Tool]:
         """The tools the caller may call, namespaced."""
         grant, caller = self._caller(exchange)
         listed = await self._gather(exchange, "tools/list", grant, lambda u: u.list_tools(caller))
-        return [
+        tools = [
             tool.model_copy(update={"name": qualified(server, tool.name)})
             for server, tools in listed
             for tool in tools
             if grant.allows_tool(server, tool.name)
         ]
+        self._schemas.update((t.name, t.input_schema) for t in tools)
+        return tools
 
     async def list_resources(self, exchange: Exchange) -> list[types.Resource]:
         """The resources of the servers the caller may use, with gateway URIs."""
