@@ -67,9 +67,35 @@ async def screen_result(
     return await asyncio.to_thread(_filtered_result, result, rules, exchange)
 
 
-def _filtered_result(
-    result: types.CallToolResult, rules: OutputFilter, exchange: Exchange
-) -> types.CallToolResult:
+async def screen_resource(
+    engine: PolicyEngine | None, exchange: Exchange, result: types.ReadResourceResult
+) -> types.ReadResourceResult:
+    """A read resource's texts through the output rules, as a tool result's."""
+    if engine is None or exchange.grant is None:
+        return result
+    rules = engine.output_filter(exchange.policy_profile, exchange.redacted)
+    if rules is None:
+        return result
+    return await asyncio.to_thread(_filtered_resource, result, rules, exchange)
+
+
+def _filtered_resource(
+    result: types.ReadResourceResult, rules: OutputFilter, exchange: Exchange
+) -> types.ReadResourceResult:
+    whole = _whole(rules, exchange, "resource")
+    contents = [
+        c.model_copy(update={"text": whole(c.text)})
+        if isinstance(c, types.TextResourceContents)
+        else c
+        for c in result.contents
+    ]
+    exchange.decisions += rules.decisions
+    return result.model_copy(update={"contents": contents})
+
+
+def _whole(rules: OutputFilter, exchange: Exchange, what: str) -> Callable[[str], str]:
+    """One whole text through its own channel of `rules`; ToolRefused when it is blocked."""
+
     def whole(text: str) -> str:
         channel = rules.channel()
         try:
@@ -77,9 +103,16 @@ def _filtered_result(
         except OutputBlocked as blocked:
             exchange.decisions += blocked.decisions
             raise ToolRefused.blocked(
-                f"The tool result was withheld by policy ({blocked}).", "blocked"
+                f"The {what} was withheld by policy ({blocked}).", "blocked"
             ) from None
 
+    return whole
+
+
+def _filtered_result(
+    result: types.CallToolResult, rules: OutputFilter, exchange: Exchange
+) -> types.CallToolResult:
+    whole = _whole(rules, exchange, "tool result")
     content = [_filtered_block(block, whole) for block in result.content]
     update: dict[str, Any] = {"content": content}
     if result.structured_content is not None:

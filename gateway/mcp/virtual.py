@@ -33,7 +33,7 @@ from gateway.mcp.access import ToolGrant, tool_grant
 from gateway.mcp.config import VirtualServer
 from gateway.mcp.errors import ToolRefused
 from gateway.mcp.names import qualified, resource_uri, split_qualified, split_resource_uri
-from gateway.mcp.policy import result_text, screen_arguments, screen_result
+from gateway.mcp.policy import result_text, screen_arguments, screen_resource, screen_result
 from gateway.mcp.upstream import UpstreamClient, UpstreamFailure
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
@@ -122,7 +122,8 @@ class VirtualMcpServer:
             exchange.tried = f"mcp:{server}"
             result = await upstream.read_resource(caller, upstream_uri)
             contents = [c.model_copy(update={"uri": uri}) for c in result.contents]
-            return result.model_copy(update={"contents": contents})
+            result = result.model_copy(update={"contents": contents})
+            return await screen_resource(self._engine, exchange, result)
 
         return await _noted(exchange, "resources/read", read)
 

@@ -5,8 +5,9 @@ child process (`python -m tests.servers.mcp_upstream NAME`).
 Its tools tell a test what reached the upstream: `echo` returns the arguments it received,
 `whoami` the identity headers of the request, `count` reports progress before it answers;
 `contact` answers with an e-mail address (for the output policy), `explode` fails as a tool
-error, `sleep` takes its time and `pid` names the process. It also has one resource and one
-prompt. The headers each `echo` and `whoami` call carried are kept for the test to read.
+error, `sleep` takes its time and `pid` names the process. It has two resources (`readme`,
+and `owner`, which holds an e-mail address) and one prompt. The headers each `echo` and
+`whoami` call carried are kept for the test to read.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ IDENTITY_HEADERS = ("authorization", "x-user-id", "x-user-email", "x-user-groups
 
 
 def build(name: str, received: list[dict[str, str]] | None = None) -> MCPServer:
-    """An upstream named `name`: its resource is `note://{name}/readme`; the headers of each
-    `echo` and `whoami` call are appended to `received` (the test's view of the upstream)."""
+    """An upstream named `name` (resources `note://{name}/readme` and `note://{name}/owner`);
+    the headers of each `echo` and `whoami` call are appended to `received`."""
     server = MCPServer(name)
 
     def note(ctx: Context) -> dict[str, str]:
@@ -77,6 +78,10 @@ def build(name: str, received: list[dict[str, str]] | None = None) -> MCPServer:
     @server.resource(f"note://{name}/readme", description="A note.")
     def readme() -> str:
         return f"readme of {name}"
+
+    @server.resource(f"note://{name}/owner", description="Who owns this server.")
+    def owner() -> str:
+        return CONTACT
 
     @server.prompt(description="A greeting.")
     def greet(person: str) -> str:

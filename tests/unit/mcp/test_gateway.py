@@ -220,7 +220,8 @@ async def test_a_tool_outside_the_callers_groups_is_neither_listed_nor_callable(
         tools = {t.name for t in (await client.list_tools()).tools}
         assert tools == {"alpha__echo", "alpha__whoami"}
         assert {r.uri for r in (await client.list_resources()).resources} == {
-            "mcp://alpha/note%3A%2F%2Falpha%2Freadme"
+            "mcp://alpha/note%3A%2F%2Falpha%2Freadme",
+            "mcp://alpha/note%3A%2F%2Falpha%2Fowner",
         }
         calls_before = len(beta.received)
         with pytest.raises(MCPError) as refused:
@@ -254,14 +255,18 @@ async def test_pii_in_arguments_is_redacted_before_the_upstream_sees_it(
 
 
 @pytest.mark.asyncio
-async def test_pii_in_a_tool_result_is_redacted_before_the_caller_sees_it(
+async def test_pii_in_a_tool_result_or_a_resource_is_redacted_before_the_caller_sees_it(
     gateway: Gateway,
 ) -> None:
     async with gateway.client() as client:
         result = await client.call_tool("alpha__contact", {})
+        owner = await client.read_resource("mcp://alpha/note%3A%2F%2Falpha%2Fowner")
     assert "ana.lima@example.org" in CONTACT
     assert not gateway.wire.saw("ana.lima@example.org")  # nor in the structured content
     assert text_of(result) == "The owner is [EMAIL_1], call her."
+    assert [getattr(c, "text", None) for c in owner.contents] == [
+        "The owner is [EMAIL_1], call her."
+    ]
 
 
 @pytest.mark.asyncio
