@@ -114,11 +114,14 @@ class McpEndpoint:
         await self._started.wait()
 
     async def _run(self) -> None:
-        async with AsyncExitStack() as stack:
-            for manager in self._managers.values():
-                await stack.enter_async_context(manager.run())
-            self._started.set()
-            await self._stop.wait()
+        try:
+            async with AsyncExitStack() as stack:
+                for manager in self._managers.values():
+                    await stack.enter_async_context(manager.run())
+                self._started.set()
+                await self._stop.wait()
+        finally:
+            self._started.set()  # a manager that failed to start fails requests, never hangs them
 
     async def aclose(self) -> None:
         """Stop the session managers (at the app's shutdown)."""
