@@ -24,6 +24,7 @@ from gateway.identity.ldap_config import LdapConfig
 from gateway.identity.oidc_config import OidcConfig
 from gateway.identity.trusted_header import TrustedHeaderConfig
 from gateway.limits.config import RateLimitsConfig
+from gateway.mcp.config import McpConfig
 from gateway.policy.config import PolicyConfig
 from gateway.providers.config import ProviderConfig
 from gateway.providers.config import Timeouts as Timeouts  # re-exported: the config tree
@@ -219,6 +220,9 @@ class GatewayConfig(ConfigSection):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     a2a: A2AConfig = Field(
         default_factory=A2AConfig, description="A2A agents reachable through /a2a/<name>"
+    )
+    mcp: McpConfig = Field(
+        default_factory=McpConfig, description="MCP servers behind /mcp/<virtual server>"
     )
 
     @model_validator(mode="after")

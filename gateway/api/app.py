@@ -46,6 +46,7 @@ from gateway.config import GatewayConfig
 from gateway.console import ConsoleSso, console_routes, sso_routes
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
+from gateway.mcp.service import McpGateway
 from gateway.observability.metrics import MetricFactory, Recorder
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
@@ -118,6 +119,11 @@ def create_api(
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
     app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
+    mcp = McpGateway.from_config(config, pipeline.admission, audit, engine, meter)
+    app.state.mcp = mcp  # None without virtual servers
+    if mcp is not None:
+        app.router.routes.append(mcp.route())
+        app.router.on_shutdown.append(mcp.aclose)
     app.include_router(health_routes(backend, cache))
     agents = AgentProxy(
         config.a2a,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.servers.mcp_upstream import HttpUpstream, serve_http
 from tests.servers.oidc_issuer import OidcIssuer
 from tests.servers.prometheus import PrometheusServer, prometheus_binary
 from tests.servers.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd
@@ -176,18 +177,27 @@ def a2a_agent() -> Iterator[EchoAgent]:
 
 
 @pytest.fixture(scope="session")
+def mcp_upstream() -> Iterator[HttpUpstream]:
+    """A real MCP server on loopback, behind the gateway's `/mcp/tools` (see gateway.yaml)."""
+    with serve_http("docs") as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="session")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     oidc_issuer: OidcIssuer,
     directory: Slapd | None,
     clouds: Clouds,
     a2a_agent: EchoAgent,
+    mcp_upstream: HttpUpstream,
 ) -> Iterator[Gateway]:
     state_dir = tmp_path_factory.mktemp("raygate-state")
     config = _config(tmp_path_factory.mktemp("config"), directory, clouds)
     env = {
         "RAYGATE_TEST_OIDC_ISSUER": oidc_issuer.url,
         "RAYGATE_TEST_A2A_AGENT": a2a_agent.url,
+        "RAYGATE_TEST_MCP_URL": mcp_upstream.url,
         # Ray's agent exports every second (default 10 s): the Prometheus tests wait less.
         "RAY_metrics_report_interval_ms": "1000",
     }

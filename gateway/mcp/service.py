@@ -1,0 +1,60 @@
+"""The MCP gateway as the app composes it: the upstream clients, a virtual server over them
+for each configured one, and the endpoint that serves them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from starlette.routing import Route
+
+from gateway.accounting.meter import Meter
+from gateway.config import GatewayConfig
+from gateway.mcp.endpoint import McpEndpoint
+from gateway.mcp.upstream import UpstreamClient, upstream_clients
+from gateway.mcp.virtual import VirtualMcpServer
+from gateway.policy.engine import PolicyEngine
+
+if TYPE_CHECKING:
+    from gateway.api.admission import Admission
+    from gateway.audit.writer import AuditWriter
+
+
+class McpGateway:
+    """Everything behind `/mcp/{virtual_server}` in one ingress replica."""
+
+    def __init__(self, endpoint: McpEndpoint, upstreams: dict[str, UpstreamClient]) -> None:
+        self.endpoint = endpoint
+        self.upstreams = upstreams
+
+    @classmethod
+    def from_config(
+        cls,
+        config: GatewayConfig,
+        admission: Admission,
+        audit: AuditWriter | None,
+        engine: PolicyEngine | None,
+        meter: Meter,
+    ) -> McpGateway | None:
+        """None when no virtual server is configured. Nothing is connected yet: upstream
+        sessions (and stdio processes) start on first use."""
+        if not config.mcp.enabled():
+            return None
+        upstreams = upstream_clients(config.mcp.servers)
+        servers = {
+            name: VirtualMcpServer(name, virtual, upstreams, engine=engine, meter=meter)
+            for name, virtual in config.mcp.virtual_servers.items()
+        }
+        endpoint = McpEndpoint(
+            servers, admission, audit, max_body_bytes=config.limits.max_body_bytes
+        )
+        return cls(endpoint, upstreams)
+
+    def route(self) -> Route:
+        """`/mcp/{virtual_server}`."""
+        return self.endpoint.route()
+
+    async def aclose(self) -> None:
+        """Stop serving, then close every upstream session and stdio child process."""
+        await self.endpoint.aclose()
+        await asyncio.gather(*(u.aclose() for u in self.upstreams.values()))
