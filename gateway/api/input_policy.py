@@ -208,10 +208,10 @@ class InputPolicy:
         """The embedding-based rules (topics, similarity, the classifier) over `texts`,
         embedded once as one request text; nothing is embedded when `needed` is False.
         Placeholders of redacted values are read as their type's words (see
-        `placeholders_as_words`); a redacted request's cache lookup then embeds its own text."""
-        texts = [placeholders_as_words(t) for t in texts]
+        `placeholders_as_words`; the embedder reads them so too)."""
         embedding, unavailable = await self._request_embedding(exchange, texts, needed=needed)
-        self._judge(engine, exchange, verdict, embedding, "\n".join(texts), unavailable)
+        spoken = "\n".join(placeholders_as_words(t) for t in texts)
+        self._judge(engine, exchange, verdict, embedding, spoken, unavailable)
 
     async def _request_embedding(
         self, exchange: Exchange, texts: list[str], *, needed: bool

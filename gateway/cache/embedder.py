@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gateway.policy.redaction import placeholders_as_words
+
 EMBEDDING_DIM = 384
 
 
@@ -63,11 +65,14 @@ class Embedder:
         self._model.eval()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed `texts` in batches; rows are L2-normalised float32 of width 384."""
+        """Embed `texts` in batches; rows are L2-normalised float32 of width 384. A redacted
+        value's placeholder is read as its type's words ("[EMAIL_1]" -> "email"): the model
+        learned from people's writing, and the policy's classifier took bracketed tokens for
+        an attack template's."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self._model.encode(
-            texts,
+            [placeholders_as_words(t) for t in texts],
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
