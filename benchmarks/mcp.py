@@ -10,6 +10,10 @@ session), `in_process_bare` (the same with the policy and the audit off: the MCP
 and with `--raygate`, `raygate_up` (the same config started by `raygate up`, behind
 the Serve proxy). The arguments carry no personal data, so the policy scans and passes them.
 
+Then the Responses API against chat completions on the same gateway and model (`sim-small`
+on the simulator, no latency), with the official `openai` client: plain and streamed,
+interleaved in rounds; in process and, with `--raygate`, through `raygate up`.
+
     .venv/bin/python -m benchmarks.mcp [--calls 400] [--rounds 8] [--raygate]
 
 Prints a table and writes `benchmarks/results/mcp.json`.
@@ -35,6 +39,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from benchmarks.report import ROOT, Report, latency_summary, markdown_table, progress
 from gateway.config import parse_config
+from gateway.simulator import SimulatorSettings
+from gateway.simulator.app import create_app as create_simulator
 from tests.servers.mcp_upstream import HttpUpstream, serve_asgi, serve_http
 
 KEY = "sk-bench"
@@ -137,11 +143,74 @@ def added(summaries: dict[str, Any], base: str = "direct") -> dict[str, Any]:
     }
 
 
-def measure_responses_vs_chat() -> dict[str, Any] | None:
-    """Responses API overhead vs chat completions: left for the Responses route's owner to
-    fill in (the same shape as the MCP rows: summaries per path, and what one adds over the
-    other). None until then, and the report says so."""
-    return None
+QUESTION = "Summarise the open tickets of the platform team for this week."
+
+
+def responses_vs_chat(base_url: str, calls: int, rounds: int) -> dict[str, Any]:
+    """The Responses API against chat completions on the same gateway and model, with the
+    official `openai` client: plain (to the whole answer) and streamed (to the stream's end),
+    interleaved in rounds; what `/v1/responses` adds over `/v1/chat/completions`."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0)
+    model = "sim-small"
+
+    def chat_plain() -> None:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": QUESTION}]
+        )
+
+    def responses_plain() -> None:
+        client.responses.create(model=model, input=QUESTION, store=False)
+
+    def chat_stream() -> None:
+        stream = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        for _ in stream:
+            pass
+
+    def responses_stream() -> None:
+        for _ in client.responses.create(model=model, input=QUESTION, store=False, stream=True):
+            pass
+
+    calls_by_name = {
+        "chat_plain": chat_plain,
+        "responses_plain": responses_plain,
+        "chat_stream": chat_stream,
+        "responses_stream": responses_stream,
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in calls_by_name}
+    for call in calls_by_name.values():  # warm: pools, the policy's caches
+        for _ in range(10):
+            call()
+    per_round = max(calls // rounds, 1)
+    for _ in progress(range(rounds), "responses vs chat"):
+        for name, call in calls_by_name.items():
+            for _ in range(per_round):
+                started = time.perf_counter()
+                call()
+                latencies[name].append((time.perf_counter() - started) * 1000)
+    summaries = {name: latency_summary(values) for name, values in latencies.items()}
+    return {
+        "paths": summaries,
+        "responses_adds": {
+            kind: {
+                q: round(summaries[f"responses_{kind}"][q] - summaries[f"chat_{kind}"][q], 2)
+                for q in ("p50_ms", "p99_ms")
+            }
+            for kind in ("plain", "stream")
+        },
+    }
+
+
+def with_simulator(config: dict[str, Any], simulator_url: str) -> dict[str, Any]:
+    """`config` answering `sim-small` from the simulator at `simulator_url` (no latency)."""
+    return config | {
+        "simulator": {"enabled": False},
+        "providers": {"simulator": {"preset": "simulator", "base_url": f"{simulator_url}/v1"}},
+        "models": {"sim-small": {"targets": ["simulator/sim-small"]}},
+    }
 
 
 def main() -> None:
@@ -165,17 +234,32 @@ def main() -> None:
         if args.raygate:
             paths["raygate_up"] = (stack.enter_context(raygate_up(config)), "bench__echo")
         summaries = asyncio.run(measure(paths, args.calls, args.rounds))
+        simulator = stack.enter_context(serve_asgi(create_simulator(SimulatorSettings()), "sim"))
+        gateways = {"in_process": in_process_gateway(with_simulator(config, simulator))}
+        if args.raygate:
+            gateways["raygate_up"] = raygate_up(config)  # its own simulator, no latency
+        responses = {}
+        for name, gateway in gateways.items():
+            url = stack.enter_context(gateway).removesuffix("/mcp/tools")
+            responses[name] = responses_vs_chat(url, args.calls // 2, args.rounds)
     overhead = added(summaries)
     rows = [
         [name, s["n"], s["p50_ms"], s["p90_ms"], s["p99_ms"], overhead.get(name, {}).get("p50_ms")]
         for name, s in summaries.items()
     ]
     print(markdown_table(["path", "n", "p50 ms", "p90 ms", "p99 ms", "added p50 ms"], rows))
+    print("\n/v1/responses against /v1/chat/completions, same gateway and model:\n")
+    rows = [
+        [gateway, name, s["n"], s["p50_ms"], s["p99_ms"]]
+        for gateway, result in responses.items()
+        for name, s in result["paths"].items()
+    ]
+    print(markdown_table(["gateway", "call", "n", "p50 ms", "p99 ms"], rows))
     report.write(
         {
             "paths": summaries,
             "added_by_gateway": overhead,
-            "responses_vs_chat": measure_responses_vs_chat(),
+            "responses_vs_chat": responses,
             "notes": "sequential calls over loopback HTTP, one client session per path; "
             "added = path minus direct at the same percentile, same run",
         }
