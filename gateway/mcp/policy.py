@@ -61,10 +61,27 @@ async def screen_result(
     it."""
     if engine is None or exchange.grant is None:
         return result
+    await _screen_injection(engine, exchange, result)
     rules = engine.output_filter(exchange.policy_profile, exchange.redacted)
     if rules is None:
         return result
     return await asyncio.to_thread(_filtered_result, result, rules, exchange)
+
+
+async def _screen_injection(
+    engine: PolicyEngine, exchange: Exchange, result: types.CallToolResult
+) -> None:
+    """Indirect prompt injection in the result, which the caller's agent will feed to its
+    model: scored under the profile's `injection` rule, as chat scores role=tool messages
+    (patterns only here: the MCP endpoint has no request embedding for the classifier)."""
+    texts = [b.text for b in result.content if isinstance(b, types.TextContent) and b.text]
+    if not texts:
+        return
+    verdict = await asyncio.to_thread(engine.check_injection, texts, exchange.policy_profile)
+    exchange.decisions += verdict.decisions
+    if verdict.action == "block":
+        rules = ", ".join(verdict.blocking_rules)
+        raise ToolRefused.blocked(f"The tool result was withheld by policy ({rules}).", "blocked")
 
 
 async def screen_resource(
