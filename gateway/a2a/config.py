@@ -92,6 +92,12 @@ class A2AConfig(ConfigSection):
         "unset: the URL each request came in on",
     )
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    task_ttl_s: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="how long the gateway remembers who started a task (after that, only "
+        "new tasks are reachable)",
+    )
 
     @field_validator("agents")
     @classmethod

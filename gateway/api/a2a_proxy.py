@@ -8,6 +8,8 @@ A call to `/a2a/<agent>`, in order:
     JSON-RPC      a request of a forwarded method, else JSON-RPC's parse / invalid-request /
                   method-not-found / invalid-params error
     limits        the caller's rate limits and budget, as for a model named `a2a/<agent>`
+    ownership     a call that names a task goes on only for the caller who started it
+                  (`gateway.a2a.tasks`); otherwise A2A's "task not found"
     input policy  the message's text parts (`A2APolicy`)
     upstream      the agent, with the gateway's credential for it (never the caller's) and,
                   where configured, the caller's identity headers; a stream is relayed event
@@ -37,6 +39,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.a2a.config import A2AConfig
+from gateway.a2a.tasks import TaskOwners
 from gateway.a2a.upstream import AgentUpstream
 from gateway.accounting.meter import Meter
 from gateway.api.a2a_policy import A2APolicy
@@ -65,10 +68,12 @@ class AgentProxy:
         meter: Meter,
         policy: A2APolicy,
         responder: Responder,
+        tasks: TaskOwners,
         *,
         limits: LimitsConfig,
     ) -> None:
         self.config = config
+        self._tasks = tasks
         self.agents = {name: AgentUpstream(name, agent) for name, agent in config.agents.items()}
         self._admission = admission
         self._meter = meter
@@ -131,6 +136,9 @@ class AgentProxy:
         task = call.task_id()
         exchange.admin_target = f"task:{task}" if task else None
         try:
+            if task and not await self._tasks.owns(name, task, principal.user_id):
+                missing = RpcError(rpc.TASK_NOT_FOUND, "Task not found.", "task_not_found")
+                return _rpc_error(exchange, call.id, missing)
             exchange.allowance = await self._meter.admit(
                 principal,
                 PREFIX + name,
@@ -230,9 +238,16 @@ class AgentProxy:
             return {"jsonrpc": "2.0", "id": call.id, "error": answer["error"]}
         result = await self._policy.answer(exchange, rules, answer.get("result"))
         task = rpc.task_id_of(result)
-        if task:
+        if task and exchange.admin_target != f"task:{task}":  # a task this call started
+            assert exchange.principal is not None  # admitted
+            await self._tasks.claim(call_agent(exchange), task, exchange.principal.user_id)
             exchange.admin_target = f"task:{task}"
         return {"jsonrpc": "2.0", "id": call.id, "result": result}
+
+
+def call_agent(exchange: Exchange) -> str:
+    """The agent a call went to (its model name without the prefix)."""
+    return (exchange.model or "").removeprefix(PREFIX)
 
 
 class AgentErrorEvent(UpstreamError):

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from gateway.a2a.tasks import TaskOwners
 from gateway.accounting.budgets import BudgetLedger
 from gateway.accounting.meter import Meter
 from gateway.accounting.pricing import PriceTable
@@ -131,6 +132,7 @@ def create_api(
         meter,
         A2APolicy(engine, pipeline.input_policy),
         pipeline.responder,
+        TaskOwners(db or Database(config.storage.url), ttl_s=config.a2a.task_ttl_s),
         limits=config.limits,
     )
     app.router.on_shutdown.append(agents.aclose)

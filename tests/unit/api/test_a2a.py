@@ -264,7 +264,7 @@ async def test_a_broken_upstream_stream_ends_with_a_json_rpc_error_event(
 
 @pytest.mark.asyncio
 async def test_an_unreachable_agent_is_a_json_rpc_error(gateway: InProcessGateway) -> None:
-    raw = await gateway.post("/a2a/down", rpc("GetTask", {"id": "t"}), headers=STAFF)
+    raw = await gateway.post("/a2a/down", rpc("SendMessage", message("hi")), headers=STAFF)
     assert raw.status_code == 200
     assert raw.json()["error"]["code"] == -32092 and raw.json()["id"] == 7
 
@@ -395,3 +395,32 @@ async def test_a_push_notification_configuration_is_refused(
     )
     assert response.json()["error"]["code"] == -32003
     assert agent.received == []
+
+
+@pytest.mark.asyncio
+async def test_a_task_is_reachable_only_by_the_caller_who_started_it(
+    gateway: InProcessGateway, agent: EchoAgent
+) -> None:
+    # The agent sees one client (the gateway's credential): the gateway keeps tasks apart.
+    started = await gateway.post(
+        "/a2a/open",
+        rpc("SendMessage", {**message("hold on"), "configuration": {"returnImmediately": True}}),
+        headers=STAFF,
+    )
+    task = started.json()["result"]["task"]["id"]
+    other = {"x-forwarded-user": "mallory", "x-forwarded-groups": "staff"}
+    sends_before = len(agent.received)
+    for method in ("GetTask", "CancelTask", "SubscribeToTask"):
+        refused = await gateway.post("/a2a/open", rpc(method, {"id": task}), headers=other)
+        assert refused.json()["error"]["code"] == -32001, method
+    continued = await gateway.post(
+        "/a2a/open",
+        rpc("SendMessage", {"message": {**message("me too")["message"], "taskId": task}}),
+        headers=other,
+    )
+    assert continued.json()["error"]["code"] == -32001
+    assert len(agent.received) == sends_before
+    made_up = await gateway.post("/a2a/open", rpc("GetTask", {"id": "no-such"}), headers=STAFF)
+    assert made_up.json()["error"]["code"] == -32001
+    mine = await gateway.post("/a2a/open", rpc("CancelTask", {"id": task}), headers=STAFF)
+    assert mine.json()["result"]["status"]["state"] == "TASK_STATE_CANCELED"
