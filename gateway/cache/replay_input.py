@@ -26,6 +26,7 @@ Route = Literal["chat", "completions", "embeddings"]
 _ROUTES: dict[str, Route] = {
     "/v1/chat/completions": "chat",
     "/v1/messages": "chat",
+    "/v1/responses": "chat",  # translated to chat before the cache: the same keys
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
     "chat": "chat",

@@ -116,11 +116,17 @@ def test_an_audit_export_replays_its_full_and_redacted_records(
     start = datetime(2026, 1, 5, 9, tzinfo=UTC)
     alice = AuditPrincipal(user_id="alice", auth_method="api_key", groups=["eng"])
 
-    def record(i: int, prompt: str, response: str | None, mode: str = "full") -> dict[str, Any]:
+    def record(
+        i: int,
+        prompt: str,
+        response: str | None,
+        mode: str = "full",
+        route: str = "/v1/chat/completions",
+    ) -> dict[str, Any]:
         return AuditRecord(
             ts=start + timedelta(minutes=i),
             principal=alice,
-            route="/v1/chat/completions",
+            route=route,
             model_requested="gpt-4o-mini",
             tokens_in=12,
             tokens_out=20,
@@ -140,13 +146,15 @@ def test_an_audit_export_replays_its_full_and_redacted_records(
         record(2, "3f2a...", None, mode="hash"),
         record(3, conversation, "Contractors follow their contract."),
         record(4, conversation, "Contractors follow their contract."),
+        record(5, "user: Where is the cafeteria?", "Level 2.", route="/v1/responses"),
+        record(6, "user: Where is the cafeteria?", "Level 2.", route="/v1/responses"),
     ]
     export = tmp_path / "audit.json"
     export.write_text(json.dumps(records))
     code, report = _cli(capsys, str(export))
     assert code == 0
     assert report["records_skipped"] == {"prompt not kept (hash or none mode)": 1}
-    assert report["outcomes"] == {"miss": 2, "exact": 2}
+    assert report["outcomes"] == {"miss": 3, "exact": 3}  # the Responses API's too
     # Unpriced without --price-as? gpt-4o-mini is in the packaged prices.
     assert report["hits_without_a_price"] == 0 and report["usd_saved"] > 0
 
