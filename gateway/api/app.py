@@ -120,7 +120,7 @@ def create_api(
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
     app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
-    mcp = McpGateway.from_config(config, pipeline.admission, audit, engine, meter)
+    mcp = McpGateway.from_config(config, pipeline.admission, pipeline.responder, engine, meter)
     app.state.mcp = mcp  # None without virtual servers
     if mcp is not None:
         app.router.routes.append(mcp.route())
@@ -172,7 +172,8 @@ def _exchange_per_request(
         except Exception as exc:  # a bug: still one 500 in the error shape, and audited
             response = internal_error(request, exc)
         matched = request.scope.get("route")  # the route the app matched, if any
-        exchange.template = getattr(matched, "path", None)
+        # A route that names itself keeps it (MCP's plain Starlette route is not in the scope).
+        exchange.template = exchange.template or getattr(matched, "path", None)
         await responder.close(exchange, response)
         return response
 

@@ -103,7 +103,7 @@ class Responder:
             exchange.tried = response.headers.get(ROUTE_HEADER)
         if _audited(exchange.path):
             exchange.status = response.status_code
-            await self._finish(exchange)
+            await self.account(exchange)
 
     async def aclose(self) -> None:
         """Flush the audit trail and close the meter's connections (replica shutdown)."""
@@ -120,7 +120,7 @@ class Responder:
             exchange.status = 200  # the status the client got; what went wrong is the code
             exchange.error_code = error.code if error is not None else None
             await self._settle(exchange)
-            await self._finish(exchange)
+            await self.account(exchange)
 
         return sse_response(
             wire.stream(answer.chunks),
@@ -165,7 +165,9 @@ class Responder:
             allowance.done = True
             exchange.error_code = exchange.error_code or ACCOUNTING_FAILED
 
-    async def _finish(self, exchange: Exchange) -> None:
+    async def account(self, exchange: Exchange) -> None:
+        """The finished request's metrics and audit record (routes that answer without
+        `respond`, such as MCP's, call it once their response is sent)."""
         latency_ms = exchange.elapsed_ms()
         if self._metrics is not None:
             self._metrics.record(exchange, latency_ms)

@@ -37,7 +37,7 @@ from gateway.mcp.virtual import VirtualMcpServer
 if TYPE_CHECKING:
     from gateway.api.admission import Admission
     from gateway.api.exchange import Exchange
-    from gateway.audit.writer import AuditWriter
+    from gateway.api.response import Responder
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ class McpEndpoint:
         self,
         servers: dict[str, VirtualMcpServer],
         admission: Admission,
-        audit: AuditWriter | None,
+        responder: Responder,
         *,
         max_body_bytes: int,
     ) -> None:
         self._admission = admission
-        self._audit = audit
+        self._responder = responder
         self._managers = {
             name: StreamableHTTPSessionManager(
                 _mcp_server(virtual), stateless=True, max_request_body_size=max_body_bytes
@@ -82,6 +82,7 @@ class McpEndpoint:
         await self._admission.caller(request)  # AuthError: a 401 in the gateway's shape
         exchange: Exchange = request.state.exchange
         exchange.streaming = True  # the record is written below, once the response is sent
+        exchange.template = PATH  # the metrics' route label: a Starlette route is not in scope
         await self._ensure_running()
         status: list[int] = []
 
@@ -97,10 +98,8 @@ class McpEndpoint:
             await asyncio.shield(self._record(exchange))
 
     async def _record(self, exchange: Exchange) -> None:
-        if self._audit is None:
-            return
         try:
-            await self._audit.record(exchange.record())
+            await self._responder.account(exchange)
         except Exception:  # the writer logs and counts its own failures; never the client's
             log.exception("MCP request %s: audit record not queued", exchange.request_id)
 

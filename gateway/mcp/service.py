@@ -17,7 +17,7 @@ from gateway.policy.engine import PolicyEngine
 
 if TYPE_CHECKING:
     from gateway.api.admission import Admission
-    from gateway.audit.writer import AuditWriter
+    from gateway.api.response import Responder
 
 
 class McpGateway:
@@ -32,7 +32,7 @@ class McpGateway:
         cls,
         config: GatewayConfig,
         admission: Admission,
-        audit: AuditWriter | None,
+        responder: Responder,
         engine: PolicyEngine | None,
         meter: Meter,
     ) -> McpGateway | None:
@@ -46,7 +46,7 @@ class McpGateway:
             for name, virtual in config.mcp.virtual_servers.items()
         }
         endpoint = McpEndpoint(
-            servers, admission, audit, max_body_bytes=config.limits.max_body_bytes
+            servers, admission, responder, max_body_bytes=config.limits.max_body_bytes
         )
         return cls(endpoint, upstreams)
 

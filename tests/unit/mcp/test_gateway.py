@@ -371,6 +371,10 @@ async def test_each_tool_call_leaves_exactly_one_audit_record(gateway: Gateway) 
     assert call["action"] == "allowed"
     assert "result_bytes=15" in call["detail"]
     assert record["latency_ms"] > 0
+    # and it is counted in the request metrics like any other route
+    metrics = gateway.gw.app.state.metrics
+    assert metrics.value("raygate_requests", route="/mcp/{virtual_server}", status="200") >= 1
+    assert metrics.observed("raygate_request_latency_ms", route="/mcp/{virtual_server}")
 
 
 @pytest.mark.asyncio
