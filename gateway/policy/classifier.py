@@ -43,6 +43,18 @@ def pattern_features(score: JailbreakScore, categories: tuple[str, ...]) -> np.n
     return np.asarray(values, dtype=np.float32)
 
 
+# The classifier judges a text of at least this many words; shorter ones are the patterns'
+# alone. One to three words ("sent", "yes please", "ok ana@example.org") carry no instruction
+# that overrides a model, and the classifier, trained on prompts of sentences, scored such
+# texts up to 0.95; no attack in llm-warden's test split is under 6 words.
+MIN_WORDS = 4
+
+
+def reads(text: str) -> bool:
+    """Whether the classifier may judge `text` (see `MIN_WORDS`)."""
+    return len(text.split(maxsplit=MIN_WORDS)) >= MIN_WORDS
+
+
 @dataclass(frozen=True)
 class JailbreakClassifier:
     """``sigmoid(relu(...relu(x W_1 + b_1)...) w + b)`` over ``x = ([embedding,

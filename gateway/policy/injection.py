@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.audit.record import PolicyDecision
-from gateway.policy.classifier import JailbreakClassifier
+from gateway.policy.classifier import JailbreakClassifier, reads
 from gateway.policy.config import Action, PolicyProfile
 from gateway.policy.jailbreak import JailbreakScore, JailbreakScorer
 from gateway.policy.normalize import normalize
@@ -61,7 +61,7 @@ def check_injection(
     for i, text in enumerate(texts):
         patterns = scorer.score(normalize(text).text)
         score, threshold = patterns, pattern_cut
-        if rule.classifier and classifier is not None and rows is not None:
+        if rule.classifier and classifier is not None and rows is not None and reads(text):
             cut = (
                 classifier.threshold
                 if rule.classifier_threshold is None

@@ -15,6 +15,7 @@ import numpy as np
 
 from gateway.audit.record import PolicyDecision
 from gateway.policy.classifier import JailbreakClassifier
+from gateway.policy.classifier import reads as classifier_reads
 from gateway.policy.config import PolicyProfile
 from gateway.policy.jailbreak import JailbreakScore, JailbreakScorer
 from gateway.policy.similarity import AttackCorpus, SimilaritySignal
@@ -144,7 +145,7 @@ class SemanticStage:
         rule = verdict.profile.jailbreak
         already = any(d.detector == "jailbreak" for d in verdict.decisions)
         text = "\n".join(verdict.texts)
-        if rule.classifier and self.classifier is not None:
+        if rule.classifier and self.classifier is not None and classifier_reads(text):
             patterns = verdict.jailbreak
             cut = (
                 self.classifier.threshold
