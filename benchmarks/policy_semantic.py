@@ -30,7 +30,7 @@ import yaml
 
 from benchmarks.report import percentile
 from gateway.cache.embedder import Embedder
-from gateway.policy.classifier import JailbreakClassifier
+from gateway.policy.classifier import JailbreakClassifier, reads
 from gateway.policy.config import NerConfig, PolicyConfig, PolicyProfile
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.jailbreak import JailbreakScorer
@@ -254,7 +254,9 @@ def evaluate_classifier(splits: dict[str, Rows], xstest: Rows, vectors: Vectors)
         patterns = [scorer.score(normalize(t).text) for t in texts]
         embedded = vectors.of(texts)
         features = np.stack([clf.features(v, p) for v, p in zip(embedded, patterns, strict=True)])
-        return clf.probabilities(features), np.array([p.score for p in patterns])
+        # as the engine: a text under MIN_WORDS words is the patterns' alone
+        read = np.array([reads(t) for t in texts])
+        return clf.probabilities(features) * read, np.array([p.score for p in patterns])
 
     out: dict[str, Any] = {
         "threshold": round(clf.threshold, 4),
