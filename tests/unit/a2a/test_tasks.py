@@ -3,19 +3,10 @@ caller does not own it, and an old claim is forgotten after the TTL."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gateway.a2a.tasks import TaskOwners
 from gateway.storage import Database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gw.db'}"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 class Clock:
@@ -29,8 +20,8 @@ class Clock:
 
 
 @pytest.mark.asyncio
-async def test_the_first_caller_to_claim_a_task_owns_it(url: str) -> None:
-    owners = TaskOwners(Database(url), ttl_s=3600, clock=Clock())
+async def test_the_first_caller_to_claim_a_task_owns_it(database_url: str) -> None:
+    owners = TaskOwners(Database(database_url), ttl_s=3600, clock=Clock())
     await owners.claim("echo", "t-1", "rita")
     await owners.claim("echo", "t-1", "mallory")  # a later claim changes nothing
     assert await owners.owns("echo", "t-1", "rita")
@@ -40,9 +31,9 @@ async def test_the_first_caller_to_claim_a_task_owns_it(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_claim_is_forgotten_after_its_ttl(url: str) -> None:
+async def test_a_claim_is_forgotten_after_its_ttl(database_url: str) -> None:
     clock = Clock()
-    owners = TaskOwners(Database(url), ttl_s=60, clock=clock)
+    owners = TaskOwners(Database(database_url), ttl_s=60, clock=clock)
     await owners.claim("echo", "t-2", "rita")
     clock.now += 61
     assert not await owners.owns("echo", "t-2", "rita")

@@ -23,13 +23,6 @@ from gateway.storage.keyring import Keyring
 from gateway.storage.sealing import Sealer
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gw.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 class Clock:
     """Wall time that moves only when a test says so."""
 
@@ -40,9 +33,9 @@ class Clock:
         return self.now
 
 
-def _store(url: str, clock: Clock | None = None, **config: object) -> ResponseStore:
+def _store(database_url: str, clock: Clock | None = None, **config: object) -> ResponseStore:
     return ResponseStore(
-        Database(url), ResponsesConfig.model_validate(config), clock=clock or Clock()
+        Database(database_url), ResponsesConfig.model_validate(config), clock=clock or Clock()
     )
 
 
@@ -56,8 +49,8 @@ def _turn(text: str, answer: str, *, previous: str | None = None) -> StoredRespo
 
 
 @pytest.mark.asyncio
-async def test_a_stored_response_is_found_only_by_its_owner(url: str) -> None:
-    store = _store(url)
+async def test_a_stored_response_is_found_only_by_its_owner(database_url: str) -> None:
+    store = _store(database_url)
     turn = _turn("Hello", "Hi there")
     await store.save("alice", turn)
     mine = await store.get("alice", turn.response.id)
@@ -71,8 +64,8 @@ async def test_a_stored_response_is_found_only_by_its_owner(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_the_conversation_is_every_turn_oldest_first(url: str) -> None:
-    store = _store(url)
+async def test_the_conversation_is_every_turn_oldest_first(database_url: str) -> None:
+    store = _store(database_url)
     first = _turn("one", "answer one")
     await store.save("alice", first)
     call = FunctionCallItem(id="fc_1", call_id="call_1", name="lookup", arguments="{}")
@@ -101,8 +94,8 @@ async def test_the_conversation_is_every_turn_oldest_first(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_broken_or_overlong_chain_is_refused(url: str) -> None:
-    store = _store(url, max_chain=2)
+async def test_a_broken_or_overlong_chain_is_refused(database_url: str) -> None:
+    store = _store(database_url, max_chain=2)
     first = _turn("one", "1")
     second = _turn("two", "2", previous=first.response.id)
     third = _turn("three", "3", previous=second.response.id)
@@ -116,22 +109,22 @@ async def test_a_broken_or_overlong_chain_is_refused(url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_responses_expire_after_the_ttl(url: str) -> None:
+async def test_responses_expire_after_the_ttl(database_url: str) -> None:
     clock = Clock()
-    store = _store(url, clock, ttl_s=60)
+    store = _store(database_url, clock, ttl_s=60)
     old = _turn("old", "old answer")
     await store.save("alice", old)
     clock.now += 61
     assert await store.get("alice", old.response.id) is None
     await store.save("alice", _turn("new", "new answer"))  # a write deletes the expired rows
-    rows = Database(url).fetchall("SELECT response_id FROM stored_responses")
+    rows = Database(database_url).fetchall("SELECT response_id FROM stored_responses")
     assert old.response.id not in {r[0] for r in rows}
 
 
 @pytest.mark.asyncio
-async def test_each_user_keeps_at_most_max_per_user_the_oldest_go_first(url: str) -> None:
+async def test_each_user_keeps_at_most_max_per_user_the_oldest_go_first(database_url: str) -> None:
     clock = Clock()
-    store = _store(url, clock, max_per_user=2)
+    store = _store(database_url, clock, max_per_user=2)
     turns = [_turn(f"q{i}", f"a{i}") for i in range(3)]
     for turn in turns:
         await store.save("alice", turn)

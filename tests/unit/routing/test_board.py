@@ -18,13 +18,6 @@ from gateway.routing.status import AliasStatus, RoutingStatus
 from gateway.storage import Database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gw.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 class Clock:
     """Wall time that moves only when a test says so."""
 
@@ -43,9 +36,9 @@ def status(strategy: str = "priority") -> RoutingStatus:
     )
 
 
-def test_every_replica_that_published_is_read_back(url: str) -> None:
+def test_every_replica_that_published_is_read_back(database_url: str) -> None:
     clock = Clock()
-    board = StatusBoard(Database(url), clock=clock)
+    board = StatusBoard(Database(database_url), clock=clock)
     board.publish("replica-a", status())
     clock.now += 2
     board.publish("replica-b", status("least_latency"))
@@ -55,23 +48,24 @@ def test_every_replica_that_published_is_read_back(url: str) -> None:
     assert read[1].status == status("least_latency")
 
 
-def test_a_replica_that_stopped_publishing_is_left_out_then_deleted(url: str) -> None:
+def test_a_replica_that_stopped_publishing_is_left_out_then_deleted(database_url: str) -> None:
     clock = Clock()
-    board = StatusBoard(Database(url), clock=clock, forget_after_s=600)
+    board = StatusBoard(Database(database_url), clock=clock, forget_after_s=600)
     board.publish("gone", status())
     clock.now += 20
     board.publish("alive", status())
     assert [r.replica for r in board.read(max_age_s=15)] == ["alive"]
-    assert len(Database(url).fetchall("SELECT replica FROM routing_status")) == 2  # kept a while
+    rows = Database(database_url).fetchall("SELECT replica FROM routing_status")
+    assert len(rows) == 2  # kept a while
     clock.now += 590  # 'gone' is 610 s old now, 'alive' 590 s
     board.read(max_age_s=15)
-    rows = Database(url).fetchall("SELECT replica FROM routing_status")
+    rows = Database(database_url).fetchall("SELECT replica FROM routing_status")
     assert rows == [("alive",)]
 
 
-def test_a_publish_replaces_the_replicas_last_one(url: str) -> None:
+def test_a_publish_replaces_the_replicas_last_one(database_url: str) -> None:
     clock = Clock()
-    board = StatusBoard(Database(url), clock=clock)
+    board = StatusBoard(Database(database_url), clock=clock)
     board.publish("replica-a", status())
     clock.now += 10
     board.publish("replica-a", status("cost"))
@@ -79,8 +73,8 @@ def test_a_publish_replaces_the_replicas_last_one(url: str) -> None:
     assert (read.replica, read.age_s, read.status) == ("replica-a", 0.0, status("cost"))
 
 
-def test_a_removed_replica_is_off_the_board(url: str) -> None:
-    board = StatusBoard(Database(url))
+def test_a_removed_replica_is_off_the_board(database_url: str) -> None:
+    board = StatusBoard(Database(database_url))
     board.publish("replica-a", status())
     board.publish("replica-b", status())
     board.remove("replica-a")
@@ -88,9 +82,9 @@ def test_a_removed_replica_is_off_the_board(url: str) -> None:
     assert [r.replica for r in board.read(max_age_s=15)] == ["replica-b"]
 
 
-def test_a_row_from_a_clock_ahead_is_never_younger_than_now(url: str) -> None:
+def test_a_row_from_a_clock_ahead_is_never_younger_than_now(database_url: str) -> None:
     clock = Clock()
-    board = StatusBoard(Database(url), clock=clock)
+    board = StatusBoard(Database(database_url), clock=clock)
     board.publish("ahead", status())
     clock.now -= 2  # the reader's clock is behind the publisher's
     assert [r.age_s for r in board.read(max_age_s=15)] == [0.0]
