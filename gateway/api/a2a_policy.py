@@ -23,7 +23,6 @@ from gateway.api.input_policy import InputPolicy
 from gateway.errors import PolicyViolation
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.output import OutputBlocked, OutputFilter
-from gateway.policy.redaction import redact_pii
 from gateway.protocol.a2a import RpcRequest, text_parts, with_texts
 
 
@@ -43,14 +42,7 @@ class A2APolicy:
         engine = self._engine if exchange.grant is not None else None
         if engine is None or not texts:
             return request
-        profile = exchange.policy_profile
-        verdict = await asyncio.to_thread(engine.check, texts, profile, model=model)
-        exchange.decisions += verdict.decisions
-        exchange.redacted = verdict.mapping
-        if verdict.action == "block":
-            exchange.prompt = redact_pii(exchange.prompt) if exchange.prompt else None
-            rules = ", ".join(verdict.blocking_rules)
-            raise PolicyViolation(f"The message was blocked by policy ({rules}).")
+        verdict = await self._input.check(engine, exchange, texts, model)  # a block: 403
         if verdict.texts != texts:
             redacted = verdict.texts
             message = with_texts(message, lambda _: redacted)

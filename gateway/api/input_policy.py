@@ -65,7 +65,7 @@ class InputPolicy:
         requested = body.max_completion_tokens or body.max_tokens
         limits = self._limits(engine, exchange, body.model, requested)
         slots = _text_slots(body)
-        verdict = await self._check(engine, exchange, [t for _, t in slots], body.model)
+        verdict = await self.check(engine, exchange, [t for _, t in slots], body.model)
         if verdict.action == "redact":
             body = _with_texts(body, [slot for slot, _ in slots], verdict.texts)
             exchange.prompt = prompt_text(body)  # the audit keeps what was sent on
@@ -93,7 +93,7 @@ class InputPolicy:
             _unreadable(engine, exchange, "prompt")
             texts = []
         suffix = [body.suffix] if body.suffix else []
-        verdict = await self._check(engine, exchange, texts + suffix, body.model)
+        verdict = await self.check(engine, exchange, texts + suffix, body.model)
         if verdict.action == "redact":
             prompts = verdict.texts[: len(texts)]
             prompt = prompts[0] if isinstance(body.prompt, str) else prompts
@@ -120,7 +120,7 @@ class InputPolicy:
         if texts is None:
             _unreadable(engine, exchange, "input")
             texts = []
-        verdict = await self._check(engine, exchange, texts, body.model)
+        verdict = await self.check(engine, exchange, texts, body.model)
         if verdict.action == "redact":
             new_input = verdict.texts[0] if isinstance(body.input, str) else verdict.texts
             body = body.model_copy(update={"input": new_input})
@@ -182,7 +182,7 @@ class InputPolicy:
         return check
 
     @staticmethod
-    async def _check(
+    async def check(
         engine: PolicyEngine, exchange: Exchange, texts: list[str], model: str
     ) -> Verdict:
         """Detectors and patterns, off the event loop; a block ends the request here."""
