@@ -81,9 +81,12 @@ class Provider(ABC):
                 write=self.timeouts.first_token,
                 pool=self.timeouts.connect,
             ),
+            # A connection the upstream closes for idleness at the moment the gateway sends
+            # on it fails the request ("server disconnected"); closing it first avoids that.
             limits=httpx.Limits(
                 max_connections=config.max_connections,
                 max_keepalive_connections=config.max_connections,
+                keepalive_expiry=config.idle_connection_s,
             ),
             transport=transport,
         )

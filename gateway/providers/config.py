@@ -89,6 +89,12 @@ class ProviderConfig(ConfigSection):
     headers: dict[str, str] = Field(default_factory=dict, description="sent on every call")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(100, gt=0, description="httpx pool size")
+    idle_connection_s: float = Field(
+        4.0,
+        gt=0,
+        description="a pooled connection idle this long is closed; keep it below the "
+        "upstream's own keep-alive timeout (uvicorn's is 5 s, gunicorn's 2 s)",
+    )
     aws: AwsSettings | None = Field(None, description="Bedrock: region and credentials")
     gcp: GcpSettings | None = Field(None, description="Vertex AI: project, location, account")
     azure_ad: AzureAdSettings | None = Field(

@@ -34,7 +34,7 @@ class Outcome:
     ok: bool
     started: float
     ended: float
-    detail: str = ""  # the status and error of a failure
+    detail: str = ""  # the status, error code and message of a failure
     cut_cleanly: bool = False  # a stream that ended without [DONE] and without an error
 
 
@@ -206,9 +206,12 @@ class Load:
 
 
 def _error_of(status: int, body: bytes) -> str:
-    """A failure's status and error code (what failures are counted by), else its text."""
+    """A failure's status, error code and message (what failures are counted by), else its
+    text. The message says which stage failed and why, which a CI log needs when a rare
+    failure cannot be reproduced."""
     try:
         error = json.loads(body)["error"]
-        return f"{status} {error.get('code') or error.get('type')}"
-    except (ValueError, KeyError, TypeError):
+        code = error.get("code") or error.get("type")
+        return f"{status} {code}: {str(error.get('message', ''))[:160]}"
+    except (ValueError, KeyError, TypeError, AttributeError):
         return f"{status} {body[:120].decode(errors='replace')}"

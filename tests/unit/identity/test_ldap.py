@@ -87,6 +87,13 @@ def _config(server: Slapd, **overrides: Any) -> LdapConfig:
     return LdapConfig(**(fields | overrides))
 
 
+# Tests that count a login as exactly one bind use one worker thread. With several, a call can
+# land on a thread that has never been used (ThreadPoolExecutor marks a worker idle only after
+# the awaiting coroutine has already been resumed) and that thread's first service bind would
+# be counted too.
+ONE_THREAD = {"pool_size": 1}
+
+
 @pytest_asyncio.fixture
 async def make_directory(slapd: Slapd) -> AsyncIterator[MakeDirectory]:
     """Builds directories on the module's slapd (search-then-bind unless overridden)."""
@@ -371,7 +378,7 @@ async def test_a_login_after_the_ttl_binds_again(
     make_directory: MakeDirectory, slapd: Slapd
 ) -> None:
     clock = Clock()
-    directory = make_directory(clock=clock)
+    directory = make_directory(clock=clock, **ONE_THREAD)
     await directory.authenticate("alice", ALICE.password)
     binds = slapd.bind_count()
 
@@ -385,7 +392,7 @@ async def test_a_login_after_the_ttl_binds_again(
 async def test_a_different_password_goes_to_the_directory_not_the_cache(
     make_directory: MakeDirectory, slapd: Slapd
 ) -> None:
-    directory = make_directory()
+    directory = make_directory(**ONE_THREAD)
     await directory.authenticate("alice", ALICE.password)
     binds = slapd.bind_count()
 
@@ -412,7 +419,7 @@ async def test_after_a_password_change_the_new_one_works_and_replaces_the_cached
 
 @pytest.mark.asyncio
 async def test_a_zero_ttl_turns_the_cache_off(make_directory: MakeDirectory, slapd: Slapd) -> None:
-    directory = make_directory(cache_ttl_s=0)
+    directory = make_directory(cache_ttl_s=0, **ONE_THREAD)
     await directory.authenticate("alice", ALICE.password)
     binds = slapd.bind_count()
 
