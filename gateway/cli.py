@@ -92,22 +92,32 @@ def _state_dir() -> Path:
     return Path(os.environ.get("RAYGATE_STATE_DIR", ".raygate"))
 
 
-def _load(path: Path | None, *, secrets_dir: Path | None = None) -> GatewayConfig:
+def _load(
+    path: Path | None, *, secrets_dir: Path | None = None, create: bool = False
+) -> GatewayConfig:
     if secrets_dir is not None:
-        _ensure_local_secret(secrets_dir, "RAYGATE_KEY_SECRET", "key_secret", "")
-        _ensure_local_secret(secrets_dir, "RAYGATE_AUDIT_KEY", "audit_key", "local:")
+        _local_secret(secrets_dir, "RAYGATE_KEY_SECRET", "key_secret", "", create=create)
+        _local_secret(secrets_dir, "RAYGATE_AUDIT_KEY", "audit_key", "local:", create=create)
     return load_config(path or default_config_path())
 
 
-def _ensure_local_secret(state_dir: Path, variable: str, name: str, prefix: str) -> None:
+def _local_secret(state_dir: Path, variable: str, name: str, prefix: str, *, create: bool) -> None:
     """On one machine, `variable` (RAYGATE_KEY_SECRET, RAYGATE_AUDIT_KEY) defaults to a random
     secret kept in the state dir (mode 0600), so issued keys and the audit chain's key survive
     restarts without anyone having to invent one. A config that does not name the variable
-    ignores it."""
+    ignores it.
+
+    Only `raygate up` (`create`) makes one. The admin commands use the one it made, never a
+    new one: run against a cluster's config from a machine without the cluster's secrets, a
+    fresh local secret would issue keys the cluster cannot check and sign audit records its
+    chain does not verify, silently. Without either, the config's own default applies (empty
+    for both: the command says which setting is missing)."""
     if os.environ.get(variable):
         return
     path = state_dir / name
     if not path.exists():
+        if not create:
+            return
         state_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(prefix + secrets.token_urlsafe(32))
@@ -117,7 +127,7 @@ def _ensure_local_secret(state_dir: Path, variable: str, name: str, prefix: str)
 def _up(args: argparse.Namespace) -> int:
     from deployments.local import LaunchError, down, up
 
-    config = _load(args.config, secrets_dir=args.state_dir)
+    config = _load(args.config, secrets_dir=args.state_dir, create=True)
     check_safe_to_start(config)  # before anything starts: ConfigError, exit status 2
     try:
         state = up(

@@ -87,7 +87,12 @@ def _run(
 ) -> int:
     config = load(args)
     if not config.auth.key_secret:
-        print("raygate: issued keys are off: set auth.key_secret in the config", file=sys.stderr)
+        print(
+            "raygate: issued keys are off: auth.key_secret is empty (the configs shipped read "
+            "it from RAYGATE_KEY_SECRET: set it to the gateway's key secret; `raygate up` "
+            "keeps a local one in .raygate/key_secret)",
+            file=sys.stderr,
+        )
         return 2
     db = Database(config.storage.url)
     try:
