@@ -3,6 +3,7 @@ body, its Response objects and typed events back as chat completions and chunks.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from gateway.protocol.responses import FunctionCallItem, MessageItem, ResponsesR
 from gateway.protocol.responses_convert import ResponsesChatRequest, responses_to_chat_request
 from gateway.protocol.responses_upstream import chat_request_to_responses, response_to_chat
 from gateway.protocol.responses_upstream_stream import ResponsesStreamTranslator
+from gateway.providers.params import conform
+from gateway.providers.presets import PRESETS
 
 TOOL = {
     "type": "function",
@@ -38,6 +41,15 @@ def test_the_translated_request_is_marked_for_a_native_call() -> None:
         {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     )
     assert not isinstance(plain, ResponsesChatRequest)
+
+
+def test_the_mark_survives_a_ray_handle_and_parameter_conforming() -> None:
+    request = translated(input="hi", max_output_tokens=5, reasoning={"effort": "low"})
+    assert isinstance(pickle.loads(pickle.dumps(request)), ResponsesChatRequest)
+    upstream = request.model_copy(update={"model": "gpt-5-mini"})
+    conformed = conform(upstream, PRESETS["openai"], provider="openai", drop=False).request
+    assert isinstance(conformed, ResponsesChatRequest)
+    assert conformed.max_completion_tokens == 5  # renamed for a reasoning model, still marked
 
 
 def test_the_native_body_carries_the_whole_conversation_and_stores_nothing() -> None:
