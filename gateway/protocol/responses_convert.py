@@ -6,7 +6,9 @@ What is translated: `input` (a string, or messages with `input_text` / `output_t
 `refusal` / `input_image` parts, `function_call` and `function_call_output` items),
 `instructions` (the first system message), `tools` of type `function`, `tool_choice`,
 `parallel_tool_calls`, `temperature`, `top_p`, `max_output_tokens`, `user`, `text.format`
-(`response_format`) and `reasoning.effort` (`reasoning_effort`). The conversation of a
+(`response_format`), `text.verbosity` (`verbosity`) and `reasoning.effort` (`reasoning_effort`).
+The chat request is a `ResponsesChatRequest`, so that a provider with the Responses API is
+called natively (`responses_upstream.py`). The conversation of a
 `previous_response_id` comes in as `history` (the stored items, oldest first).
 
 What is refused with a 400 naming the parameter, never dropped: built-in tools (web_search,
@@ -102,9 +104,16 @@ def check_supported(req: ResponsesRequest) -> None:
                 )
 
 
+class ResponsesChatRequest(ChatCompletionRequest):
+    """A chat request translated from `POST /v1/responses`: a provider with the Responses
+    API (`responses_api`) sends it there natively; every other target takes it as chat.
+    Only the gateway makes one (a client's JSON never validates into it), and it keeps its
+    class through copies, Ray handles and parameter conforming."""
+
+
 def responses_to_chat_request(
     req: ResponsesRequest, history: list[HistoryItem] | None = None
-) -> ChatCompletionRequest:
+) -> ResponsesChatRequest:
     """The canonical chat request for a Responses request whose conversation so far (the
     items of its `previous_response_id` chain, oldest first) is `history`.
 
@@ -137,13 +146,15 @@ def responses_to_chat_request(
         response_format = _response_format(req.text)
         if response_format is not None:
             fields["response_format"] = response_format
+        if req.text.get("verbosity") is not None:
+            fields["verbosity"] = req.text["verbosity"]
     if req.reasoning and req.reasoning.get("effort"):
         fields["reasoning_effort"] = req.reasoning["effort"]
     for name, value in (req.model_extra or {}).items():
         if name in _PASSED_ON:
             fields[name] = value
     try:
-        return ChatCompletionRequest(**fields)
+        return ResponsesChatRequest(**fields)
     except ValidationError as exc:
         raise InvalidRequest(f"cannot translate the request: {exc.errors()[0]['msg']}") from None
 
@@ -228,10 +239,9 @@ def _chat_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
 
 
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
-    if set(text) - {"format"}:
-        raise _unsupported(
-            "text", f"text.{sorted(set(text) - {'format'})[0]} is not supported by this gateway"
-        )
+    if set(text) - {"format", "verbosity"}:
+        unknown = sorted(set(text) - {"format", "verbosity"})[0]
+        raise _unsupported("text", f"text.{unknown} is not supported by this gateway")
     fmt = text.get("format") or {"type": "text"}
     kind = fmt.get("type")
     if kind == "text":

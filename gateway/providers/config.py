@@ -114,6 +114,11 @@ class ProviderConfig(ConfigSection):
     drop_params: DropParams = Field(
         False, description="drop parameters this provider cannot honour instead of a 400"
     )
+    responses_api: bool | None = Field(
+        None,
+        description="sets or clears the preset's responses_api: /v1/responses requests are "
+        "sent natively to `{base_url}/responses` (openai wire format only)",
+    )
 
     @field_validator("preset")
     @classmethod
@@ -128,6 +133,12 @@ class ProviderConfig(ConfigSection):
             raise ValueError("a provider without a preset needs both kind and base_url")
         if self.preset is None and self.base_url is None and self.kind not in _CLOUD_URLS:
             raise ValueError("a provider without a preset needs both kind and base_url")
+        preset = self.resolved_preset
+        if preset.responses_api and preset.kind != "openai":
+            raise ValueError(
+                f"responses_api needs the openai wire format, not {preset.kind!r} (for Azure "
+                "OpenAI, the azure-v1 preset)"
+            )
         return self
 
     @property
@@ -138,7 +149,7 @@ class ProviderConfig(ConfigSection):
         update: dict[str, object] = {
             k: v for k, v in {"kind": self.kind, "base_url": self.base_url}.items() if v is not None
         }
-        for field in ("unsupported_params", "reasoning_models", "extra_params"):
+        for field in ("unsupported_params", "reasoning_models", "extra_params", "responses_api"):
             if getattr(self, field) is not None:
                 update[field] = getattr(self, field)
         kind = self.kind or base.kind

@@ -1,4 +1,9 @@
-"""The adapter for every upstream that speaks OpenAI's wire format (see presets.yaml)."""
+"""The adapter for every upstream that speaks OpenAI's wire format (see presets.yaml).
+
+A request that arrived on the gateway's `/v1/responses` (`ResponsesChatRequest`) goes to an
+upstream with the Responses API (`responses_api`) natively, as `POST /responses`; its answer
+comes back as chat (`responses_upstream.py`), so the rest of the pipeline never knows.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ from gateway.protocol.openai import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from gateway.protocol.responses_convert import ResponsesChatRequest
+from gateway.protocol.responses_upstream import chat_request_to_responses, response_to_chat
+from gateway.protocol.responses_upstream_stream import ResponsesStreamTranslator
 from gateway.providers.base import Provider
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -53,8 +61,14 @@ class OpenAICompatible(Provider):
                 f"upstream {self.name!r} answered in a shape that is not OpenAI's"
             ) from None
 
+    def native_responses(self, request: ChatCompletionRequest) -> bool:
+        """Whether `request` goes to the upstream's Responses API rather than chat."""
+        return self.preset.responses_api and isinstance(request, ResponsesChatRequest)
+
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         request = self.conform(request).request
+        if self.native_responses(request):
+            return await self._responses(request)
         data = await self.post_json(
             self.path("chat/completions", request.model),
             self._body(request, stream=False),
@@ -66,8 +80,40 @@ class OpenAICompatible(Provider):
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
         request = self.conform(request).request
+        if self.native_responses(request):
+            async for chunk in self._responses_stream(request):
+                yield chunk
+            return
         async for data in self._stream("chat/completions", request):
             yield self._parse(ChatCompletionChunk, data)
+
+    async def _responses(self, request: ChatCompletionRequest) -> ChatCompletion:
+        body = chat_request_to_responses(request, stream=False)
+        data = await self.post_json(self.path("responses", request.model), body)
+        try:
+            return response_to_chat(data, model=request.model)
+        except UpstreamError as exc:
+            raise UpstreamError(f"upstream {self.name!r}: {exc.message}") from None
+
+    async def _responses_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        body = chat_request_to_responses(request, stream=True)
+        translator = ResponsesStreamTranslator(model=request.model)
+        async with self.open_stream(self.path("responses", request.model), body) as events:
+            async for event in events:
+                data = self.parse_event(event)
+                if not isinstance(data, dict):
+                    raise UpstreamError(f"upstream {self.name!r} sent a stream event not an object")
+                try:
+                    chunks = translator.feed(data)
+                except UpstreamError as exc:
+                    raise UpstreamError(f"upstream {self.name!r}: {exc.message}") from None
+                for chunk in chunks:
+                    yield chunk
+                if translator.finished:
+                    return
+        raise UpstreamError(f"stream from {self.name!r} ended before response.completed")
 
     async def completion(self, request: CompletionRequest) -> Completion:
         request = self.conform(request).request

@@ -44,6 +44,11 @@ class ProviderPreset(BaseModel):
     developer_role: bool = Field(
         False, description="the upstream knows the `developer` role (else it is sent as system)"
     )
+    responses_api: bool = Field(
+        False,
+        description="the upstream serves OpenAI's Responses API (`POST {base_url}/responses`): "
+        "requests that arrive on /v1/responses are sent there natively, not as chat",
+    )
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = Field(
         None, description="the one name the upstream takes for the output limit; None: as sent"
     )
@@ -82,6 +87,7 @@ def presets_table(presets: dict[str, ProviderPreset] | None = None) -> str:
         url = f"`{p.base_url}`" if p.base_url else _CLOUD_URLS.get(p.kind, "set `base_url`")
         rows.append(
             f"| `{name}` | {p.title} | {p.kind} | {url} | {key} | "
-            f"{', '.join(p.endpoints)} | {refused} | {p.notes} |"
+            f"{', '.join([*p.endpoints, *(['responses'] if p.responses_api else [])])} | "
+            f"{refused} | {p.notes} |"
         )
     return "\n".join(rows) + "\n"

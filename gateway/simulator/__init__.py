@@ -1,5 +1,5 @@
-"""An upstream simulator speaking the OpenAI, Anthropic, Gemini, Azure OpenAI, Bedrock,
-Vertex AI and Cohere wire formats.
+"""An upstream simulator speaking the OpenAI (chat and Responses), Anthropic, Gemini, Azure
+OpenAI, Bedrock, Vertex AI and Cohere wire formats.
 
 It serves deterministic answers with configurable latency and injectable faults, for the
 gateway's tests, benchmarks and embedded default upstream.

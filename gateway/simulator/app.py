@@ -1,5 +1,5 @@
-"""The simulator's ASGI app: OpenAI, Anthropic, Gemini, Azure OpenAI, Bedrock, Vertex AI and
-Cohere routes, their token endpoints, plus the control API."""
+"""The simulator's ASGI app: OpenAI (chat and Responses), Anthropic, Gemini, Azure OpenAI,
+Bedrock, Vertex AI and Cohere routes, their token endpoints, plus the control API."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.simulator import (
     gemini_api,
     oauth,
     openai_api,
+    responses_api,
     vertex_api,
 )
 from gateway.simulator.faults import silence_cut_tracebacks
@@ -41,6 +42,7 @@ def create_app(settings: SimulatorSettings | None = None) -> Starlette:
     app = _SimulatorApp(
         routes=[
             *openai_api.routes,
+            *responses_api.routes,
             *anthropic_api.routes,
             *gemini_api.routes,
             *azure_api.routes,

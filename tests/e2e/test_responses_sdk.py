@@ -1,5 +1,9 @@
 """The official `openai` SDK's Responses API (`client.responses`) against the running gateway
-(`raygate up`), and a tiny `openai-agents` agent with one function tool through it."""
+(`raygate up`), and a tiny `openai-agents` agent with one function tool through it.
+
+The `simulator` provider has the Responses API (its preset's `responses_api`), so the gateway
+calls its `POST /v1/responses` natively, with the whole conversation and `store: false`;
+`simulator-chat` is the same server with the flag cleared (translated to chat)."""
 
 from __future__ import annotations
 
@@ -43,9 +47,13 @@ def _user_client(gateway: Gateway, *groups: str) -> openai.OpenAI:
 
 
 def _sent(gateway: Gateway) -> list[dict[str, Any]]:
-    """The messages of the last chat request the simulator received."""
-    bodies = [r["json"] for r in gateway.upstream_requests() if r.get("json")]
-    return list(bodies[-1]["messages"])  # type: ignore[index]
+    """The input items of the last request the simulator received, which must have been a
+    native Responses API call that left nothing stored upstream."""
+    requests = [r for r in gateway.upstream_requests() if r.get("json")]
+    last: Any = requests[-1]
+    assert last["path"] == "/v1/responses", last["path"]
+    assert last["json"]["store"] is False and "previous_response_id" not in last["json"]
+    return list(last["json"]["input"])
 
 
 def test_create_answers_a_response_with_instructions_as_the_system_message(
@@ -60,7 +68,7 @@ def test_create_answers_a_response_with_instructions_as_the_system_message(
     assert response.usage is not None
     assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
-    assert _sent(gateway)[0] == {"role": "system", "content": "Be brief."}
+    assert _sent(gateway)[0] == {"type": "message", "role": "system", "content": "Be brief."}
 
 
 def test_a_stream_is_the_typed_event_sequence_ending_with_completed(
@@ -105,9 +113,9 @@ def test_previous_response_id_continues_the_conversation_upstream(
     )
     assert second.previous_response_id == first.id
     assert _sent(gateway) == [
-        {"role": "user", "content": "My name is Ana"},
-        {"role": "assistant", "content": first.output_text},
-        {"role": "user", "content": "What is my name?"},
+        {"type": "message", "role": "user", "content": "My name is Ana"},
+        {"type": "message", "role": "assistant", "content": first.output_text},
+        {"type": "message", "role": "user", "content": "What is my name?"},
     ]
 
 
@@ -125,7 +133,15 @@ def test_a_function_tool_round_trip(client: openai.OpenAI, gateway: Gateway) -> 
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "a way"}],
     )
     assert 'the tool returned "a way"' in second.output_text
-    assert _sent(gateway)[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "a way"}
+    assert _sent(gateway)[-2:] == [
+        {
+            "type": "function_call",
+            "call_id": call.call_id,
+            "name": "lookup",
+            "arguments": call.arguments,
+        },
+        {"type": "function_call_output", "call_id": call.call_id, "output": "a way"},
+    ]
 
 
 def test_retrieve_and_delete(client: openai.OpenAI, gateway: Gateway) -> None:
@@ -199,6 +215,36 @@ def test_a_stream_cut_upstream_ends_with_error_and_response_failed(
     assert "response.completed" not in kinds
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_native_target_falls_over_to_a_translated_one(
+    client: openai.OpenAI, gateway: Gateway, stream: bool
+) -> None:
+    gateway.inject(
+        kind="status",
+        status=503,
+        match_path="/v1/responses",
+        match_model="sim-native-first",
+        count=1,
+    )
+    raw = client.responses.with_raw_response.create(
+        model="sim-mixed", input="Fall over", stream=stream
+    )
+    if stream:
+        with raw.parse() as events:
+            last = list(events)[-1]
+        assert last.type == "response.completed"
+        text = last.response.output_text
+    else:
+        text = raw.parse().output_text
+    assert text.startswith("Simulated answer from sim-chat-second: Fall over")
+    assert raw.headers["x-raygate-route"] == (
+        "simulator-chat/sim-chat-second; tried=simulator/sim-native-first:503"
+    )
+    calls = [(r["path"], r["json"]["model"]) for r in gateway.upstream_requests() if r.get("json")]  # type: ignore[index]
+    assert calls[0] == ("/v1/responses", "sim-native-first")
+    assert calls[-1] == ("/v1/chat/completions", "sim-chat-second")
+
+
 def test_an_openai_agents_agent_calls_its_function_tool_through_the_gateway(
     gateway: Gateway,
 ) -> None:
@@ -222,5 +268,5 @@ def test_an_openai_agents_agent_calls_its_function_tool_through_the_gateway(
     assert len(asked) == 1
     assert f'the tool returned "{asked[0]} means a way through"' in result.final_output
     sent = _sent(gateway)
-    assert sent[0] == {"role": "system", "content": "Use the lookup tool."}
-    assert sent[-1]["role"] == "tool"
+    assert sent[0] == {"type": "message", "role": "system", "content": "Use the lookup tool."}
+    assert sent[-1]["type"] == "function_call_output"

@@ -4,7 +4,9 @@ A request is translated to the canonical chat request (its `previous_response_id
 conversation rebuilt from the caller's stored responses) and runs the chat pipeline:
 admission, input policy, cache, router, output policy, metering and the audit record, as
 for chat. The answer or stream is translated back (`ResponsesWire`), and the finished
-response is stored for the caller unless `store: false`.
+response is stored for the caller unless `store: false`. A target whose provider has the
+Responses API (`responses_api`) is called there natively by its adapter, with the whole
+conversation and `store: false`; its answer reaches this route as chat like any other.
 
 Stored responses are the caller's alone: retrieval, deletion and `previous_response_id`
 look only among the authenticated caller's (their user id); another user's id is a 404,

@@ -25,7 +25,7 @@ policy:
   profiles:
     default: {{pii: {{CREDIT_CARD: block}}}}
 providers:
-  sim: {{preset: simulator, base_url: "http://sim/v1"}}
+  sim: {{preset: simulator, base_url: "http://sim/v1", responses_api: false}}
 models:
   sim-small: {{targets: [sim/sim-small]}}
 """
