@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
@@ -41,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.audit.record import PolicyDecision
-from gateway.errors import NotFound
+from gateway.errors import GatewayError, NotFound
 from gateway.mcp.access import tool_grant
 from gateway.mcp.notifications import NotificationHub
 from gateway.mcp.sessions import McpSession, McpSessions
@@ -57,6 +57,12 @@ log = logging.getLogger(__name__)
 
 PATH = "/mcp/{virtual_server}"
 SESSION_HEADER = "mcp-session-id"
+
+
+class _Follow(Protocol):
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], uri: str, *, subscribe: bool
+    ) -> types.EmptyResult: ...
 
 
 class McpEndpoint:
@@ -83,7 +89,9 @@ class McpEndpoint:
         self._keepalive_s = keepalive_s
         self._managers = {
             name: StreamableHTTPSessionManager(
-                _mcp_server(virtual), stateless=True, max_request_body_size=max_body_bytes
+                _mcp_server(virtual, self._follow),
+                stateless=True,
+                max_request_body_size=max_body_bytes,
             )
             for name, virtual in servers.items()
         }
@@ -125,6 +133,7 @@ class McpEndpoint:
                     _decide(exchange, "mcp.session", "denied", "unknown, expired or ended")
                     await _jsonrpc_error(observed, 404, "Session not found")
                     return
+            request.state.mcp_session = session  # for resources/subscribe
             if scope["method"] == "POST":
                 await self._post(manager, exchange, name, session, scope, receive, observed)
             elif session is None:  # GET, DELETE: only of a session
@@ -197,10 +206,15 @@ class McpEndpoint:
 
         async def still_valid() -> bool:
             again = await self._sessions.check(session.id, user_id, session.virtual_server)
-            return again is not None
+            if again is None:
+                return False
+            # A subscription made on another replica reaches this stream from the database.
+            self._hub.follow(session.id, await self._sessions.subscriptions(session))
+            return True
 
         relayed = 0
         try:
+            self._hub.follow(session.id, await self._sessions.subscriptions(session))
             relayed = await relay(
                 listener,
                 receive,
@@ -215,6 +229,33 @@ class McpEndpoint:
             if listener.overflowed:
                 detail += " ended=overflow"
             _decide(exchange, "mcp.notifications", "allowed", detail)
+
+    async def _follow(
+        self, ctx: ServerRequestContext[Any], uri: str, *, subscribe: bool
+    ) -> types.EmptyResult:
+        """`resources/subscribe` or `resources/unsubscribe` of the request's session: kept in
+        the database (the session's GET stream may be on another replica) and passed to the
+        streams on this one at once."""
+        exchange = _exchange(ctx)
+        session: McpSession | None = getattr(
+            getattr(ctx.request, "state", None), "mcp_session", None
+        )
+        method = "resources/subscribe" if subscribe else "resources/unsubscribe"
+        if session is None:
+            exchange.error_code = "session_required"
+            raise MCPError(INVALID_REQUEST, f"{method} needs a session: initialize first.")
+        virtual = self._servers[session.virtual_server]
+
+        async def follow() -> None:
+            change = self._sessions.subscribe if subscribe else self._sessions.unsubscribe
+            await change(session, uri)
+            self._hub.follow(session.id, await self._sessions.subscriptions(session))
+
+        try:
+            await virtual.follow_resource(exchange, method, uri, follow)
+        except GatewayError as failed:  # the session register is down: no stack to the client
+            raise MCPError(INTERNAL_ERROR, failed.message) from None
+        return types.EmptyResult()
 
     async def _record(self, exchange: Exchange) -> None:
         try:
@@ -248,7 +289,7 @@ class McpEndpoint:
             await asyncio.gather(self._running, return_exceptions=True)
 
 
-def _mcp_server(virtual: VirtualMcpServer) -> Server[Any]:
+def _mcp_server(virtual: VirtualMcpServer, follow: _Follow) -> Server[Any]:
     """The low-level MCP server of one virtual server: each handler finds the request's
     exchange (the caller, their grant) on the HTTP request the SDK hands it."""
 
@@ -286,6 +327,16 @@ def _mcp_server(virtual: VirtualMcpServer) -> Server[Any]:
     ) -> types.GetPromptResult:
         return await virtual.get_prompt(_exchange(ctx), params.name, params.arguments)
 
+    async def subscribe(
+        ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        return await follow(ctx, str(params.uri), subscribe=True)
+
+    async def unsubscribe(
+        ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        return await follow(ctx, str(params.uri), subscribe=False)
+
     return Server(
         f"raygate-{virtual.name}",
         instructions=virtual.config.instructions,
@@ -294,6 +345,8 @@ def _mcp_server(virtual: VirtualMcpServer) -> Server[Any]:
         on_call_tool=call_tool,
         on_list_resources=list_resources,
         on_read_resource=read_resource,
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
     )

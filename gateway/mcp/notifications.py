@@ -37,11 +37,13 @@ from mcp import Client
 from mcp.client.subscriptions import (
     PromptsListChanged,
     ResourcesListChanged,
+    ResourceUpdated,
     ServerEvent,
     ToolsListChanged,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from gateway.mcp.names import resource_uri, split_resource_uri
 from gateway.mcp.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ _METHODS: dict[type[Any], str] = {
     PromptsListChanged: "notifications/prompts/list_changed",
     ResourcesListChanged: "notifications/resources/list_changed",
 }
+_UPDATED = "notifications/resources/updated"
 _LEGACY_EVENTS: dict[type[Any], ServerEvent] = {
     types.ToolListChangedNotification: ToolsListChanged(),
     types.PromptListChangedNotification: PromptsListChanged(),
@@ -69,6 +72,7 @@ class Listener:
     queue: asyncio.Queue[Notification | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=256)
     )
+    uris: frozenset[str] = frozenset()  # gateway URIs the session subscribed to
     overflowed: bool = False
 
     def offer(self, item: Notification | None) -> None:
@@ -113,12 +117,34 @@ class NotificationHub:
             if listener.session_id == session_id:
                 listener.offer(None)
 
+    def follow(self, session_id: str, uris: frozenset[str]) -> None:
+        """The gateway URIs session `session_id` is subscribed to now: its streams here
+        receive their updates, and each upstream is asked for those of its own."""
+        for listener in self._listeners:
+            if listener.session_id == session_id:
+                listener.uris = uris
+        wanted: dict[str, set[str]] = {server: set() for server in self._watches}
+        for listener in self._listeners:
+            for uri in listener.uris:
+                parts = split_resource_uri(uri)
+                if parts is not None and parts[0] in listener.servers and parts[0] in wanted:
+                    wanted[parts[0]].add(parts[1])
+        for server, upstream_uris in wanted.items():
+            self._watches[server].follow(frozenset(upstream_uris))
+
     def watch(self, server: str) -> UpstreamWatch | None:
         """The watch of upstream `server`, once a stream asked for it."""
         return self._watches.get(server)
 
     async def publish(self, server: str, event: ServerEvent) -> None:
         """Pass `event` of upstream `server` to every stream that may see it."""
+        if isinstance(event, ResourceUpdated):
+            uri = resource_uri(server, event.uri)
+            updated = {"jsonrpc": "2.0", "method": _UPDATED, "params": {"uri": uri}}
+            for listener in list(self._listeners):
+                if server in listener.servers and uri in listener.uris:
+                    listener.offer(updated)
+            return
         method = _METHODS.get(type(event))
         if method is None:
             return
@@ -149,8 +175,17 @@ class UpstreamWatch:
         self._publish = publish
         self._retry_s = retry_s
         self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._uris: frozenset[str] = frozenset()
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the upstream is being listened to
+
+    def follow(self, uris: frozenset[str]) -> None:
+        """Listen for updates of these upstream URIs (and no others) from now on: the watch
+        session is reopened with them (a listen stream's filter is fixed when it opens)."""
+        if uris != self._uris:
+            self._uris = uris
+            self._changed.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"mcp-watch-{self._upstream.name}")
@@ -163,11 +198,20 @@ class UpstreamWatch:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
+            self._changed.clear()
+            watching = asyncio.create_task(self._watch(self._uris))
+            changed = asyncio.create_task(self._changed.wait())
             try:
-                await self._watch()
-            except Exception as exc:  # the upstream is down or dropped us: retried below
-                log.warning("MCP upstream %s: change events not watched: %r", self._name, exc)
+                await asyncio.wait({watching, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watching, changed):
+                    task.cancel()
+                results = await asyncio.gather(watching, changed, return_exceptions=True)
             self.listening.clear()
+            if self._changed.is_set():
+                continue  # the subscriptions changed: reopen at once with the new ones
+            if isinstance(results[0], Exception):  # the upstream is down or dropped us
+                log.warning("MCP upstream %s: events not watched: %r", self._name, results[0])
             with contextlib.suppress(TimeoutError):  # back off, unless stopping
                 async with asyncio.timeout(self._retry_s):
                     await self._stop.wait()
@@ -176,7 +220,7 @@ class UpstreamWatch:
     def _name(self) -> str:
         return self._upstream.name
 
-    async def _watch(self) -> None:
+    async def _watch(self, uris: frozenset[str]) -> None:
         async with AsyncExitStack() as stack:
             async with asyncio.timeout(self._upstream.config.connect_timeout_s):
                 transport = await self._upstream.open_transport(stack)
@@ -185,11 +229,16 @@ class UpstreamWatch:
                 )
             if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 # 2025: the SDK opened the GET stream; events arrive in `_on_message`.
+                for uri in sorted(uris):
+                    await client.session.subscribe_resource(uri)
                 self.listening.set()
                 await self._stop.wait()
                 return
             listening = client.listen(
-                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
+                tools_list_changed=True,
+                prompts_list_changed=True,
+                resources_list_changed=True,
+                resource_subscriptions=sorted(uris),
             )
             async with asyncio.timeout(self._upstream.config.connect_timeout_s):
                 subscription = await stack.enter_async_context(listening)
@@ -201,5 +250,7 @@ class UpstreamWatch:
         if isinstance(message, Exception):
             return
         event = _LEGACY_EVENTS.get(type(message))
+        if isinstance(message, types.ResourceUpdatedNotification):
+            event = ResourceUpdated(uri=str(message.params.uri))
         if event is not None:
             await self._publish(self._name, event)

@@ -15,7 +15,9 @@ Why not sessions as database rows: every request (each tool call) would read a r
 `initialize` write one, for what a MAC proves alone. The database still holds the one thing a
 MAC cannot: the sessions a client ended (`DELETE`), as a hash of the id, kept until the id
 would have expired anyway (so the table is bounded by the TTL), and read on every request that
-carries an id, so that an ended session stays ended on every replica.
+carries an id, so that an ended session stays ended on every replica. It also holds each
+session's resource subscriptions (`resources/subscribe` on one replica, the GET stream that
+delivers the updates perhaps on another), bounded by the session's expiry the same way.
 
 The secret is `mcp.session_key` when set (give every replica the same one), else a random one
 created once in the gateway's database and read by every replica. A session id is not a
@@ -50,6 +52,13 @@ SCHEMA = [
         expires_at DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS mcp_sessions_ended_expiry ON mcp_sessions_ended (expires_at)",
+    """CREATE TABLE IF NOT EXISTS mcp_subscriptions (
+        session_hash TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (session_hash, uri)
+    )""",
+    "CREATE INDEX IF NOT EXISTS mcp_subscriptions_expiry ON mcp_subscriptions (expires_at)",
     """CREATE TABLE IF NOT EXISTS mcp_session_keys (
         key_id TEXT PRIMARY KEY,
         secret TEXT NOT NULL
@@ -124,6 +133,19 @@ class McpSessions:
         """End `session` on every replica: its id is refused from now on."""
         await self._run(self._record_end, session)
 
+    async def subscribe(self, session: McpSession, uri: str) -> None:
+        """Record that `session` wants `notifications/resources/updated` for the gateway URI
+        `uri` (until it unsubscribes or ends)."""
+        await self._run(self._subscribe, session, uri)
+
+    async def unsubscribe(self, session: McpSession, uri: str) -> None:
+        await self._run(self._unsubscribe, session, uri)
+
+    async def subscriptions(self, session: McpSession) -> frozenset[str]:
+        """The gateway URIs `session` subscribed to, on whichever replica."""
+        uris: frozenset[str] = await self._run(self._subscriptions, session)
+        return uris
+
     async def _run(self, work: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.to_thread(work, *args)
@@ -168,6 +190,33 @@ class McpSessions:
                 "ON CONFLICT (session_hash) DO NOTHING",
                 (_hash(session.id), session.expires_at),
             )
+            cur.execute(
+                "DELETE FROM mcp_subscriptions WHERE session_hash = ?", (_hash(session.id),)
+            )
+
+    def _subscribe(self, session: McpSession, uri: str) -> None:
+        self._migrate()
+        with self._db.transaction() as cur:
+            cur.execute("DELETE FROM mcp_subscriptions WHERE expires_at < ?", (self._clock(),))
+            cur.execute(
+                "INSERT INTO mcp_subscriptions (session_hash, uri, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (session_hash, uri) DO NOTHING",
+                (_hash(session.id), uri, session.expires_at),
+            )
+
+    def _unsubscribe(self, session: McpSession, uri: str) -> None:
+        self._migrate()
+        self._db.execute(
+            "DELETE FROM mcp_subscriptions WHERE session_hash = ? AND uri = ?",
+            (_hash(session.id), uri),
+        )
+
+    def _subscriptions(self, session: McpSession) -> frozenset[str]:
+        self._migrate()
+        rows = self._db.fetchall(
+            "SELECT uri FROM mcp_subscriptions WHERE session_hash = ?", (_hash(session.id),)
+        )
+        return frozenset(str(row[0]) for row in rows)
 
 
 def _derive(secret: bytes) -> bytes:

@@ -5,6 +5,7 @@ child process), the gateway's own identity, policy, limits and audit in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.mcp.names import split_resource_uri
 from gateway.mcp.service import McpGateway
 from tests.servers.mcp_upstream import CONTACT, HttpUpstream, free_port, serve_asgi, serve_http
 from tests.support.gateway import InProcessGateway, in_process_gateway
@@ -526,3 +528,62 @@ async def test_a_session_id_that_is_not_the_callers_is_answered_404(gateway: Gat
     refused = [r for r in await gateway.mcp_records() if r["error_code"] == "session_not_found"]
     assert {r["principal"]["user_id"] for r in refused} == {"erin", "mallory"}
     assert all(r["status"] == 404 for r in refused)
+
+
+class Updates:
+    """The `resources/updated` notifications one client heard, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self._heard = asyncio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self._heard.set()
+
+    async def touch_until_heard(self, client: Any, uri: str) -> None:
+        """Announce `uri`'s change upstream (`alpha__touch`) until this client hears of one:
+        the upstream is asked for a URI once the gateway's watch reopens with it."""
+        self._heard.clear()
+        deadline = asyncio.get_running_loop().time() + 30
+        upstream_uri = split_resource_uri(uri)[1]  # type: ignore[index]
+        while not self._heard.is_set():
+            await client.call_tool("alpha__touch", {"uri": upstream_uri})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heard.wait(), timeout=1.0)
+            assert asyncio.get_running_loop().time() < deadline
+
+
+@pytest.mark.asyncio
+async def test_a_session_hears_updates_of_the_resources_it_subscribed_to(
+    gateway: Gateway,
+) -> None:
+    readme = "mcp://alpha/note%3A%2F%2Falpha%2Freadme"
+    owner = "mcp://alpha/note%3A%2F%2Falpha%2Fowner"
+    erin, finn = Updates(), Updates()
+
+    def connect(http: httpx2.AsyncClient, base: str, updates: Updates) -> Client:
+        transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
+        return Client(transport, mode="legacy", message_handler=updates)
+
+    async with (
+        served(gateway.wire) as base,
+        httpx2.AsyncClient(headers=caller("erin")) as erin_http,
+        httpx2.AsyncClient(headers=caller("finn")) as finn_http,
+        connect(erin_http, base, erin) as erin_client,
+        connect(finn_http, base, finn) as finn_client,
+    ):
+        await erin_client.session.subscribe_resource(readme)
+        await finn_client.session.subscribe_resource(owner)
+        await erin.touch_until_heard(erin_client, readme)
+        await finn.touch_until_heard(finn_client, owner)
+        # Each stream is in order: an `owner` update relayed to erin would come before this.
+        await erin.touch_until_heard(erin_client, readme)
+    assert erin.uris and set(erin.uris) == {readme}  # never what the session did not ask for
+    assert finn.uris and set(finn.uris) == {owner}
+
+    async with gateway.client("sam", "support", mode="legacy") as client:
+        with pytest.raises(MCPError) as refused:  # beta is not the support group's
+            await client.session.subscribe_resource("mcp://beta/note%3A%2F%2Fbeta%2Freadme")
+        assert "does not exist or you do not have access" in refused.value.message
