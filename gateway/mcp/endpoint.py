@@ -28,11 +28,10 @@ import asyncio
 import json
 import logging
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
@@ -44,6 +43,7 @@ from gateway.audit.record import PolicyDecision
 from gateway.errors import GatewayError, NotFound
 from gateway.mcp.access import tool_grant
 from gateway.mcp.notifications import NotificationHub
+from gateway.mcp.server import exchange_of, mcp_server
 from gateway.mcp.sessions import McpSession, McpSessions
 from gateway.mcp.stream import relay
 from gateway.mcp.virtual import VirtualMcpServer
@@ -57,12 +57,6 @@ log = logging.getLogger(__name__)
 
 PATH = "/mcp/{virtual_server}"
 SESSION_HEADER = "mcp-session-id"
-
-
-class _Follow(Protocol):
-    async def __call__(
-        self, ctx: ServerRequestContext[Any], uri: str, *, subscribe: bool
-    ) -> types.EmptyResult: ...
 
 
 class McpEndpoint:
@@ -89,7 +83,7 @@ class McpEndpoint:
         self._keepalive_s = keepalive_s
         self._managers = {
             name: StreamableHTTPSessionManager(
-                _mcp_server(virtual, self._follow),
+                mcp_server(virtual, self._follow),
                 stateless=True,
                 max_request_body_size=max_body_bytes,
             )
@@ -236,7 +230,7 @@ class McpEndpoint:
         """`resources/subscribe` or `resources/unsubscribe` of the request's session: kept in
         the database (the session's GET stream may be on another replica) and passed to the
         streams on this one at once."""
-        exchange = _exchange(ctx)
+        exchange = exchange_of(ctx)
         session: McpSession | None = getattr(
             getattr(ctx.request, "state", None), "mcp_session", None
         )
@@ -287,112 +281,6 @@ class McpEndpoint:
         self._stop.set()
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)
-
-
-def _mcp_server(virtual: VirtualMcpServer, follow: _Follow) -> Server[Any]:
-    """The low-level MCP server of one virtual server: each handler finds the request's
-    exchange (the caller, their grant) on the HTTP request the SDK hands it."""
-
-    async def list_tools(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=await virtual.list_tools(_exchange(ctx)))
-
-    async def call_tool(
-        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
-        relay = _ProgressRelay(ctx)
-        try:
-            return await virtual.call_tool(_exchange(ctx), params.name, params.arguments, relay)
-        finally:
-            await relay.drained()
-
-    async def list_resources(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=await virtual.list_resources(_exchange(ctx)))
-
-    async def read_resource(
-        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        return await virtual.read_resource(_exchange(ctx), str(params.uri))
-
-    async def list_prompts(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=await virtual.list_prompts(_exchange(ctx)))
-
-    async def get_prompt(
-        ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
-        return await virtual.get_prompt(_exchange(ctx), params.name, params.arguments)
-
-    async def subscribe(
-        ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
-    ) -> types.EmptyResult:
-        return await follow(ctx, str(params.uri), subscribe=True)
-
-    async def unsubscribe(
-        ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
-    ) -> types.EmptyResult:
-        return await follow(ctx, str(params.uri), subscribe=False)
-
-    return Server(
-        f"raygate-{virtual.name}",
-        instructions=virtual.config.instructions,
-        get_tool_input_schema=virtual.input_schema,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_read_resource=read_resource,
-        on_subscribe_resource=subscribe,
-        on_unsubscribe_resource=unsubscribe,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-    )
-
-
-class _ProgressRelay:
-    """Passes an upstream's progress notifications on to the caller, in order.
-
-    The SDK runs each progress callback as a task of its own, so the upstream's result can be
-    in before the last notification has been sent on: the call waits for `drained` before it
-    answers, or that notification would find the caller's stream closed.
-    """
-
-    def __init__(self, ctx: ServerRequestContext[Any]) -> None:
-        self._ctx = ctx
-        self._order = asyncio.Lock()  # FIFO: notifications leave in the order they came
-        self._pending = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
-        self._pending += 1  # before any await: counted as soon as the SDK starts the task
-        self._idle.clear()
-        try:
-            async with self._order:
-                await self._ctx.session.report_progress(progress, total, message)
-        finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
-
-    async def drained(self, timeout_s: float = 5.0) -> None:
-        """Wait (bounded) until every notification received so far has been sent on."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
-        except TimeoutError:
-            log.warning("MCP progress notifications still pending after %.0f s", timeout_s)
-
-
-def _exchange(ctx: ServerRequestContext[Any]) -> Exchange:
-    state = getattr(ctx.request, "state", None)
-    exchange: Exchange | None = getattr(state, "exchange", None)
-    if exchange is None or exchange.principal is None:
-        raise MCPError(INTERNAL_ERROR, "The request reached the MCP server unauthenticated.")
-    return exchange
 
 
 def _decide(exchange: Exchange, rule: str, action: str, detail: str | None = None) -> None:

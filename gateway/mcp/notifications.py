@@ -4,18 +4,26 @@ this ingress replica.
 Each replica watches an upstream on a session of its own, opened when the first GET stream of
 a virtual server over it opens here and kept until shutdown (reopened after a failure, every
 `retry_s`): over the 2026 protocol it is a `subscriptions/listen` stream asking for the three
-list-changed events; over a 2025 protocol version the SDK's own GET stream, whose
-notifications reach the session's message handler. An upstream sends server-wide events to
-every session that listens, so every replica learns of a change by itself and no event has to
-cross replicas: each one passes it to the GET streams it holds.
+list-changed events and the subscribed resources' updates; over a 2025 protocol version the
+SDK's own GET stream, with a `resources/subscribe` per subscribed URI, whose notifications
+reach the session's message handler. An upstream sends server-wide events to every session
+that listens, so every replica learns of a change by itself and no event has to cross
+replicas: each one passes it to the GET streams it holds.
 
 Relayed: `notifications/tools/list_changed`, `.../prompts/list_changed` and
 `.../resources/list_changed`, each to the streams of callers whose groups may use that upstream
-on that virtual server (`ToolGrant.allows_server`, resolved when the stream opened). They carry
-no names, so nothing needs namespacing. Not relayed: `resources/updated` (no per-session
-subscriptions through the gateway), log messages, and server-to-client requests (sampling,
-elicitation, roots): a client's answer would come back as a new POST, which may reach another
-replica than the one holding the upstream session that asked.
+on that virtual server (`ToolGrant.allows_server`, resolved when the stream opened; they carry
+no names, so nothing needs namespacing); and `notifications/resources/updated`, its URI turned
+into the gateway's (`mcp://server/...`), to the streams of the sessions that subscribed to it.
+A session's subscriptions are kept in the database (`McpSessions`), since the POST that
+subscribes may reach another replica than the one holding its GET stream: that stream reads
+them when it opens and at every keep-alive, and at once when the subscribe reaches its own
+replica. A listen stream's filter is fixed when it opens, so a change of the URIs a replica
+needs from an upstream reopens that upstream's watch (an update in that moment is missed).
+
+Not relayed: log messages, and server-to-client requests (sampling, elicitation, roots): a
+client's answer would come back as a new POST, which may reach another replica than the one
+holding the upstream session that asked.
 
 The watch session carries the gateway's credential, never a caller's identity (a change event
 is the server's, not a caller's). A stream whose client reads too slowly to keep up is ended
