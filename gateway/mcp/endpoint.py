@@ -199,11 +199,14 @@ class McpEndpoint:
         user_id = exchange.principal.user_id
 
         async def still_valid() -> bool:
-            again = await self._sessions.check(session.id, user_id, session.virtual_server)
-            if again is None:
+            try:
+                again = await self._sessions.check(session.id, user_id, session.virtual_server)
+                if again is None:
+                    return False
+                # A subscription made on another replica reaches this stream from the database.
+                self._hub.follow(session.id, await self._sessions.subscriptions(session))
+            except GatewayError:  # the register is down: end it (the client reopens it)
                 return False
-            # A subscription made on another replica reaches this stream from the database.
-            self._hub.follow(session.id, await self._sessions.subscriptions(session))
             return True
 
         relayed = 0
