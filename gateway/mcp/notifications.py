@@ -205,6 +205,7 @@ class UpstreamWatch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        failures = 0  # in a row: the first is a warning, the rest (every retry_s) debug
         while not self._stop.is_set():
             self._changed.clear()
             watching = asyncio.create_task(self._watch(self._uris))
@@ -215,11 +216,15 @@ class UpstreamWatch:
                 for task in (watching, changed):
                     task.cancel()
                 results = await asyncio.gather(watching, changed, return_exceptions=True)
+            if self.listening.is_set():  # it was listening: a drop now is a first failure
+                failures = 0
             self.listening.clear()
             if self._changed.is_set():
                 continue  # the subscriptions changed: reopen at once with the new ones
             if isinstance(results[0], Exception):  # the upstream is down or dropped us
-                log.warning("MCP upstream %s: events not watched: %r", self._name, results[0])
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "MCP upstream %s: events not watched: %r", self._name, results[0])
             with contextlib.suppress(TimeoutError):  # back off, unless stopping
                 async with asyncio.timeout(self._retry_s):
                     await self._stop.wait()
