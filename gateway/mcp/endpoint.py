@@ -143,6 +143,11 @@ class McpEndpoint:
                 _decide(exchange, "mcp.session", "ended")
                 await observed({"type": "http.response.start", "status": 200, "headers": []})
                 await observed({"type": "http.response.body", "body": b""})
+        except GatewayError as failed:  # the session register is down: the app answers it
+            exchange.error_code = failed.code
+            if not status:
+                status.append(failed.status)
+            raise
         finally:
             exchange.status = status[0] if status else 499
             await asyncio.shield(self._record(exchange))

@@ -3,8 +3,11 @@ virtual server only, refused when altered, made up, expired or ended (on every r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from gateway.errors import ServiceUnavailable
 from gateway.mcp.sessions import McpSessions
 from gateway.storage import Database
 
@@ -90,3 +93,16 @@ async def test_an_ended_session_stays_ended_on_every_replica(database_url: str) 
     await one.end(await one.issue("otto", "tools"))
     rows = Database(database_url).fetchall("SELECT session_hash FROM mcp_sessions_ended")
     assert len(rows) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_database_failure_is_a_503_never_an_unchecked_id(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()  # a directory where the database file should be
+    broken = Database(f"sqlite:///{tmp_path / 'db'}")
+    with pytest.raises(ServiceUnavailable):  # the signing key is kept there
+        await McpSessions(broken, ttl_s=60).issue("rita", "tools")
+    sessions = McpSessions(broken, ttl_s=60, key=KEY)
+    working = McpSessions(Database(f"sqlite:///{tmp_path / 'ok.db'}"), ttl_s=60, key=KEY)
+    session = await working.issue("rita", "tools")
+    with pytest.raises(ServiceUnavailable):  # a valid MAC, but whether it ended is unknown
+        await sessions.check(session.id, "rita", "tools")
