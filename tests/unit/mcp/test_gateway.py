@@ -587,3 +587,15 @@ async def test_a_session_hears_updates_of_the_resources_it_subscribed_to(
         with pytest.raises(MCPError) as refused:  # beta is not the support group's
             await client.session.subscribe_resource("mcp://beta/note%3A%2F%2Fbeta%2Freadme")
         assert "does not exist or you do not have access" in refused.value.message
+
+
+@pytest.mark.asyncio
+async def test_an_initialize_too_large_to_read_is_a_413_without_a_session(
+    gateway: Gateway,
+) -> None:
+    padding = "x" * (8 * 1024 * 1024)  # limits.max_body_bytes by default
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"pad": padding}}
+    headers = {**caller("erin"), "accept": "application/json, text/event-stream"}
+    response = await gateway.gw.http.post("/mcp/tools", json=body, headers=headers)
+    assert response.status_code == 413
+    assert "mcp-session-id" not in response.headers
