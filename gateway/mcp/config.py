@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.section import ConfigSection
 
@@ -161,6 +161,24 @@ class McpConfig(ConfigSection):
 
     servers: dict[ServerName, UpstreamServer] = Field(default_factory=dict)
     virtual_servers: dict[ServerName, VirtualServer] = Field(default_factory=dict)
+    session_ttl_s: float = Field(
+        86400.0, gt=0, description="a client's Mcp-Session-Id is valid this long after initialize"
+    )
+    session_key: str | None = Field(
+        None,
+        repr=False,
+        min_length=32,
+        description="secret signing session ids, e.g. ${RAYGATE_MCP_SESSION_KEY}; unset: a "
+        "random one kept in the gateway's database",
+    )
+    stream_keepalive_s: float = Field(
+        15.0, gt=0, description="a GET notification stream sends a keep-alive comment this often"
+    )
+
+    @field_validator("session_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # `${VAR:-}` in YAML: not configured
 
     @model_validator(mode="after")
     def _servers_exist(self) -> McpConfig:

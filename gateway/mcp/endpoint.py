@@ -1,37 +1,51 @@
 """`/mcp/{virtual_server}`: each virtual server as an MCP Streamable HTTP endpoint in the
-gateway's FastAPI app, served by the SDK's low-level `Server` and its session manager.
+gateway's FastAPI app: POSTs served by the SDK's low-level `Server` and its session manager,
+GET and DELETE by the gateway itself.
 
 The caller is authenticated the gateway's usual way (`Admission.caller`: API key, OIDC, ...)
 before the MCP layer sees the request (401 in the gateway's error shape otherwise). The
 session manager runs **stateless**: every POST is served on its own, so any ingress replica
 can answer any request and no stickiness is needed; the gateway keeps its own sessions to the
 upstreams (`gateway.mcp.upstream`). Progress notifications of an upstream tool call are
-relayed on the POST's own SSE stream; notifications not tied to a request (list_changed,
-resource updates, log messages outside a call) have no stream to travel on in stateless mode
-and are not relayed.
+relayed on the POST's own SSE stream.
+
+Sessions (2025 protocol versions) are the gateway's, valid on every replica
+(`gateway.mcp.sessions`): an `initialize` answered with success gets an `Mcp-Session-Id`; a
+request carrying an id that is not the caller's on this virtual server, expired or ended is
+answered 404 (the client re-initialises); `DELETE` with a valid id ends the session. A request
+without an id is served as before (the 2026 protocol has none). `GET` with a valid id opens
+the session's standalone SSE stream (`gateway.mcp.stream`) of the upstreams' change
+notifications (`gateway.mcp.notifications`); without one it is 405.
 
 Every HTTP request here is one audit record, written when its response has been sent (after
-the tool call, however long it ran), with what the virtual server noted on the exchange.
+the tool call, however long it ran; when a GET stream closes), with what the virtual server
+noted on the exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.errors import NotFound
+from gateway.audit.record import PolicyDecision
+from gateway.errors import GatewayError, NotFound
+from gateway.mcp.access import tool_grant
+from gateway.mcp.notifications import NotificationHub
+from gateway.mcp.server import exchange_of, mcp_server
+from gateway.mcp.sessions import McpSession, McpSessions
+from gateway.mcp.stream import relay
 from gateway.mcp.virtual import VirtualMcpServer
 
 if TYPE_CHECKING:
@@ -42,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PATH = "/mcp/{virtual_server}"
+SESSION_HEADER = "mcp-session-id"
 
 
 class McpEndpoint:
@@ -53,14 +68,24 @@ class McpEndpoint:
         servers: dict[str, VirtualMcpServer],
         admission: Admission,
         responder: Responder,
+        sessions: McpSessions,
+        hub: NotificationHub,
         *,
         max_body_bytes: int,
+        keepalive_s: float = 15.0,
     ) -> None:
         self._admission = admission
         self._responder = responder
+        self._servers = servers
+        self._sessions = sessions
+        self._hub = hub
+        self._max_body_bytes = max_body_bytes
+        self._keepalive_s = keepalive_s
         self._managers = {
             name: StreamableHTTPSessionManager(
-                _mcp_server(virtual), stateless=True, max_request_body_size=max_body_bytes
+                mcp_server(virtual, self._follow),
+                stateless=True,
+                max_request_body_size=max_body_bytes,
             )
             for name, virtual in servers.items()
         }
@@ -92,10 +117,147 @@ class McpEndpoint:
             await send(message)
 
         try:
-            await manager.handle_request(scope, receive, observed)
+            session_id = request.headers.get(SESSION_HEADER)
+            session = None
+            if session_id is not None:
+                assert exchange.principal is not None
+                session = await self._sessions.check(session_id, exchange.principal.user_id, name)
+                if session is None:
+                    exchange.error_code = "session_not_found"
+                    _decide(exchange, "mcp.session", "denied", "unknown, expired or ended")
+                    await _jsonrpc_error(observed, 404, "Session not found")
+                    return
+            request.state.mcp_session = session  # for resources/subscribe
+            if scope["method"] == "POST":
+                await self._post(manager, exchange, name, session, scope, receive, observed)
+            elif session is None:  # GET, DELETE: only of a session
+                exchange.error_code = "session_required"
+                await _jsonrpc_error(
+                    observed, 405, "Method Not Allowed: initialize first (no Mcp-Session-Id)"
+                )
+            elif scope["method"] == "GET":
+                await self._stream(exchange, request, session, receive, observed)
+            else:
+                await self._sessions.end(session)
+                self._hub.end_session(session.id)
+                _decide(exchange, "mcp.session", "ended")
+                await observed({"type": "http.response.start", "status": 200, "headers": []})
+                await observed({"type": "http.response.body", "body": b""})
+        except GatewayError as failed:  # the session register is down: the app answers it
+            exchange.error_code = failed.code
+            if not status:
+                status.append(failed.status)
+            raise
         finally:
             exchange.status = status[0] if status else 499
             await asyncio.shield(self._record(exchange))
+
+    async def _post(
+        self,
+        manager: StreamableHTTPSessionManager,
+        exchange: Exchange,
+        name: str,
+        session: McpSession | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """The SDK serves the POST; an `initialize` without a session id is answered with a
+        new one."""
+        if session is not None:
+            await manager.handle_request(scope, receive, send)
+            return
+        body, receive = await _peek(receive, self._max_body_bytes)
+        if not _is_initialize(body):
+            await manager.handle_request(scope, receive, send)
+            return
+        assert exchange.principal is not None
+        issued = await self._sessions.issue(exchange.principal.user_id, name)
+
+        async def with_session_id(message: Message) -> None:
+            if message["type"] == "http.response.start" and int(message["status"]) < 400:
+                headers = [*message.get("headers", []), (b"mcp-session-id", issued.id.encode())]
+                message = {**message, "headers": headers}
+                _decide(exchange, "mcp.session", "issued", f"ttl_s={self._sessions.ttl_s:g}")
+            await send(message)
+
+        await manager.handle_request(scope, receive, with_session_id)
+
+    async def _stream(
+        self,
+        exchange: Exchange,
+        request: Request,
+        session: McpSession,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """The session's standalone SSE stream of change notifications."""
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            exchange.error_code = "not_acceptable"
+            await _jsonrpc_error(send, 406, "Not Acceptable: accept text/event-stream")
+            return
+        assert exchange.principal is not None
+        virtual = self._servers[session.virtual_server]
+        grant = tool_grant(exchange.principal, virtual.config.access)
+        servers = frozenset(s for s in virtual.config.servers if grant.allows_server(s))
+        listener = self._hub.listen(session.virtual_server, session.id, servers)
+        user_id = exchange.principal.user_id
+
+        async def still_valid() -> bool:
+            try:
+                again = await self._sessions.check(session.id, user_id, session.virtual_server)
+                if again is None:
+                    return False
+                # A subscription made on another replica reaches this stream from the database.
+                self._hub.follow(session.id, await self._sessions.subscriptions(session))
+            except GatewayError:  # the register is down: end it (the client reopens it)
+                return False
+            return True
+
+        relayed = 0
+        try:
+            self._hub.follow(session.id, await self._sessions.subscriptions(session))
+            relayed = await relay(
+                listener,
+                receive,
+                send,
+                keepalive_s=self._keepalive_s,
+                still_valid=still_valid,
+                headers=[(b"mcp-session-id", session.id.encode())],
+            )
+        finally:
+            self._hub.leave(listener)
+            detail = f"relayed={relayed} servers={','.join(sorted(servers))}"
+            if listener.overflowed:
+                detail += " ended=overflow"
+            _decide(exchange, "mcp.notifications", "allowed", detail)
+
+    async def _follow(
+        self, ctx: ServerRequestContext[Any], uri: str, *, subscribe: bool
+    ) -> types.EmptyResult:
+        """`resources/subscribe` or `resources/unsubscribe` of the request's session: kept in
+        the database (the session's GET stream may be on another replica) and passed to the
+        streams on this one at once."""
+        exchange = exchange_of(ctx)
+        session: McpSession | None = getattr(
+            getattr(ctx.request, "state", None), "mcp_session", None
+        )
+        method = "resources/subscribe" if subscribe else "resources/unsubscribe"
+        if session is None:
+            exchange.error_code = "session_required"
+            raise MCPError(INVALID_REQUEST, f"{method} needs a session: initialize first.")
+        virtual = self._servers[session.virtual_server]
+
+        async def follow() -> None:
+            change = self._sessions.subscribe if subscribe else self._sessions.unsubscribe
+            await change(session, uri)
+            self._hub.follow(session.id, await self._sessions.subscriptions(session))
+
+        try:
+            await virtual.follow_resource(exchange, method, uri, follow)
+        except GatewayError as failed:  # the session register is down: no stack to the client
+            raise MCPError(INTERNAL_ERROR, failed.message) from None
+        return types.EmptyResult()
 
     async def _record(self, exchange: Exchange) -> None:
         try:
@@ -129,95 +291,46 @@ class McpEndpoint:
             await asyncio.gather(self._running, return_exceptions=True)
 
 
-def _mcp_server(virtual: VirtualMcpServer) -> Server[Any]:
-    """The low-level MCP server of one virtual server: each handler finds the request's
-    exchange (the caller, their grant) on the HTTP request the SDK hands it."""
-
-    async def list_tools(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=await virtual.list_tools(_exchange(ctx)))
-
-    async def call_tool(
-        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
-        relay = _ProgressRelay(ctx)
-        try:
-            return await virtual.call_tool(_exchange(ctx), params.name, params.arguments, relay)
-        finally:
-            await relay.drained()
-
-    async def list_resources(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=await virtual.list_resources(_exchange(ctx)))
-
-    async def read_resource(
-        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        return await virtual.read_resource(_exchange(ctx), str(params.uri))
-
-    async def list_prompts(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=await virtual.list_prompts(_exchange(ctx)))
-
-    async def get_prompt(
-        ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
-        return await virtual.get_prompt(_exchange(ctx), params.name, params.arguments)
-
-    return Server(
-        f"raygate-{virtual.name}",
-        instructions=virtual.config.instructions,
-        get_tool_input_schema=virtual.input_schema,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_read_resource=read_resource,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
+def _decide(exchange: Exchange, rule: str, action: str, detail: str | None = None) -> None:
+    exchange.decisions.append(
+        PolicyDecision(rule=rule, detector="mcp", action=action, detail=detail)
     )
 
 
-class _ProgressRelay:
-    """Passes an upstream's progress notifications on to the caller, in order.
-
-    The SDK runs each progress callback as a task of its own, so the upstream's result can be
-    in before the last notification has been sent on: the call waits for `drained` before it
-    answers, or that notification would find the caller's stream closed.
-    """
-
-    def __init__(self, ctx: ServerRequestContext[Any]) -> None:
-        self._ctx = ctx
-        self._order = asyncio.Lock()  # FIFO: notifications leave in the order they came
-        self._pending = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
-        self._pending += 1  # before any await: counted as soon as the SDK starts the task
-        self._idle.clear()
-        try:
-            async with self._order:
-                await self._ctx.session.report_progress(progress, total, message)
-        finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
-
-    async def drained(self, timeout_s: float = 5.0) -> None:
-        """Wait (bounded) until every notification received so far has been sent on."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
-        except TimeoutError:
-            log.warning("MCP progress notifications still pending after %.0f s", timeout_s)
+async def _jsonrpc_error(send: Send, status: int, message: str) -> None:
+    """An error the way MCP clients read one: a JSON-RPC error body (no id) at `status`."""
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-def _exchange(ctx: ServerRequestContext[Any]) -> Exchange:
-    state = getattr(ctx.request, "state", None)
-    exchange: Exchange | None = getattr(state, "exchange", None)
-    if exchange is None or exchange.principal is None:
-        raise MCPError(INTERNAL_ERROR, "The request reached the MCP server unauthenticated.")
-    return exchange
+async def _peek(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """The request body read (at most `limit` + 1 bytes of it), and a `receive` that replays
+    it and then goes on with the rest (the SDK answers an oversized body with 413)."""
+    messages: list[Message] = []
+    size = 0
+    while size <= limit:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
+
+
+def _is_initialize(body: bytes) -> bool:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize"

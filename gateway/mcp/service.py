@@ -11,9 +11,12 @@ from starlette.routing import Route
 from gateway.accounting.meter import Meter
 from gateway.config import GatewayConfig
 from gateway.mcp.endpoint import McpEndpoint
+from gateway.mcp.notifications import NotificationHub
+from gateway.mcp.sessions import McpSessions
 from gateway.mcp.upstream import UpstreamClient, upstream_clients
 from gateway.mcp.virtual import VirtualMcpServer
 from gateway.policy.engine import PolicyEngine
+from gateway.storage import Database
 
 if TYPE_CHECKING:
     from gateway.api.admission import Admission
@@ -23,9 +26,15 @@ if TYPE_CHECKING:
 class McpGateway:
     """Everything behind `/mcp/{virtual_server}` in one ingress replica."""
 
-    def __init__(self, endpoint: McpEndpoint, upstreams: dict[str, UpstreamClient]) -> None:
+    def __init__(
+        self,
+        endpoint: McpEndpoint,
+        upstreams: dict[str, UpstreamClient],
+        hub: NotificationHub,
+    ) -> None:
         self.endpoint = endpoint
         self.upstreams = upstreams
+        self.hub = hub
 
     @classmethod
     def from_config(
@@ -35,9 +44,11 @@ class McpGateway:
         responder: Responder,
         engine: PolicyEngine | None,
         meter: Meter,
+        db: Database | None = None,
     ) -> McpGateway | None:
         """None when no virtual server is configured. Nothing is connected yet: upstream
-        sessions (and stdio processes) start on first use."""
+        sessions (and stdio processes) start on first use. `db` keeps the ended client
+        sessions (default: the one `storage.url` names)."""
         if not config.mcp.enabled():
             return None
         upstreams = upstream_clients(config.mcp.servers)
@@ -45,16 +56,30 @@ class McpGateway:
             name: VirtualMcpServer(name, virtual, upstreams, engine=engine, meter=meter)
             for name, virtual in config.mcp.virtual_servers.items()
         }
-        endpoint = McpEndpoint(
-            servers, admission, responder, max_body_bytes=config.limits.max_body_bytes
+        sessions = McpSessions(
+            db or Database(config.storage.url),
+            ttl_s=config.mcp.session_ttl_s,
+            key=config.mcp.session_key,
         )
-        return cls(endpoint, upstreams)
+        hub = NotificationHub(upstreams)
+        endpoint = McpEndpoint(
+            servers,
+            admission,
+            responder,
+            sessions,
+            hub,
+            max_body_bytes=config.limits.max_body_bytes,
+            keepalive_s=config.mcp.stream_keepalive_s,
+        )
+        return cls(endpoint, upstreams, hub)
 
     def route(self) -> Route:
         """`/mcp/{virtual_server}`."""
         return self.endpoint.route()
 
     async def aclose(self) -> None:
-        """Stop serving, then close every upstream session and stdio child process."""
+        """End the GET streams, stop serving, then close every upstream session and stdio
+        child process."""
+        await self.hub.aclose()
         await self.endpoint.aclose()
         await asyncio.gather(*(u.aclose() for u in self.upstreams.values()))

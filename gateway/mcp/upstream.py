@@ -243,6 +243,11 @@ class UpstreamClient:
                 asyncio.create_task(oldest.close())  # noqa: RUF006 - it ends on its own
             return session
 
+    async def open_transport(self, stack: AsyncExitStack) -> Any:
+        """A transport of the gateway's own (no caller's identity), for a session held
+        elsewhere (`gateway.mcp.notifications` watches the upstream's change events on one)."""
+        return await self._open_transport(stack, ())
+
     async def _open_transport(self, stack: AsyncExitStack, key: IdentityKey) -> Any:
         """The transport to the upstream, for a `Client` to enter (the HTTP client it uses
         is entered on `stack`)."""

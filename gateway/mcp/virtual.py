@@ -127,6 +127,22 @@ class VirtualMcpServer:
 
         return await _noted(exchange, "resources/read", read)
 
+    async def follow_resource(
+        self, exchange: Exchange, method: str, uri: str, follow: Callable[[], Awaitable[None]]
+    ) -> None:
+        """`follow()` (record a subscription to `uri`, or its end) once the caller may read
+        the resource; refused like a read otherwise."""
+        grant, _ = self._caller(exchange)
+        exchange.model = uri
+        server = (split_resource_uri(uri) or ("", ""))[0]
+
+        async def run() -> None:
+            self._permitted(exchange, grant, server, None, "resource", uri)
+            exchange.tried = f"mcp:{server}"
+            await follow()
+
+        await _noted(exchange, method, run)
+
     async def get_prompt(
         self, exchange: Exchange, name: str, arguments: dict[str, str] | None
     ) -> types.GetPromptResult:

@@ -5,7 +5,9 @@ child process (`python -m tests.servers.mcp_upstream NAME`).
 Its tools tell a test what reached the upstream: `echo` returns the arguments it received,
 `whoami` the identity headers of the request, `count` reports progress before it answers;
 `contact` answers with an e-mail address (for the output policy), `explode` fails as a tool
-error, `sleep` takes its time and `pid` names the process. It has two resources (`readme`,
+error, `sleep` takes its time, `pid` names the process, `grow` adds a tool at run time
+(announced with `notifications/tools/list_changed`) and `touch` announces that a resource
+changed (`notifications/resources/updated`). It has two resources (`readme`,
 and `owner`, which holds an e-mail address) and one prompt. The headers each `echo` and
 `whoami` call carried are kept for the test to read.
 """
@@ -74,6 +76,20 @@ def build(name: str, received: list[dict[str, str]] | None = None) -> MCPServer:
     async def sleep(seconds: float) -> str:
         await asyncio.sleep(seconds)
         return "awake"
+
+    @server.tool(description="Add the tool `tool` (it answers `grown`) and announce the change.")
+    async def grow(tool: str, ctx: Context) -> str:
+        def grown() -> str:
+            return "grown"
+
+        server.add_tool(grown, name=tool, description="Added at run time.")
+        await ctx.notify_tools_changed()  # to every session listening for change events
+        return f"added {tool}"
+
+    @server.tool(description="Announce that the resource `uri` changed.")
+    async def touch(uri: str, ctx: Context) -> str:
+        await ctx.notify_resource_updated(uri)  # to every session listening for that URI
+        return f"touched {uri}"
 
     @server.resource(f"note://{name}/readme", description="A note.")
     def readme() -> str:

@@ -3,15 +3,23 @@ transport, the HTTP client the SDK uses), and a record of every byte the app sen
 
     async with mcp_client(gw.app, "/mcp/tools", headers) as client:
         await client.list_tools()
+
+The ASGI transport hands the client a response only once it is complete, so a stream that
+stays open (a session's GET stream) needs a real server: `served(app)` runs the app under
+uvicorn on a loopback port, in the test's own event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx2
+import uvicorn
 from mcp import Client
 from mcp.client.client import ConnectMode
 from mcp.client.streamable_http import streamable_http_client
@@ -47,10 +55,32 @@ async def mcp_client(
     headers: Mapping[str, str],
     *,
     mode: ConnectMode = "auto",
+    **options: Any,
 ) -> AsyncIterator[Client]:
-    """An entered `mcp.Client` of the MCP endpoint at `path` of `app`."""
+    """An entered `mcp.Client` of the MCP endpoint at `path` of `app`; `options` are the
+    `Client`'s (e.g. `message_handler`)."""
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, headers=dict(headers)) as http:
         url = f"http://gw{path}"
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        transport_streams = streamable_http_client(url, http_client=http)
+        async with Client(transport_streams, mode=mode, **options) as client:
             yield client
+
+
+@asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` served over HTTP on a free loopback port until the block ends; yields its base
+    URL. The socket listens before the block starts, so no request can come too early."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()

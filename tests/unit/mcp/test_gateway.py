@@ -4,6 +4,9 @@ child process), the gateway's own identity, policy, limits and audit in between.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import os
 import sys
@@ -11,19 +14,23 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types as types
 import pytest
 import pytest_asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.mcp.names import split_resource_uri
 from gateway.mcp.service import McpGateway
 from tests.servers.mcp_upstream import CONTACT, HttpUpstream, free_port, serve_asgi, serve_http
 from tests.support.gateway import InProcessGateway, in_process_gateway
-from tests.support.mcp import Wiretap, mcp_client
+from tests.support.mcp import Wiretap, mcp_client, served
 
 REPO = Path(__file__).resolve().parents[3]
 ALPHA_TOKEN = "alpha-secret-token-7f3a"
@@ -417,3 +424,178 @@ async def test_a_tool_result_carrying_an_injection_is_withheld(
     assert sorted(outcomes) == ["allowed", "blocked"]
     (blocked,) = [r for r in await gateway.mcp_records("alpha__echo") if r["error_code"]]
     assert any(rule.startswith("injection") for rule in decisions(blocked))
+
+
+async def grow_until_announced(client: Any, changed: asyncio.Event) -> str:
+    """Add tools upstream (`alpha__grow`) until the client hears `tools/list_changed`; the
+    name of the tool added last. The GET stream opens on its own after `initialize`, and a
+    change announced before the gateway listens upstream is not replayed: hence the retries,
+    each waiting on the event with a deadline."""
+    deadline = asyncio.get_running_loop().time() + 30
+    for attempt in itertools.count():
+        name = f"grown_{attempt}_{os.urandom(3).hex()}"
+        await client.call_tool("alpha__grow", {"tool": name})
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=1.0)
+            return name
+        except TimeoutError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+    raise AssertionError("unreachable")
+
+
+def session_ids(wire: Wiretap) -> list[str]:
+    prefix = b"mcp-session-id: "
+    return [line[len(prefix) :].decode() for line in wire.sent if line.startswith(prefix)]
+
+
+@pytest.mark.asyncio
+async def test_a_session_hears_upstream_tool_list_changes_on_its_get_stream(
+    gateway: Gateway,
+) -> None:
+    changed = asyncio.Event()
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            heard.append(message.method)
+            changed.set()
+
+    headers = caller("erin")
+    async with served(gateway.wire) as base, httpx2.AsyncClient(headers=headers) as http:
+        transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
+        async with Client(transport, mode="legacy", message_handler=on_message) as client:
+            added = await grow_until_announced(client, changed)
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert f"alpha__{added}" in tools  # re-listed after the change: namespaced
+        # The client ended its session (DELETE) on leaving: its id is refused from now on.
+        (session_id, *_) = session_ids(gateway.wire)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        ended = await http.post(
+            f"{base}/mcp/tools",
+            json=body,
+            headers={"mcp-session-id": session_id, "accept": "application/json, text/event-stream"},
+        )
+        assert ended.status_code == 404
+        assert ended.json()["error"]["message"] == "Session not found"
+    assert heard and set(heard) == {"notifications/tools/list_changed"}
+
+    async def stream_record() -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:  # written when the server notices the stream's client has gone
+            streams = [
+                r for r in await gateway.mcp_records() if "mcp.notifications" in decisions(r)
+            ]
+            if streams or asyncio.get_running_loop().time() > deadline:
+                (record,) = streams
+                return record
+            await asyncio.sleep(0.05)
+
+    record = await stream_record()
+    assert record["principal"]["user_id"] == "erin" and record["status"] == 200
+    detail = next(d["detail"] for d in record["decisions"] if d["rule"] == "mcp.notifications")
+    assert "relayed=" in detail and "relayed=0" not in detail
+    actions = [decisions(r).get("mcp.session") for r in await gateway.mcp_records()]
+    assert {"issued", "ended", "denied"} <= set(actions)
+
+
+@pytest.mark.asyncio
+async def test_a_session_id_that_is_not_the_callers_is_answered_404(gateway: Gateway) -> None:
+    async with gateway.client("erin", mode="legacy") as client:
+        await client.list_tools()
+        (session_id, *_) = session_ids(gateway.wire)
+        accept = {"accept": "application/json, text/event-stream"}
+        body = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+
+        async def post(user: str, sid: str) -> int:
+            headers = {**caller(user), **accept, "mcp-session-id": sid}
+            response = await gateway.gw.http.post("/mcp/tools", json=body, headers=headers)
+            return response.status_code
+
+        assert await post("erin", session_id) == 200  # the caller's own, while it lasts
+        assert await post("mallory", session_id) == 404  # another caller's
+        issued, nonce, mac = session_id.split(".")
+        assert await post("erin", f"{issued}.{nonce}.{mac[::-1]}") == 404  # forged
+        assert await post("erin", "made-up") == 404
+        # GET and DELETE are for sessions only.
+        stream = {**caller("erin"), "accept": "text/event-stream"}
+        assert (await gateway.gw.http.get("/mcp/tools", headers=stream)).status_code == 405
+        unnamed = await gateway.gw.http.delete("/mcp/tools", headers=caller("erin"))
+        assert unnamed.status_code == 405
+        other = {**caller("mallory"), "mcp-session-id": session_id}
+        assert (await gateway.gw.http.delete("/mcp/tools", headers=other)).status_code == 404
+        assert await post("erin", session_id) == 200  # mallory could not end it
+    refused = [r for r in await gateway.mcp_records() if r["error_code"] == "session_not_found"]
+    assert {r["principal"]["user_id"] for r in refused} == {"erin", "mallory"}
+    assert all(r["status"] == 404 for r in refused)
+
+
+class Updates:
+    """The `resources/updated` notifications one client heard, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self._heard = asyncio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self._heard.set()
+
+    async def touch_until_heard(self, client: Any, uri: str) -> None:
+        """Announce `uri`'s change upstream (`alpha__touch`) until this client hears of one:
+        the upstream is asked for a URI once the gateway's watch reopens with it."""
+        self._heard.clear()
+        deadline = asyncio.get_running_loop().time() + 30
+        upstream_uri = split_resource_uri(uri)[1]  # type: ignore[index]
+        while not self._heard.is_set():
+            await client.call_tool("alpha__touch", {"uri": upstream_uri})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heard.wait(), timeout=1.0)
+            assert asyncio.get_running_loop().time() < deadline
+
+
+@pytest.mark.asyncio
+async def test_a_session_hears_updates_of_the_resources_it_subscribed_to(
+    gateway: Gateway,
+) -> None:
+    readme = "mcp://alpha/note%3A%2F%2Falpha%2Freadme"
+    owner = "mcp://alpha/note%3A%2F%2Falpha%2Fowner"
+    erin, finn = Updates(), Updates()
+
+    def connect(http: httpx2.AsyncClient, base: str, updates: Updates) -> Client:
+        transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
+        return Client(transport, mode="legacy", message_handler=updates)
+
+    async with (
+        served(gateway.wire) as base,
+        httpx2.AsyncClient(headers=caller("erin")) as erin_http,
+        httpx2.AsyncClient(headers=caller("finn")) as finn_http,
+        connect(erin_http, base, erin) as erin_client,
+        connect(finn_http, base, finn) as finn_client,
+    ):
+        await erin_client.session.subscribe_resource(readme)
+        await finn_client.session.subscribe_resource(owner)
+        await erin.touch_until_heard(erin_client, readme)
+        await finn.touch_until_heard(finn_client, owner)
+        # Each stream is in order: an `owner` update relayed to erin would come before this.
+        await erin.touch_until_heard(erin_client, readme)
+    assert erin.uris and set(erin.uris) == {readme}  # never what the session did not ask for
+    assert finn.uris and set(finn.uris) == {owner}
+
+    async with gateway.client("sam", "support", mode="legacy") as client:
+        with pytest.raises(MCPError) as refused:  # beta is not the support group's
+            await client.session.subscribe_resource("mcp://beta/note%3A%2F%2Fbeta%2Freadme")
+        assert "does not exist or you do not have access" in refused.value.message
+
+
+@pytest.mark.asyncio
+async def test_an_initialize_too_large_to_read_is_a_413_without_a_session(
+    gateway: Gateway,
+) -> None:
+    padding = "x" * (8 * 1024 * 1024)  # limits.max_body_bytes by default
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"pad": padding}}
+    headers = {**caller("erin"), "accept": "application/json, text/event-stream"}
+    response = await gateway.gw.http.post("/mcp/tools", json=body, headers=headers)
+    assert response.status_code == 413
+    assert "mcp-session-id" not in response.headers
