@@ -69,7 +69,7 @@ class InputPolicy:
         if verdict.action == "redact":
             body = _with_texts(body, [slot for slot, _ in slots], verdict.texts)
             exchange.prompt = prompt_text(body)  # the audit keeps what was sent on
-        await self._tool_results(engine, exchange, _tool_results(body))
+        await self.tool_results(engine, exchange, _tool_results(body))
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         _, query = split_last_user_turn(messages)
         # Only when a rule of the profile is embedding-based: a keyed cache hit needs none.
@@ -131,11 +131,12 @@ class InputPolicy:
         await self.judge(engine, exchange, verdict, query, needed=needed)
         return body
 
-    async def _tool_results(
+    async def tool_results(
         self, engine: PolicyEngine, exchange: Exchange, texts: list[str]
     ) -> None:
-        """Indirect prompt injection in tool results: each scored on its own (with its
-        embedding where the profile's classifier blocks); a block is a 403."""
+        """Indirect prompt injection in tool results (chat's role=tool messages, MCP tool
+        results): each scored on its own (with its embedding where the profile's classifier
+        blocks); a block is a PolicyViolation (403)."""
         if not texts:
             return
         texts = [placeholders_as_words(t) for t in texts]  # redacted: as the rules read it

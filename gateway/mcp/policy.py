@@ -4,9 +4,14 @@ before the caller sees it.
 
 Every string in the arguments (at any depth) is one text of the request: a `block` refuses the
 call, a `redact` replaces the values with typed placeholders (one numbering across all of
-them). Every text of the result (text content, embedded text resources, strings in the
-structured content) is one channel of the answer: redacted, or the whole result withheld.
-Decisions land on the exchange, so on the call's audit record.
+them); then the embedding-based rules (topics, the similarity and learned jailbreak signals)
+over the arguments' text as one request text, exactly as chat runs them over a message
+(`InputPolicy.judge`). The result's texts are scored for indirect prompt injection as chat
+scores role=tool messages (`InputPolicy.tool_results`: patterns, and the learned classifier
+on their embeddings where the profile has it). Every text of the result (text content,
+embedded text resources, strings in the structured content) is one channel of the answer:
+redacted, or the whole result withheld. Decisions land on the exchange, so on the call's
+audit record. A block is an MCP error (`ToolRefused`, outcome `blocked`), never a 403.
 """
 
 from __future__ import annotations
@@ -17,20 +22,30 @@ from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 
+from gateway.errors import PolicyViolation, ServiceUnavailable
 from gateway.mcp.errors import ToolRefused
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.output import OutputBlocked, OutputFilter
 
 if TYPE_CHECKING:
     from gateway.api.exchange import Exchange
+    from gateway.api.input_policy import InputPolicy
+
+
+def engine_for(policy: InputPolicy | None, exchange: Exchange) -> PolicyEngine | None:
+    """The engine that applies to this caller (None: no policy, or no grant to apply it to)."""
+    if policy is None or exchange.grant is None:
+        return None
+    return policy.engine
 
 
 async def screen_arguments(
-    engine: PolicyEngine | None, exchange: Exchange, arguments: dict[str, Any]
+    policy: InputPolicy | None, exchange: Exchange, arguments: dict[str, Any]
 ) -> dict[str, Any]:
     """The arguments as they may be sent upstream: unchanged, or redacted; ToolRefused when
     the profile blocks them."""
-    if engine is None or exchange.grant is None:
+    engine = engine_for(policy, exchange)
+    if policy is None or engine is None:
         return arguments
     texts: list[str] = []
 
@@ -47,6 +62,17 @@ async def screen_arguments(
     if verdict.action == "block":
         rules = ", ".join(verdict.blocking_rules)
         raise ToolRefused.blocked(f"The tool call was blocked by policy ({rules}).", "blocked")
+    if engine.needs_embedding(verdict.profile):
+        query = "\n".join(t for t in verdict.texts if t.strip())
+        try:
+            await policy.judge(engine, exchange, verdict, [query] if query else [], needed=True)
+        except PolicyViolation:
+            rules = ", ".join(verdict.blocking_rules)
+            raise ToolRefused.blocked(
+                f"The tool call was blocked by policy ({rules}).", "blocked"
+            ) from None
+        except ServiceUnavailable as unavailable:  # the profile fails closed
+            raise ToolRefused.blocked(unavailable.message, "blocked") from None
     if verdict.action != "redact":
         return arguments
     redacted = iter(verdict.texts)
@@ -55,40 +81,33 @@ async def screen_arguments(
 
 
 async def screen_result(
-    engine: PolicyEngine | None, exchange: Exchange, result: types.CallToolResult
+    policy: InputPolicy | None, exchange: Exchange, result: types.CallToolResult
 ) -> types.CallToolResult:
     """The result as the caller may receive it; ToolRefused when the output rules withhold
     it."""
-    if engine is None or exchange.grant is None:
+    engine = engine_for(policy, exchange)
+    if policy is None or engine is None:
         return result
-    await _screen_injection(engine, exchange, result)
+    texts = [b.text for b in result.content if isinstance(b, types.TextContent) and b.text]
+    try:
+        await policy.tool_results(engine, exchange, texts)
+    except PolicyViolation:
+        blocking = ", ".join(d.rule for d in exchange.decisions if d.action == "block")
+        raise ToolRefused.blocked(
+            f"The tool result was withheld by policy ({blocking}).", "blocked"
+        ) from None
     rules = engine.output_filter(exchange.policy_profile, exchange.redacted)
     if rules is None:
         return result
     return await asyncio.to_thread(_filtered_result, result, rules, exchange)
 
 
-async def _screen_injection(
-    engine: PolicyEngine, exchange: Exchange, result: types.CallToolResult
-) -> None:
-    """Indirect prompt injection in the result, which the caller's agent will feed to its
-    model: scored under the profile's `injection` rule, as chat scores role=tool messages
-    (patterns only here: the MCP endpoint has no request embedding for the classifier)."""
-    texts = [b.text for b in result.content if isinstance(b, types.TextContent) and b.text]
-    if not texts:
-        return
-    verdict = await asyncio.to_thread(engine.check_injection, texts, exchange.policy_profile)
-    exchange.decisions += verdict.decisions
-    if verdict.action == "block":
-        rules = ", ".join(verdict.blocking_rules)
-        raise ToolRefused.blocked(f"The tool result was withheld by policy ({rules}).", "blocked")
-
-
 async def screen_resource(
-    engine: PolicyEngine | None, exchange: Exchange, result: types.ReadResourceResult
+    policy: InputPolicy | None, exchange: Exchange, result: types.ReadResourceResult
 ) -> types.ReadResourceResult:
     """A read resource's texts through the output rules, as a tool result's."""
-    if engine is None or exchange.grant is None:
+    engine = engine_for(policy, exchange)
+    if engine is None:
         return result
     rules = engine.output_filter(exchange.policy_profile, exchange.redacted)
     if rules is None:

@@ -15,11 +15,11 @@ from gateway.mcp.notifications import NotificationHub
 from gateway.mcp.sessions import McpSessions
 from gateway.mcp.upstream import UpstreamClient, upstream_clients
 from gateway.mcp.virtual import VirtualMcpServer
-from gateway.policy.engine import PolicyEngine
 from gateway.storage import Database
 
 if TYPE_CHECKING:
     from gateway.api.admission import Admission
+    from gateway.api.input_policy import InputPolicy
     from gateway.api.response import Responder
 
 
@@ -42,7 +42,7 @@ class McpGateway:
         config: GatewayConfig,
         admission: Admission,
         responder: Responder,
-        engine: PolicyEngine | None,
+        policy: InputPolicy | None,
         meter: Meter,
         db: Database | None = None,
     ) -> McpGateway | None:
@@ -53,7 +53,7 @@ class McpGateway:
             return None
         upstreams = upstream_clients(config.mcp.servers)
         servers = {
-            name: VirtualMcpServer(name, virtual, upstreams, engine=engine, meter=meter)
+            name: VirtualMcpServer(name, virtual, upstreams, policy=policy, meter=meter)
             for name, virtual in config.mcp.virtual_servers.items()
         }
         sessions = McpSessions(

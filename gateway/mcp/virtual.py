@@ -35,11 +35,11 @@ from gateway.mcp.errors import ToolRefused
 from gateway.mcp.names import qualified, resource_uri, split_qualified, split_resource_uri
 from gateway.mcp.policy import result_text, screen_arguments, screen_resource, screen_result
 from gateway.mcp.upstream import UpstreamClient, UpstreamFailure
-from gateway.policy.engine import PolicyEngine
 from gateway.policy.redaction import redact_pii
 
 if TYPE_CHECKING:
     from gateway.api.exchange import Exchange
+    from gateway.api.input_policy import InputPolicy
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,13 @@ class VirtualMcpServer:
         config: VirtualServer,
         upstreams: dict[str, UpstreamClient],
         *,
-        engine: PolicyEngine | None,
+        policy: InputPolicy | None,
         meter: Meter,
     ) -> None:
         self.name = name
         self.config = config
         self._upstreams = {s: upstreams[s] for s in config.servers}
-        self._engine = engine
+        self._policy = policy
         self._meter = meter
         # Namespaced tool -> input schema, as last listed here (see `input_schema`).
         self._schemas: dict[str, dict[str, Any]] = {}
@@ -123,7 +123,7 @@ class VirtualMcpServer:
             result = await upstream.read_resource(caller, upstream_uri)
             contents = [c.model_copy(update={"uri": uri}) for c in result.contents]
             result = result.model_copy(update={"contents": contents})
-            return await screen_resource(self._engine, exchange, result)
+            return await screen_resource(self._policy, exchange, result)
 
         return await _noted(exchange, "resources/read", read)
 
@@ -178,14 +178,14 @@ class VirtualMcpServer:
             exchange.tried = f"mcp:{server}/{tool}"
             allowance = await self._admit(caller, name)
             try:
-                sent = await screen_arguments(self._engine, exchange, raw)
+                sent = await screen_arguments(self._policy, exchange, raw)
                 exchange.prompt = _json(sent)
                 started = time.perf_counter()
                 try:
                     result = await upstream.call_tool(caller, tool, sent, progress)
                 finally:
                     upstream_ms = (time.perf_counter() - started) * 1000
-                result = await screen_result(self._engine, exchange, result)
+                result = await screen_result(self._policy, exchange, result)
             finally:
                 await self._meter.cancel(allowance)
             text = result_text(result)
