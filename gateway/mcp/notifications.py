@@ -1,5 +1,5 @@
-"""Upstream notifications not tied to a request, fanned out to the clients' GET streams held on
-this ingress replica.
+"""Upstream notifications not tied to a request, fanned out to the clients' GET streams (and
+2026 clients' listen streams, `gateway.mcp.listen`) held on this ingress replica.
 
 Each replica watches an upstream on a session of its own, opened when the first GET stream of
 a virtual server over it opens here and kept until shutdown (reopened after a failure, every
