@@ -98,7 +98,8 @@ def listen_handler(virtual: VirtualMcpServer, hub: NotificationHub) -> Listen:
         feed.ended = handler.close
         hub.join(feed)
         try:
-            hub.follow(feed.session_id, feed.uris)  # the watches ask their upstreams for these
+            if feed.uris:  # the watches ask their upstreams for these (a watch reopens for it)
+                hub.follow(feed.session_id, feed.uris)
             return await handler(ctx, params.model_copy(update={"notifications": honored}))
         finally:
             hub.leave(feed)

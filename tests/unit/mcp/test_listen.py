@@ -221,10 +221,12 @@ async def test_a_caller_hears_nothing_of_an_upstream_they_may_not_use(
         async with (
             erin.listen(tools_list_changed=True) as erin_sub,
             sam.listen(
-                tools_list_changed=True, resource_subscriptions=[BETA_README, README]
+                tools_list_changed=True,
+                resource_subscriptions=[BETA_README, README, "note://alpha/readme"],
             ) as sam_sub,
         ):
-            # beta is not for sam's groups: its resource is left out of the honored filter.
+            # beta is not for sam's groups, and an upstream's own URI is not the gateway's:
+            # both are left out of the honored filter.
             assert sam_sub.honored.resource_subscriptions == [README]
             assert sam_sub.honored.tools_list_changed is True
             heard_erin, heard_sam = Heard(erin_sub), Heard(sam_sub)
@@ -235,7 +237,7 @@ async def test_a_caller_hears_nothing_of_an_upstream_they_may_not_use(
             await heard_sam.aclose()
     assert set(heard_sam.events) == {ResourceUpdated(README)}
     records = {r["principal"]["user_id"]: r for r in await listen_records(gateway, 2)}
-    assert notifications_detail(records["sam"]).split()[2:] == ["servers=alpha", "refused_uris=1"]
+    assert notifications_detail(records["sam"]).split()[2:] == ["servers=alpha", "refused_uris=2"]
 
 
 @pytest.mark.asyncio
