@@ -15,11 +15,12 @@ request carrying an id that is not the caller's on this virtual server, expired 
 answered 404 (the client re-initialises); `DELETE` with a valid id ends the session. A request
 without an id is served as before (the 2026 protocol has none). `GET` with a valid id opens
 the session's standalone SSE stream (`gateway.mcp.stream`) of the upstreams' change
-notifications (`gateway.mcp.notifications`); without one it is 405.
+notifications (`gateway.mcp.notifications`); without one it is 405. A 2026 client's stream is
+the response to its `subscriptions/listen` POST (`gateway.mcp.listen`), fed by the same hub.
 
 Every HTTP request here is one audit record, written when its response has been sent (after
-the tool call, however long it ran; when a GET stream closes), with what the virtual server
-noted on the exchange.
+the tool call, however long it ran; when a GET or listen stream closes), with what the virtual
+server noted on the exchange.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.audit.record import PolicyDecision
 from gateway.errors import GatewayError, NotFound
 from gateway.mcp.access import tool_grant
+from gateway.mcp.listen import listen_handler
 from gateway.mcp.notifications import NotificationHub
 from gateway.mcp.server import exchange_of, mcp_server
 from gateway.mcp.sessions import McpSession, McpSessions
@@ -83,7 +85,7 @@ class McpEndpoint:
         self._keepalive_s = keepalive_s
         self._managers = {
             name: StreamableHTTPSessionManager(
-                mcp_server(virtual, self._follow),
+                mcp_server(virtual, self._follow, listen_handler(virtual, hub)),
                 stateless=True,
                 max_request_body_size=max_body_bytes,
             )

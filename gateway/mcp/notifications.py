@@ -1,5 +1,5 @@
-"""Upstream notifications not tied to a request, fanned out to the clients' GET streams held on
-this ingress replica.
+"""Upstream notifications not tied to a request, fanned out to the clients' GET streams (and
+2026 clients' listen streams, `gateway.mcp.listen`) held on this ingress replica.
 
 Each replica watches an upstream on a session of its own, opened when the first GET stream of
 a virtual server over it opens here and kept until shutdown (reopened after a failure, every
@@ -107,13 +107,18 @@ class NotificationHub:
     def listen(self, virtual_server: str, session_id: str, servers: frozenset[str]) -> Listener:
         """A new stream's listener, its upstreams watched from now on."""
         listener = Listener(virtual_server, session_id, servers)
+        self.join(listener)
+        return listener
+
+    def join(self, listener: Listener) -> None:
+        """Add a listener built by its stream (a 2026 client's listen stream, see
+        `gateway.mcp.listen`); its upstreams are watched from now on."""
         self._listeners.add(listener)
-        for server in servers:
+        for server in listener.servers:
             if server not in self._watches and server in self._upstreams:
                 watch = UpstreamWatch(self._upstreams[server], self.publish, retry_s=self._retry_s)
                 self._watches[server] = watch
                 watch.start()
-        return listener
 
     def leave(self, listener: Listener) -> None:
         """The stream closed."""

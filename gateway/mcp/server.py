@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Listen(Protocol):
+    """Serves one `subscriptions/listen` request: its stream, until it closes."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult: ...
+
+
 class Follow(Protocol):
     """Records a session's `resources/subscribe` (or, `subscribe=False`, its end)."""
 
@@ -31,9 +39,11 @@ class Follow(Protocol):
     ) -> types.EmptyResult: ...
 
 
-def mcp_server(virtual: VirtualMcpServer, follow: Follow) -> Server[Any]:
+def mcp_server(virtual: VirtualMcpServer, follow: Follow, listen: Listen) -> Server[Any]:
     """The low-level MCP server of one virtual server: each handler finds the request's
-    exchange (the caller, their grant) on the HTTP request the SDK hands it."""
+    exchange (the caller, their grant) on the HTTP request the SDK hands it. `listen` serves
+    `subscriptions/listen`, which makes the SDK advertise change notifications and resource
+    subscriptions to 2026 clients."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -91,6 +101,7 @@ def mcp_server(virtual: VirtualMcpServer, follow: Follow) -> Server[Any]:
         on_unsubscribe_resource=unsubscribe,
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,
+        on_subscriptions_listen=listen,
     )
 
 

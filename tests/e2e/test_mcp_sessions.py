@@ -1,6 +1,7 @@
 """MCP sessions through `raygate up`'s `/mcp/tools` and the Serve proxy: the official `mcp`
 client (2025 handshake, which keeps the session id and opens the GET stream itself) hears the
-upstream's `tools/list_changed` on its GET stream, and a forged session id is answered 404."""
+upstream's `tools/list_changed` on its GET stream, and a forged session id is answered 404; in
+its default mode (2026, no session) it hears the change on a `subscriptions/listen` stream."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ToolsListChanged
 
 from tests.e2e.conftest import Gateway
 from tests.servers.mcp_upstream import HttpUpstream
@@ -47,6 +49,32 @@ async def test_a_session_hears_the_upstreams_tool_list_change_through_the_gatewa
                 except TimeoutError:
                     if asyncio.get_running_loop().time() > deadline:
                         raise
+            tools = {t.name for t in (await client.list_tools()).tools}
+    assert f"docs__{added}" in tools
+
+
+@pytest.mark.asyncio
+async def test_a_listener_hears_the_upstreams_tool_list_change_through_the_gateway(
+    gateway: Gateway, mcp_upstream: HttpUpstream
+) -> None:
+    headers = {"authorization": f"Bearer {gateway.api_key}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        transport = streamable_http_client(f"{gateway.base_url}/mcp/tools", http_client=http)
+        async with Client(transport) as client, client.listen(tools_list_changed=True) as sub:
+            events = aiter(sub)
+            # A change announced before the replica holding the stream listens upstream is
+            # not replayed: grow until one is heard.
+            deadline = asyncio.get_running_loop().time() + 60
+            for attempt in itertools.count():
+                added = f"listened_{attempt}_{os.urandom(3).hex()}"
+                await client.call_tool("docs__grow", {"tool": added})
+                try:
+                    event = await asyncio.wait_for(anext(events), timeout=2.0)
+                    break
+                except TimeoutError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+            assert event == ToolsListChanged()
             tools = {t.name for t in (await client.list_tools()).tools}
     assert f"docs__{added}" in tools
 
