@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
@@ -89,7 +90,7 @@ def mcp_server(virtual: VirtualMcpServer, follow: Follow, listen: Listen) -> Ser
     ) -> types.EmptyResult:
         return await follow(ctx, str(params.uri), subscribe=False)
 
-    return Server(
+    return _GatewayServer(
         f"raygate-{virtual.name}",
         instructions=virtual.config.instructions,
         get_tool_input_schema=virtual.input_schema,
@@ -147,3 +148,23 @@ def exchange_of(ctx: ServerRequestContext[Any]) -> Exchange:
     if exchange is None or exchange.principal is None:
         raise MCPError(INTERNAL_ERROR, "The request reached the MCP server unauthenticated.")
     return exchange
+
+
+class _GatewayServer(Server[Any]):
+    """The SDK's server, whose 2025 handshake advertises the change notifications the GET
+    stream relays (`listChanged` for tools, prompts and resources): the stateless session
+    manager builds the `initialize` answer with default options, which advertise none. 2026
+    clients' capabilities follow from `subscriptions/listen` being served, as before."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        relayed = NotificationOptions(
+            prompts_changed=True, resources_changed=True, tools_changed=True
+        )
+        return super().create_initialization_options(
+            notification_options or relayed, experimental_capabilities, extensions
+        )

@@ -465,6 +465,10 @@ async def test_a_session_hears_upstream_tool_list_changes_on_its_get_stream(
     async with served(gateway.wire) as base, httpx2.AsyncClient(headers=headers) as http:
         transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
         async with Client(transport, mode="legacy", message_handler=on_message) as client:
+            capabilities = client.server_capabilities
+            assert capabilities.tools and capabilities.tools.list_changed
+            assert capabilities.resources and capabilities.resources.list_changed
+            assert capabilities.prompts and capabilities.prompts.list_changed
             added = await grow_until_announced(client, changed)
             tools = {t.name for t in (await client.list_tools()).tools}
             assert f"alpha__{added}" in tools  # re-listed after the change: namespaced
