@@ -122,12 +122,6 @@ class TokenEndpoint:
 
 
 @pytest.fixture(scope="module")
-def alpha() -> Iterator[HttpUpstream]:
-    with serve_http("alpha") as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
 def beta() -> Iterator[HttpUpstream]:
     with serve_http("beta", stateless=True) as upstream:
         yield upstream

@@ -59,12 +59,6 @@ def caller(user: str, groups: str = "engineering") -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def alpha() -> Iterator[HttpUpstream]:
-    with serve_http("alpha") as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
 def beta() -> Iterator[HttpUpstream]:
     with serve_http("beta") as upstream:
         yield upstream

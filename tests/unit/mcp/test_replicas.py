@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.types import Message, Receive, Scope, Send
 
-from tests.servers.mcp_upstream import HttpUpstream, serve_http
+from tests.servers.mcp_upstream import HttpUpstream
 from tests.support.gateway import InProcessGateway, in_process_gateway
 from tests.support.mcp import Wiretap, served
 
@@ -66,12 +66,6 @@ class Split:
 
         await self.streams.app(scope, receive, watched)
         self.stream_closed.set()  # its audit record is queued by now
-
-
-@pytest.fixture(scope="module")
-def alpha() -> Iterator[HttpUpstream]:
-    with serve_http("alpha") as upstream:
-        yield upstream
 
 
 @pytest_asyncio.fixture

@@ -6,7 +6,7 @@ client through the gateway app in process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import mcp_types as types
@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from gateway.cache.embedder import Embedder
 from gateway.mcp.service import McpGateway
-from tests.servers.mcp_upstream import HttpUpstream, serve_http
+from tests.servers.mcp_upstream import HttpUpstream
 from tests.support.gateway import InProcessGateway, in_process_gateway
 from tests.support.mcp import mcp_client
 
@@ -49,12 +49,6 @@ mcp:
     tools: {{servers: [alpha]}}
 """
 CALLER = {"x-forwarded-user": "erin"}
-
-
-@pytest.fixture(scope="module")
-def alpha() -> Iterator[HttpUpstream]:
-    with serve_http("alpha") as upstream:
-        yield upstream
 
 
 @pytest_asyncio.fixture
