@@ -121,7 +121,7 @@ def create_api(
     app.include_router(anthropic_routes(pipeline))
     app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
     mcp = McpGateway.from_config(
-        config, pipeline.admission, pipeline.responder, pipeline.input_policy, meter
+        config, pipeline.admission, pipeline.responder, pipeline.input_policy, meter, db
     )
     app.state.mcp = mcp  # None without virtual servers
     if mcp is not None:
