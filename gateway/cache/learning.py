@@ -39,7 +39,7 @@ The risk estimate (`Learner.risk`) combines:
   answer is not known to agree with its own. Where stored questions with different answers
   crowd around a request, the nearest is often not the right one at a similarity at which,
   among clear candidates, it nearly always is (on the dev traces, out of domain: 0.9-0.95
-  right about 95 % of the time with a lead of 0.15 or more, under 45 % within 0.03). The
+  right about 95 % of the time with a lead of 0.15 or more, about a third within 0.05). The
   alias's rates are therefore kept per margin class as well as pooled (`MARGIN_EDGES`:
   granularity only, chosen on the dev traces; each class's risks are learned from the
   alias's own traffic), and a class's data are shrunk towards the pooled rates, so that a
