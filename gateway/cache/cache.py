@@ -187,7 +187,8 @@ class SemanticCache:
         with self._lock:
             rejected = False
             best = 0.0
-            for entry, similarity in self._candidates(vector, scope, context, context_vector):
+            candidates = self._candidates(vector, scope, context, context_vector)
+            for entry, similarity in candidates:
                 best = max(best, similarity)
                 static = self.config.threshold_for(entry.model) if threshold is None else threshold
                 bound = self.config.max_error_rate_for(entry.model)
@@ -199,9 +200,13 @@ class SemanticCache:
                     continue
                 if bound is None:
                     return self._serve(entry, similarity, rejected, learned=False)
+                margin = self.learner.margin(
+                    entry.entry_id, similarity, [(e.entry_id, s) for e, s in candidates]
+                )
                 decision = self.learner.decide(
                     entry.entry_id,
                     similarity,
+                    margin=margin,
                     static_threshold=static,
                     bound=bound,
                     max_hit_risk=self.config.max_hit_risk,
@@ -229,6 +234,8 @@ class SemanticCache:
                     decision.shadow,
                     round(decision.risk, 6),
                     decision.chance,
+                    margin,
+                    decision.repeat,
                 )
                 return SemanticResult(None, similarity, rejected, exploration)
             if rejected:
@@ -319,6 +326,7 @@ class SemanticCache:
         other: int | None = None,
         kind: str = "observed",
         weight: float = 1.0,
+        margin: float | None = None,
     ) -> bool:
         """Apply one observation of `entry_id`'s answer (from the log, in log order): an
         agreeing `other` entry joins its neighbourhood; a "join" is nothing more. Returns
@@ -328,7 +336,9 @@ class SemanticCache:
                 self.learner.join(entry_id, other)
             if kind == "join":
                 return False
-            return self.learner.record(entry_id, pair, similarity, equivalent, at, weight)
+            return self.learner.record(
+                entry_id, pair, similarity, equivalent, at, weight, margin=margin
+            )
 
     def set_answer_vector(self, entry_id: int, vector: np.ndarray) -> None:
         """Keep the vector an entry's answer is compared by (it arrives after the entry)."""

@@ -111,6 +111,9 @@ class LoggedObservation:
     other: int | None = None
     tokens: int = 0
     weight: float = 1.0  # candidates it stands for in its alias's rates (shadows: 1 / rate)
+    # How far the candidate led the nearest stored request with another answer (None: none
+    # among the candidates); the learner keeps contested candidates' rates apart.
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ class CacheLog:
                     "other": o.other,
                     "tokens": o.tokens,
                     "w": o.weight,
+                    "m": o.margin,
                 }
                 cur.execute(
                     "INSERT INTO cache_log (op, entry_id, payload, created_at)"
@@ -426,6 +430,7 @@ def _op(row: Sequence[Any]) -> LogOp:
             other=None if data.get("other") is None else int(data["other"]),
             tokens=int(data.get("tokens") or 0),
             weight=float(data.get("w", 1.0)),
+            margin=None if data.get("m") is None else float(data["m"]),
         )
         return LogOp(int(seq), "observe", observed=observed)
     entry = LoggedEntry(

@@ -66,6 +66,8 @@ class Exploration:
     shadow: bool
     risk: float
     chance: float = 1.0  # the probability with which a shadow was drawn
+    margin: float | None = None  # its lead over the nearest other answer (`Learner.margin`)
+    repeat: bool = False  # a shadow of a question served before and asked again
 
 
 @dataclass(frozen=True)

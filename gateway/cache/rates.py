@@ -45,7 +45,8 @@ class AliasRates:
     total: np.ndarray = field(default_factory=lambda: np.zeros(BINS))
     squares: np.ndarray = field(default_factory=lambda: np.zeros(BINS))  # weights squared
     _events: deque[tuple[float, int, float, float]] = field(default_factory=deque)
-    _fitted: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
+    _fitted: dict[tuple[float, float, int | None], np.ndarray] = field(default_factory=dict)
+    _version: int = 0
 
     def add(self, similarity: float, wrong: bool, at: float, weight: float = 1.0) -> None:
         """Count one observation made at time `at`, standing for `weight` candidates."""
@@ -54,6 +55,7 @@ class AliasRates:
         self.total[index] += weight
         self.wrong[index] += wrong * weight
         self.squares[index] += weight * weight
+        self._version += 1
         self._fitted.clear()
 
     def expire(self, now: float) -> None:
@@ -66,6 +68,7 @@ class AliasRates:
             self.squares[index] -= weight * weight
             changed = True
         if changed:
+            self._version += 1
             self._fitted.clear()
 
     @property
@@ -80,19 +83,47 @@ class AliasRates:
         effective = total**2 / squares if squares > 0 else 0.0
         return float(effective / (effective + PRIOR_WEIGHT))
 
-    def rate(self, similarity: float, *, static_threshold: float, bound: float) -> float:
-        """The estimated share of wrong candidates at `similarity`."""
-        key = (static_threshold, bound)
+    def rate(
+        self,
+        similarity: float,
+        *,
+        static_threshold: float,
+        bound: float,
+        within: AliasRates | None = None,
+    ) -> float:
+        """The estimated share of wrong candidates at `similarity`. With `within` (the rates
+        of a wider group these are a part of), the data are shrunk towards that group's
+        estimate instead of the static prior: a part with few observations reads like the
+        whole, and its own data move it."""
+        return float(self.fitted(static_threshold, bound, within)[bin_of(similarity)])
+
+    def fitted(
+        self, static_threshold: float, bound: float, within: AliasRates | None = None
+    ) -> np.ndarray:
+        """The estimated share of wrong candidates per bin (see `rate`)."""
+        key = (static_threshold, bound, None if within is None else within.version)
         fitted = self._fitted.get(key)
         if fitted is None:
-            fitted = self._fitted[key] = self._fit(static_threshold, bound)
-        return float(fitted[bin_of(similarity)])
+            if len(self._fitted) > 8:  # a wider group's older versions
+                self._fitted.clear()
+            prior = None if within is None else within.fitted(static_threshold, bound)
+            fitted = self._fitted[key] = self._fit(static_threshold, bound, prior)
+        return fitted
 
-    def _fit(self, static_threshold: float, bound: float) -> np.ndarray:
+    @property
+    def version(self) -> int:
+        """Changes whenever the counts do (what a part's fit that shrinks towards these
+        rates is keyed by)."""
+        return self._version
+
+    def _fit(
+        self, static_threshold: float, bound: float, prior: np.ndarray | None = None
+    ) -> np.ndarray:
         lows = LOW + _WIDTH * np.arange(BINS)
         # Above the static threshold the prior is "safe": a quarter of the bound, so that a
         # cold alias serves there as the static cache does, until wrong answers show up.
-        prior = np.where(lows >= static_threshold - 1e-9, bound / 4, PRIOR_BELOW)
+        if prior is None:
+            prior = np.where(lows >= static_threshold - 1e-9, bound / 4, PRIOR_BELOW)
         # Neighbouring bins lend each other their counts, so that the few observations above
         # the static threshold (only shadow calls reach there) are read with those just below.
         wrong, total, squares = _smooth(self.wrong), _smooth(self.total), _smooth(self.squares)

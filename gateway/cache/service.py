@@ -251,6 +251,8 @@ class CacheService:
         pair = exact_key(exploration.scope, exploration.text, exploration.context)
         chance = exploration.chance
         weight = min(_MAX_SHADOW_WEIGHT, 1.0 / chance) if exploration.shadow and chance > 0 else 1.0
+        if exploration.repeat:  # the request's own verdict, no sample of the served ones
+            weight = 0.0
         await self._record(
             [
                 LoggedObservation(
@@ -262,6 +264,7 @@ class CacheService:
                     self.cache.clock(),
                     tokens=spent,
                     weight=weight,
+                    margin=exploration.margin,
                 )
             ]
         )
@@ -292,6 +295,7 @@ class CacheService:
                 other=o.other,
                 kind=o.kind,
                 weight=o.weight,
+                margin=o.margin,
             )
 
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
@@ -368,6 +372,7 @@ class CacheService:
                 other=o.other,
                 kind=o.kind,
                 weight=o.weight,
+                margin=o.margin,
             )
             return
         entry = op.entry
