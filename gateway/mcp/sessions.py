@@ -104,7 +104,7 @@ class McpSessions:
 
     async def issue(self, user_id: str, virtual_server: str) -> McpSession:
         """A new session of `user_id` on `virtual_server`."""
-        key: bytes = await self._run(self._signing_key)
+        key = await self._current_key()
         issued = int(self._clock())
         nonce = _b64(self._nonce())
         mac = _mac(key, user_id, virtual_server, issued, nonce)
@@ -122,7 +122,7 @@ class McpSessions:
         now = self._clock()
         if issued > now + _CLOCK_SKEW_S or issued + self._ttl_s <= now:
             return None
-        key: bytes = await self._run(self._signing_key)
+        key = await self._current_key()
         if not hmac.compare_digest(mac, _mac(key, user_id, virtual_server, issued, nonce)):
             return None
         if await self._run(self._ended, session_id):
@@ -145,6 +145,13 @@ class McpSessions:
         """The gateway URIs `session` subscribed to, on whichever replica."""
         uris: frozenset[str] = await self._run(self._subscriptions, session)
         return uris
+
+    async def _current_key(self) -> bytes:
+        """The signing key; the database is asked once per process (no thread hop after)."""
+        if self._key is not None:
+            return self._key
+        key: bytes = await self._run(self._signing_key)
+        return key
 
     async def _run(self, work: Callable[..., Any], *args: Any) -> Any:
         try:
