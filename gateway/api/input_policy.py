@@ -184,9 +184,10 @@ class InputPolicy:
 
     @staticmethod
     async def check(
-        engine: PolicyEngine, exchange: Exchange, texts: list[str], model: str
+        engine: PolicyEngine, exchange: Exchange, texts: list[str], model: str | None
     ) -> Verdict:
-        """Detectors and patterns, off the event loop; a block ends the request here."""
+        """Detectors and patterns, off the event loop; a block ends the request here.
+        `model` selects the profile's per-model overrides (None: the profile's own rules)."""
         verdict = await asyncio.to_thread(engine.check, texts, exchange.policy_profile, model=model)
         exchange.decisions += verdict.decisions
         exchange.redacted = verdict.mapping

@@ -56,23 +56,17 @@ async def screen_arguments(
     _map_strings(arguments, collect)
     if not texts:
         return arguments
-    verdict = await asyncio.to_thread(engine.check, texts, exchange.policy_profile)
-    exchange.decisions += verdict.decisions
-    exchange.redacted = verdict.mapping
-    if verdict.action == "block":
-        rules = ", ".join(verdict.blocking_rules)
-        raise ToolRefused.blocked(f"The tool call was blocked by policy ({rules}).", "blocked")
-    if engine.needs_embedding(verdict.profile):
-        query = "\n".join(t for t in verdict.texts if t.strip())
-        try:
+    try:
+        verdict = await policy.check(engine, exchange, texts, None)
+        if engine.needs_embedding(verdict.profile):
+            query = "\n".join(t for t in verdict.texts if t.strip())
             await policy.judge(engine, exchange, verdict, [query] if query else [], needed=True)
-        except PolicyViolation:
-            rules = ", ".join(verdict.blocking_rules)
-            raise ToolRefused.blocked(
-                f"The tool call was blocked by policy ({rules}).", "blocked"
-            ) from None
-        except ServiceUnavailable as unavailable:  # the profile fails closed
-            raise ToolRefused.blocked(unavailable.message, "blocked") from None
+    except PolicyViolation:
+        raise ToolRefused.blocked(
+            f"The tool call was blocked by policy ({_blocking(exchange)}).", "blocked"
+        ) from None
+    except ServiceUnavailable as unavailable:  # the profile fails closed
+        raise ToolRefused.blocked(unavailable.message, "blocked") from None
     if verdict.action != "redact":
         return arguments
     redacted = iter(verdict.texts)
@@ -92,9 +86,8 @@ async def screen_result(
     try:
         await policy.tool_results(engine, exchange, texts)
     except PolicyViolation:
-        blocking = ", ".join(d.rule for d in exchange.decisions if d.action == "block")
         raise ToolRefused.blocked(
-            f"The tool result was withheld by policy ({blocking}).", "blocked"
+            f"The tool result was withheld by policy ({_blocking(exchange)}).", "blocked"
         ) from None
     rules = engine.output_filter(exchange.policy_profile, exchange.redacted)
     if rules is None:
@@ -166,6 +159,11 @@ def _filtered_block(block: types.ContentBlock, whole: Callable[[str], str]) -> t
         resource = block.resource.model_copy(update={"text": whole(block.resource.text)})
         return block.model_copy(update={"resource": resource})
     return block  # images, audio, links and blobs carry no text the detectors read
+
+
+def _blocking(exchange: Exchange) -> str:
+    """The rules that blocked the call, as a refusal names them."""
+    return ", ".join(d.rule for d in exchange.decisions if d.action == "block")
 
 
 def _map_strings(value: Any, change: Callable[[str], Any]) -> Any:
