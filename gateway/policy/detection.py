@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from gateway.policy.address import detect_street_addresses
+from gateway.policy.address import detect_postal_codes, detect_street_addresses
 from gateway.policy.credentials import detect_credentials
 from gateway.policy.entities import ENTITY_TYPES, EntityRecognizer
 from gateway.policy.financial import detect_credit_cards, detect_ibans, detect_us_ssns
@@ -67,6 +67,7 @@ PII_TYPES: frozenset[str] = frozenset(
         "US_SSN",
         "IP_ADDRESS",
         "STREET_ADDRESS",
+        "POSTAL_CODE",
         "DATE_OF_BIRTH",
         "URL",
     }
@@ -102,6 +103,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("us_ssn", frozenset({"US_SSN"}), detect_us_ssns),
     Detector("ip_address", frozenset({"IP_ADDRESS"}), detect_ip_addresses),
     Detector("street_address", frozenset({"STREET_ADDRESS"}), detect_street_addresses),
+    Detector("postal_code", frozenset({"POSTAL_CODE"}), detect_postal_codes),
     Detector("date_of_birth", frozenset({"DATE_OF_BIRTH"}), detect_dates_of_birth),
     Detector("url", frozenset({"URL"}), detect_urls),
     Detector("credentials", CREDENTIAL_TYPES, detect_credentials),

@@ -221,3 +221,66 @@ def test_a_street_between_two_numbers_with_an_address_tail_is_found(text: str, v
 @pytest.mark.parametrize("text", ["we moved 12 Boxes 4, Then left", "Windows 10 and Python 3"])
 def test_two_numbers_around_a_word_without_an_address_tail_are_not_an_address(text: str) -> None:
     assert _found(text, "STREET_ADDRESS") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Gregory Kovács\n233 Erzsébet tér 19.\nBudapest", "Erzsébet tér 19."),
+        ("the office is at Kálmán Imre u. 12. Apt. 7", "Kálmán Imre u. 12. Apt. 7"),
+        ("drop it at ul. Chrzanowska 61 tomorrow", "ul. Chrzanowska 61"),
+        ("Our shop: Λεωφόρος Συγγρού 119 in Athens", "Λεωφόρος Συγγρού 119"),
+    ],
+)
+def test_central_and_eastern_european_street_forms_are_found(text: str, value: str) -> None:
+    assert any(value in found for found in _found(text, "STREET_ADDRESS"))
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (
+            "send it to the corner of King Street and Queen Road?",
+            "the corner of King Street and Queen Road",
+        ),
+        (
+            "we met at the corner of 25 Dili Gianni Street and King Forges.",
+            "the corner of 25 Dili Gianni Street and King Forges",
+        ),
+    ],
+)
+def test_a_street_corner_is_an_address(text: str, value: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == [value]
+
+
+@pytest.mark.parametrize(
+    "text", ["in the corner of the room and the hall", "the corner of Bob and me"]
+)
+def test_a_corner_without_two_place_names_is_not_an_address(text: str) -> None:
+    assert _found(text, "STREET_ADDRESS") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("ZIP: 394 13", "394 13"),
+        ("My zip code is 2371.", "2371"),
+        ("postcode SW1A 1AA, London", "SW1A 1AA"),
+        ("Zip Code: 90210, CA", "90210"),
+        ("PLZ: 10115 Berlin", "10115"),
+    ],
+)
+def test_a_labelled_postal_code_is_found(text: str, value: str) -> None:
+    assert _found(text, "POSTAL_CODE") == [value]
+
+
+@pytest.mark.parametrize(
+    "text", ["the zip file is 12 MB", "zip code is unknown", "the cap is 12 inches", "call 2371"]
+)
+def test_a_number_without_a_postal_label_is_not_a_postal_code(text: str) -> None:
+    assert _found(text, "POSTAL_CODE") == []
+
+
+def test_a_military_ship_address_with_a_non_ascii_name_is_found() -> None:
+    text = "please send it to USNS Sekerková FPO AA 65728?"
+    assert _found(text, "STREET_ADDRESS") == ["USNS Sekerková FPO AA 65728"]

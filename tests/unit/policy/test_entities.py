@@ -135,3 +135,16 @@ def test_an_output_rule_on_names_redacts_them_in_answers() -> None:
     assert out is not None
     text = out.feed("The account belongs to Sara Schwarz, who opened it in 2019.") + out.finish()
     assert text == "The account belongs to [PERSON_1], who opened it in 2019."
+
+
+def test_a_place_written_in_capitals_is_found(recognizer: EntityRecognizer) -> None:
+    # The model learnt names from mixed-case text; capitals are read as a name is written.
+    text = "The Princess Royal arrived at BÜSCHENDORF this morning from Austria."
+    found = recognizer.find(text, {"LOCATION"})
+    assert [s.text for s in found] == ["BÜSCHENDORF", "Austria"]
+    assert all(text[s.start : s.end] == s.text for s in found)
+
+
+def test_everyday_acronyms_are_not_organisations(recognizer: EntityRecognizer) -> None:
+    text = "Could you please block my credit card ASAP? Here's my SSN and my IBAN."
+    assert recognizer.find(text, {"ORGANIZATION"}) == []
