@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from gateway.policy.data import read_yaml
+from gateway.policy.prefilter import may_match
 
 _PATTERNS_FILE = "jailbreak_patterns.yaml"
 
@@ -39,7 +40,10 @@ class JailbreakRule:
         ``text.lower()``, passed in so that it is computed once per prompt)."""
         if not self.case_sensitive:
             text = lowered if lowered is not None else text.lower()
-        return all(p.search(text) for p in self.patterns)
+        # substring tests first: most rules are ruled out without a regex scan
+        return all(may_match(p, text) for p in self.patterns) and all(
+            p.search(text) for p in self.patterns
+        )
 
 
 @dataclass(frozen=True, slots=True)
