@@ -2,13 +2,14 @@
 2026 clients' listen streams, `gateway.mcp.listen`) held on this ingress replica.
 
 Each replica watches an upstream on a session of its own, opened when the first GET stream of
-a virtual server over it opens here and kept until shutdown (reopened after a failure, every
-`retry_s`): over the 2026 protocol it is a `subscriptions/listen` stream asking for the three
+a virtual server over it opens here and kept until shutdown (reopened after a failure, see
+below): over the 2026 protocol it is a `subscriptions/listen` stream asking for the three
 list-changed events and the subscribed resources' updates; over a 2025 protocol version the
 SDK's own GET stream, with a `resources/subscribe` per subscribed URI, whose notifications
 reach the session's message handler. An upstream sends server-wide events to every session
 that listens, so every replica learns of a change by itself and no event has to cross
-replicas: each one passes it to the GET streams it holds.
+replicas: each one passes it to the GET streams it holds. An upstream that keeps failing is
+retried less and less often: `retry_s`, doubled per failure in a row, up to `MAX_RETRY_S`.
 
 Relayed: `notifications/tools/list_changed`, `.../prompts/list_changed` and
 `.../resources/list_changed`, each to the streams of callers whose groups may use that upstream
@@ -93,6 +94,16 @@ class Listener:
             self.queue.put_nowait(None)
             return
         self.queue.put_nowait(item)
+
+
+MAX_RETRY_S = 300.0
+
+
+def retry_delay(retry_s: float, failures: int) -> float:
+    """Seconds before reopening a watch after `failures` failures in a row (0: it was dropped
+    after listening): `retry_s`, doubled per further failure, at most `MAX_RETRY_S`. An
+    upstream down for a day is then asked about 300 times, not 17,000."""
+    return min(MAX_RETRY_S, retry_s * 2 ** max(0, failures - 1))
 
 
 class NotificationHub:
@@ -210,7 +221,7 @@ class UpstreamWatch:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        failures = 0  # in a row: the first is a warning, the rest (every retry_s) debug
+        failures = 0  # in a row: the first is a warning, the rest debug
         while not self._stop.is_set():
             self._changed.clear()
             watching = asyncio.create_task(self._watch(self._uris))
@@ -231,7 +242,7 @@ class UpstreamWatch:
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "MCP upstream %s: events not watched: %r", self._name, results[0])
             with contextlib.suppress(TimeoutError):  # back off, unless stopping
-                async with asyncio.timeout(self._retry_s):
+                async with asyncio.timeout(retry_delay(self._retry_s, failures)):
                     await self._stop.wait()
 
     @property
