@@ -31,6 +31,7 @@ observed explorations are misses anyway and cost nothing extra.
 
     .venv/bin/python -m benchmarks.cache_workload [--requests 6000] [--mock-requests 3000]
         [--families 2000] [--splits dev test] [--methods ...] [--seed 11]
+        [--vectors /tmp/workload_vectors.npz]  # reuse embeddings between runs
 """
 
 from __future__ import annotations
@@ -620,8 +621,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     embedder = Embedder()
     texts = list(dict.fromkeys(t for trace in traces for t in trace.texts()))
     started = time.perf_counter()
-    table = dict(zip(texts, embedder.embed(texts), strict=True))
-    print(f"embedded {len(texts)} texts in {time.perf_counter() - started:.0f} s", flush=True)
+    table = _load_vectors(args.vectors) if args.vectors else {}
+    missing = [t for t in texts if t not in table]
+    if missing:
+        table.update(zip(missing, embedder.embed(missing), strict=True))
+        if args.vectors:
+            _save_vectors(args.vectors, table)
+    print(f"embedded {len(missing)} texts in {time.perf_counter() - started:.0f} s", flush=True)
     vectors = Vectors(embedder, table)
     book = {
         AnswerBook.key(list(k)): v
@@ -641,6 +647,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results[trace.name] = await run_trace(trace, vectors, client, tmp, args)
     print(f"embedding misses during the run: {vectors.misses}")
     return results
+
+
+def _load_vectors(path: Path) -> dict[str, np.ndarray]:
+    """Embeddings saved by an earlier run (`--vectors`), or none."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as saved:
+        return dict(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+
+
+def _save_vectors(path: Path, table: dict[str, np.ndarray]) -> None:
+    texts = list(table)
+    np.savez(path, texts=np.array(texts), vectors=np.stack([table[t] for t in texts]))
 
 
 def goals(results: dict[str, Any]) -> dict[str, Any]:
@@ -701,6 +720,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--vectors", type=Path, default=None, help="reuse (and extend) embeddings saved here"
+    )
     args = parser.parse_args()
 
     from importlib.metadata import version

@@ -37,9 +37,10 @@ class SemanticCache:
     and, when the request is eligible, the nearest stored requests of the same scope by
     embedding (phase 3) whose facts agree with it (phase 4). A conversation's earlier user
     turns (`context`) must match as well: exactly for phases 1-2, in meaning for phase 3 (its
-    similarity is the lower of the last turn's and the context's). Phase 3 decides with the
-    learned `Learner` under `max_error_rate` (serve, explore or miss), or with the static
-    threshold alone when that is None. `scope` must come from `keys.scope_key` or
+    similarity is the lower of the last turn's and the context's; the learned phase also reads
+    the context as a question). Phase 3 decides with the learned `Learner` under
+    `max_error_rate` (serve, explore or miss), or with the static threshold alone when that is
+    None. `scope` must come from `keys.scope_key` or
     `request.chat_request`, so entries never cross models, system prompts, parameters or
     isolation boundaries. Entries expire `ttl_s` after insertion and the least recently used
     go first once `max_entries` is reached. Safe to share between threads.
@@ -188,7 +189,7 @@ class SemanticCache:
             rejected = False
             best = 0.0
             candidates = self._candidates(vector, scope, context, context_vector)
-            for entry, similarity in candidates:
+            for entry, similarity, context_similarity in candidates:
                 best = max(best, similarity)
                 static = self.config.threshold_for(entry.model) if threshold is None else threshold
                 bound = self.config.max_error_rate_for(entry.model)
@@ -201,7 +202,7 @@ class SemanticCache:
                 if bound is None:
                     return self._serve(entry, similarity, rejected, learned=False)
                 margin = self.learner.margin(
-                    entry.entry_id, similarity, [(e.entry_id, s) for e, s in candidates]
+                    entry.entry_id, similarity, [(e.entry_id, s) for e, s, _ in candidates]
                 )
                 decision = self.learner.decide(
                     entry.entry_id,
@@ -213,6 +214,7 @@ class SemanticCache:
                     exploration_rate=self.config.exploration_rate_for(entry.model) * explore,
                     budget=self.budget,
                     pair=exact_key(scope, request_text, context),
+                    context_similarity=context_similarity,
                 )
                 self._count(
                     entry.model, kind_of(context), decision.risk, served=decision.action == "serve"
@@ -254,16 +256,17 @@ class SemanticCache:
 
     def _candidates(
         self, vector: np.ndarray, scope: str, context: str, context_vector: np.ndarray | None
-    ) -> list[tuple[Entry, float]]:
-        """Live entries of the request's partition, most similar first. A conversation's
-        similarity is the lower of its last turn's and its context's."""
-        found: list[tuple[Entry, float]] = []
+    ) -> list[tuple[Entry, float, float | None]]:
+        """Live entries of the request's partition, most similar first, with their
+        similarity and, for a conversation, its context's. A conversation's similarity is the
+        lower of its last turn's and its context's."""
+        found: list[tuple[Entry, float, float | None]] = []
         query = index_vector(vector, context_vector)
         for candidate in self._index.search(query, self.config.top_k, partition(scope, context)):
             entry = self._store.get(candidate.entry_id)
             if entry is None:
                 continue
-            similarity = candidate.similarity
+            similarity, ctx = candidate.similarity, None
             if (
                 context_vector is not None
                 and entry.turn_vector is not None
@@ -272,7 +275,7 @@ class SemanticCache:
                 turn = float(np.dot(vector, entry.turn_vector.astype(np.float32)))
                 ctx = float(np.dot(context_vector, entry.context_vector.astype(np.float32)))
                 similarity = min(turn, ctx)
-            found.append((entry, similarity))
+            found.append((entry, similarity, ctx))
         return sorted(found, key=lambda pair: -pair[1])
 
     def neighbours(self, entry_id: int) -> list[Neighbour]:
@@ -293,7 +296,7 @@ class SemanticCache:
             )
             return [
                 Neighbour(other, similarity)
-                for other, similarity in found
+                for other, similarity, _ in found
                 if other.entry_id != entry_id
                 and similarity >= self.config.learn_min_similarity
                 and (not self.config.verify or facts_agree(entry.text, entry.context, other))

@@ -35,6 +35,15 @@ The risk estimate (`Learner.risk`) combines:
   pseudo-observations, whose mean is the risk;
 - the request itself: a question asked again after it was compared with the neighbourhood
   (popular questions repeat) takes that verdict: right, or never again;
+- for a conversation, its context (the earlier user turns) read as a question. The candidate's
+  similarity is the lower of its last turn's and its context's, and the alias's conversation
+  rates learn from few exchanges, most of them on one topic; the single-question rates learn
+  from far more, near misses included. On the mock dev trace the one follow-up answered wrong
+  after a different exchange (the same one under six seeds) had the same last turn and a
+  context at 0.89 from another question: risk 0.17-0.20 as a conversation, about 0.5 as a
+  question. The prior is therefore at least the single-question rate at the context's
+  similarity: a context must be as convincing as the question would be on its own (cold:
+  the static threshold, as before);
 - the candidate's margin (`Learner.margin`): how far it leads the nearest other candidate whose
   answer is not known to agree with its own. Where stored questions with different answers
   crowd around a request, the nearest is often not the right one at a similarity at which,
@@ -333,11 +342,13 @@ class Learner:
         bound: float,
         pair: str | None = None,
         margin: float | None = None,
+        context_similarity: float | None = None,
     ) -> float:
         """The estimated chance that `entry_id`'s answer is wrong for a request at
-        `similarity`, leading its nearest rival by `margin` (see the module docstring). When
-        this very request (`pair`) was compared with the neighbourhood before, that verdict
-        decides: 0 or 1."""
+        `similarity`, leading its nearest rival by `margin` (see the module docstring). A
+        conversation's `context_similarity` (its earlier turns') is also read against the
+        alias's single-question rates. When this very request (`pair`) was compared with the
+        neighbourhood before, that verdict decides: 0 or 1."""
         group = self._group.get(entry_id)
         if group is None:
             return 1.0
@@ -347,8 +358,26 @@ class Learner:
         prior = self.alias_risk(
             *group, similarity, margin, static_threshold=static_threshold, bound=bound
         )
+        if context_similarity is not None:
+            # A follow-up's context is a question: it is judged by what the alias learned
+            # about questions at that similarity, however the conversations have gone.
+            prior = max(
+                prior,
+                self.question_risk(
+                    group[0], context_similarity, static_threshold=static_threshold, bound=bound
+                ),
+            )
         wrong, right = cluster.evidence(similarity)
         return (ENTRY_WEIGHT * prior + wrong) / (ENTRY_WEIGHT + wrong + right)
+
+    def question_risk(
+        self, model: str, similarity: float, *, static_threshold: float, bound: float
+    ) -> float:
+        """The alias's share of wrong single-question candidates at `similarity`, every
+        margin class together (cold: the static threshold's prior)."""
+        pooled = self._alias_rates(model, "single", POOLED)
+        pooled.expire(self._clock())
+        return pooled.rate(similarity, static_threshold=static_threshold, bound=bound)
 
     def alias_risk(
         self,
@@ -381,11 +410,13 @@ class Learner:
         budget: HourlyBudget,
         pair: str | None = None,
         margin: float | None = None,
+        context_similarity: float | None = None,
     ) -> Decision:
         """Serve when the risk is within the alias's cutoff; otherwise explore. A would-be hit
         is explored instead (shadow) with probability `exploration_rate` while `budget`
         lasts. `pair` names the request, as observations do; `margin` is the candidate's
-        lead over its nearest rival (`margin`)."""
+        lead over its nearest rival (`margin`); `context_similarity` a conversation's context
+        similarity (`risk`)."""
         if entry_id not in self._group:
             return Decision("explore", 1.0)
         risk = self.risk(
@@ -395,6 +426,7 @@ class Learner:
             bound=bound,
             pair=pair,
             margin=margin,
+            context_similarity=context_similarity,
         )
         model, kind = self._group[entry_id]
         # Strictly below `max_hit_risk`: a candidate nothing is known about has risk 0.5

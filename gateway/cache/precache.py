@@ -60,7 +60,14 @@ def suggest_follow_ups(
         bound = cache.config.max_error_rate_for(entry.model)
         if bound is None:
             return similarity >= static
-        risk = cache.learner.risk(entry.entry_id, similarity, static_threshold=static, bound=bound)
+        # The same follow-up after this context: its similarity is the context's.
+        risk = cache.learner.risk(
+            entry.entry_id,
+            similarity,
+            static_threshold=static,
+            bound=bound,
+            context_similarity=similarity,
+        )
         return risk <= bound
 
     matched: list[Entry] = []

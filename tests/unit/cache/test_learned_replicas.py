@@ -78,7 +78,7 @@ def _risks(service: CacheService, world: World) -> list[tuple[int, float, float]
     cache = service.cache
     for _, texts, _ in world.families:
         for text in texts:
-            for entry, similarity in cache._candidates(world.vectors[text], SCOPE, "", None):
+            for entry, similarity, _ in cache._candidates(world.vectors[text], SCOPE, "", None):
                 risk = cache.learner.risk(
                     entry.entry_id, similarity, static_threshold=0.95, bound=0.01
                 )
