@@ -4,12 +4,14 @@ The operator's bound is a share of lookups: `bound * lookups` wrong answers are 
 replica counts its lookups and the estimated risks of the candidates it decided on
 (`TrafficMeter`); the counts travel through the entry log as `traffic` rows, so that every
 replica budgets on everyone's traffic, and add up per alias and kind in `AliasTraffic`, whose
-`cutoff` is the highest risk worth serving.
+`cutoff` is the highest risk worth serving. `HourlyBudget` caps what a replica spends on
+extra upstream calls: shadow explorations, pre-cached follow-ups.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,3 +116,23 @@ class TrafficMeter:
         drained = [(m, k, n, r, spent) for (m, k), (n, r, spent) in self._pending.items()]
         self._pending.clear()
         return drained
+
+
+class HourlyBudget:
+    """At most `per_hour` uses in any sliding hour (one replica's): shadow explorations,
+    pre-cached follow-ups."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._taken: deque[float] = deque()
+
+    def take(self) -> bool:
+        """Spend one use if the budget allows it."""
+        now = self._clock()
+        while self._taken and self._taken[0] <= now - 3600.0:
+            self._taken.popleft()
+        if len(self._taken) >= self.per_hour:
+            return False
+        self._taken.append(now)
+        return True

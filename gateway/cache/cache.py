@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.cache.budget import Traffic, TrafficMeter
+from gateway.cache.budget import HourlyBudget, Traffic, TrafficMeter
 from gateway.cache.candidates import (
     CacheStats,
     Neighbour,
@@ -25,7 +25,7 @@ from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
-from gateway.cache.learning import HourlyBudget, Kind, Learner
+from gateway.cache.learning import Kind, Learner
 from gateway.cache.lookup import Exploration, Hit, Phase
 from gateway.cache.store import Entry, EntryStore
 

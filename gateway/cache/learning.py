@@ -49,7 +49,7 @@ The risk estimate (`Learner.risk`) combines:
   crowd around a request, the nearest is often not the right one at a similarity at which,
   among clear candidates, it nearly always is (on the dev traces, out of domain: 0.9-0.95
   right about 95 % of the time with a lead of 0.15 or more, about a third within 0.05). The
-  alias's rates are therefore kept per margin class as well as pooled (`MARGIN_EDGES`:
+  alias's rates are therefore kept per margin class as well as pooled (`rates.MARGIN_EDGES`:
   granularity only, chosen on the dev traces; each class's risks are learned from the
   alias's own traffic), and a class's data are shrunk towards the pooled rates, so that a
   class with few observations reads like the alias as a whole (cold: the static prior).
@@ -63,25 +63,22 @@ replica (`rng`), within a per-replica budget.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from gateway.cache.budget import RISK_BINS, AliasTraffic, risk_bin
-from gateway.cache.rates import AliasRates
+from gateway.cache.budget import RISK_BINS, AliasTraffic, HourlyBudget, risk_bin
+from gateway.cache.neighbourhood import Neighbourhood
+from gateway.cache.rates import POOLED, AliasRates, margin_class
 
 Action = Literal["serve", "explore"]
 Kind = Literal["single", "conversation"]
 
 # Pseudo-observations that the alias's rate counts for inside one neighbourhood.
 ENTRY_WEIGHT = 8.0
-# How far (in cosine) an observation's evidence reaches past the similarity it was made at.
-KERNEL = 0.02
-# Observations kept per neighbourhood (the most recent).
-MAX_OBSERVATIONS = 256
 # Shadow probability where an alias has no data yet at a similarity (it falls as data come
 # in, down to the configured exploration rate).
 UNCERTAIN_SHADOW = 0.5
@@ -90,19 +87,6 @@ MAX_SERVED_PAIRS = 4096
 # Share of the error allowance the cutoff plans to spend: the rest absorbs estimation error
 # and the lag between the traffic counted and the traffic served.
 BUDGET_SHARE = 0.8
-# Margin classes (a candidate's lead in cosine over the nearest candidate with another
-# answer): contested below the first edge, clear from the last one or with no such rival.
-# Coarse on purpose: they only decide which rates a candidate is read against.
-MARGIN_EDGES = (0.05, 0.15)
-CLEAR = len(MARGIN_EDGES)
-POOLED = -1  # the rates of every class together
-
-
-def margin_class(margin: float | None) -> int:
-    """The margin class of a candidate's lead (`CLEAR` without a rival)."""
-    if margin is None:
-        return CLEAR
-    return sum(margin >= edge for edge in MARGIN_EDGES)
 
 
 @dataclass(frozen=True)
@@ -124,58 +108,6 @@ class Decision:
     repeat: bool = False
 
 
-@dataclass
-class _Cluster:
-    """Entries whose stored answers agree, and what was observed around any of them."""
-
-    members: set[int] = field(default_factory=set)  # live entries
-    ids: set[int] = field(default_factory=set)  # every id whose parent chain leads here
-    observations: OrderedDict[str, tuple[float, bool]] = field(default_factory=OrderedDict)
-    _arrays: tuple[np.ndarray, np.ndarray] | None = None
-
-    def record(self, pair: str, similarity: float, equivalent: bool) -> None:
-        self.observations.pop(pair, None)
-        self.observations[pair] = (similarity, equivalent)
-        while len(self.observations) > MAX_OBSERVATIONS:
-            self.observations.popitem(last=False)
-        self._arrays = None
-
-    def evidence(self, similarity: float) -> tuple[float, float]:
-        """(weight of wrong answers at or above `similarity`, of right ones at or below)."""
-        if not self.observations:
-            return 0.0, 0.0
-        if self._arrays is None:
-            values = list(self.observations.values())
-            self._arrays = (
-                np.array([s for s, _ in values]),
-                np.array([ok for _, ok in values], dtype=bool),
-            )
-        sims, ok = self._arrays
-        wrong = np.where(sims >= similarity, 1.0, np.exp(-(similarity - sims) / KERNEL))
-        right = np.where(sims <= similarity, 1.0, np.exp(-(sims - similarity) / KERNEL))
-        return float(wrong[~ok].sum()), float(right[ok].sum())
-
-
-class HourlyBudget:
-    """At most `per_hour` uses in any sliding hour (one replica's): shadow explorations,
-    pre-cached follow-ups."""
-
-    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
-        self.per_hour = per_hour
-        self._clock = clock
-        self._taken: deque[float] = deque()
-
-    def take(self) -> bool:
-        """Spend one use if the budget allows it."""
-        now = self._clock()
-        while self._taken and self._taken[0] <= now - 3600.0:
-            self._taken.popleft()
-        if len(self._taken) >= self.per_hour:
-            return False
-        self._taken.append(now)
-        return True
-
-
 class Learner:
     """Per-neighbourhood evidence and per-alias rates; decides what to do with a candidate."""
 
@@ -188,7 +120,7 @@ class Learner:
         self._rates: dict[tuple[str, Kind, int], AliasRates] = {}  # (alias, kind, class)
         self._traffic: dict[tuple[str, str], AliasTraffic] = {}
         self._parent: dict[int, int] = {}  # union-find over entry ids; a root names a cluster
-        self._clusters: dict[int, _Cluster] = {}
+        self._clusters: dict[int, Neighbourhood] = {}
         self._group: dict[int, tuple[str, Kind]] = {}  # entry id -> (alias, kind)
         # Requests (pairs) served semantically and not checked since: this replica's, most
         # recent last. Which would-be hits are shadowed is per replica, as the draws are.
@@ -199,7 +131,7 @@ class Learner:
     def add_entry(self, entry_id: int, model: str, kind: Kind) -> None:
         """A new entry, alone in its neighbourhood until an agreeing answer joins it."""
         self._parent[entry_id] = entry_id
-        self._clusters[entry_id] = _Cluster(members={entry_id}, ids={entry_id})
+        self._clusters[entry_id] = Neighbourhood(members={entry_id}, ids={entry_id})
         self._group[entry_id] = (model, kind)
 
     def remove_entry(self, entry_id: int) -> None:

@@ -6,6 +6,8 @@ sliding window of time. Its `rate(s)` is the share of wrong candidates at simila
 observed counts shrunk towards a prior that encodes the static threshold (wrong below it,
 right above it), then made non-increasing in similarity (a closer candidate is never more
 likely wrong), so that a cold alias behaves exactly like the static cache and data moves it.
+An alias keeps one `AliasRates` per margin class of its candidates (`margin_class`) beside the
+pooled one (`POOLED`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ PRIOR_WEIGHT = 2.0
 PRIOR_BELOW = 0.5
 # Width (in bins, a Gaussian's standard deviation) over which bins share their counts.
 SMOOTHING_BINS = 1.5
+# Margin classes (a candidate's lead in cosine over the nearest candidate with another
+# answer): contested below the first edge, clear from the last one or with no such rival.
+# Coarse on purpose: they only decide which rates a candidate is read against.
+MARGIN_EDGES = (0.05, 0.15)
+CLEAR = len(MARGIN_EDGES)
+POOLED = -1  # the rates of every class together
 
 
 def bin_of(similarity: float) -> int:
@@ -156,3 +164,10 @@ def _decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
             total = weight1 + weight2
             blocks.append([(mean1 * weight1 + mean2 * weight2) / total, total, length1 + length2])
     return np.concatenate([np.full(int(length), mean) for mean, _, length in blocks])
+
+
+def margin_class(margin: float | None) -> int:
+    """The margin class of a candidate's lead (`CLEAR` without a rival)."""
+    if margin is None:
+        return CLEAR
+    return sum(margin >= edge for edge in MARGIN_EDGES)

@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from gateway.cache.budget import HourlyBudget
 from gateway.cache.cache import SemanticCache
 from gateway.cache.comparator import Comparator
 from gateway.cache.equivalence import Judge, answer_text, answer_tokens
 from gateway.cache.keys import exact_key
-from gateway.cache.learning import HourlyBudget
 from gateway.cache.log import CacheLog, LoggedEntry, LoggedObservation, LogOp, TrafficBatch
 from gateway.cache.lookup import (
     CacheQuery,

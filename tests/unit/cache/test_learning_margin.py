@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.cache.budget import HourlyBudget
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
-from gateway.cache.learning import CLEAR, HourlyBudget, Learner, margin_class
+from gateway.cache.learning import Learner
 from gateway.cache.log import CacheLog, LoggedObservation
 from gateway.cache.lookup import Exploration, NewEntry
+from gateway.cache.rates import CLEAR, margin_class
 from gateway.cache.service import CacheService
 from gateway.storage import Database
 from tests.unit.cache.conftest import ManualClock
