@@ -13,20 +13,28 @@ from __future__ import annotations
 
 import functools
 import re
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
+
+try:  # CPython's own regex parser (3.11+); without it, every regex simply always runs
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - another interpreter
+    sre = sre_parse = None
 
 Needs = frozenset[str] | None
 """Strings one of which every match contains; None: nothing is known."""
 
-_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
+_REPEATS = (
+    (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
+    if sre is not None
+    else ()
+)
 
 
 @functools.cache
 def needs(pattern: re.Pattern[str]) -> Needs:
     """The literals one of which every match of `pattern` contains (None when unknown)."""
-    if pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
+    if sre_parse is None or pattern.flags & re.IGNORECASE or not isinstance(pattern.pattern, str):
         return None
     return _sequence(sre_parse.parse(pattern.pattern, pattern.flags))
 
