@@ -3,7 +3,8 @@ suffix, optionally followed by a unit, city, state and ZIP code.
 
 A pattern finds the well-formed English, continental, central and eastern European forms; a
 street corner ("the corner of King and Queen") is found from its words; other addresses
-without a house number or suffix need a model and are not attempted.
+without a house number or suffix need a model and are not attempted. A postal code on its own
+is reported (`POSTAL_CODE`) only after a label that names it ("ZIP:", "postcode").
 """
 
 from __future__ import annotations
