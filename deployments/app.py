@@ -32,13 +32,12 @@ def build_app(args: dict[str, Any]) -> Application:
         config = load_config(find_config(Path(config)))
     check_safe_to_start(config)  # no default or short keys where others can reach them
     # The decorators turn the classes into Deployments; mypy still sees the plain classes.
-    router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
     cache = cast(Deployment, CacheDeployment).options(**config.serve.cache.options())
     ingress = cast(Deployment, Ingress).options(**config.serve.ingress.options())
     # Local models: vLLM replicas that the router reaches through one handle each.
     local_models = {name: local_model_app(name, m) for name, m in config.local_models.items()}
-    return ingress.bind(
-        config,
-        router.bind(config, local_models),
-        cache.bind(config) if config.cache.in_use() else None,
-    )
+    cached = cache.bind(config) if config.cache.in_use() else None
+    if config.serve.colocate_router:  # each ingress replica routes in process
+        return ingress.bind(config, None, cached, local_models)
+    router = cast(Deployment, RouterDeployment).options(**config.serve.router.options())
+    return ingress.bind(config, router.bind(config, local_models), cached)

@@ -7,7 +7,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.handles import CacheClient, RouterClient
+from deployments.router import RoutingReplica
 from gateway.api import create_api
+from gateway.api.backend import Backend
 from gateway.config import GatewayConfig
 from gateway.observability.metrics import serve_metric
 
@@ -15,14 +17,28 @@ from gateway.observability.metrics import serve_metric
 @serve.deployment(name="Ingress")
 @serve.ingress()
 class Ingress:
-    """Serves the gateway's HTTP API; model calls go to the router deployment, cache lookups
-    and embeddings to the cache deployment (when the cache is in use)."""
+    """Serves the gateway's HTTP API; cache lookups and embeddings go to the cache deployment
+    (when the cache is in use). Model calls go to this replica's own router (`router` None:
+    `serve.colocate_router`, the local models reached through `local_models`' handles), or to
+    the router deployment through its handle."""
 
-    def __init__(
-        self, config: GatewayConfig, router: DeploymentHandle, cache: DeploymentHandle | None
+    # Serve awaits an async constructor; a colocated router's health checks need the loop.
+    async def __init__(  # type: ignore[misc]
+        self,
+        config: GatewayConfig,
+        router: DeploymentHandle | None,
+        cache: DeploymentHandle | None,
+        local_models: dict[str, DeploymentHandle] | None = None,
     ) -> None:
         self._config = config
-        self._backend = RouterClient(router)
+        self._routing: RoutingReplica | None = None
+        self._backend: Backend
+        if router is None:
+            self._routing = RoutingReplica(config, local_models or {})
+            await self._routing.start()
+            self._backend = self._routing.router
+        else:
+            self._backend = RouterClient(router)
         self._cache = CacheClient(cache) if cache is not None else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -39,3 +55,5 @@ class Ingress:
     async def __del__(self) -> None:
         # Serve's graceful shutdown of this replica: flush the audit trail before it goes.
         await self._app.state.pipeline.aclose()
+        if self._routing is not None:
+            await self._routing.aclose()

@@ -1,4 +1,7 @@
-"""The router deployment: holds a `gateway.routing.Router` and its provider pools."""
+"""The router stage as a replica runs it (`RoutingReplica`), and the Router deployment that
+serves it over handles when `serve.colocate_router` is off. Colocated (the default), each
+Ingress replica runs its own `RoutingReplica` and calls providers in process: one Serve hop
+fewer per request and per streamed chunk."""
 
 from __future__ import annotations
 
@@ -73,35 +76,53 @@ def _providers(
     return providers
 
 
+class RoutingReplica:
+    """A `KeyedRouter` over every provider (and the local models' handles), with its breaker
+    gauges and its publisher to the status board, started in the calling replica.
+
+    Breakers, health checks and latency averages live in each replica's router, so `status()`
+    and the gauges are one replica's view; each replica also publishes its view to the status
+    board (`gateway.routing.board`), where the ingress reads them all.
+    """
+
+    def __init__(self, config: GatewayConfig, local_models: dict[str, DeploymentHandle]) -> None:
+        db = Database(config.storage.url)
+        store = ProviderKeyStore.from_config(config, db) if config.storage.data_key_set() else None
+        self.router = KeyedRouter(
+            KeyedConfig(config, store),
+            lambda keyed: Router(keyed, _providers(keyed, local_models)),
+        )
+        self.router.subscribe(_BreakerGauges(self.router.status(), serve_metric))
+        self._publisher = StatusPublisher(
+            StatusBoard(db),
+            serve.get_replica_context().replica_id.unique_id,
+            self.router.status,
+            interval_s=config.routing.status_publish_interval_s,
+        )
+        self.router.subscribe(self._publisher.transition)
+
+    async def start(self) -> None:
+        """Health checks and publishing; needs the replica's running loop."""
+        await self.router.start()
+        self._publisher.start()
+
+    async def aclose(self) -> None:
+        await self._publisher.aclose()
+        await self.router.aclose()
+
+
 @serve.deployment(name="Router")
 class RouterDeployment:
-    """Calls providers for the ingress; one pooled HTTP client per provider per replica.
-
-    Breakers, health checks and latency averages live in each replica's Router, so
-    `status()` and the gauges are one replica's view; each replica also publishes its view
-    to the status board (`gateway.routing.board`), where the ingress reads them all.
-    """
+    """Calls providers for the ingress replicas (`serve.colocate_router: false`); one pooled
+    HTTP client per provider per replica."""
 
     # Serve awaits an async constructor; the health checks need the replica's running loop.
     async def __init__(  # type: ignore[misc]
         self, config: GatewayConfig, local_models: dict[str, DeploymentHandle] | None = None
     ) -> None:
-        local = local_models or {}
-        db = Database(config.storage.url)
-        store = ProviderKeyStore.from_config(config, db) if config.storage.data_key_set() else None
-        self._router = KeyedRouter(
-            KeyedConfig(config, store), lambda keyed: Router(keyed, _providers(keyed, local))
-        )
-        self._router.subscribe(_BreakerGauges(self._router.status(), serve_metric))
-        self._publisher = StatusPublisher(
-            StatusBoard(db),
-            serve.get_replica_context().replica_id.unique_id,
-            self._router.status,
-            interval_s=config.routing.status_publish_interval_s,
-        )
-        self._router.subscribe(self._publisher.transition)
-        await self._router.start()
-        self._publisher.start()
+        self._replica = RoutingReplica(config, local_models or {})
+        self._router = self._replica.router
+        await self._replica.start()
 
     async def chat(
         self, request: ChatCompletionRequest, context: RouteContext | None = None
@@ -139,5 +160,4 @@ class RouterDeployment:
         return await self._router.not_ready()
 
     async def __del__(self) -> None:
-        await self._publisher.aclose()
-        await self._router.aclose()
+        await self._replica.aclose()

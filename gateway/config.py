@@ -178,7 +178,14 @@ class ServeConfig(ConfigSection):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     ingress: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    router: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    colocate_router: bool = Field(
+        True,
+        description="route in each ingress replica (one Serve hop fewer per request and per "
+        "streamed chunk); false: a Router deployment of its own, sized by serve.router",
+    )
+    router: DeploymentSettings = Field(
+        default_factory=DeploymentSettings, description="with colocate_router: false"
+    )
     cache: DeploymentSettings = Field(
         default_factory=lambda: DeploymentSettings(num_cpus=0.5),
         description="the embedder + FAISS cache replicas (give them num_gpus on GPU nodes)",

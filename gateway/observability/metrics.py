@@ -82,11 +82,11 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _spec("raygate_audit_write_lag_ms", "histogram", "Audit record queued to committed."),
     _spec("raygate_audit_write_failures", "counter", "Audit batches the database refused "
           "(retried until they go in)."),
-    # The router: its breakers, per replica.
+    # The router: its breakers, per replica (the Router deployment's with
+    # serve.colocate_router: false).
     _spec("raygate_breaker_state", "gauge", "Circuit breaker per target: 0 closed, "
-          "1 half-open, 2 open.", "target", on="Router"),
-    _spec("raygate_breaker_trips", "counter", "Times a target's breaker opened.", "target",
-          on="Router"),
+          "1 half-open, 2 open.", "target"),
+    _spec("raygate_breaker_trips", "counter", "Times a target's breaker opened.", "target"),
     # The cache deployment: its lookups and what verification and exploration did.
     _spec("raygate_cache_lookups", "counter", "Cache lookups by outcome: exact, normalized, "
           "semantic, miss.", "phase", on="Cache"),

@@ -1,5 +1,5 @@
-"""Upstream failures through the running gateway (they cross the router deployment's handle
-and real TCP connections): OpenAI's error shape, the right status, streams that break. The
+"""Upstream failures through the running gateway (its colocated router and real TCP
+connections): OpenAI's error shape, the right status, streams that break. The
 gateway's own refusals (bad bodies, limits, keys, routes) are tested in process, in
 tests/unit/api/test_errors.py."""
 

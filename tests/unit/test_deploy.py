@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway.cli import main
-from gateway.config import ConfigError
+from gateway.config import ConfigError, parse_config
 from gateway.deploy import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +65,24 @@ def test_render_prints_a_serve_config_the_app_builds_from(
     monkeypatch.setenv("RAYGATE_SIMULATOR_URL", "http://127.0.0.1:9/v1")
     app = build_app(_args(rendered))
     assert app is not None
+
+
+@pytest.mark.parametrize(
+    ("colocate", "deployments"),
+    [("true", ["Cache", "Ingress"]), ("false", ["Cache", "Ingress", "Router"])],
+)
+def test_the_router_runs_in_the_ingress_unless_told_otherwise(
+    colocate: str, deployments: list[str]
+) -> None:
+    from ray.serve._private.build_app import build_app as serve_build
+
+    from deployments.app import build_app
+
+    config = parse_config(
+        f"serve: {{colocate_router: {colocate}}}\n"
+        "auth: {admin_key: sk-cluster-admin-0123456789abcdef}\n"
+        "providers: {simulator: {preset: simulator, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "models: {m: {targets: [simulator/sim-small]}}\n"
+    )
+    built = serve_build(build_app({"config": config}), name="raygate")
+    assert sorted(d.name for d in built.deployments) == deployments
