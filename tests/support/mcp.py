@@ -23,6 +23,7 @@ import uvicorn
 from mcp import Client
 from mcp.client.client import ConnectMode
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -84,3 +85,19 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
         sock.close()
+
+
+def http_client(headers: Mapping[str, str]) -> httpx2.AsyncClient:
+    """An HTTP client for the official MCP client against a `served` app, with the SDK's own
+    timeouts (30 s to connect or write, 300 s between reads), as a real MCP client has.
+
+    Not httpx's default of 5 s between reads: the SDK client reads a POST's response as an SSE
+    stream whose headers come at once and whose one event (the answer) comes when the gateway
+    has it, and it reports any error while reading that stream, a read timeout included, as
+    "SSE stream ended without a response". A gateway's first `tools/list` opens a session to
+    every upstream (a stdio child process among them): seconds on a loaded machine, past 5 s
+    in a busy CI run. A session's GET stream, quiet between keep-alives (15 s by default),
+    would time out too, and the SDK gives it up after two such failures in a row. The gateway's
+    own upstream deadlines bound every answer.
+    """
+    return create_mcp_http_client(headers=dict(headers))

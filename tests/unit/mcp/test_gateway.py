@@ -30,7 +30,7 @@ from gateway.mcp.names import split_resource_uri
 from gateway.mcp.service import McpGateway
 from tests.servers.mcp_upstream import CONTACT, HttpUpstream, free_port, serve_asgi, serve_http
 from tests.support.gateway import InProcessGateway, in_process_gateway
-from tests.support.mcp import Wiretap, mcp_client, served
+from tests.support.mcp import Wiretap, http_client, mcp_client, served
 
 REPO = Path(__file__).resolve().parents[3]
 ALPHA_TOKEN = "alpha-secret-token-7f3a"
@@ -456,7 +456,7 @@ async def test_a_session_hears_upstream_tool_list_changes_on_its_get_stream(
             changed.set()
 
     headers = caller("erin")
-    async with served(gateway.wire) as base, httpx2.AsyncClient(headers=headers) as http:
+    async with served(gateway.wire) as base, http_client(headers) as http:
         transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
         async with Client(transport, mode="legacy", message_handler=on_message) as client:
             capabilities = client.server_capabilities
@@ -567,8 +567,8 @@ async def test_a_session_hears_updates_of_the_resources_it_subscribed_to(
 
     async with (
         served(gateway.wire) as base,
-        httpx2.AsyncClient(headers=caller("erin")) as erin_http,
-        httpx2.AsyncClient(headers=caller("finn")) as finn_http,
+        http_client(caller("erin")) as erin_http,
+        http_client(caller("finn")) as finn_http,
         connect(erin_http, base, erin) as erin_client,
         connect(finn_http, base, finn) as finn_client,
     ):

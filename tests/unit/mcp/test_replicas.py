@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import mcp_types as types
 import pytest
 import pytest_asyncio
@@ -20,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tests.servers.mcp_upstream import HttpUpstream
 from tests.support.gateway import InProcessGateway, in_process_gateway
-from tests.support.mcp import Wiretap, served
+from tests.support.mcp import Wiretap, http_client, served
 
 CONFIG = """
 auth:
@@ -96,7 +95,7 @@ async def test_a_subscription_made_on_one_replica_reaches_the_stream_on_another(
             updates.append(str(message.params.uri))
             heard.set()
 
-    async with served(split) as base, httpx2.AsyncClient(headers=CALLER) as http:
+    async with served(split) as base, http_client(CALLER) as http:
         transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
         async with Client(transport, mode="legacy", message_handler=on_message) as client:
             await client.session.subscribe_resource(README)  # a POST: the other replica
@@ -111,7 +110,7 @@ async def test_a_subscription_made_on_one_replica_reaches_the_stream_on_another(
 
 @pytest.mark.asyncio
 async def test_a_session_ended_on_one_replica_ends_its_stream_on_another(split: Split) -> None:
-    async with served(split) as base, httpx2.AsyncClient(headers=CALLER) as http:
+    async with served(split) as base, http_client(CALLER) as http:
         transport = streamable_http_client(f"{base}/mcp/tools", http_client=http)
         async with Client(transport, mode="legacy") as client:
             await client.list_tools()
