@@ -6,8 +6,10 @@ one engine replica, interleaved per concurrency level:
 
 * direct: the local model's own DeploymentHandle (`LocalModel:<name>.chat_stream`) from this
   process: the engine and one Serve hop, nothing of raygate;
-* raygate: the OpenAI route over HTTP (proxy, ingress with auth, limits, policy and audit,
-  router, then the same handle).
+* raygate: the OpenAI route over HTTP (proxy, ingress with auth, limits, policy, audit and,
+  by default, the router in process; then the same handle). With `--routers colocated
+  separate` raygate is also deployed with a Router deployment of its own
+  (`serve.colocate_router: false`: one more process per chunk), measured in the same run.
 
 Every answer is `--tokens` long (`ignore_eos`). Reported per path and level: time to first
 token (p50/p99), tokens/s per stream and in total. The whole is repeated for each
@@ -17,11 +19,13 @@ the same interval and with the engine as it streams on its own (direct at interv
 `benchmarks/results/local_serving.json`.
 
     .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4 16]
-        [--tokens 64] [--stream-intervals 0 20 50] [--model DIR] [--out PATH]
+        [--tokens 64] [--stream-intervals 0 20 50] [--routers colocated separate]
+        [--model DIR] [--out PATH]
 """
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -40,6 +44,8 @@ from ray import serve
 from benchmarks.report import Report, markdown_table, percentile, progress
 
 KEY = "sk-bench"
+# `--routers`: serve.colocate_router for each.
+ROUTERS = {"colocated": True, "separate": False}
 MESSAGES = [{"role": "user", "content": "Tell me about the weather and the news today."}]
 
 
@@ -49,7 +55,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _deploy(model_dir: Path, serve_port: int, interval_ms: float) -> None:
+def _deploy(model_dir: Path, serve_port: int, interval_ms: float, colocate: bool) -> None:
     import ray
 
     from deployments.app import build_app
@@ -57,7 +63,8 @@ def _deploy(model_dir: Path, serve_port: int, interval_ms: float) -> None:
 
     config = parse_config(
         f"""
-serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}}}}
+serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}},
+        colocate_router: {str(colocate).lower()}}}
 auth: {{dev_key: {KEY}}}
 cache: {{enabled: false}}
 storage: {{url: "sqlite:///{tempfile.mkdtemp(prefix="raygate-bench-")}/raygate.db"}}
@@ -189,6 +196,10 @@ def main() -> int:
         "--stream-intervals", type=float, nargs="+", default=[0, 20, 50], help="ms; 0 first"
     )
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens per answer")
+    parser.add_argument(
+        "--routers", nargs="+", choices=list(ROUTERS), default=["colocated"],
+        help="raygate's router in the ingress, and/or a Router deployment of its own",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
     report = Report("local_serving", parameters=vars(args))
@@ -200,8 +211,9 @@ def main() -> int:
     url = f"http://127.0.0.1:{serve_port}/v1/chat/completions"
     rows = []
     try:
-        for interval in progress(args.stream_intervals, "stream intervals", unit="interval"):
-            _deploy(model_dir, serve_port, interval)
+        setups = [(i, r) for i in args.stream_intervals for r in args.routers]
+        for interval, router in progress(setups, "deployments", unit="deployment"):
+            _deploy(model_dir, serve_port, interval, ROUTERS[router])
             _wait(f"http://127.0.0.1:{serve_port}/readyz")
             handle = serve.get_deployment_handle("LocalModel:tiny", app_name="raygate").options(
                 stream=True
@@ -211,9 +223,11 @@ def main() -> int:
                     row = asyncio.run(
                         _level(path, concurrency, args.requests, args.tokens, handle, url)
                     )
-                    row = {"stream_interval_ms": interval, **row}
+                    row = {"stream_interval_ms": interval, "router": router, **row}
                     rows.append(row)
-                    print(f"  {interval:>4} ms {path:8} c={concurrency:<3} {row}", flush=True)
+                    print(
+                        f"  {interval:>4} ms {router} {path:8} c={concurrency:<3} {row}", flush=True
+                    )
     finally:
         serve.shutdown()
     _report(report, rows, args)
@@ -224,6 +238,7 @@ def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace
     table = markdown_table(
         [
             "stream interval ms",
+            "router",
             "path",
             "concurrency",
             "TTFT p50 ms",
@@ -234,6 +249,7 @@ def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace
         [
             [
                 r["stream_interval_ms"],
+                r["router"],
                 r["path"],
                 r["concurrency"],
                 r["ttft_p50_ms"],
@@ -243,32 +259,35 @@ def _report(report: Report, rows: list[dict[str, Any]], args: argparse.Namespace
             ]
             for r in rows
         ],
-        align="rlrrrrr",
+        align="rllrrrrr",
     )
     print(table)
-    by = {(r["stream_interval_ms"], r["path"], r["concurrency"]): r for r in rows}
+    by = {(r["stream_interval_ms"], r["router"], r["path"], r["concurrency"]): r for r in rows}
     engine = args.stream_intervals[0]  # the engine as it streams on its own (0: every step)
+    first = args.routers[0]  # whose deployment's direct rows stand for the engine alone
 
     def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
         return round(a["total_tokens_per_s"] / b["total_tokens_per_s"], 3)
 
     summary = []
-    for interval in args.stream_intervals:
-        for c in args.concurrency:
-            raygate, direct = by[(interval, "raygate", c)], by[(interval, "direct", c)]
-            alone = by[(engine, "direct", c)]
-            summary.append(
-                {
-                    "stream_interval_ms": interval,
-                    "concurrency": c,
-                    "added_ttft_p50_ms": round(raygate["ttft_p50_ms"] - alone["ttft_p50_ms"], 1),
-                    "total_tokens_per_s_ratio": ratio(raygate, alone),
-                    "total_tokens_per_s_ratio_same_interval": ratio(raygate, direct),
-                }
-            )
+    for interval, router, c in itertools.product(
+        args.stream_intervals, args.routers, args.concurrency
+    ):
+        raygate, direct = by[(interval, router, "raygate", c)], by[(interval, router, "direct", c)]
+        alone = by[(engine, first, "direct", c)]
+        summary.append(
+            {
+                "stream_interval_ms": interval,
+                "router": router,
+                "concurrency": c,
+                "added_ttft_p50_ms": round(raygate["ttft_p50_ms"] - alone["ttft_p50_ms"], 1),
+                "total_tokens_per_s_ratio": ratio(raygate, alone),
+                "total_tokens_per_s_ratio_same_interval": ratio(raygate, direct),
+            }
+        )
     for s in summary:
         print(
-            f"  {s['stream_interval_ms']:>4} ms c={s['concurrency']:<3} raygate adds "
+            f"  {s['stream_interval_ms']:>4} ms {s['router']} c={s['concurrency']:<3} raygate adds "
             f"{s['added_ttft_p50_ms']:+} ms TTFT p50 over the engine alone; total tokens/s "
             f"x{s['total_tokens_per_s_ratio']} (x{s['total_tokens_per_s_ratio_same_interval']}"
             " of direct at the same interval)"
