@@ -249,7 +249,9 @@ def _checkout(rev: str, where: Path) -> Path:
 def _child(args: argparse.Namespace, tree: Path, env: dict[str, str], out: Path) -> Any:
     """One measuring process (and its fresh Ray) on the code in `tree`: this script, with
     `tree` first on the path of the process and of the Ray workers it starts."""
-    command = [sys.executable, __file__, "--child-out", str(out)]
+    # As a module: run as a script, its folder would come first on the path, where
+    # benchmarks/mcp.py stands in for the `mcp` package.
+    command = [sys.executable, "-m", "benchmarks.overhead", "--child-out", str(out)]
     command += ["--requests", str(args.requests), "--concurrency", *map(str, args.concurrency)]
     command += ["--litellm", str(args.litellm)]
     path = os.pathsep.join([str(tree), str(ROOT)])
