@@ -14,11 +14,14 @@ pins would fight raygate's), one worker, no database, a master key as raygate ha
 Without it (`--litellm` names another executable) its row is left out and the JSON says so.
 With `--compare REV`, raygate at commit REV (checked out in a temporary worktree) is measured
 in the same run, in alternating rounds with the working tree's, so a change's cost is read
-side by side on one machine in one run. Prints a table and writes
-`benchmarks/results/overhead.json`.
+side by side on one machine in one run. With `--ingress-replicas 1 2`, raygate is deployed
+once per count of ingress replicas, each its own Serve app and row (the first at `/`, as
+"raygate (miss path)"; each other count N at `/ingressN`). Prints a table and writes
+`benchmarks/results/overhead.json` (or `--out`).
 
     .venv/bin/python -m benchmarks.overhead [--requests 400] [--concurrency 1 8 64]
         [--profiles default throughput haproxy] [--compare REV] [--rounds 2] [--litellm EXE]
+        [--ingress-replicas 1 2] [--out PATH]
 """
 
 import argparse
@@ -111,16 +114,17 @@ def _start_litellm(exe: Path, sim_url: str, port: int, scratch: Path) -> subproc
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def _deploy(sim_url: str, serve_port: int) -> None:
-    """Start Serve with two apps: a bare forwarder at /bare and raygate at /."""
+def _deploy(sim_url: str, serve_port: int, ingress_replicas: list[int]) -> None:
+    """Start Serve with a bare forwarder at /bare and raygate at / (and, per other count of
+    ingress replicas N, at /ingressN)."""
     import ray
 
     from deployments.app import build_app
     from gateway.config import parse_config
 
-    config = parse_config(
-        f"""
-serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}}}}
+    text = f"""
+serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1, num_replicas: %(replicas)d}},
+        router: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {KEY}}}
 cache: {{enabled: false}}  # every request is the same: measure the uncached path
 storage: {{url: "sqlite:///{tempfile.mkdtemp(prefix="raygate-bench-")}/raygate.db"}}
@@ -129,14 +133,16 @@ providers:
 models:
   sim-small: {{targets: [simulator/sim-small]}}
 """
-    )
     # address="local": a fresh Ray, never a stale cluster that `ray start` left a record of.
     ray.init(
         address="local", num_cpus=os.cpu_count() or 2, logging_level="ERROR", log_to_driver=False
     )
     serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     serve.run(cast(Deployment, BareForwarder).bind(sim_url), name="bare", route_prefix="/bare")
-    serve.run(build_app({"config": config}), name="raygate", route_prefix="/")
+    for i, replicas in enumerate(ingress_replicas):  # the first at /, the others beside it
+        config = parse_config(text % {"replicas": replicas})
+        name, prefix = ("raygate", "/") if i == 0 else (f"raygate{i}", f"/ingress{replicas}")
+        serve.run(build_app({"config": config}), name=name, route_prefix=prefix)
 
 
 async def _load(
@@ -202,11 +208,16 @@ def main() -> int:
     parser.add_argument(
         "--litellm", type=Path, default=LITELLM_DEFAULT, help="LiteLLM's `litellm` executable"
     )
+    parser.add_argument(
+        "--ingress-replicas", type=int, nargs="+", default=[1],
+        help="raygate once per count of ingress replicas, side by side",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     litellm = args.litellm if args.litellm.exists() else None
     if args.child_out is not None:
-        rows = _measure(args.requests, args.concurrency, litellm)
+        rows = _measure(args.requests, args.concurrency, litellm, args.ingress_replicas)
         args.child_out.write_text(json.dumps(rows))
         return 0
 
@@ -233,7 +244,7 @@ def main() -> int:
                 cwd=ROOT,
                 check=False,
             )
-    _report(report, rows, profiles=args.profiles)
+    _report(report, rows, profiles=args.profiles, out=args.out)
     return 0
 
 
@@ -254,6 +265,7 @@ def _child(args: argparse.Namespace, tree: Path, env: dict[str, str], out: Path)
     command = [sys.executable, "-m", "benchmarks.overhead", "--child-out", str(out)]
     command += ["--requests", str(args.requests), "--concurrency", *map(str, args.concurrency)]
     command += ["--litellm", str(args.litellm)]
+    command += ["--ingress-replicas", *map(str, args.ingress_replicas)]
     path = os.pathsep.join([str(tree), str(ROOT)])
     subprocess.run(command, check=True, cwd=tree, env={**os.environ, **env, "PYTHONPATH": path})
     return json.loads(out.read_text())
@@ -272,7 +284,9 @@ def _litellm_version(exe: Path | None) -> str | None:
     return found.stdout.strip() or None
 
 
-def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dict[str, Any]]:
+def _measure(
+    requests: int, levels: list[int], litellm: Path | None, ingress_replicas: list[int]
+) -> list[dict[str, Any]]:
     """Every path at every concurrency level, interleaved, on one fresh Ray."""
     sim_port, serve_port, litellm_port = _free_port(), _free_port(), _free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
@@ -287,7 +301,7 @@ def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dic
         _wait(f"{sim_url}/healthz")
         if proxy is not None:
             _wait(f"http://127.0.0.1:{litellm_port}/health/liveliness", timeout_s=180)
-        _deploy(sim_url, serve_port)
+        _deploy(sim_url, serve_port, ingress_replicas)
         serve_url = f"http://127.0.0.1:{serve_port}"
         _wait(f"{serve_url}/readyz")
         paths = {
@@ -298,6 +312,11 @@ def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dic
                 {"authorization": f"Bearer {KEY}"},
             ),
         }
+        for replicas in ingress_replicas[1:]:
+            paths[f"raygate, {replicas} ingress replicas"] = (
+                f"{serve_url}/ingress{replicas}/v1/chat/completions",
+                {"authorization": f"Bearer {KEY}"},
+            )
         if proxy is not None:
             paths["LiteLLM proxy"] = (
                 f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
@@ -318,7 +337,9 @@ def _measure(requests: int, levels: list[int], litellm: Path | None) -> list[dic
     return rows
 
 
-def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) -> None:
+def _report(
+    report: Report, rows: list[dict[str, Any]], *, profiles: list[str], out: Path | None
+) -> None:
     summary = []
     for version in dict.fromkeys(r["version"] for r in rows):
         for profile in profiles:
@@ -437,7 +458,8 @@ def _report(report: Report, rows: list[dict[str, Any]], *, profiles: list[str]) 
             "table_markdown": table,
             "summary_markdown": added,
             "versus_litellm_markdown": versus if against else None,
-        }
+        },
+        path=out,
     )
 
 
