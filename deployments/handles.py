@@ -12,29 +12,16 @@ model) goes through `answer` / `resent` / `stream` here, so a failure means the 
   back-pressure (`max_queued_requests` reached), are a retryable 503 naming the hop, so the
   router falls over (local models) or the client may retry;
 - anything else is a 502 naming the hop, never the generic 500 with a traceback.
-
-`ServeEngines`, the router's transport to local models, also holds back calls to a model
-with no running replica (scaled to zero, or its replicas starting or restarting), which Serve
-would otherwise queue until one is up. Which deployments have a running replica comes from
-the Serve controller, polled in the background every `poll_s`. For a deployment with none, a
-single wake-up call is sent, so that a deployment scaled to zero scales up (Serve counts
-queued requests), and the request falls over at once; a request for a model given a wait
-(`waits`: one that scales to zero) is sent all the same and waits in Serve's queue, the first
-request after a scale to zero is answered. A call waiting when the last replica goes (Serve
-re-queues a request whose replica died before it started), or longer than its model's wait
-with none running, is withdrawn at the next poll rather than left waiting for a new replica.
+The local models' client, `ServeEngines`, is in `deployments/engines.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
-from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
@@ -49,7 +36,7 @@ from gateway.cache.lookup import (
 )
 from gateway.cache.precache import FollowUp
 from gateway.cache.request import CacheRequest
-from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from gateway.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -67,8 +54,6 @@ _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
-# How long a wake-up call may wait for a replica to start (a large model loads for minutes).
-_WAKE_TIMEOUT_S = 900.0
 # Sends of one call whose replica is lost each time (a replica per deployment can die at once).
 ATTEMPTS = 3
 
@@ -242,194 +227,3 @@ class CacheClient:
     async def stats(self) -> dict[str, Any]:
         """One cache replica's counters (the one the handle picked)."""
         return await answer(self._handle.stats.remote(), self._WHERE)
-
-
-class ServeEngines:
-    """`gateway.providers.local.LocalEngines` over the local models' DeploymentHandles.
-
-    `app` is the Serve application the deployments belong to; `deployments` maps each model
-    to its deployment name there (for the controller's replica counts).
-    """
-
-    def __init__(
-        self,
-        handles: Mapping[str, DeploymentHandle],
-        *,
-        app: str,
-        deployments: Mapping[str, str],
-        waits: Mapping[str, float] | None = None,
-        poll_s: float = 1.0,
-    ) -> None:
-        self._handles = dict(handles)
-        self._streams = {name: h.options(stream=True) for name, h in handles.items()}
-        self._app = app
-        self._deployments = dict(deployments)
-        self._waits = dict(waits or {})
-        self._poll_s = poll_s
-        self._running: dict[str, int] = {}  # model -> replicas RUNNING; unknown = assume some
-        self._poller: asyncio.Task[None] | None = None
-        self._waking: dict[str, asyncio.Task[None]] = {}
-        self._gone: dict[str, asyncio.Event] = {}  # set while a model has no running replica
-        self._seen_running: set[str] = set()  # models that have had a running replica
-
-    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        handle = await self._handle(request.model)
-        return await self._answer(handle.chat.remote(request), request.model)
-
-    def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-        return self._chunks(lambda h: h.chat_stream.remote(request), request.model)
-
-    async def completion(self, request: CompletionRequest) -> Completion:
-        handle = await self._handle(request.model)
-        return await self._answer(handle.completion.remote(request), request.model)
-
-    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
-        return self._chunks(lambda h: h.completion_stream.remote(request), request.model)
-
-    async def running(self) -> dict[str, int]:
-        """Each model's running replicas, from the Serve controller now."""
-        self._running = await asyncio.to_thread(self._replicas_running)
-        self._seen_running.update(model for model, n in self._running.items() if n)
-        return self._running
-
-    async def aclose(self) -> None:
-        """Stop polling the controller and any wake-up calls."""
-        tasks = [t for t in (self._poller, *self._waking.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _handle(self, model: str, *, stream: bool = False) -> DeploymentHandle:
-        handles = self._streams if stream else self._handles
-        handle = handles.get(model)
-        if handle is None:
-            raise UpstreamRejected(f"no local model {model!r} is deployed")
-        if self._poller is None:
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="local:poll")
-        if self._running.get(model) == 0 and not self._waits.get(model):
-            self._wake(model)
-            raise UpstreamUnavailable(
-                f"local model {model!r} has no running replica yet (starting, or scaled to zero)",
-                headers={"retry-after": "5"},
-            )
-        # A model that waits: the call itself, queued in Serve, scales it up from zero.
-        return handle
-
-    def _wake(self, model: str) -> None:
-        """One queued call per model while none runs: Serve scales up for it."""
-        if model in self._waking:
-            return
-
-        async def wake() -> None:
-            try:
-                async with asyncio.timeout(_WAKE_TIMEOUT_S):
-                    await self._handles[model].check_health.remote()
-            except Exception as exc:  # the next request wakes it again
-                log.info("waking local model %r: %s", model, type(exc).__name__)
-            finally:
-                self._waking.pop(model, None)
-
-        self._waking[model] = asyncio.get_running_loop().create_task(wake(), name=f"wake:{model}")
-
-    async def _poll(self) -> None:
-        while True:
-            try:
-                await self.running()
-            except Exception as exc:  # the controller restarting: keep the last counts
-                log.warning("cannot read Serve's status: %s: %s", type(exc).__name__, exc)
-            for model, running in self._running.items():
-                gone = self._gone_event(model)
-                if running and gone.is_set():
-                    log.warning("local model %r has %d running replica(s) again", model, running)
-                    gone.clear()
-                elif not running and not gone.is_set():
-                    log.warning("local model %r has no running replica: falling over", model)
-                    gone.set()
-            await asyncio.sleep(self._poll_s)
-
-    async def _gone_for(self, model: str, grace_s: float) -> None:
-        """Return once `model` has had no running replica after `grace_s` from now."""
-        if grace_s:
-            await asyncio.sleep(grace_s)  # a deadline: a scale-up from zero may take this long
-        await self._gone_event(model).wait()
-
-    def _gone_event(self, model: str) -> asyncio.Event:
-        return self._gone.setdefault(model, asyncio.Event())
-
-    async def _answer(self, response: Any, model: str) -> Any:
-        """A whole answer, unless the model loses its last replica while it is awaited."""
-        try:
-            return await self._unless_gone(response, model, grace_s=self._waits.get(model, 0.0))
-        except BaseException as exc:
-            response.cancel()  # withdrawn, or the client went away; a no-op once answered
-            if isinstance(exc, Exception):
-                raise failure(exc, _where(model)) from None
-            raise
-
-    async def _chunks(
-        self, send: Callable[[DeploymentHandle], Any], model: str
-    ) -> AsyncIterator[Any]:
-        stream = send(await self._handle(model, stream=True))
-        grace_s = self._waits.get(model, 0.0)  # until the first chunk
-        try:
-            while True:
-                try:
-                    chunk = await self._unless_gone(stream.__anext__(), model, grace_s=grace_s)
-                except StopAsyncIteration:
-                    return
-                grace_s = 0.0
-                yield chunk
-        except Exception as exc:
-            raise failure(exc, _where(model)) from None
-        finally:
-            stream.cancel()  # a client that went away aborts the request in the engine
-
-    async def _unless_gone(self, call: Awaitable[_T], model: str, *, grace_s: float = 0.0) -> _T:
-        """`call`'s result, unless `model` has no running replica for longer than `grace_s`
-        (the time a request waits for a model scaled to zero)."""
-        task = asyncio.ensure_future(call)
-        gone = asyncio.ensure_future(self._gone_for(model, grace_s))
-        try:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
-            raise
-        finally:
-            gone.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        task.add_done_callback(_retrieved)  # Serve ends it with RequestCancelledError
-        self._wake(model)
-        what = "lost its last" if model in self._seen_running else "has no"
-        raise UpstreamUnavailable(
-            f"local model {model!r} {what} running replica (starting, or scaled to zero)",
-            headers={"retry-after": "5"},
-        )
-
-    def _replicas_running(self) -> dict[str, int]:
-        app = serve.status().applications.get(self._app)
-        if app is None:
-            return {}
-        running = {}
-        for model, deployment in self._deployments.items():
-            found = app.deployments.get(deployment)
-            if found is not None:
-                # Keyed by ReplicaState, or by its name once the status went through JSON.
-                states = {
-                    str(getattr(state, "value", state)): n
-                    for state, n in found.replica_states.items()
-                }
-                running[model] = states.get("RUNNING", 0)
-        return running
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _where(model: str) -> str:
-    return f"local model {model!r}"

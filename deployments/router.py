@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.handles import ServeEngines
+from deployments.engines import ServeEngines
 from gateway.config import GatewayConfig
 from gateway.observability.metrics import MetricFactory, instruments, serve_metric
 from gateway.protocol.openai import (

@@ -2,7 +2,7 @@
 
 `local_model_app(name, config)` is what `deployments/app.py` binds for each entry of the
 config's `local_models`; the router reaches the replicas through a DeploymentHandle
-(`deployments.handles.ServeEngines`). Sizing comes from the model's config: CPUs, GPUs (a
+(`deployments.engines.ServeEngines`). Sizing comes from the model's config: CPUs, GPUs (a
 fraction shares one), accelerator type, fixed replicas or autoscaling (scale to zero
 included), and how many requests a replica batches and queues before the router falls over.
 """

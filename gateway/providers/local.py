@@ -1,7 +1,7 @@
 """Local models as a provider: the router's side of a vLLM replica in the same Serve app.
 
 The transport is injected (`LocalEngines`): in Serve, one DeploymentHandle per local model
-(`deployments.handles.ServeEngines`); nothing here imports Ray or vLLM. To the router a local
+(`deployments.engines.ServeEngines`); nothing here imports Ray or vLLM. To the router a local
 model is one more target, `local/<name>`, with breakers, retries and strategies like any
 other. A replica that is saturated, dead or not yet started raises a retryable
 `UpstreamUnavailable`, so the router falls over to the alias's next target.
