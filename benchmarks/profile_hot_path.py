@@ -2,10 +2,10 @@
 
 Starts the simulator and raygate (cache off, Ray Serve's throughput-optimized settings, as
 `raygate up` ships them), puts `--concurrency` non-streamed chat requests on the miss path for
-`--seconds`, and meanwhile samples the proxy, ingress and router replicas with py-spy. For each
-process it reports the functions with the largest share of samples, inclusive (anywhere on the
-stack) and self (the frame running), the share of raygate's own functions, and writes a flame
-graph (SVG) for each. py-spy samples the thread holding the GIL (`--gil`), so the shares are
+`--seconds`, and meanwhile samples the proxy and ingress replicas with py-spy (the router runs
+in the ingress: `serve.colocate_router`, the default). For each process it reports the
+functions with the largest share of samples, inclusive (anywhere on the stack) and self (the
+frame running), the share of raygate's own functions, and writes a flame graph (SVG) for each. py-spy samples the thread holding the GIL (`--gil`), so the shares are
 of the Python CPU time each process spends. Writes
 `benchmarks/results/profile_hot_path.json` and `profile_hot_path_<process>.svg`.
 
@@ -34,7 +34,6 @@ from benchmarks.report import RESULTS, ROOT, Report
 PROCESSES = {
     "proxy": "ProxyActor",
     "ingress": "ServeReplica:raygate:Ingress",
-    "router": "ServeReplica:raygate:Router",
 }
 """Each sampled process, by what its title holds."""
 
@@ -58,7 +57,7 @@ def main() -> int:
     )
     try:
         _wait(f"{sim_url}/healthz")
-        _deploy(sim_url, serve_port)
+        _deploy(sim_url, serve_port, [1])
         _wait(f"http://127.0.0.1:{serve_port}/readyz")
         pids = {name: _pid(title) for name, title in PROCESSES.items()}
         url = f"http://127.0.0.1:{serve_port}/v1/chat/completions"

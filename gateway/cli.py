@@ -173,6 +173,8 @@ def _check_config(args: argparse.Namespace) -> int:
     models = config.enabled_models()
     for alias, entry in models.items():
         print(f"model {alias}: {', '.join(t.label for t in entry.targets)}")
+    for caveat in config.caveats():
+        print(f"warning: {caveat}")
     if not models:
         # A gateway that would answer every request with "model not found".
         raise ConfigError(
@@ -193,6 +195,8 @@ def _print_welcome(config: GatewayConfig, base_url: str) -> None:
     disabled = [n for n, p in config.providers.items() if p.disabled_reason()]
     if disabled:
         print(f"  providers off until their keys are set: {', '.join(disabled)}")
+    for caveat in config.caveats():
+        print(f"  warning: {caveat}")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,12 @@ class DeploymentSettings(ConfigSection):
         None, description="Ray Serve autoscaling_config; overrides num_replicas"
     )
 
+    def most_replicas(self) -> int | None:
+        """The most replicas Serve may run (None: `auto`, Serve's own ceiling)."""
+        if self.autoscaling is not None:
+            return int(self.autoscaling.get("max_replicas", 1))
+        return None if self.num_replicas == "auto" else self.num_replicas
+
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options`."""
         actor: dict[str, Any] = {"num_cpus": self.num_cpus}
@@ -231,6 +237,21 @@ class GatewayConfig(ConfigSection):
     mcp: McpConfig = Field(
         default_factory=McpConfig, description="MCP servers behind /mcp/<virtual server>"
     )
+
+    def caveats(self) -> list[str]:
+        """What this config does that its operator may not expect; `raygate check-config`
+        and `raygate up` print them."""
+        caveats = []
+        most = self.serve.ingress.most_replicas()
+        if self.rate_limits.configured() and self.rate_limits.store.url is None and most != 1:
+            times = f"{most}x" if most is not None else "several times"
+            caveats.append(
+                "rate limits are counted in each ingress replica's own memory (no "
+                "rate_limits.store.url) and serve.ingress may run "
+                f"{most or 'several'} replicas: a caller may get {times} each limit; "
+                "set rate_limits.store.url to a Redis shared by the replicas"
+            )
+        return caveats
 
     @model_validator(mode="after")
     def _targets_name_providers(self) -> GatewayConfig:

@@ -96,3 +96,9 @@ class RateLimitsConfig(ConfigSection):
         default_factory=dict, description="by the model alias clients ask for"
     )
     store: RateStoreConfig = Field(default_factory=RateStoreConfig)
+
+    def configured(self) -> bool:
+        """Whether any rate is configured."""
+        return bool(
+            self.per_user or self.per_key or self.users or self.keys or self.groups or self.models
+        )

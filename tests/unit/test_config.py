@@ -93,3 +93,38 @@ def test_the_packaged_embedded_default_is_valid(monkeypatch: pytest.MonkeyPatch)
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("serve", "store", "warned"),
+    [
+        ("ingress: {num_replicas: 2}", "", "serve.ingress may run 2 replicas"),
+        ("ingress: {autoscaling: {min_replicas: 1, max_replicas: 8}}", "", "get 8x each limit"),
+        ("ingress: {num_replicas: auto}", "", "several times each limit"),
+        ("ingress: {num_replicas: 2}", "store: {url: 'redis://127.0.0.1:6379/0'}", None),
+        ("ingress: {num_replicas: 1}", "", None),
+    ],
+)
+def test_per_replica_rate_limits_are_a_caveat_where_several_ingress_replicas_may_run(
+    serve: str, store: str, warned: str | None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from gateway.cli import main
+
+    text = (
+        f"serve: {{{serve}}}\n"
+        f"rate_limits: {{per_user: {{rpm: 60}}, {store}}}\n"
+        "providers: {simulator: {preset: simulator, base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "models: {m: {targets: [simulator/sim-small]}}\n"
+    )
+    caveats = parse_config(text).caveats()
+    assert (caveats == []) if warned is None else (warned in caveats[0] and len(caveats) == 1)
+    config = tmp_path / "raygate.yaml"
+    config.write_text(text)
+    assert main(["check-config", "--config", str(config)]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "warning:" in line]
+    assert len(printed) == (0 if warned is None else 1)
+
+
+def test_no_rate_limit_is_no_caveat_however_many_replicas() -> None:
+    config = parse_config("serve: {ingress: {num_replicas: 4}}\n")
+    assert config.caveats() == []
