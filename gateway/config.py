@@ -242,6 +242,12 @@ class GatewayConfig(ConfigSection):
         """What this config does that its operator may not expect; `raygate check-config`
         and `raygate up` print them."""
         caveats = []
+        if self.serve.colocate_router and "router" in self.serve.model_fields_set:
+            caveats.append(
+                "serve.router sizes a Router deployment, but the router runs in each ingress "
+                "replica (serve.colocate_router: true): size serve.ingress instead, or set "
+                "serve.colocate_router: false"
+            )
         most = self.serve.ingress.most_replicas()
         if self.rate_limits.configured() and self.rate_limits.store.url is None and most != 1:
             times = f"{most}x" if most is not None else "several times"

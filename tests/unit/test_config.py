@@ -128,3 +128,10 @@ def test_per_replica_rate_limits_are_a_caveat_where_several_ingress_replicas_may
 def test_no_rate_limit_is_no_caveat_however_many_replicas() -> None:
     config = parse_config("serve: {ingress: {num_replicas: 4}}\n")
     assert config.caveats() == []
+
+
+def test_sizing_a_router_that_runs_in_the_ingress_is_a_caveat() -> None:
+    colocated = parse_config("serve: {router: {num_replicas: 2}}\n")
+    assert "serve.router sizes a Router deployment" in colocated.caveats()[0]
+    separate = parse_config("serve: {colocate_router: false, router: {num_replicas: 2}}\n")
+    assert separate.caveats() == []
