@@ -5,8 +5,9 @@ Starts the simulator and raygate (cache off, Ray Serve's throughput-optimized se
 `--seconds`, and meanwhile samples the proxy and ingress replicas with py-spy (the router runs
 in the ingress: `serve.colocate_router`, the default). For each process it reports the
 functions with the largest share of samples, inclusive (anywhere on the stack) and self (the
-frame running), the share of raygate's own functions, and writes a flame graph (SVG) for each. py-spy samples the thread holding the GIL (`--gil`), so the shares are
-of the Python CPU time each process spends. Writes
+frame running), the share of raygate's own functions, and writes a flame graph (SVG) for
+each. py-spy samples the thread holding the GIL (`--gil`), so the shares are of the Python
+CPU time each process spends. Writes
 `benchmarks/results/profile_hot_path.json` and `profile_hot_path_<process>.svg`.
 
     .venv/bin/python -m benchmarks.profile_hot_path [--seconds 20] [--concurrency 8]
