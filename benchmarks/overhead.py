@@ -114,16 +114,9 @@ def _start_litellm(exe: Path, sim_url: str, port: int, scratch: Path) -> subproc
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def _deploy(sim_url: str, serve_port: int, ingress_replicas: list[int]) -> None:
-    """Start Serve with a bare forwarder at /bare and raygate at / (and, per other count of
-    ingress replicas N, at /ingressN)."""
-    import ray
-
-    from deployments.app import build_app
-    from gateway.config import parse_config
-
-    text = f"""
-serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1, num_replicas: %(replicas)d}},
+def _raygate_config(sim_url: str, serve_port: int, ingress_replicas: int) -> str:
+    return f"""
+serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1, num_replicas: {ingress_replicas}}},
         router: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {KEY}}}
 cache: {{enabled: false}}  # every request is the same: measure the uncached path
@@ -133,6 +126,16 @@ providers:
 models:
   sim-small: {{targets: [simulator/sim-small]}}
 """
+
+
+def _deploy(sim_url: str, serve_port: int, ingress_replicas: list[int]) -> None:
+    """Start Serve with a bare forwarder at /bare and raygate at / (and, per other count of
+    ingress replicas N, at /ingressN, with a database of its own)."""
+    import ray
+
+    from deployments.app import build_app
+    from gateway.config import parse_config
+
     # address="local": a fresh Ray, never a stale cluster that `ray start` left a record of.
     ray.init(
         address="local", num_cpus=os.cpu_count() or 2, logging_level="ERROR", log_to_driver=False
@@ -140,7 +143,7 @@ models:
     serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     serve.run(cast(Deployment, BareForwarder).bind(sim_url), name="bare", route_prefix="/bare")
     for i, replicas in enumerate(ingress_replicas):  # the first at /, the others beside it
-        config = parse_config(text % {"replicas": replicas})
+        config = parse_config(_raygate_config(sim_url, serve_port, replicas))
         name, prefix = ("raygate", "/") if i == 0 else (f"raygate{i}", f"/ingress{replicas}")
         serve.run(build_app({"config": config}), name=name, route_prefix=prefix)
 

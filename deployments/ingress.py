@@ -54,6 +54,8 @@ class Ingress:
 
     async def __del__(self) -> None:
         # Serve's graceful shutdown of this replica: flush the audit trail before it goes.
-        await self._app.state.pipeline.aclose()
-        if self._routing is not None:
-            await self._routing.aclose()
+        try:
+            await self._app.state.pipeline.aclose()
+        finally:
+            if self._routing is not None:
+                await self._routing.aclose()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.audit.cli import add_audit_commands
 from gateway.cache.cli import add_cache_commands
+from gateway.caveats import caveats
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.deploy import add_deploy_command
 from gateway.identity.cli import add_key_commands
@@ -173,7 +174,7 @@ def _check_config(args: argparse.Namespace) -> int:
     models = config.enabled_models()
     for alias, entry in models.items():
         print(f"model {alias}: {', '.join(t.label for t in entry.targets)}")
-    for caveat in config.caveats():
+    for caveat in caveats(config):
         print(f"warning: {caveat}")
     if not models:
         # A gateway that would answer every request with "model not found".
@@ -195,7 +196,7 @@ def _print_welcome(config: GatewayConfig, base_url: str) -> None:
     disabled = [n for n, p in config.providers.items() if p.disabled_reason()]
     if disabled:
         print(f"  providers off until their keys are set: {', '.join(disabled)}")
-    for caveat in config.caveats():
+    for caveat in caveats(config):
         print(f"  warning: {caveat}")
 
 

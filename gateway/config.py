@@ -238,27 +238,6 @@ class GatewayConfig(ConfigSection):
         default_factory=McpConfig, description="MCP servers behind /mcp/<virtual server>"
     )
 
-    def caveats(self) -> list[str]:
-        """What this config does that its operator may not expect; `raygate check-config`
-        and `raygate up` print them."""
-        caveats = []
-        if self.serve.colocate_router and "router" in self.serve.model_fields_set:
-            caveats.append(
-                "serve.router sizes a Router deployment, but the router runs in each ingress "
-                "replica (serve.colocate_router: true): size serve.ingress instead, or set "
-                "serve.colocate_router: false"
-            )
-        most = self.serve.ingress.most_replicas()
-        if self.rate_limits.configured() and self.rate_limits.store.url is None and most != 1:
-            times = f"{most}x" if most is not None else "several times"
-            caveats.append(
-                "rate limits are counted in each ingress replica's own memory (no "
-                "rate_limits.store.url) and serve.ingress may run "
-                f"{most or 'several'} replicas: a caller may get {times} each limit; "
-                "set rate_limits.store.url to a Redis shared by the replicas"
-            )
-        return caveats
-
     @model_validator(mode="after")
     def _targets_name_providers(self) -> GatewayConfig:
         for alias, entry in self.models.items():

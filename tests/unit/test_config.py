@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.caveats import caveats
 from gateway.cli import default_config_path
 from gateway.config import ConfigError, load_config, parse_config
 
@@ -116,8 +117,8 @@ def test_per_replica_rate_limits_are_a_caveat_where_several_ingress_replicas_may
         "providers: {simulator: {preset: simulator, base_url: 'http://127.0.0.1:9/v1'}}\n"
         "models: {m: {targets: [simulator/sim-small]}}\n"
     )
-    caveats = parse_config(text).caveats()
-    assert (caveats == []) if warned is None else (warned in caveats[0] and len(caveats) == 1)
+    found = caveats(parse_config(text))
+    assert (found == []) if warned is None else (warned in found[0] and len(found) == 1)
     config = tmp_path / "raygate.yaml"
     config.write_text(text)
     assert main(["check-config", "--config", str(config)]) == 0
@@ -127,11 +128,11 @@ def test_per_replica_rate_limits_are_a_caveat_where_several_ingress_replicas_may
 
 def test_no_rate_limit_is_no_caveat_however_many_replicas() -> None:
     config = parse_config("serve: {ingress: {num_replicas: 4}}\n")
-    assert config.caveats() == []
+    assert caveats(config) == []
 
 
 def test_sizing_a_router_that_runs_in_the_ingress_is_a_caveat() -> None:
     colocated = parse_config("serve: {router: {num_replicas: 2}}\n")
-    assert "serve.router sizes a Router deployment" in colocated.caveats()[0]
+    assert "serve.router sizes a Router deployment" in caveats(colocated)[0]
     separate = parse_config("serve: {colocate_router: false, router: {num_replicas: 2}}\n")
-    assert separate.caveats() == []
+    assert caveats(separate) == []
