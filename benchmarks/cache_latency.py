@@ -3,7 +3,8 @@
 Three parts, each optional (`--parts`):
 
 - embed: MiniLM (raygate's `Embedder`) sentences/s at batch sizes 1-256 on this machine, over
-  distinct QQP questions; each call embeds exactly one batch, as a request batch would.
+  distinct QQP questions; each call embeds exactly one batch, as a request batch would
+  (`benchmarks/cache_lookup.py` measures the same on a GPU, with a replica's lookups).
 - index: single-query search (k=5, raygate's top_k) p50/p99, recall@1 against exact search
   and build time, for the flat index raygate starts with, the HNSW index it switches to past
   `CacheConfig.approximate_after` (M=32, efConstruction=80, efSearch 32/64/128) and IVF-Flat
@@ -54,6 +55,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+from benchmarks.cache_lookup import measure_embedder
 from benchmarks.paraphrase_sets import DEFAULT_DATA
 from benchmarks.report import RESULTS, ROOT, Report, percentile
 from gateway.cache.config import CacheConfig
@@ -62,7 +64,6 @@ from gateway.cache.embedder import Embedder
 PARTS = ("embedder", "index", "gateway")
 # What `runs` keeps of the run that measured a part: the report's metadata and `software`.
 RUN_KEYS = ("timestamp", "finished", "commit", "machine", "load_average", "parameters", "software")
-BATCH_SIZES = (1, 8, 32, 64, 128, 256)
 SIZES = (1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1_000_000)
 TOP_K = 5
 HNSW_EF_SEARCH = (32, 64, 128)
@@ -94,40 +95,6 @@ def qqp_texts(data: Path, seed: int) -> tuple[list[tuple[str, str]], list[str]]:
     others = list(dict.fromkeys(t for r in rows for t in (r["text_a"], r["text_b"])))
     rng.shuffle(others)
     return pairs, others
-
-
-# ---------------------------------------------------------------------------------- embed
-
-
-def measure_embedder(embedder: Embedder, texts: list[str], rounds: int) -> list[dict[str, Any]]:
-    """Sentences/s per batch size: every call embeds one batch; median of `rounds` passes."""
-    embedder.embed(texts[:64])  # warm-up
-    rows = []
-    for size in BATCH_SIZES:
-        embedder.batch_size = size
-        rates, call_times = [], []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for i in range(0, len(texts), size):
-                call = time.perf_counter()
-                embedder.embed(texts[i : i + size])
-                call_times.append(time.perf_counter() - call)
-            rates.append(len(texts) / (time.perf_counter() - started))
-        row = {
-            "batch_size": size,
-            "sentences_per_s": _rounded(percentile(rates, 50), 1),
-            "sentences_per_s_rounds": [round(r, 1) for r in rates],
-            "batch_p50_ms": _ms(call_times, 50),
-            "batch_p99_ms": _ms(call_times, 99),
-        }
-        rows.append(row)
-        print(
-            f"  batch {size:>3}: {row['sentences_per_s']:7.1f} sentences/s, "
-            f"one batch p50 {row['batch_p50_ms']:.1f} ms",
-            flush=True,
-        )
-    embedder.batch_size = CacheConfig().embed_batch_size
-    return rows
 
 
 # ---------------------------------------------------------------------------------- index

@@ -62,6 +62,10 @@ class Embedder:
         if device.startswith("cuda"):
             # fp16 halves memory traffic; cosine scores move by ~1e-3, well under any threshold.
             self._model.half()
+        else:
+            # Half-precision weights (an operator's own model, say) load as such; on a CPU
+            # they run several times slower than in float32.
+            self._model.float()
         self._model.eval()
 
     def embed(self, texts: list[str]) -> np.ndarray:
