@@ -11,11 +11,12 @@ handle call. Two parts (`--parts`), for each device configuration, one after the
   stored question's QQP duplicate (a semantic hit, or a miss where the cold static threshold
   or a fact check refuses it); `unrelated` was never stored.
 
-Devices: `cpu` (float32, the embedded default), `cuda-fp16` (what `Embedder` picks on a GPU)
-and `cuda-fp32` (to show what half precision buys). Neither part needs Ray, a database or a
-running gateway, and the embedder part needs no FAISS, so both run on a lent GPU machine
-whose image lacks them (docs/gpu.md). A part this run did not measure for a device is kept
-from the file, with the time it was measured.
+Devices: `cpu` (float32, the embedded default), `cuda-fp16` (what `Embedder` picks on a GPU:
+half precision, batches of up to eight replayed from CUDA graphs), `cuda-fp16-eager` (the same
+without graphs) and `cuda-fp32-eager` (without half precision either). Neither part needs
+Ray, a database or a running gateway, and the embedder part needs no FAISS, so both run on a
+lent GPU machine whose image lacks them (docs/gpu.md). A part this run did not measure for a
+device is kept from the file, with the time it was measured.
 
     python -m benchmarks.cache_lookup [--parts embedder lookup] [--devices cpu cuda-fp16]
         [--entries 2000] [--lookups 300] [--model-path DIR] [--data DIR] [--out PATH]
@@ -40,7 +41,7 @@ from benchmarks.report import RESULTS, Report, latency_summary, percentile
 from gateway.cache.embedder import Embedder
 
 PARTS = ("embedder", "lookup")
-DEVICES = ("cpu", "cuda-fp16", "cuda-fp32")
+DEVICES = ("cpu", "cuda-fp16", "cuda-fp16-eager", "cuda-fp32-eager")
 BATCH_SIZES = (1, 8, 32, 64, 128, 256)
 SCOPE = "bench"
 
@@ -55,11 +56,27 @@ def qqp_pairs(data: Path, seed: int) -> list[tuple[str, str]]:
 
 
 def make_embedder(device: str, model_path: Path | None) -> Embedder:
-    """MiniLM on `device` (one of DEVICES); `cuda-fp32` undoes Embedder's half precision."""
-    embedder = Embedder(model_path, device="cpu" if device == "cpu" else "cuda")
-    if device == "cuda-fp32":
+    """MiniLM on `device` (one of DEVICES): `-eager` without CUDA graphs, `fp32` without
+    Embedder's half precision."""
+    embedder = Embedder(
+        model_path, device="cpu" if device == "cpu" else "cuda", cuda_graphs="eager" not in device
+    )
+    if "fp32" in device:
         embedder._model.float()
     return embedder
+
+
+def graphs_agreement(embedder: Embedder, texts: list[str]) -> dict[str, Any]:
+    """Whether CUDA graphs ran, and the lowest cosine between their embeddings and the eager
+    model's of the same texts, one at a time and eight at a time."""
+    graphed = embedder._graphed
+    if graphed is None or not graphed.enabled:
+        return {"cuda_graphs": False}
+    ones = np.concatenate([embedder.embed([text]) for text in texts[:8]])
+    eights = embedder.embed(texts[:8])
+    eager = embedder._model.encode(texts[:8], normalize_embeddings=True, convert_to_numpy=True)
+    lowest = min(float((ones * eager).sum(1).min()), float((eights * eager).sum(1).min()))
+    return {"cuda_graphs": graphed.enabled, "lowest_cosine_to_eager": round(lowest, 5)}
 
 
 def measure_embedder(embedder: Embedder, texts: list[str], rounds: int) -> list[dict[str, Any]]:
@@ -157,9 +174,11 @@ def main() -> None:
     measured: dict[str, dict[str, Any]] = {}
     for device in devices:
         print(f"{device}:", flush=True)
+        started = time.perf_counter()
         embedder = make_embedder(device, args.model_path)
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = graphs_agreement(embedder, texts) if device != "cpu" else {}
+        row["load_s"] = round(time.perf_counter() - started, 1)  # with capturing the graphs
         if "embedder" in args.parts:
             row["embedder"] = measure_embedder(embedder, texts, args.embed_rounds)
             row["embedder_measured_at"] = at
