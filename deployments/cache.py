@@ -43,7 +43,9 @@ class CacheDeployment:
 
     async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
         settings = config.cache
-        self._embedder = Embedder(batch_size=settings.embed_batch_size)
+        self._embedder = Embedder(
+            batch_size=settings.embed_batch_size, cuda_graphs=settings.cuda_graphs
+        )
         batcher: Any = self._embed_batched  # Serve's batch queue wrapper, untyped
         batcher.set_max_batch_size(settings.max_batch_size)
         batcher.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)

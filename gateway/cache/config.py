@@ -119,6 +119,9 @@ class CacheConfig(ConfigSection):
     hnsw_ef_search: int = Field(64, ge=1, description="HNSW candidate list length at query time")
     hnsw_ef_construction: int = Field(80, ge=1, description="HNSW candidate list length at build")
     embed_batch_size: int = Field(64, ge=1, description="texts per embedding batch")
+    cuda_graphs: bool = Field(
+        True, description="on a GPU, replay CUDA graphs for batches of up to 8 texts (docs/gpu.md)"
+    )
     routes: dict[str, CacheRoute] = Field(
         default_factory=dict, description="per model alias: enabled, threshold, semantic"
     )

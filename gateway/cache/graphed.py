@@ -39,15 +39,24 @@ def mean_pooled(model: Any) -> bool:
 
 
 class GraphedEncoder:
-    """Normalised mean-pooled embeddings of up to `BATCH_BUCKETS[-1]` texts per call, through
-    CUDA graphs; `encode` returns None for what it does not take (the caller runs eager)."""
+    """Normalised mean-pooled embeddings of up to `batch_buckets[-1]` texts of up to
+    `length_buckets[-1]` tokens per call, through CUDA graphs (on a CPU model, the same traced
+    code without them); `encode` returns None for what it does not take (run eager)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_buckets: tuple[int, ...] = BATCH_BUCKETS,
+        length_buckets: tuple[int, ...] = LENGTH_BUCKETS,
+    ) -> None:
         import torch
 
         self._torch = torch
+        self._batch_buckets = batch_buckets
+        self._length_buckets = length_buckets
         self._tokenizer = model.tokenizer
-        self._max_length = min(int(model.max_seq_length), LENGTH_BUCKETS[-1])
+        self._max_length = min(int(model.max_seq_length), length_buckets[-1])
         self._device = model.device
         transformer = model[0].auto_model
         self._accepts_token_types = "token_type_ids" in transformer.forward.__code__.co_varnames
@@ -68,8 +77,8 @@ class GraphedEncoder:
         self.enabled = True
         # Capture every bucket now, not on a request's time: torch runs a new graph's first
         # call eagerly, records it on the second and replays it from the third.
-        for rows in BATCH_BUCKETS:
-            for width in LENGTH_BUCKETS:
+        for rows in batch_buckets:
+            for width in length_buckets:
                 # Three distinct tensors, as a request brings (TorchDynamo guards on aliasing).
                 inputs = [
                     torch.full((rows, width), fill, dtype=torch.long, device=self._device)
@@ -80,7 +89,7 @@ class GraphedEncoder:
                         self._replay(inputs, rows)
 
     def encode(self, texts: list[str]) -> np.ndarray | None:
-        if not self.enabled or not texts or len(texts) > BATCH_BUCKETS[-1]:
+        if not self.enabled or not texts or len(texts) > self._batch_buckets[-1]:
             return None
         encoded = self._tokenizer(
             texts, padding=True, truncation=True, max_length=self._max_length + 1,
@@ -89,8 +98,8 @@ class GraphedEncoder:
         length = encoded["input_ids"].shape[1]
         if length > self._max_length:
             return None
-        rows = BATCH_BUCKETS[bisect.bisect_left(BATCH_BUCKETS, len(texts))]
-        width = LENGTH_BUCKETS[bisect.bisect_left(LENGTH_BUCKETS, length)]
+        rows = self._batch_buckets[bisect.bisect_left(self._batch_buckets, len(texts))]
+        width = self._length_buckets[bisect.bisect_left(self._length_buckets, length)]
         pad = self._tokenizer.pad_token_id or 0
         inputs = [
             self._bucketed(encoded["input_ids"], rows, width, pad),
