@@ -29,10 +29,8 @@ from typing import Any
 
 from benchmarks.report import RESULTS, Report, latency_summary, markdown_table, progress
 from tests.cluster import faults
-from tests.cluster.stack import Deployed, cluster_config, deployed_stack, healthy
+from tests.cluster.stack import Deployed, cluster_config, deployed_stack, deployments, healthy
 from tests.support.load import Load
-
-DEPLOYMENTS = ("Ingress", "Router", "Cache")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,7 +132,8 @@ def autoscaling_timeline(
     def sample() -> None:
         while not stop.is_set():
             status = deployed.cluster.status()
-            samples.append((time.monotonic() - t0, {d: status.running(d) for d in DEPLOYMENTS}))
+            running = {d: status.running(d) for d in deployments(config)}
+            samples.append((time.monotonic() - t0, running))
             stop.wait(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -196,9 +195,7 @@ def _summary(timeline: list[dict[str, Any]]) -> dict[str, Any]:
 def fault_runs(deployed: Deployed) -> list[dict[str, Any]]:
     config = cluster_config()
     _redeploy(deployed, config)
-    runs = [
-        faults.kill_replica(deployed, d) for d in progress(("Router", "Cache", "Ingress"), "kills")
-    ]
+    runs = [faults.kill_replica(deployed, d) for d in progress(deployments(config)[::-1], "kills")]
     changed = copy.deepcopy(config)
     changed["models"]["sim-renamed"] = {"targets": ["simulator/sim-small"]}
     changed["serve"]["cache"]["autoscaling"]["min_replicas"] = 3
@@ -223,7 +220,7 @@ def _plot(timeline: list[dict[str, Any]], path: Path) -> None:
     latency.plot(t, [r["p50_ms"] for r in timeline], color="tab:red", label="p50 ms")
     latency.set_ylabel("p50 latency (ms)")
     top.set_title("raygate autoscaling on a local 3-raylet cluster")
-    for d in DEPLOYMENTS:
+    for d in deployments(cluster_config()):
         bottom.step(t, [r[f"{d.lower()}_replicas"] for r in timeline], where="post", label=d)
     loaded = [r["t_s"] for r in timeline if r["loaded"]]
     if loaded:

@@ -13,11 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.cluster.stack import Deployed, minimum
+from tests.cluster.stack import Deployed, deployments, minimum
 from tests.servers.ray_cluster import ServeStatus
 from tests.support.load import Load, Report
-
-DEPLOYMENTS = ("Ingress", "Router", "Cache")
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,10 @@ def kill_node(deployed: Deployed, worker: str, *, clients: int = 4) -> FaultRun:
         cluster.kill_worker(worker)
         return lambda status: (
             status.app.get("status") == "RUNNING"
-            and all(status.running(d) >= minimum(deployed.config, d) for d in DEPLOYMENTS)
+            and all(
+                status.running(d) >= minimum(deployed.config, d)
+                for d in deployments(deployed.config)
+            )
             and worker not in {w for ws in cluster.placement().values() for w in ws}
         )
 

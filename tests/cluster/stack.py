@@ -38,13 +38,14 @@ SERVE = {
     "ingress": {"num_cpus": 0.25, "autoscaling": {
         "min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 2,
         "upscale_delay_s": 2, "downscale_delay_s": 8, "look_back_period_s": 2}},
-    "router": {"num_cpus": 0.1, "autoscaling": {
-        "min_replicas": 2, "max_replicas": 3, "target_ongoing_requests": 8,
-        "upscale_delay_s": 2, "downscale_delay_s": 8, "look_back_period_s": 2}},
     "cache": {"num_cpus": 0.25, "autoscaling": {  # a lookup is short: a low target to scale
         "min_replicas": 2, "max_replicas": 4, "target_ongoing_requests": 0.25,
         "upscale_delay_s": 2, "downscale_delay_s": 8, "look_back_period_s": 2}},
 }  # fmt: skip
+# The Router deployment's, where a config gives the router one (serve.colocate_router: false).
+ROUTER = {"num_cpus": 0.1, "autoscaling": {
+    "min_replicas": 2, "max_replicas": 3, "target_ongoing_requests": 8,
+    "upscale_delay_s": 2, "downscale_delay_s": 8, "look_back_period_s": 2}}  # fmt: skip
 
 
 # What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml);
@@ -84,6 +85,8 @@ def cluster_config(local_model: Path | None = None) -> dict[str, Any]:
     config = yaml.safe_load((ROOT / "cluster" / "raygate.yaml").read_text())
     for name, sizing in SERVE.items():
         config["serve"][name].update(sizing)
+    if not config["serve"].get("colocate_router", True):  # a Router deployment of its own
+        config["serve"].setdefault("router", {}).update(ROUTER)
     # One test user sends all the load: the shipped 600 requests a minute would refuse it.
     config["rate_limits"]["per_user"] = {"rpm": 1_000_000, "tpm": 1_000_000_000}
     if local_model is not None:
@@ -112,6 +115,13 @@ def tiny_model(directory: Path) -> Path | None:
     return Path(build_tiny_model(directory))
 
 
+def deployments(config: dict[str, Any]) -> tuple[str, ...]:
+    """The Serve deployments `config` builds (local models aside): Ingress and Cache, and a
+    Router where the router does not run inside the ingress replicas."""
+    colocated = config["serve"].get("colocate_router", True)
+    return ("Ingress", "Cache") if colocated else ("Ingress", "Router", "Cache")
+
+
 def minimum(config: dict[str, Any], deployment: str) -> int:
     """The replicas `config` keeps of `deployment` (Ingress, Router, Cache) at the least."""
     sizing = config["serve"][deployment.lower()]
@@ -125,7 +135,7 @@ def healthy(status: ServeStatus, config: dict[str, Any]) -> bool:
     if app.get("status") == "DEPLOY_FAILED":
         raise AssertionError(f"raygate failed to deploy: {app.get('message')}")
     return app.get("status") == "RUNNING" and all(
-        status.running(name) >= minimum(config, name) for name in ("Ingress", "Router", "Cache")
+        status.running(name) >= minimum(config, name) for name in deployments(config)
     )
 
 

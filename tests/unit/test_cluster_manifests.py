@@ -24,6 +24,7 @@ from ray.serve.config import AutoscalingConfig
 from ray.serve.schema import ServeDeploySchema
 
 from deployments.local import NO_PHONE_HOME
+from gateway.caveats import caveats
 from gateway.cli import main
 from gateway.config import ConfigError, load_config
 
@@ -257,7 +258,14 @@ def test_default_alias_tries_openai_then_anthropic() -> None:
     assert [t.provider for t in targets] == ["openai", "anthropic"]
 
 
-@pytest.mark.parametrize("deployment", ["ingress", "router"])
+def test_the_cluster_routes_inside_the_ingress_with_no_caveat() -> None:
+    env = {**ADMIN, "RAYGATE_REDIS_URL": "redis://redis.raygate:6379/0"}
+    config = load_config(_gateway_config_path(), env=env)
+    assert config.serve.colocate_router
+    assert caveats(config) == []  # no Router sizing left over; limits shared through Redis
+
+
+@pytest.mark.parametrize("deployment", ["ingress", "cache"])
 def test_deployments_autoscale_with_valid_ray_serve_settings(deployment: str) -> None:
     settings = getattr(load_config(_gateway_config_path(), env=ADMIN).serve, deployment)
     assert 0 < settings.num_cpus < 1
