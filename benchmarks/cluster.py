@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> None:
             fault_table = fault_runs(deployed)
 
     plot = args.out.with_suffix(".png")
-    _plot(timeline, plot)
     table = markdown_table(
         ["fault", "sent", "ok", "failed (plain / stream)", "recovered in"],
         [
@@ -80,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         path=args.out,
     )
+    _plot(timeline, plot)  # after the JSON: a missing plotting library loses no measurement
 
 
 def _redeploy(deployed: Deployed, config: dict[str, Any]) -> None:
