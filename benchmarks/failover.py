@@ -161,7 +161,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _one_request(router: Router, stream: bool, phase: str, t0: float) -> Outcome:
+async def one_request(router: Router, stream: bool, phase: str, t0: float) -> Outcome:
     request = ChatCompletionRequest(
         model="bench", messages=[{"role": "user", "content": "Is the primary up?"}], stream=stream
     )
@@ -209,7 +209,7 @@ class Load:
 
     async def _worker(self) -> None:
         while self._running:
-            self.outcomes.append(await _one_request(self.router, self.stream, self.phase, self.t0))
+            self.outcomes.append(await one_request(self.router, self.stream, self.phase, self.t0))
 
 
 def _percentile(values: list[float], q: int) -> float | None:
@@ -242,7 +242,7 @@ def _phase_summary(outcomes: list[Outcome], seconds: float) -> dict[str, Any]:
     }
 
 
-def _primary_in_rotation(router: Router) -> bool:
+def primary_in_rotation(router: Router) -> bool:
     status = {t.target: t for t in router.status().targets}[PRIMARY]
     return status.breaker == "closed" and status.health not in ("unhealthy", "ejected")
 
@@ -300,7 +300,7 @@ async def run_scenario(
         else:
             await primary.clear_faults()
         healed_at = time.monotonic()
-        if _primary_in_rotation(router):
+        if primary_in_rotation(router):
             recovered_at = healed_at  # it never left (or came back before the heal)
         await asyncio.sleep(phase_s[2])
         bounds["after"] = (start, time.monotonic())

@@ -70,11 +70,16 @@ class GraphedEncoder:
             mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean.float(), dim=-1)
 
-        self._forward = torch.compile(pooled, backend="cudagraphs", dynamic=False)
+        self.enabled = True
+        try:
+            self._forward = torch.compile(pooled, backend="cudagraphs", dynamic=False)
+        except Exception:  # e.g. a Python that this torch's TorchDynamo does not support
+            log.warning("CUDA graphs off for the embedder; it runs eager", exc_info=True)
+            self.enabled = False
+            return
         # Captured graphs belong to the thread that captured them (torch keeps them per
         # thread), and callers come from a pool: one thread captures and replays them all.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder-graphs")
-        self.enabled = True
         # Capture every bucket now, not on a request's time: torch runs a new graph's first
         # call eagerly, records it on the second and replays it from the third.
         for rows in batch_buckets:

@@ -70,6 +70,20 @@ def test_a_failing_trace_turns_the_graphs_off_for_good(graphed: GraphedEncoder) 
     assert broken.encode(TEXTS[:1]) is None
 
 
+def test_a_torch_that_cannot_compile_leaves_the_model_eager(
+    model: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+
+    def unsupported(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", unsupported)
+    encoder = GraphedEncoder(model, batch_buckets=(1,), length_buckets=(16,))
+    assert encoder.enabled is False
+    assert encoder.encode(TEXTS[:1]) is None
+
+
 def test_half_precision_weights_run_in_float32_on_a_cpu(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file, save_file

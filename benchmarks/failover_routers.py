@@ -1,0 +1,196 @@
+"""What separate routers cost when an upstream dies: failed attempts and time to agree.
+
+Every ingress replica runs its own router (`serve.colocate_router`; with `false`, every Router
+replica does), and breakers, health and latency are each router's own: nothing is shared
+(cluster/README.md, "Router state across replicas"). A router learns that a target is down
+from its own failed attempts, each of which falls over to the alias's next target, so not
+sharing costs failed attempts on the dead target (no request fails) and time until every
+router has stopped trying it. This measures both with 1, 2 and 4 routers side by side, in
+one run: the routers run in process as in `benchmarks/failover.py` (its config: breaker
+window 5 s, 5 requests and a 50 % failure rate to open; health checks every 0.5 s, unhealthy
+after 2 misses; its two simulators and its `down` and `storm` faults), and `--concurrency`
+workers deal their requests round-robin over the routers, as Serve spreads requests over
+replicas.
+
+Per (routers, scenario), from the fault to the heal: requests sent and failed as the client
+sees them; failed attempts on the primary, in all and per router; how long after the fault
+the last of them started (every router had stopped trying by then). After the heal: how long
+until the last router had the primary back in rotation.
+
+    .venv/bin/python -m benchmarks.failover_routers [--routers 1 2 4] [--concurrency 8]
+        [--phase-s 2 5 5] [--scenarios down storm] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.failover import (
+    CONFIG,
+    PRIMARY,
+    SCENARIOS,
+    Outcome,
+    Scenario,
+    Simulator,
+    one_request,
+    primary_in_rotation,
+)
+from benchmarks.report import RESULTS, Report, markdown_table
+from gateway.config import parse_config
+from gateway.routing.router import Router
+from tests.support import free_port
+
+FAULTS = ("down", "storm")  # the faults a router learns of from its own calls or probes
+
+
+class RoundRobinLoad:
+    """`concurrency` workers calling back to back, each call on the next router in turn."""
+
+    def __init__(self, routers: list[Router], concurrency: int) -> None:
+        self.routers = routers
+        self.phase = "before"
+        self.t0 = time.monotonic()
+        self.outcomes: list[tuple[int, Outcome]] = []  # (router index, outcome)
+        self._turn = itertools.count()
+        self._running = True
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(concurrency)]
+
+    async def stop(self) -> None:
+        self._running = False
+        await asyncio.gather(*self._tasks)
+
+    async def _worker(self) -> None:
+        while self._running:
+            index = next(self._turn) % len(self.routers)
+            outcome = await one_request(self.routers[index], False, self.phase, self.t0)
+            self.outcomes.append((index, outcome))
+
+
+def failed_attempts(outcome: Outcome) -> int:
+    """Attempts on the primary that failed (a status), not skips (circuit open, unhealthy)."""
+    notes = outcome.skipped_or_failed
+    return sum(n.startswith(f"{PRIMARY}:") and n.rpartition(":")[2].isdigit() for n in notes)
+
+
+async def back_in_rotation(
+    routers: list[Router], healed_at: float, limit_s: float
+) -> list[float | None]:
+    """Seconds after the heal at which each router had the primary in rotation again (polled
+    every 20 ms; None past `limit_s`)."""
+    back: list[float | None] = [None] * len(routers)
+    while time.monotonic() - healed_at < limit_s and None in back:
+        for i, router in enumerate(routers):
+            if back[i] is None and primary_in_rotation(router):
+                back[i] = round(time.monotonic() - healed_at, 2)
+        await asyncio.sleep(0.02)
+    return back
+
+
+async def run_scenario(
+    scenario: Scenario,
+    count: int,
+    primary: Simulator,
+    secondary: Simulator,
+    concurrency: int,
+    phase_s: tuple[float, float, float],
+) -> dict[str, Any]:
+    config = parse_config(CONFIG.format(primary=primary.port, secondary=secondary.port), env={})
+    routers = [Router(config) for _ in range(count)]
+    await asyncio.gather(*(router.start() for router in routers))
+    load = RoundRobinLoad(routers, concurrency)
+    try:
+        await asyncio.sleep(phase_s[0])
+        load.phase, fault_at = "during", time.monotonic()
+        if scenario.name == "down":
+            primary.kill()
+        else:
+            await primary.fault(kind="status", status=503, count=None)
+        await asyncio.sleep(phase_s[1])
+        load.phase = "after"
+        if scenario.name == "down":
+            primary.start()
+            await primary.ready()
+        else:
+            await primary.clear_faults()
+        healed_at = time.monotonic()
+        back = await back_in_rotation(routers, healed_at, phase_s[2])
+    finally:
+        await load.stop()
+        await asyncio.gather(*(router.aclose() for router in routers))
+    during = [(i, o) for i, o in load.outcomes if o.phase == "during"]
+    failing = [(i, o) for i, o in during if failed_attempts(o)]
+    per_router = [sum(failed_attempts(o) for j, o in during if j == i) for i in range(count)]
+    last = max((o.started for _, o in failing), default=None)
+    return {
+        "routers": count,
+        "scenario": scenario.name,
+        "sent": len(during),
+        "failed": sum(not o.ok for _, o in during),
+        "failed_attempts_on_primary": sum(per_router),
+        "failed_attempts_per_router": per_router,
+        "last_failed_attempt_after_fault_s": (
+            None if last is None else round(last - (fault_at - load.t0), 2)
+        ),
+        "back_in_rotation_after_heal_s": back,
+        "all_back_after_heal_s": None if None in back else max(b for b in back if b is not None),
+    }
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    primary, secondary = Simulator(free_port()), Simulator(free_port())
+    primary.start()
+    secondary.start()
+    rows = []
+    try:
+        await asyncio.gather(primary.ready(), secondary.ready())
+        for scenario in (s for s in SCENARIOS if s.name in args.scenarios):
+            for count in args.routers:
+                print(f"{scenario.name}, {count} router(s)", flush=True)
+                row = await run_scenario(
+                    scenario, count, primary, secondary, args.concurrency, tuple(args.phase_s)
+                )
+                print(f"  {row}", flush=True)
+                rows.append(row)
+    finally:
+        primary.stop()
+        secondary.stop()
+    return rows
+
+
+def _listed(values: list[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--phase-s", type=float, nargs=3, default=[2.0, 5.0, 5.0],
+                        help="before, during (the fault), after (the heal's limit)")  # fmt: skip
+    parser.add_argument("--scenarios", nargs="+", choices=FAULTS, default=list(FAULTS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "failover_routers.json")
+    args = parser.parse_args()
+    report = Report("failover_routers", parameters=vars(args) | {"out": str(args.out)})
+    rows = asyncio.run(run(args))
+    table = markdown_table(
+        ["fault", "routers", "sent", "failed", "failed attempts on the primary (per router)",
+         "last one after the fault", "all routers back after the heal"],
+        [[r["scenario"], r["routers"], r["sent"], r["failed"],
+          f"{r['failed_attempts_on_primary']} ({_listed(r['failed_attempts_per_router'])})",
+          f"{r['last_failed_attempt_after_fault_s']} s", f"{r['all_back_after_heal_s']} s"]
+         for r in rows],
+        align="lrrrlrr",
+    )  # fmt: skip
+    print(table)
+    report.write({"rows": rows, "markdown": table}, path=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
