@@ -13,9 +13,10 @@ workers deal their requests round-robin over the routers, as Serve spreads reque
 replicas.
 
 Per (routers, scenario), from the fault to the heal: requests sent and failed as the client
-sees them; failed attempts on the primary, in all and per router; how long after the fault
-the last of them started (every router had stopped trying by then). After the heal: how long
-until the last router had the primary back in rotation.
+sees them; failed attempts on the primary, in all and per router (the breaker's half-open
+probes among them, until the heal); when each router first passed over the primary (all had
+by the last of these). After the heal: how long until the last router had the primary back in
+rotation.
 
     .venv/bin/python -m benchmarks.failover_routers [--routers 1 2 4] [--concurrency 8]
         [--phase-s 2 5 5] [--scenarios down storm] [--out PATH]
@@ -70,6 +71,12 @@ class RoundRobinLoad:
             index = next(self._turn) % len(self.routers)
             outcome = await one_request(self.routers[index], False, self.phase, self.t0)
             self.outcomes.append((index, outcome))
+
+
+def skipped_primary(outcome: Outcome) -> bool:
+    """Whether the router passed over the primary (breaker open, or marked unhealthy)."""
+    return any(note.startswith(f"{PRIMARY}:") and not note.rpartition(":")[2].isdigit()
+               for note in outcome.skipped_or_failed)  # fmt: skip
 
 
 def failed_attempts(outcome: Outcome) -> int:
@@ -127,6 +134,12 @@ async def run_scenario(
     failing = [(i, o) for i, o in during if failed_attempts(o)]
     per_router = [sum(failed_attempts(o) for j, o in during if j == i) for i in range(count)]
     last = max((o.started for _, o in failing), default=None)
+    since_fault = fault_at - load.t0
+    first_skip = [
+        min((o.started for j, o in during if j == i and skipped_primary(o)), default=None)
+        for i in range(count)
+    ]
+    stopped = [None if t is None else round(t - since_fault, 2) for t in first_skip]
     return {
         "routers": count,
         "scenario": scenario.name,
@@ -134,9 +147,11 @@ async def run_scenario(
         "failed": sum(not o.ok for _, o in during),
         "failed_attempts_on_primary": sum(per_router),
         "failed_attempts_per_router": per_router,
-        "last_failed_attempt_after_fault_s": (
-            None if last is None else round(last - (fault_at - load.t0), 2)
-        ),
+        # When each router first passed over the primary: every router had by the last one.
+        "stopped_trying_after_fault_s": stopped,
+        "all_stopped_after_fault_s": None if None in stopped else max(t for t in stopped if t),
+        # Failed attempts go on after that: half-open probes, until the heal.
+        "last_failed_attempt_after_fault_s": None if last is None else round(last - since_fault, 2),
         "back_in_rotation_after_heal_s": back,
         "all_back_after_heal_s": None if None in back else max(b for b in back if b is not None),
     }
@@ -180,10 +195,10 @@ def main() -> int:
     rows = asyncio.run(run(args))
     table = markdown_table(
         ["fault", "routers", "sent", "failed", "failed attempts on the primary (per router)",
-         "last one after the fault", "all routers back after the heal"],
+         "every router passed over it after", "all routers back after the heal"],
         [[r["scenario"], r["routers"], r["sent"], r["failed"],
           f"{r['failed_attempts_on_primary']} ({_listed(r['failed_attempts_per_router'])})",
-          f"{r['last_failed_attempt_after_fault_s']} s", f"{r['all_back_after_heal_s']} s"]
+          f"{r['all_stopped_after_fault_s']} s", f"{r['all_back_after_heal_s']} s"]
          for r in rows],
         align="lrrrlrr",
     )  # fmt: skip
