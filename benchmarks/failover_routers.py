@@ -149,11 +149,11 @@ async def run_scenario(
         "failed_attempts_per_router": per_router,
         # When each router first passed over the primary: every router had by the last one.
         "stopped_trying_after_fault_s": stopped,
-        "all_stopped_after_fault_s": None if None in stopped else max(t for t in stopped if t),
+        "all_stopped_after_fault_s": _latest(stopped),
         # Failed attempts go on after that: half-open probes, until the heal.
         "last_failed_attempt_after_fault_s": None if last is None else round(last - since_fault, 2),
         "back_in_rotation_after_heal_s": back,
-        "all_back_after_heal_s": None if None in back else max(b for b in back if b is not None),
+        "all_back_after_heal_s": _latest(back),
     }
 
 
@@ -176,6 +176,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         primary.stop()
         secondary.stop()
     return rows
+
+
+def _latest(times: list[float | None]) -> float | None:
+    """The last of `times`, or None when one of them never came."""
+    known = [t for t in times if t is not None]
+    return max(known) if len(known) == len(times) and known else None
 
 
 def _listed(values: list[int]) -> str:
