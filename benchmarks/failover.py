@@ -257,6 +257,27 @@ def _recovered_at(transitions: list[Transition], healed_at: float) -> float | No
     return min(closes, default=None)
 
 
+async def break_primary(scenario: Scenario, primary: Simulator) -> None:
+    """Inject `scenario`'s fault into the primary simulator."""
+    if scenario.name == "down":
+        primary.kill()
+    elif scenario.name == "storm":
+        await primary.fault(kind="status", status=503, count=None)
+    elif scenario.name == "hang":
+        await primary.fault(kind="hang", count=None)
+    elif scenario.name == "cut":
+        await primary.fault(kind="cut", after_chunks=2, count=None)
+
+
+async def heal_primary(scenario: Scenario, primary: Simulator) -> None:
+    """Undo `break_primary`: restart the process, or clear the faults."""
+    if scenario.name == "down":
+        primary.start()
+        await primary.ready()
+    else:
+        await primary.clear_faults()
+
+
 async def run_scenario(
     scenario: Scenario,
     primary: Simulator,
@@ -281,24 +302,13 @@ async def run_scenario(
 
         load.phase = "during"
         start = time.monotonic()
-        if scenario.name == "down":
-            primary.kill()
-        elif scenario.name == "storm":
-            await primary.fault(kind="status", status=503, count=None)
-        elif scenario.name == "hang":
-            await primary.fault(kind="hang", count=None)
-        elif scenario.name == "cut":
-            await primary.fault(kind="cut", after_chunks=2, count=None)
+        await break_primary(scenario, primary)
         await asyncio.sleep(phase_s[1])
         bounds["during"] = (start, time.monotonic())
 
         load.phase = "after"
         start = time.monotonic()
-        if scenario.name == "down":
-            primary.start()
-            await primary.ready()
-        else:
-            await primary.clear_faults()
+        await heal_primary(scenario, primary)
         healed_at = time.monotonic()
         if primary_in_rotation(router):
             recovered_at = healed_at  # it never left (or came back before the heal)

@@ -39,6 +39,8 @@ from benchmarks.failover import (
     Outcome,
     Scenario,
     Simulator,
+    break_primary,
+    heal_primary,
     one_request,
     primary_in_rotation,
 )
@@ -114,17 +116,10 @@ async def run_scenario(
     try:
         await asyncio.sleep(phase_s[0])
         load.phase, fault_at = "during", time.monotonic()
-        if scenario.name == "down":
-            primary.kill()
-        else:
-            await primary.fault(kind="status", status=503, count=None)
+        await break_primary(scenario, primary)
         await asyncio.sleep(phase_s[1])
         load.phase = "after"
-        if scenario.name == "down":
-            primary.start()
-            await primary.ready()
-        else:
-            await primary.clear_faults()
+        await heal_primary(scenario, primary)
         healed_at = time.monotonic()
         back = await back_in_rotation(routers, healed_at, phase_s[2])
     finally:
