@@ -10,7 +10,9 @@ one run: the routers run in process as in `benchmarks/failover.py` (its config: 
 window 5 s, 5 requests and a 50 % failure rate to open; health checks every 0.5 s, unhealthy
 after 2 misses; its two simulators and its `down` and `storm` faults), and `--concurrency`
 workers deal their requests round-robin over the routers, as Serve spreads requests over
-replicas.
+replicas, back to back or `--pause-ms` apart. `--defaults` leaves the breaker (30 s window,
+10 requests, 50 %, cooldown 5 s) and the passive ejection (5 failures in a row) at their
+defaults, as a config that sets neither has them (failover.py's: 3 in a row eject for 1 s).
 
 Per (routers, scenario), from the fault to the heal: requests sent and failed as the client
 sees them; failed attempts on the primary, in all and per router (the breaker's half-open
@@ -19,7 +21,8 @@ by the last of these). After the heal: how long until the last router had the pr
 rotation.
 
     .venv/bin/python -m benchmarks.failover_routers [--routers 1 2 4] [--concurrency 8]
-        [--phase-s 2 5 5] [--scenarios down storm] [--out PATH]
+        [--phase-s 2 5 5] [--scenarios down storm] [--pause-ms 0] [--defaults]
+        [--out PATH]
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ FAULTS = ("down", "storm")  # the faults a router learns of from its own calls o
 class RoundRobinLoad:
     """`concurrency` workers calling back to back, each call on the next router in turn."""
 
-    def __init__(self, routers: list[Router], concurrency: int) -> None:
+    def __init__(self, routers: list[Router], concurrency: int, pause_s: float = 0.0) -> None:
         self.routers = routers
+        self.pause_s = pause_s  # each worker's wait between its calls
         self.phase = "before"
         self.t0 = time.monotonic()
         self.outcomes: list[tuple[int, Outcome]] = []  # (router index, outcome)
@@ -73,6 +77,8 @@ class RoundRobinLoad:
             index = next(self._turn) % len(self.routers)
             outcome = await one_request(self.routers[index], False, self.phase, self.t0)
             self.outcomes.append((index, outcome))
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
 
 
 def skipped_primary(outcome: Outcome) -> bool:
@@ -106,13 +112,17 @@ async def run_scenario(
     count: int,
     primary: Simulator,
     secondary: Simulator,
-    concurrency: int,
-    phase_s: tuple[float, float, float],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    config = parse_config(CONFIG.format(primary=primary.port, secondary=secondary.port), env={})
+    text = CONFIG.format(primary=primary.port, secondary=secondary.port)
+    if args.defaults:  # the breaker and ejection as a config that sets neither has them
+        drop = ("breaker:", "outlier:")
+        text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(drop))
+    config = parse_config(text, env={})
     routers = [Router(config) for _ in range(count)]
     await asyncio.gather(*(router.start() for router in routers))
-    load = RoundRobinLoad(routers, concurrency)
+    phase_s = tuple(args.phase_s)
+    load = RoundRobinLoad(routers, args.concurrency, args.pause_ms / 1000)
     try:
         await asyncio.sleep(phase_s[0])
         load.phase, fault_at = "during", time.monotonic()
@@ -135,9 +145,11 @@ async def run_scenario(
         for i in range(count)
     ]
     stopped = [None if t is None else round(t - since_fault, 2) for t in first_skip]
+    seconds = phase_s[1]
     return {
         "routers": count,
         "scenario": scenario.name,
+        "requests_per_s_per_router": round(len(during) / seconds / count, 1),
         "sent": len(during),
         "failed": sum(not o.ok for _, o in during),
         "failed_attempts_on_primary": sum(per_router),
@@ -162,9 +174,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for scenario in (s for s in SCENARIOS if s.name in args.scenarios):
             for count in args.routers:
                 print(f"{scenario.name}, {count} router(s)", flush=True)
-                row = await run_scenario(
-                    scenario, count, primary, secondary, args.concurrency, tuple(args.phase_s)
-                )
+                row = await run_scenario(scenario, count, primary, secondary, args)
                 print(f"  {row}", flush=True)
                 rows.append(row)
     finally:
@@ -190,18 +200,23 @@ def main() -> int:
     parser.add_argument("--phase-s", type=float, nargs=3, default=[2.0, 5.0, 5.0],
                         help="before, during (the fault), after (the heal's limit)")  # fmt: skip
     parser.add_argument("--scenarios", nargs="+", choices=FAULTS, default=list(FAULTS))
+    parser.add_argument("--pause-ms", type=float, default=0.0,
+                        help="each client's wait between calls (0: back to back)")  # fmt: skip
+    parser.add_argument("--defaults", action="store_true",
+                        help="breaker and ejection at their defaults")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "failover_routers.json")
     args = parser.parse_args()
     report = Report("failover_routers", parameters=vars(args) | {"out": str(args.out)})
     rows = asyncio.run(run(args))
     table = markdown_table(
-        ["fault", "routers", "sent", "failed", "failed attempts on the primary (per router)",
+        ["fault", "routers", "requests/s per router", "sent", "failed",
+         "failed attempts on the primary (per router)",
          "every router passed over it after", "all routers back after the heal"],
-        [[r["scenario"], r["routers"], r["sent"], r["failed"],
+        [[r["scenario"], r["routers"], r["requests_per_s_per_router"], r["sent"], r["failed"],
           f"{r['failed_attempts_on_primary']} ({_listed(r['failed_attempts_per_router'])})",
           f"{r['all_stopped_after_fault_s']} s", f"{r['all_back_after_heal_s']} s"]
          for r in rows],
-        align="lrrrlrr",
+        align="lrrrrlrr",
     )  # fmt: skip
     print(table)
     report.write({"rows": rows, "markdown": table}, path=args.out)
