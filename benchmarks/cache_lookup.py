@@ -176,9 +176,10 @@ def main() -> None:
         print(f"{device}:", flush=True)
         started = time.perf_counter()
         embedder = make_embedder(device, args.model_path)
+        load_s = round(time.perf_counter() - started, 1)  # with capturing the graphs
         at = datetime.now(UTC).isoformat(timespec="seconds")
         row: dict[str, Any] = graphs_agreement(embedder, texts) if device != "cpu" else {}
-        row["load_s"] = round(time.perf_counter() - started, 1)  # with capturing the graphs
+        row["load_s"] = load_s
         if "embedder" in args.parts:
             row["embedder"] = measure_embedder(embedder, texts, args.embed_rounds)
             row["embedder_measured_at"] = at

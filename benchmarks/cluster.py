@@ -220,8 +220,9 @@ def _plot(timeline: list[dict[str, Any]], path: Path) -> None:
     latency.plot(t, [r["p50_ms"] for r in timeline], color="tab:red", label="p50 ms")
     latency.set_ylabel("p50 latency (ms)")
     top.set_title("raygate autoscaling on a local 3-raylet cluster")
-    for d in deployments(cluster_config()):
-        bottom.step(t, [r[f"{d.lower()}_replicas"] for r in timeline], where="post", label=d)
+    for key in (k for k in timeline[0] if k.endswith("_replicas")):  # one per deployment
+        label = key.removesuffix("_replicas").capitalize()
+        bottom.step(t, [r[key] for r in timeline], where="post", label=label)
     loaded = [r["t_s"] for r in timeline if r["loaded"]]
     if loaded:
         for axis in (top, bottom):

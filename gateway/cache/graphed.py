@@ -59,10 +59,10 @@ class GraphedEncoder:
         self._max_length = min(int(model.max_seq_length), length_buckets[-1])
         self._device = model.device
         transformer = model[0].auto_model
-        self._accepts_token_types = "token_type_ids" in transformer.forward.__code__.co_varnames
+        accepts_token_types = "token_type_ids" in transformer.forward.__code__.co_varnames
 
         def pooled(input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            extra = {"token_type_ids": token_type_ids} if self._accepts_token_types else {}
+            extra = {"token_type_ids": token_type_ids} if accepts_token_types else {}
             hidden = transformer(
                 input_ids=input_ids, attention_mask=attention_mask, **extra
             ).last_hidden_state
