@@ -370,8 +370,9 @@ async def measure_gateway(
     return {"x_raygate_cache_seen": seen, "rows": rows}
 
 
-def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool) -> None:
-    """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled."""
+def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool, near: bool) -> None:
+    """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled;
+    `near` False turns the ingress replicas' near cache off (exact hits ask a cache replica)."""
     import ray
     import ray.cloudpickle
     from ray import serve
@@ -395,7 +396,7 @@ def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool) -> None:
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}},
         cache: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {overhead.KEY}}}
-cache: {{enabled: true}}
+cache: {{enabled: true{"" if near else ", near_entries: 0"}}}
 {policy}storage: {{url: "sqlite:///{storage}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
@@ -442,12 +443,16 @@ def run_gateway_part(args: argparse.Namespace) -> dict[str, Any]:
         overhead._wait(f"{sim_url}/healthz")
         serve_url = f"http://127.0.0.1:{serve_port}"
         results: dict[str, Any] = {}
-        # Same run, same bare route: the default policy, then a profile whose jailbreak
-        # similarity signal embeds every request.
-        for similarity in (False, True):
-            label = "jailbreak_similarity_blocking" if similarity else "default_policy"
+        # Same run, same bare route: the default policy with the ingress's near cache and
+        # without it, then a profile whose jailbreak similarity signal embeds every request.
+        variants = (
+            ("default_policy", False, True),
+            ("default_policy_near_cache_off", False, False),
+            ("jailbreak_similarity_blocking", True, True),
+        )
+        for label, similarity, near in variants:
             print(f"  [{label}]", flush=True)
-            _deploy_with_cache(sim_url, serve_port, similarity)
+            _deploy_with_cache(sim_url, serve_port, similarity, near)
             overhead._wait(f"{serve_url}/readyz", timeout_s=300)
             results[label] = asyncio.run(
                 measure_gateway(

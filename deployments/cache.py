@@ -23,6 +23,7 @@ from gateway.cache.lookup import (
     CacheQuery,
     CacheResult,
     Exploration,
+    NearbyHits,
     NewEntry,
     Observation,
     Selector,
@@ -111,6 +112,13 @@ class CacheDeployment:
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:
         """Follow-ups worth pre-answering after `request` (see `CacheService.follow_ups`)."""
         return await self._service.follow_ups(request)
+
+    async def count_nearby(self, hits: NearbyHits) -> None:
+        """Count exact hits an ingress replica answered from its near cache as this
+        replica's own (see `gateway.api.near_cache`)."""
+        await self._service.count_nearby(hits)
+        if hits.count:
+            self._lookups.inc(hits.count, tags={"phase": "exact"})
 
     async def invalidate(self, selector: Selector) -> int:
         return await self._service.invalidate(selector)

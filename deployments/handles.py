@@ -30,6 +30,7 @@ from gateway.cache.lookup import (
     CacheQuery,
     CacheResult,
     Exploration,
+    NearbyHits,
     NewEntry,
     Observation,
     Selector,
@@ -220,6 +221,9 @@ class CacheClient:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await resent(lambda: self._handle.embed.remote(texts), self._WHERE)
+
+    async def count_nearby(self, hits: NearbyHits) -> None:
+        await answer(self._handle.count_nearby.remote(hits), self._WHERE)
 
     async def invalidate(self, selector: Selector) -> int:
         return await answer(self._handle.invalidate.remote(selector), self._WHERE)

@@ -31,6 +31,7 @@ from gateway.api.embedding import Embed, RequestEmbedding
 from gateway.api.errors import install_error_handlers, internal_error
 from gateway.api.input_policy import InputPolicy
 from gateway.api.metrics import RequestMetrics
+from gateway.api.near_cache import NearCache
 from gateway.api.openapi import openapi_routes
 from gateway.api.output_policy import OutputPolicy
 from gateway.api.pipeline import Pipeline
@@ -65,12 +66,14 @@ def create_api(
     cache: CacheBackend | None = None,
     embed: Embed | None = None,
     metrics: MetricFactory | None = None,
+    near: NearCache | None = None,
 ) -> FastAPI:
     """The FastAPI app for `config`, answering through `backend`; `replica` names this
     instance in an `x-raygate-replica` header (which ingress replica answered); `cache` is
     the embedder + cache replicas (none: no cache); `embed` the embedder the policy uses
     (default: the cache's; none: embedding-based rules cannot run); `metrics` makes the
-    Prometheus instruments (default: a `Recorder` in this process, at `app.state.metrics`).
+    Prometheus instruments (default: a `Recorder` in this process, at `app.state.metrics`);
+    `near` the ingress replica's near cache of exact hits in front of `cache`.
 
     `app.state.pipeline` is the composed request path (its `aclose()` runs at shutdown).
     """
@@ -96,7 +99,9 @@ def create_api(
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
     response_cache = (
-        ResponseCache(config.cache, cache, prices=meter.prices) if cache is not None else None
+        ResponseCache(config.cache, cache, prices=meter.prices, near=near)
+        if cache is not None
+        else None
     )
     upstream = Upstream(backend)
     pipeline = Pipeline(

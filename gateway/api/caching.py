@@ -28,12 +28,14 @@ from gateway.accounting.pricing import PriceTable
 from gateway.api.backend import ChatAnswer
 from gateway.api.embedding import RequestEmbedding
 from gateway.api.exchange import Exchange
+from gateway.api.near_cache import NearCache
 from gateway.cache.answer import CachedAnswer
 from gateway.cache.config import CacheConfig
 from gateway.cache.lookup import (
     CacheQuery,
     CacheResult,
     Exploration,
+    NearbyHits,
     NewEntry,
     Observation,
     Phase,
@@ -77,6 +79,8 @@ class CacheBackend(Protocol):
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]: ...
 
     async def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    async def count_nearby(self, hits: NearbyHits) -> None: ...
 
     async def invalidate(self, selector: Selector) -> int: ...
 
@@ -140,9 +144,12 @@ class ResponseCache:
         backend: CacheBackend,
         *,
         prices: PriceTable,
+        near: NearCache | None = None,
     ) -> None:
+        """`near` answers exact repeats in this process (the ingress replica's near cache)."""
         self.config = config
         self.backend = backend
+        self.near = near
         self._prices = prices
         self._leads: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
         self._reports: set[asyncio.Task[None]] = set()  # observations in flight
@@ -188,7 +195,7 @@ class ResponseCache:
                 self.answered(exchange, "exact", 1.0, answer.usage(), answer.target)
                 return Probe(request, False, None, answer, "exact")
         known = RequestEmbedding.known(exchange, request.text)
-        result = await self.lookup(request.query(known))
+        result = await self._find(request.query(known), keep=control == "default")
         probe.result = result
         if result is not None and result.embedding is not None:
             RequestEmbedding.note(exchange, request.text, result.embedding)
@@ -233,6 +240,18 @@ class ResponseCache:
             return await asyncio.wait_for(asyncio.shield(lead), self.config.coalesce_wait_s)
         except TimeoutError:
             return None
+
+    async def _find(self, query: CacheQuery, *, keep: bool) -> CacheResult | None:
+        """The near cache's hit, else a cache replica's result (kept near when `keep`)."""
+        near = self.near
+        if near is None:
+            return await self.lookup(query)
+        result = near.lookup(query)
+        if result is None:
+            result = await self.lookup(query)
+            if keep and result is not None:
+                near.keep(query, result)
+        return result
 
     async def lookup(self, query: CacheQuery) -> CacheResult | None:
         """The backend's result, or None when the lookup failed or was slow (a miss)."""
@@ -386,6 +405,12 @@ class ResponseCache:
         """Wait for the checks still being reported (replica shutdown, and tests)."""
         while self._reports:
             await asyncio.gather(*list(self._reports), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Report the checks in flight and the near cache's hits (replica shutdown)."""
+        await self.drain()
+        if self.near is not None:
+            await self.near.aclose()
 
 
 def _storable(body: ChatCompletionRequest) -> bool:

@@ -131,7 +131,7 @@ class Pipeline:
             return
         self._closed = True
         if self.cache is not None:
-            await self.cache.drain()
+            await self.cache.aclose()
         if self.precaching is not None:
             await self.precaching.drain()
         await self.responder.aclose()

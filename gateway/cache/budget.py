@@ -100,10 +100,10 @@ class TrafficMeter:
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], tuple[int, list[float], float]] = {}
 
-    def lookup(self, model: str, kind: str) -> None:
-        """Count one lookup of (`model`, `kind`)."""
+    def lookup(self, model: str, kind: str, count: int = 1) -> None:
+        """Count `count` lookups of (`model`, `kind`)."""
         lookups, risks, spent = self._pending.get((model, kind), (0, [], 0.0))
-        self._pending[(model, kind)] = (lookups + 1, risks, spent)
+        self._pending[(model, kind)] = (lookups + count, risks, spent)
 
     def candidate(self, model: str, kind: str, risk: float, *, served: bool) -> None:
         """Count one decided candidate, its risk, and whether it was served."""

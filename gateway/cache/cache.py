@@ -26,7 +26,7 @@ from gateway.cache.embedder import TextEmbedder
 from gateway.cache.index import SemanticIndex
 from gateway.cache.keys import exact_key, normalised_key
 from gateway.cache.learning import Kind, Learner
-from gateway.cache.lookup import Exploration, Hit, Phase
+from gateway.cache.lookup import Exploration, Hit, NearbyHits, Phase
 from gateway.cache.store import Entry, EntryStore
 
 
@@ -152,7 +152,8 @@ class SemanticCache:
                 if entry is not None:
                     self._store.touch(entry, self.clock())
                     self.stats.hits[phase] += 1
-                    return Hit(entry.entry_id, entry.response, phase, 1.0, entry.text)
+                    text, created = entry.text, entry.created_at
+                    return Hit(entry.entry_id, entry.response, phase, 1.0, text, created)
             return None
 
     def wants_semantic(self, scope: str, *, eligible: bool, context: str = "") -> bool:
@@ -311,6 +312,21 @@ class SemanticCache:
             self.traffic.candidate(model, kind, risk, served=served)
         if not self.share_traffic:
             self.count_traffic(self.traffic.drain(), self.clock())
+
+    def count_nearby(self, hits: NearbyHits) -> None:
+        """Count exact hits an ingress replica answered from its near cache as this
+        replica's own: towards each alias's lookups, the entries' recency, the counters."""
+        with self._lock:
+            now = self.clock()
+            for model, kind, count in hits.lookups:
+                self.traffic.lookup(model, kind, count)
+                self.stats.hits["exact"] += count
+            for entry_id in hits.entry_ids:
+                entry = self._store.get(entry_id)
+                if entry is not None:
+                    self._store.touch(entry, now)
+            if not self.share_traffic:
+                self.count_traffic(self.traffic.drain(), now)
 
     def count_traffic(self, batches: list[Traffic], at: float) -> None:
         """Count traffic batches (this replica's, or any replica's from the log)."""

@@ -140,6 +140,12 @@ class CacheConfig(ConfigSection):
     batch_wait_timeout_s: float = Field(
         0.002, ge=0, description="how long the embedder waits to fill a batch"
     )
+    near_entries: int = Field(
+        1000,
+        ge=0,
+        description="exact hits each ingress replica keeps and answers itself, with no hop "
+        "to a cache replica (0: off; docs/cache.md)",
+    )
     coalesce: bool = Field(
         True,
         description="identical requests in flight on one ingress replica share one upstream "

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gateway.cache.keys import exact_key
 from gateway.cache.lookup import Selector
 from gateway.storage import Database
 from gateway.storage.sealing import Sealer, SealError, is_sealed
@@ -126,6 +127,15 @@ class TrafficBatch:
     lookups: int
     risks: tuple[float, ...]
     served: float  # the risks of the candidates served, summed
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """An insert (`key`: the new entry's exact key) or a delete (`key` None) at `seq`."""
+
+    seq: int
+    entry_id: int
+    key: str | None
 
 
 @dataclass(frozen=True)
@@ -253,6 +263,30 @@ class CacheLog:
         )
         return [self._opened(_op(row)) for row in rows]
 
+    def key_changes(self, seq: int, limit: int = 5000) -> list[KeyChange]:
+        """Inserts and deletes after `seq`, oldest first, at most `limit`, as entry ids and
+        an insert's exact key (what a near cache follows; no answers or vectors are read)."""
+        rows = self.db.fetchall(
+            "SELECT seq, op, entry_id, scope, text, context, vector IS NULL FROM cache_log"
+            " WHERE seq > ? AND op IN ('insert', 'delete') ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        changes = []
+        for row_seq, op, entry_id, scope, text, context, raw in rows:
+            if op == "delete":
+                changes.append(KeyChange(int(row_seq), int(entry_id), None))
+                continue
+            text = self._open(str(text), "text", scope)
+            context = self._open(str(context or ""), "context", scope)
+            key = exact_key(scope, text, context, raw=bool(raw))
+            changes.append(KeyChange(int(row_seq), int(row_seq), key))
+        return changes
+
+    def last_seq(self) -> int:
+        """The newest row's seq (0 for an empty log)."""
+        row = self.db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM cache_log")
+        return int(row[0]) if row is not None else 0
+
     def entries(
         self, limit: int, *, before: int | None = None, model: str | None = None
     ) -> list[LoggedEntry]:
@@ -275,6 +309,13 @@ class CacheLog:
             return value
         return self._sealer.seal(value, context=f"cache_log:{column}:{scope}")
 
+    def _open(self, value: str, column: str, scope: str) -> str:
+        if not is_sealed(value):
+            return value
+        if self._sealer is None:
+            raise SealError("the cache log is sealed: set storage.data_key to read it")
+        return self._sealer.open(value, context=f"cache_log:{column}:{scope}")
+
     def _opened(self, op: LogOp) -> LogOp:
         """An insert row with its sealed texts opened (a clear one is read as it is)."""
         entry = op.entry
@@ -282,22 +323,13 @@ class CacheLog:
             is_sealed(v) for v in (entry.text, entry.response, entry.context)
         ):
             return op
-        sealer = self._sealer
-        if sealer is None:
-            raise SealError("the cache log is sealed: set storage.data_key to read it")
-
-        def opened(value: str, column: str) -> str:
-            if not is_sealed(value):
-                return value
-            return sealer.open(value, context=f"cache_log:{column}:{entry.scope}")
-
         return dataclasses.replace(
             op,
             entry=dataclasses.replace(
                 entry,
-                text=opened(entry.text, "text"),
-                response=opened(entry.response, "response"),
-                context=opened(entry.context, "context"),
+                text=self._open(entry.text, "text", entry.scope),
+                response=self._open(entry.response, "response", entry.scope),
+                context=self._open(entry.context, "context", entry.scope),
             ),
         )
 

@@ -21,6 +21,7 @@ class Hit:
     phase: Phase
     similarity: float
     cached_text: str
+    created_at: float = 0.0  # when the entry was stored (0: not said)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class CacheResult:
     embedding: np.ndarray | None = None
     replica: str | None = None  # the cache replica that answered, where there are several
     explore: Exploration | None = None
+    applied: int = 0  # the entry log's seq the answering replica had applied
 
     @property
     def phase(self) -> Phase | Literal["miss"]:
@@ -122,6 +124,20 @@ class NewEntry:
     embedding: np.ndarray | None = None
     context: str = ""  # earlier user turns of a conversation, most recent first
     exact_only: bool = False  # found by the exact phase alone (no vector is stored)
+
+
+@dataclass(frozen=True)
+class NearbyHits:
+    """Exact hits an ingress replica answered from its near cache since its last report:
+    lookups per (alias, kind) and the entries they used. A cache replica counts them as its
+    own exact hits (the learned phase's traffic, entries' recency, the hit counters)."""
+
+    lookups: tuple[tuple[str, str, int], ...]
+    entry_ids: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, _, n in self.lookups)
 
 
 @dataclass(frozen=True)

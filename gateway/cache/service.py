@@ -33,6 +33,7 @@ from gateway.cache.lookup import (
     CacheQuery,
     CacheResult,
     Exploration,
+    NearbyHits,
     NewEntry,
     Observation,
     Selector,
@@ -113,7 +114,7 @@ class CacheService:
         result = await self._lookup(query)
         if result.hit is None and result.explore is None and await self.sync():
             result = await self._lookup(dataclasses.replace(query, embedding=result.embedding))
-        return result
+        return dataclasses.replace(result, applied=self._applied)
 
     async def _lookup(self, query: CacheQuery) -> CacheResult:
         cache = self.cache
@@ -319,6 +320,10 @@ class CacheService:
             granted.append(follow_up)
         self.follow_ups_suggested += len(granted)
         return granted
+
+    async def count_nearby(self, hits: NearbyHits) -> None:
+        """Count the exact hits an ingress replica answered itself (`NearCache`) here."""
+        self.cache.count_nearby(hits)
 
     async def invalidate(self, selector: Selector) -> int:
         """Remove the selected entries everywhere; return how many there were."""

@@ -27,9 +27,13 @@ def _client(gateway: Gateway, user: str | None = None) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.v1, api_key=found.group(1), max_retries=0)
 
 
-def _ask(client: openai.OpenAI, text: str) -> tuple[str, dict[str, str]]:
+def _ask(
+    client: openai.OpenAI, text: str, *, control: str | None = None
+) -> tuple[str, dict[str, str]]:
     raw = client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": text}]
+        model=MODEL,
+        messages=[{"role": "user", "content": text}],
+        extra_headers={"x-raygate-cache-control": control} if control else None,
     )
     answer = raw.parse().choices[0].message.content or ""
     return answer, dict(raw.headers)
@@ -160,7 +164,29 @@ def test_an_entry_stored_through_one_cache_replica_is_served_by_both(gateway: Ga
     answered_by: set[str] = set()
     deadline = time.monotonic() + 10  # the bound is one sync interval (0.1 s in gateway.yaml)
     while len(answered_by) < 2:
-        _, headers = _ask(client, "How long are backups retained?")
+        # no-store: the ingress keeps nothing of these, so every one asks a cache replica.
+        _, headers = _ask(client, "How long are backups retained?", control="no-store")
         if headers["x-raygate-cache"] == "exact":
             answered_by.add(headers["x-raygate-cache-replica"])
         assert time.monotonic() < deadline, f"only {answered_by} answered"
+    assert "ingress" not in answered_by
+
+
+def test_a_repeat_a_cache_replica_served_is_then_answered_by_the_ingress(
+    gateway: Gateway,
+) -> None:
+    client = _client(gateway)
+    answer, _ = _cached(client, "Which team owns the VPN?")
+    repeat, headers = _ask(client, "Which team owns the VPN?")  # a cache replica's hit
+    assert (repeat, headers["x-raygate-cache"]) == (answer, "exact")
+    assert headers["x-raygate-cache-replica"] != "ingress"
+    # The ingress keeps a replica's hit once that replica has applied the log as far as the
+    # ingress has read it (within a sync interval, 0.1 s here).
+    deadline = time.monotonic() + 10
+    while headers["x-raygate-cache-replica"] != "ingress":
+        assert time.monotonic() < deadline, "the ingress never answered the repeat itself"
+        near, headers = _ask(client, "Which team owns the VPN?")
+        assert (near, headers["x-raygate-cache"]) == (answer, "exact")
+    # Another user's identical question is another scope: never answered from this one.
+    _, headers = _ask(_client(gateway), "Which team owns the VPN?")
+    assert headers["x-raygate-cache"] == "miss"
