@@ -7,9 +7,9 @@ tests build it over an in-process router and cache.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.a2a.tasks import TaskOwners
 from gateway.accounting.budgets import BudgetLedger
@@ -121,7 +121,7 @@ def create_api(
     app.state.metrics = metrics
     app.router.on_shutdown.append(pipeline.aclose)
     install_error_handlers(app)
-    app.middleware("http")(_exchange_per_request(pipeline.responder))
+    app.add_middleware(_ExchangePerRequest, responder=pipeline.responder)
     app.include_router(openai_routes(pipeline))
     app.include_router(anthropic_routes(pipeline))
     app.include_router(responses_routes(pipeline, ResponseStore.for_gateway(config, db)))
@@ -164,27 +164,42 @@ def create_api(
     return app
 
 
-def _exchange_per_request(
-    responder: Responder,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The middleware that opens each request's exchange and closes it after the response,
-    error responses included (see `Responder`)."""
+class _ExchangePerRequest:
+    """The middleware that opens each request's exchange and closes it as the response
+    starts, error responses included (see `Responder`). Plain ASGI: the response's first
+    message gets the exchange's headers on its way out, and nothing else is copied or run
+    in another task (Starlette's `BaseHTTPMiddleware` costs both on every request)."""
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        exchange = responder.open(request)
+    def __init__(self, app: ASGIApp, responder: Responder) -> None:
+        self._app = app
+        self._responder = responder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        exchange = self._responder.open(request)
+        started = False
+
+        async def send_closing(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                matched = scope.get("route")  # the route the app matched, if any
+                # A route that names itself keeps it (MCP's plain route is not in the scope).
+                exchange.template = exchange.template or getattr(matched, "path", None)
+                headers = MutableHeaders(scope=message)
+                await self._responder.close(exchange, message["status"], headers)
+            await send(message)
+
         try:
-            response = await call_next(request)
-        except Exception as exc:  # a bug: still one 500 in the error shape, and audited
-            response = internal_error(request, exc)
-        matched = request.scope.get("route")  # the route the app matched, if any
-        # A route that names itself keeps it (MCP's plain Starlette route is not in the scope).
-        exchange.template = exchange.template or getattr(matched, "path", None)
-        await responder.close(exchange, response)
-        return response
-
-    return middleware
+            await self._app(scope, receive, send_closing)
+        except Exception as exc:
+            if started:  # the response is on its way: the server ends it
+                raise
+            # A bug: still one 500 in the error shape, and audited.
+            await internal_error(request, exc)(scope, receive, send_closing)
 
 
 def _audit_writer(

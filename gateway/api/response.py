@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
 
 from gateway.accounting.meter import Meter
 from gateway.api.exchange import Exchange
@@ -82,27 +83,27 @@ class Responder:
         await self._settle(exchange)
         return JSONResponse(wire.answer(answer.response), headers=self._headers(exchange))
 
-    async def close(self, exchange: Exchange, response: Response) -> None:
-        """After any response: its headers, and for one that is not a stream, the settlement
-        and the audit record."""
-        response.headers["x-raygate-request-id"] = exchange.request_id
-        if "x-raygate-overhead-ms" not in response.headers:  # an error, or not a model route
-            response.headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
+    async def close(self, exchange: Exchange, status: int, headers: MutableHeaders) -> None:
+        """As any response starts: its `headers`, and for one that is not a stream, the
+        settlement and the audit record."""
+        headers["x-raygate-request-id"] = exchange.request_id
+        if "x-raygate-overhead-ms" not in headers:  # an error, or not a model route
+            headers["x-raygate-overhead-ms"] = f"{exchange.overhead_ms():.2f}"
         if self._replica is not None:
-            response.headers["x-raygate-replica"] = self._replica
+            headers["x-raygate-replica"] = self._replica
         if exchange.path.startswith("/v1/"):
-            response.headers["x-raygate-cache"] = exchange.cache_phase or "off"
+            headers["x-raygate-cache"] = exchange.cache_phase or "off"
             if exchange.similarity is not None:
-                response.headers["x-raygate-similarity"] = f"{exchange.similarity:.4f}"
+                headers["x-raygate-similarity"] = f"{exchange.similarity:.4f}"
             if exchange.cache_replica is not None:
-                response.headers["x-raygate-cache-replica"] = exchange.cache_replica
+                headers["x-raygate-cache-replica"] = exchange.cache_replica
         if exchange.streaming:
             return  # its record is written when the stream ends
         await self._settle(exchange)
         if exchange.route is None:
-            exchange.tried = response.headers.get(ROUTE_HEADER)
+            exchange.tried = headers.get(ROUTE_HEADER)
         if _audited(exchange.path):
-            exchange.status = response.status_code
+            exchange.status = status
             await self.account(exchange)
 
     async def aclose(self) -> None:
