@@ -20,8 +20,10 @@ Staying as right as the cache replicas:
   them as its own exact hits: the learned phase's lookups, entries' recency,
   `raygate_cache_lookups{phase="exact"}`.
 
-Not covered: an entry a cache replica evicts for space (`max_entries`) stays here until its
-TTL; exact-only routes (legacy completions, embeddings) always ask a cache replica.
+Legacy completions and embeddings (exact-only, keyed byte for byte) are kept the same way.
+An answer longer than 64 KB (a batch of embeddings) is not kept: at most `near_entries` of
+64 KB bound the memory it takes. Not covered: an entry a cache replica evicts for space
+(`max_entries`) stays here until its TTL.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 REPLICA = "ingress"  # what `x-raygate-cache-replica` says of a hit answered here
 _REPORT_EVERY_S = 2.0
 _STALE_AFTER_INTERVALS = 5
+_MAX_KEPT_CHARS = 65536
 
 
 @dataclass
@@ -80,6 +83,7 @@ class NearCache:
         self._read_at: float | None = None  # monotonic time of the last successful read
         self._lookups: Counter[tuple[str, str]] = Counter()  # served here, not yet reported
         self._used: set[int] = set()
+        self._exact_only = 0
         self._reported_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.served = 0
@@ -91,9 +95,9 @@ class NearCache:
 
     def lookup(self, query: CacheQuery) -> CacheResult | None:
         """The exact hit kept for `query`, or None (ask a cache replica)."""
-        if query.exact_only or not self.fresh():
+        if not self.fresh():
             return None
-        key = exact_key(query.scope, query.text, query.context)
+        key = _key(query)
         kept = self._kept.get(key)
         if kept is None:
             return None
@@ -101,7 +105,10 @@ class NearCache:
             self._drop(key)
             return None
         self._kept.move_to_end(key)
-        self._lookups[(query.model, kind_of(query.context))] += 1
+        if query.exact_only:  # not a lookup the learned phase counts (as on a replica)
+            self._exact_only += 1
+        else:
+            self._lookups[(query.model, kind_of(query.context))] += 1
         self._used.add(kept.hit.entry_id)
         self.served += 1
         return CacheResult(kept.hit, 1.0, replica=REPLICA)
@@ -113,7 +120,7 @@ class NearCache:
             self._capacity == 0
             or hit is None
             or hit.phase != "exact"
-            or query.exact_only
+            or len(hit.response) > _MAX_KEPT_CHARS
             or result.applied < self._read  # the replica may not know what was read here
             or not self.fresh()
         ):
@@ -121,7 +128,7 @@ class NearCache:
         expires_at = hit.created_at + self._ttl_s
         if expires_at <= self._clock():
             return
-        key = exact_key(query.scope, query.text, query.context)
+        key = _key(query)
         self._drop(key)
         self._kept[key] = _Kept(hit, expires_at)
         self._keys[hit.entry_id] = key
@@ -174,18 +181,21 @@ class NearCache:
     async def report(self) -> None:
         """Send the hits answered here since the last report to a cache replica."""
         self._reported_at = self._monotonic()
-        if not self._lookups:
+        if not self._used:
             return
-        lookups, used = self._lookups, self._used
-        self._lookups, self._used = Counter(), set()
+        lookups, used, exact_only = self._lookups, self._used, self._exact_only
+        self._lookups, self._used, self._exact_only = Counter(), set(), 0
         hits = NearbyHits(
-            tuple((model, kind, n) for (model, kind), n in lookups.items()), tuple(used)
+            tuple((model, kind, n) for (model, kind), n in lookups.items()),
+            tuple(used),
+            exact_only,
         )
         try:
             await self._report(hits)
         except Exception:
             self._lookups.update(lookups)  # sent with the next report
             self._used |= used
+            self._exact_only += exact_only
             raise
 
     async def _follow(self) -> None:
@@ -211,3 +221,8 @@ class NearCache:
             await self.report()
         except Exception:
             log.warning("near cache: the last hit counts were not reported", exc_info=True)
+
+
+def _key(query: CacheQuery) -> str:
+    """The exact phase's key of `query` (byte for byte on exact-only routes)."""
+    return exact_key(query.scope, query.text, query.context, raw=query.exact_only)

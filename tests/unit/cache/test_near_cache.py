@@ -184,3 +184,32 @@ async def test_the_least_recently_used_go_first_beyond_near_entries(setup: Setup
     assert len(setup.near) == 2
     assert setup.near.lookup(query(questions[1])) is None
     assert setup.near.lookup(query(questions[0])) is not None
+
+
+async def test_exact_only_routes_are_kept_byte_for_byte_and_not_counted_as_lookups(
+    setup: Setup,
+) -> None:
+    """Legacy completions and embeddings: keyed on the raw prompt, whitespace included."""
+    prompt = "def add(a, b):"
+    raw = CacheQuery(SCOPE, prompt, model=MODEL, exact_only=True)
+    replica = setup.replicas[0]
+    await replica.insert(NewEntry(SCOPE, prompt, MODEL, "return a + b", exact_only=True))
+    await setup.near.sync()  # the insert row of an entry with no vector: keyed raw
+    setup.near.keep(raw, await replica.lookup(raw))
+    assert setup.near.lookup(raw) is None  # the replica had not yet read the log this far
+    await replica.sync()
+    setup.near.keep(raw, await replica.lookup(raw))
+    hit = setup.near.lookup(raw)
+    assert hit is not None and hit.hit is not None and hit.hit.response == "return a + b"
+    assert setup.near.lookup(CacheQuery(SCOPE, f"{prompt} ", model=MODEL, exact_only=True)) is None
+    assert setup.near.lookup(query(prompt)) is None  # the chat key of the same text
+    replica.cache.traffic.drain()
+    exact_before = replica.cache.stats.hits["exact"]
+    await setup.near.report()
+    assert replica.cache.stats.hits["exact"] == exact_before + 1
+    assert replica.cache.traffic.drain() == []  # no lookup for the learned phase
+
+
+async def test_an_answer_longer_than_64_kb_is_not_kept(setup: Setup) -> None:
+    await kept(setup, answer="x" * 70_000)
+    assert setup.near.lookup(query()) is None
