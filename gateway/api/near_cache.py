@@ -12,9 +12,10 @@ Staying as right as the cache replicas:
   entry that was invalidated (from any replica or the CLI) or replaced by a newer answer
   under the same key. While that read has failed for five intervals (at least a second), the
   near cache answers nothing.
-- A hit is kept only when the cache replica that served it had applied the log at least as
-  far as this near cache has read it (`CacheResult.applied`): a lagging replica's answer may
-  be one the near cache already saw removed. Whatever changes later is read later.
+- A hit is kept only when no change this near cache has read and the replica that served it
+  had not yet applied (past `CacheResult.applied`) deletes that entry or stores a newer answer
+  under its key: a lagging replica's answer may be one the near cache already saw removed.
+  Whatever changes later is read later.
 - An entry leaves at the cache's `ttl_s` after it was stored, as on the replicas.
 - Hits answered here reach a cache replica every few seconds (`count_nearby`), which counts
   them as its own exact hits: the learned phase's lookups, entries' recency,
@@ -32,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ REPLICA = "ingress"  # what `x-raygate-cache-replica` says of a hit answered her
 _REPORT_EVERY_S = 2.0
 _STALE_AFTER_INTERVALS = 5
 _MAX_KEPT_CHARS = 65536
+_RECENT_CHANGES = 4096
 
 
 @dataclass
@@ -80,6 +82,10 @@ class NearCache:
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
         self._keys: dict[int, str] = {}  # entry id -> its key here
         self._read = 0  # the last log seq read
+        # The changes read last, to tell whether a lagging replica's hit is still current;
+        # `_forgotten`: the newest change no longer held (or, at start, the log's end).
+        self._recent: deque[KeyChange] = deque()
+        self._forgotten = 0
         self._read_at: float | None = None  # monotonic time of the last successful read
         self._lookups: Counter[tuple[str, str]] = Counter()  # served here, not yet reported
         self._used: set[int] = set()
@@ -121,19 +127,33 @@ class NearCache:
             or hit is None
             or hit.phase != "exact"
             or len(hit.response) > _MAX_KEPT_CHARS
-            or result.applied < self._read  # the replica may not know what was read here
             or not self.fresh()
         ):
             return
         expires_at = hit.created_at + self._ttl_s
-        if expires_at <= self._clock():
-            return
         key = _key(query)
+        if expires_at <= self._clock() or self._overtaken(hit.entry_id, key, result.applied):
+            return
         self._drop(key)
         self._kept[key] = _Kept(hit, expires_at)
         self._keys[hit.entry_id] = key
         while len(self._kept) > self._capacity:
             self._drop(next(iter(self._kept)))
+
+    def _overtaken(self, entry_id: int, key: str, applied: int) -> bool:
+        """Whether a change read here that the replica had not applied (past `applied`)
+        deletes the entry or stores a newer one under its key; True when not known."""
+        if applied >= self._read:
+            return False
+        if applied < self._forgotten:  # changes it may not know of are no longer held
+            return True
+        for change in self._recent:
+            if change.seq <= applied:
+                continue
+            deleted = change.key is None and change.entry_id == entry_id
+            if deleted or (change.key == key and change.entry_id != entry_id):
+                return True
+        return False
 
     def fresh(self) -> bool:
         """Whether the log was read recently enough for kept hits to be served."""
@@ -144,7 +164,7 @@ class NearCache:
 
     async def start(self) -> None:
         """Start from the log's end (nothing is kept yet), then follow it."""
-        self._read = await asyncio.to_thread(self._log.last_seq)
+        self._read = self._forgotten = await asyncio.to_thread(self._log.last_seq)
         self._read_at = self._monotonic()
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="near-cache")
@@ -157,6 +177,9 @@ class NearCache:
             for change in changes:
                 self._apply(change)
                 self._read = change.seq
+                self._recent.append(change)
+                if len(self._recent) > _RECENT_CHANGES:
+                    self._forgotten = self._recent.popleft().seq
             applied += len(changes)
             if not changes:
                 break
