@@ -195,7 +195,7 @@ class ResponseCache:
                 self.answered(exchange, "exact", 1.0, answer.usage(), answer.target)
                 return Probe(request, False, None, answer, "exact")
         known = RequestEmbedding.known(exchange, request.text)
-        result = await self._find(request.query(known), keep=control == "default")
+        result = await self.find(request.query(known), keep=control == "default")
         probe.result = result
         if result is not None and result.embedding is not None:
             RequestEmbedding.note(exchange, request.text, result.embedding)
@@ -241,8 +241,9 @@ class ResponseCache:
         except TimeoutError:
             return None
 
-    async def _find(self, query: CacheQuery, *, keep: bool) -> CacheResult | None:
-        """The near cache's hit, else a cache replica's result (kept near when `keep`)."""
+    async def find(self, query: CacheQuery, *, keep: bool) -> CacheResult | None:
+        """The near cache's hit, else a cache replica's result (kept near when `keep`: the
+        request's cache control allows storing)."""
         near = self.near
         if near is None:
             return await self.lookup(query)

@@ -108,7 +108,7 @@ class ExactCache:
         if control in ("no-cache", "bypass"):
             exchange.cache_phase = "bypass"
         else:
-            hit = await self._hit(exchange, request, shape)
+            hit = await self._hit(exchange, request, shape, keep=control == "default")
             if hit is not None:
                 return hit
         answer = await call()
@@ -120,9 +120,9 @@ class ExactCache:
         return answer
 
     async def _hit(
-        self, exchange: Exchange, request: CacheRequest, shape: type[_Response]
+        self, exchange: Exchange, request: CacheRequest, shape: type[_Response], *, keep: bool
     ) -> Routed[_Response] | None:
-        result = await self.cache.lookup(request.query())
+        result = await self.cache.find(request.query(), keep=keep)
         exchange.cache_replica = result.replica if result is not None else None
         if result is None or result.hit is None:
             exchange.cache_phase = "miss"

@@ -12,16 +12,19 @@ Staying as right as the cache replicas:
   entry that was invalidated (from any replica or the CLI) or replaced by a newer answer
   under the same key. While that read has failed for five intervals (at least a second), the
   near cache answers nothing.
-- A hit is kept only when the cache replica that served it had applied the log at least as
-  far as this near cache has read it (`CacheResult.applied`): a lagging replica's answer may
-  be one the near cache already saw removed. Whatever changes later is read later.
+- A hit is kept only when no change this near cache has read and the replica that served it
+  had not yet applied (past `CacheResult.applied`) deletes that entry or stores a newer answer
+  under its key: a lagging replica's answer may be one the near cache already saw removed.
+  Whatever changes later is read later.
 - An entry leaves at the cache's `ttl_s` after it was stored, as on the replicas.
 - Hits answered here reach a cache replica every few seconds (`count_nearby`), which counts
   them as its own exact hits: the learned phase's lookups, entries' recency,
   `raygate_cache_lookups{phase="exact"}`.
 
-Not covered: an entry a cache replica evicts for space (`max_entries`) stays here until its
-TTL; exact-only routes (legacy completions, embeddings) always ask a cache replica.
+Legacy completions and embeddings (exact-only, keyed byte for byte) are kept the same way.
+An answer longer than 64 KB (a batch of embeddings) is not kept: at most `near_entries` of
+64 KB bound the memory it takes. Not covered: an entry a cache replica evicts for space
+(`max_entries`) stays here until its TTL.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 REPLICA = "ingress"  # what `x-raygate-cache-replica` says of a hit answered here
 _REPORT_EVERY_S = 2.0
 _STALE_AFTER_INTERVALS = 5
+_MAX_KEPT_CHARS = 65536
+_RECENT_CHANGES = 4096
 
 
 @dataclass
@@ -77,9 +82,14 @@ class NearCache:
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
         self._keys: dict[int, str] = {}  # entry id -> its key here
         self._read = 0  # the last log seq read
+        # The changes read last, to tell whether a lagging replica's hit is still current;
+        # `_forgotten`: the newest change no longer held (or, at start, the log's end).
+        self._recent: deque[KeyChange] = deque()
+        self._forgotten = 0
         self._read_at: float | None = None  # monotonic time of the last successful read
         self._lookups: Counter[tuple[str, str]] = Counter()  # served here, not yet reported
         self._used: set[int] = set()
+        self._exact_only = 0
         self._reported_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.served = 0
@@ -91,9 +101,9 @@ class NearCache:
 
     def lookup(self, query: CacheQuery) -> CacheResult | None:
         """The exact hit kept for `query`, or None (ask a cache replica)."""
-        if query.exact_only or not self.fresh():
+        if not self.fresh():
             return None
-        key = exact_key(query.scope, query.text, query.context)
+        key = _key(query)
         kept = self._kept.get(key)
         if kept is None:
             return None
@@ -101,7 +111,10 @@ class NearCache:
             self._drop(key)
             return None
         self._kept.move_to_end(key)
-        self._lookups[(query.model, kind_of(query.context))] += 1
+        if query.exact_only:  # not a lookup the learned phase counts (as on a replica)
+            self._exact_only += 1
+        else:
+            self._lookups[(query.model, kind_of(query.context))] += 1
         self._used.add(kept.hit.entry_id)
         self.served += 1
         return CacheResult(kept.hit, 1.0, replica=REPLICA)
@@ -113,20 +126,34 @@ class NearCache:
             self._capacity == 0
             or hit is None
             or hit.phase != "exact"
-            or query.exact_only
-            or result.applied < self._read  # the replica may not know what was read here
+            or len(hit.response) > _MAX_KEPT_CHARS
             or not self.fresh()
         ):
             return
         expires_at = hit.created_at + self._ttl_s
-        if expires_at <= self._clock():
+        key = _key(query)
+        if expires_at <= self._clock() or self._overtaken(hit.entry_id, key, result.applied):
             return
-        key = exact_key(query.scope, query.text, query.context)
         self._drop(key)
         self._kept[key] = _Kept(hit, expires_at)
         self._keys[hit.entry_id] = key
         while len(self._kept) > self._capacity:
             self._drop(next(iter(self._kept)))
+
+    def _overtaken(self, entry_id: int, key: str, applied: int) -> bool:
+        """Whether a change read here that the replica had not applied (past `applied`)
+        deletes the entry or stores a newer one under its key; True when not known."""
+        if applied >= self._read:
+            return False
+        if applied < self._forgotten:  # changes it may not know of are no longer held
+            return True
+        for change in self._recent:
+            if change.seq <= applied:
+                continue
+            deleted = change.key is None and change.entry_id == entry_id
+            if deleted or (change.key == key and change.entry_id != entry_id):
+                return True
+        return False
 
     def fresh(self) -> bool:
         """Whether the log was read recently enough for kept hits to be served."""
@@ -137,7 +164,7 @@ class NearCache:
 
     async def start(self) -> None:
         """Start from the log's end (nothing is kept yet), then follow it."""
-        self._read = await asyncio.to_thread(self._log.last_seq)
+        self._read = self._forgotten = await asyncio.to_thread(self._log.last_seq)
         self._read_at = self._monotonic()
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="near-cache")
@@ -150,6 +177,9 @@ class NearCache:
             for change in changes:
                 self._apply(change)
                 self._read = change.seq
+                self._recent.append(change)
+                if len(self._recent) > _RECENT_CHANGES:
+                    self._forgotten = self._recent.popleft().seq
             applied += len(changes)
             if not changes:
                 break
@@ -174,18 +204,21 @@ class NearCache:
     async def report(self) -> None:
         """Send the hits answered here since the last report to a cache replica."""
         self._reported_at = self._monotonic()
-        if not self._lookups:
+        if not self._used:
             return
-        lookups, used = self._lookups, self._used
-        self._lookups, self._used = Counter(), set()
+        lookups, used, exact_only = self._lookups, self._used, self._exact_only
+        self._lookups, self._used, self._exact_only = Counter(), set(), 0
         hits = NearbyHits(
-            tuple((model, kind, n) for (model, kind), n in lookups.items()), tuple(used)
+            tuple((model, kind, n) for (model, kind), n in lookups.items()),
+            tuple(used),
+            exact_only,
         )
         try:
             await self._report(hits)
         except Exception:
             self._lookups.update(lookups)  # sent with the next report
             self._used |= used
+            self._exact_only += exact_only
             raise
 
     async def _follow(self) -> None:
@@ -211,3 +244,8 @@ class NearCache:
             await self.report()
         except Exception:
             log.warning("near cache: the last hit counts were not reported", exc_info=True)
+
+
+def _key(query: CacheQuery) -> str:
+    """The exact phase's key of `query` (byte for byte on exact-only routes)."""
+    return exact_key(query.scope, query.text, query.context, raw=query.exact_only)

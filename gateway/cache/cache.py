@@ -318,9 +318,9 @@ class SemanticCache:
         replica's own: towards each alias's lookups, the entries' recency, the counters."""
         with self._lock:
             now = self.clock()
+            self.stats.hits["exact"] += hits.count
             for model, kind, count in hits.lookups:
                 self.traffic.lookup(model, kind, count)
-                self.stats.hits["exact"] += count
             for entry_id in hits.entry_ids:
                 entry = self._store.get(entry_id)
                 if entry is not None:

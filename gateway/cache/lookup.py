@@ -129,15 +129,16 @@ class NewEntry:
 @dataclass(frozen=True)
 class NearbyHits:
     """Exact hits an ingress replica answered from its near cache since its last report:
-    lookups per (alias, kind) and the entries they used. A cache replica counts them as its
-    own exact hits (the learned phase's traffic, entries' recency, the hit counters)."""
+    lookups per (alias, kind), those of exact-only routes (which the learned phase does not
+    count), and the entries they used. A cache replica counts them as its own exact hits."""
 
     lookups: tuple[tuple[str, str, int], ...]
     entry_ids: tuple[int, ...]
+    exact_only: int = 0
 
     @property
     def count(self) -> int:
-        return sum(n for _, _, n in self.lookups)
+        return sum(n for _, _, n in self.lookups) + self.exact_only
 
 
 @dataclass(frozen=True)

@@ -147,18 +147,35 @@ async def test_a_newer_answer_under_the_same_key_replaces_the_kept_one(setup: Se
     assert setup.near.lookup(query()) is None
 
 
-async def test_a_hit_from_a_replica_behind_the_log_is_not_kept(setup: Setup) -> None:
-    lagging = setup.replicas[1]
-    await setup.replicas[0].insert(NewEntry(SCOPE, QUESTION, MODEL, "old"))
+async def test_a_lagging_replicas_hit_is_kept_only_if_nothing_read_since_overtakes_it(
+    setup: Setup,
+) -> None:
+    writer, lagging = setup.replicas
+    old = await writer.insert(NewEntry(SCOPE, QUESTION, MODEL, "old"))
+    await writer.insert(NewEntry(SCOPE, "Who approves VPN access?", MODEL, "the CISO"))
     await lagging.sync()
-    await setup.replicas[0].invalidate(Selector(model=MODEL))
+    await writer.invalidate(Selector(entry_ids=(old,)))
+    await writer.insert(NewEntry(SCOPE, "Where are backups kept?", MODEL, "in Frankfurt"))
     await setup.near.sync()  # the near cache has read the delete; the lagging replica not
     stale = await lagging.lookup(query())
     assert stale.hit is not None and stale.hit.response == "old"
     setup.near.keep(query(), stale)
     assert setup.near.lookup(query()) is None
-    await lagging.sync()
-    assert (await lagging.lookup(query())).hit is None
+    # What the unread changes do not touch is current: kept.
+    vpn = query("Who approves VPN access?")
+    setup.near.keep(vpn, await lagging.lookup(vpn))
+    assert setup.near.lookup(vpn) is not None
+    # A near cache that started after the replica last read the log cannot tell: not kept.
+    later = NearCache(
+        CacheConfig(), setup.entry_log, writer.count_nearby, clock=setup.clock,
+        monotonic=setup.monotonic,
+    )  # fmt: skip
+    await later.start()
+    try:
+        later.keep(vpn, await lagging.lookup(vpn))
+        assert later.lookup(vpn) is None
+    finally:
+        await later.aclose()
 
 
 async def test_entries_expire_with_the_cache_ttl(setup: Setup) -> None:
@@ -184,3 +201,30 @@ async def test_the_least_recently_used_go_first_beyond_near_entries(setup: Setup
     assert len(setup.near) == 2
     assert setup.near.lookup(query(questions[1])) is None
     assert setup.near.lookup(query(questions[0])) is not None
+
+
+async def test_exact_only_routes_are_kept_byte_for_byte_and_not_counted_as_lookups(
+    setup: Setup,
+) -> None:
+    """Legacy completions and embeddings: keyed on the raw prompt, whitespace included."""
+    prompt = "def add(a, b):"
+    raw = CacheQuery(SCOPE, prompt, model=MODEL, exact_only=True)
+    replica = setup.replicas[0]
+    await replica.insert(NewEntry(SCOPE, prompt, MODEL, "return a + b", exact_only=True))
+    await setup.near.sync()  # the insert row of an entry with no vector: keyed raw
+    # The replica has not read its own insert row back yet; nothing read since overtakes it.
+    setup.near.keep(raw, await replica.lookup(raw))
+    hit = setup.near.lookup(raw)
+    assert hit is not None and hit.hit is not None and hit.hit.response == "return a + b"
+    assert setup.near.lookup(CacheQuery(SCOPE, f"{prompt} ", model=MODEL, exact_only=True)) is None
+    assert setup.near.lookup(query(prompt)) is None  # the chat key of the same text
+    replica.cache.traffic.drain()
+    exact_before = replica.cache.stats.hits["exact"]
+    await setup.near.report()
+    assert replica.cache.stats.hits["exact"] == exact_before + 1
+    assert replica.cache.traffic.drain() == []  # no lookup for the learned phase
+
+
+async def test_an_answer_longer_than_64_kb_is_not_kept(setup: Setup) -> None:
+    await kept(setup, answer="x" * 70_000)
+    assert setup.near.lookup(query()) is None
