@@ -3,6 +3,8 @@ on the workers, and the shared state (PostgreSQL, Redis) that makes replicas int
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -48,7 +50,18 @@ def test_chat_stream_and_cache_hit_through_the_sdk(deployed: Deployed) -> None:
 
     # The same question again, many times: every hit carries the first answer, whichever
     # ingress and cache replica took it (the entry log in PostgreSQL keeps them in step).
+    # no-store: not kept in the ingress's near cache, so a cache replica answers each.
+    no_store = {"x-raygate-cache-control": "no-store"}
     for _ in range(6):
+        again = sdk.chat.completions.with_raw_response.create(
+            model="sim-small", messages=question, extra_headers=no_store
+        )
+        assert again.headers["x-raygate-cache"] == "exact"
+        assert again.parse().choices[0].message.content == answer
+    # Without it, an ingress replica keeps a cache replica's hit and answers a repeat itself.
+    deadline = time.monotonic() + 60
+    while again.headers.get("x-raygate-cache-replica") != "ingress":
+        assert time.monotonic() < deadline, "no ingress replica answered a repeat itself"
         again = sdk.chat.completions.with_raw_response.create(model="sim-small", messages=question)
         assert again.headers["x-raygate-cache"] == "exact"
         assert again.parse().choices[0].message.content == answer

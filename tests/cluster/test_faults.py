@@ -27,10 +27,12 @@ pytestmark = pytest.mark.slow
 RAYGATE = str(Path(sys.executable).with_name("raygate"))
 
 
-def _ask(deployed: Deployed, question: str, model: str = "sim-small") -> httpx.Response:
+def _ask(
+    deployed: Deployed, question: str, model: str = "sim-small", **headers: str
+) -> httpx.Response:
     return httpx.post(
         f"{deployed.base_url}/v1/chat/completions",
-        headers={"authorization": f"Bearer {deployed.api_key}"},
+        headers={"authorization": f"Bearer {deployed.api_key}", **headers},
         json={"model": model, "messages": [{"role": "user", "content": question}]},
         timeout=60,
     )
@@ -38,7 +40,8 @@ def _ask(deployed: Deployed, question: str, model: str = "sim-small") -> httpx.R
 
 def _still_served_and_audited(deployed: Deployed, question: str, answer: str) -> None:
     for _ in range(6):  # from whichever replicas answer now, the entry stored before
-        again = _ask(deployed, question)
+        # no-store: not kept in the ingress's near cache, so a cache replica answers each.
+        again = _ask(deployed, question, **{"x-raygate-cache-control": "no-store"})
         assert again.headers["x-raygate-cache"] == "exact", again.headers
         assert again.json()["choices"][0]["message"]["content"] == answer
     verified = subprocess.run(

@@ -1,5 +1,6 @@
 """The ingress replica's near cache over real cache replicas and their entry log (SQLite,
-sealed and clear): what it keeps, what removes it, and the hits it reports back."""
+sealed and clear, and PostgreSQL): what it keeps, what removes it, and the hits it reports
+back."""
 
 from __future__ import annotations
 
@@ -51,13 +52,15 @@ class Setup:
     monotonic: ManualClock
 
 
-@pytest_asyncio.fixture(params=["clear", "sealed"])
+@pytest_asyncio.fixture(params=["clear", "sealed", "postgresql"])
 async def setup(
     request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder, clock: ManualClock
 ) -> AsyncIterator[Setup]:
     """Two cache replicas that sync only when told to, and a near cache in front of the
-    first, all over one SQLite log (its texts sealed or not)."""
+    first, all over one log (SQLite, its texts sealed or not, or PostgreSQL)."""
     url = f"sqlite:///{tmp_path / 'cache.db'}"
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
     sealer = Sealer(Keyring.parse("d1:" + "k" * 40)) if request.param == "sealed" else None
     config = CacheConfig(near_entries=2)
 
