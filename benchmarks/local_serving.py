@@ -15,8 +15,9 @@ Every answer is `--tokens` long (`ignore_eos`). Reported per path and level: tim
 token (p50/p99), tokens/s per stream and in total. The whole is repeated for each
 `--stream-intervals` (the model's `stream_interval_ms`: 0 sends one chunk per engine step),
 redeploying the model between them; each raygate row is compared with the direct path at
-the same interval and with the engine as it streams on its own (direct at interval 0). Writes
-`benchmarks/results/local_serving.json`.
+the same interval and with the engine as it streams on its own (direct at interval 0). Serve's
+settings are the environment's (`RAY_SERVE_ENABLE_HA_PROXY=1`: HAProxy in front, as on the
+cluster), recorded as `serve_env`. Writes `benchmarks/results/local_serving.json`.
 
     .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4 16]
         [--tokens 64] [--stream-intervals 0 20 50] [--routers colocated separate]
@@ -202,7 +203,10 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the JSON here, not under results/")
     args = parser.parse_args()
-    report = Report("local_serving", parameters=vars(args))
+    # Serve's settings come from the environment (e.g. RAY_SERVE_ENABLE_HA_PROXY=1 puts
+    # HAProxy in front, as the cluster manifests do): recorded with the results.
+    serve_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
+    report = Report("local_serving", parameters=vars(args) | {"serve_env": serve_env})
 
     from local_models.tiny import build_tiny_model
 
