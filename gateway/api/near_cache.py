@@ -92,7 +92,6 @@ class NearCache:
         self._exact_only = 0
         self._reported_at = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.served = 0
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -116,7 +115,6 @@ class NearCache:
         else:
             self._lookups[(query.model, kind_of(query.context))] += 1
         self._used.add(kept.hit.entry_id)
-        self.served += 1
         return CacheResult(kept.hit, 1.0, replica=REPLICA)
 
     def keep(self, query: CacheQuery, result: CacheResult) -> None:

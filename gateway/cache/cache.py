@@ -152,8 +152,14 @@ class SemanticCache:
                 if entry is not None:
                     self._store.touch(entry, self.clock())
                     self.stats.hits[phase] += 1
-                    text, created = entry.text, entry.created_at
-                    return Hit(entry.entry_id, entry.response, phase, 1.0, text, created)
+                    return Hit(
+                        entry.entry_id,
+                        entry.response,
+                        phase,
+                        1.0,
+                        entry.text,
+                        created_at=entry.created_at,
+                    )
             return None
 
     def wants_semantic(self, scope: str, *, eligible: bool, context: str = "") -> bool:
