@@ -23,7 +23,9 @@ Three parts, each optional (`--parts`):
 - gateway: p50/p99 of cache hits (exact and semantic) through a running gateway against a bare
   Serve route, interleaved in one run, over HTTP (`--gateway-url`, `--bare-url`), or on a
   gateway started here the way benchmarks/overhead.py starts one (`--start-gateway`). Every
-  response's `x-raygate-cache` header is counted; latencies are grouped by it.
+  response's `x-raygate-cache` header is counted; latencies are grouped by it. Paraphrases are
+  sent with `no-store`, so that each is a semantic lookup (a served paraphrase is otherwise
+  stored under its own key, and its repeats are exact hits).
 
 Parts run separately share one file: a part this run did not measure is kept from the file,
 and `runs` holds the metadata (time, commit, machine, load, parameters) of the run that did.
@@ -315,6 +317,8 @@ PROMPTS = (
     ("How do I reverse a list in Python?", "How can I reverse a Python list?"),
     ("What causes the seasons on Earth?", "what causes seasons on the Earth?"),
 )
+# A semantic hit is otherwise stored under the paraphrase's own key, and its repeats are exact.
+NO_STORE = {"x-raygate-cache-control": "no-store"}
 
 
 async def measure_gateway(
@@ -335,10 +339,11 @@ async def measure_gateway(
     seen: dict[str, dict[str, int]] = {}
     async with aiohttp.ClientSession() as session:
 
-        async def call(path: str, url: str, text: str, auth: bool) -> str:
+        async def call(path: str, url: str, text: str, auth: bool, store: bool = True) -> str:
+            sent = (headers if store else {**headers, **NO_STORE}) if auth else {}
             started = time.perf_counter()
             async with session.post(
-                f"{url}/v1/chat/completions", json=body(text), headers=headers if auth else {}
+                f"{url}/v1/chat/completions", json=body(text), headers=sent
             ) as response:
                 await response.read()
                 elapsed = time.perf_counter() - started
@@ -357,7 +362,7 @@ async def measure_gateway(
             stored, paraphrase = PROMPTS[i % len(PROMPTS)]
             await call("bare Serve route", bare_url, stored, False)
             await call("gateway, exact request", gateway_url, stored, True)
-            await call("gateway, paraphrase", gateway_url, paraphrase, True)
+            await call("gateway, paraphrase", gateway_url, paraphrase, True, store=False)
     rows = [
         {"path": key, "requests": len(v), "p50_ms": _ms(v, 50), "p99_ms": _ms(v, 99)}
         for key, v in samples.items()
@@ -370,9 +375,12 @@ async def measure_gateway(
     return {"x_raygate_cache_seen": seen, "rows": rows}
 
 
-def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool, near: bool) -> None:
+def _deploy_with_cache(
+    sim_url: str, serve_port: int, similarity: bool, near: bool, onnx: bool
+) -> None:
     """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled;
-    `near` False turns the ingress replicas' near cache off (exact hits ask a cache replica)."""
+    `near` False turns the ingress replicas' near cache off (exact hits ask a cache replica),
+    `onnx` False runs the cache replicas' embedder in eager PyTorch."""
     import ray
     import ray.cloudpickle
     from ray import serve
@@ -396,7 +404,7 @@ def _deploy_with_cache(sim_url: str, serve_port: int, similarity: bool, near: bo
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}},
         cache: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {overhead.KEY}}}
-cache: {{enabled: true{"" if near else ", near_entries: 0"}}}
+cache: {{enabled: true{"" if near else ", near_entries: 0"}{"" if onnx else ", onnx: false"}}}
 {policy}storage: {{url: "sqlite:///{storage}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
@@ -444,15 +452,17 @@ def run_gateway_part(args: argparse.Namespace) -> dict[str, Any]:
         serve_url = f"http://127.0.0.1:{serve_port}"
         results: dict[str, Any] = {}
         # Same run, same bare route: the default policy with the ingress's near cache and
-        # without it, then a profile whose jailbreak similarity signal embeds every request.
+        # without it, with the embedder in eager PyTorch rather than ONNX Runtime, then a
+        # profile whose jailbreak similarity signal embeds every request.
         variants = (
-            ("default_policy", False, True),
-            ("default_policy_near_cache_off", False, False),
-            ("jailbreak_similarity_blocking", True, True),
+            ("default_policy", False, True, True),
+            ("default_policy_near_cache_off", False, False, True),
+            ("default_policy_torch_embedder", False, True, False),
+            ("jailbreak_similarity_blocking", True, True, True),
         )
-        for label, similarity, near in variants:
+        for label, similarity, near, onnx in variants:
             print(f"  [{label}]", flush=True)
-            _deploy_with_cache(sim_url, serve_port, similarity, near)
+            _deploy_with_cache(sim_url, serve_port, similarity, near, onnx)
             overhead._wait(f"{serve_url}/readyz", timeout_s=300)
             results[label] = asyncio.run(
                 measure_gateway(

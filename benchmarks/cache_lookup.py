@@ -11,7 +11,8 @@ handle call. Two parts (`--parts`), for each device configuration, one after the
   stored question's QQP duplicate (a semantic hit, or a miss where the cold static threshold
   or a fact check refuses it); `unrelated` was never stored.
 
-Devices: `cpu` (float32, the embedded default), `cuda-fp16` (what `Embedder` picks on a GPU:
+Devices: `cpu` (float32 in ONNX Runtime, the embedded default), `cpu-torch` (the same model
+in eager PyTorch, as before ONNX Runtime), `cuda-fp16` (what `Embedder` picks on a GPU:
 half precision, batches of up to eight replayed from CUDA graphs), `cuda-fp16-eager` (the same
 without graphs) and `cuda-fp32-eager` (without half precision either). Neither part needs
 Ray, a database or a running gateway, and the embedder part needs no FAISS, so both run on a
@@ -41,7 +42,7 @@ from benchmarks.report import RESULTS, Report, latency_summary, percentile
 from gateway.cache.embedder import Embedder
 
 PARTS = ("embedder", "lookup")
-DEVICES = ("cpu", "cuda-fp16", "cuda-fp16-eager", "cuda-fp32-eager")
+DEVICES = ("cpu", "cpu-torch", "cuda-fp16", "cuda-fp16-eager", "cuda-fp32-eager")
 BATCH_SIZES = (1, 8, 32, 64, 128, 256)
 SCOPE = "bench"
 
@@ -56,27 +57,36 @@ def qqp_pairs(data: Path, seed: int) -> list[tuple[str, str]]:
 
 
 def make_embedder(device: str, model_path: Path | None) -> Embedder:
-    """MiniLM on `device` (one of DEVICES): `-eager` without CUDA graphs, `fp32` without
-    Embedder's half precision."""
+    """MiniLM on `device` (one of DEVICES): `-torch` without ONNX Runtime, `-eager` without
+    CUDA graphs, `fp32` without Embedder's half precision."""
     embedder = Embedder(
-        model_path, device="cpu" if device == "cpu" else "cuda", cuda_graphs="eager" not in device
+        model_path,
+        device="cpu" if device.startswith("cpu") else "cuda",
+        cuda_graphs="eager" not in device,
+        onnx=device == "cpu",
     )
     if "fp32" in device:
         embedder._model.float()
     return embedder
 
 
-def graphs_agreement(embedder: Embedder, texts: list[str]) -> dict[str, Any]:
-    """Whether CUDA graphs ran, and the lowest cosine between their embeddings and the eager
-    model's of the same texts, one at a time and eight at a time."""
+def agreement(embedder: Embedder, texts: list[str]) -> dict[str, Any]:
+    """What runs the model (ONNX Runtime, CUDA graphs or eager PyTorch), and the lowest cosine
+    between its embeddings and sentence-transformers' eager ones of the same texts, one at a
+    time and eight at a time."""
     graphed = embedder._graphed
-    if graphed is None or not graphed.enabled:
-        return {"cuda_graphs": False}
+    row: dict[str, Any] = {
+        "runtime": embedder.runtime,
+        "cuda_graphs": graphed is not None and graphed.enabled,
+    }
+    if embedder.runtime == "torch" and not row["cuda_graphs"]:
+        return row  # eager is what it would be compared with
     ones = np.concatenate([embedder.embed([text]) for text in texts[:8]])
     eights = embedder.embed(texts[:8])
     eager = embedder._model.encode(texts[:8], normalize_embeddings=True, convert_to_numpy=True)
     lowest = min(float((ones * eager).sum(1).min()), float((eights * eager).sum(1).min()))
-    return {"cuda_graphs": graphed.enabled, "lowest_cosine_to_eager": round(lowest, 5)}
+    row["lowest_cosine_to_eager"] = round(lowest, 5)
+    return row
 
 
 def measure_embedder(embedder: Embedder, texts: list[str], rounds: int) -> list[dict[str, Any]]:
@@ -153,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--devices", nargs="+", choices=DEVICES, default=None,
-                        help="default: cpu, and both cuda ones when a GPU is present")  # fmt: skip
+                        help="default: both cpu ones, and the cuda ones on a GPU")  # fmt: skip
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model-path", type=Path, default=None, help="MiniLM's folder")
     parser.add_argument("--seed", type=int, default=7)
@@ -166,7 +176,7 @@ def main() -> None:
 
     import torch
 
-    devices = args.devices or (list(DEVICES) if torch.cuda.is_available() else ["cpu"])
+    devices = args.devices or (list(DEVICES) if torch.cuda.is_available() else ["cpu", "cpu-torch"])
     path = args.out or RESULTS / "cache_lookup.json"
     report = Report("cache_lookup", parameters=vars(args))
     pairs = qqp_pairs(args.data, args.seed)
@@ -178,7 +188,7 @@ def main() -> None:
         embedder = make_embedder(device, args.model_path)
         load_s = round(time.perf_counter() - started, 1)  # with capturing the graphs
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        row: dict[str, Any] = graphs_agreement(embedder, texts) if device != "cpu" else {}
+        row = agreement(embedder, texts)
         row["load_s"] = load_s
         if "embedder" in args.parts:
             row["embedder"] = measure_embedder(embedder, texts, args.embed_rounds)

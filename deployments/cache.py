@@ -45,7 +45,9 @@ class CacheDeployment:
     async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]
         settings = config.cache
         self._embedder = Embedder(
-            batch_size=settings.embed_batch_size, cuda_graphs=settings.cuda_graphs
+            batch_size=settings.embed_batch_size,
+            cuda_graphs=settings.cuda_graphs,
+            onnx=settings.onnx,
         )
         batcher: Any = self._embed_batched  # Serve's batch queue wrapper, untyped
         batcher.set_max_batch_size(settings.max_batch_size)

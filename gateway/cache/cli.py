@@ -176,7 +176,7 @@ def _replay(args: argparse.Namespace, load: LoadConfig) -> int:
             replay(
                 tracked(records, "replay", unit="record", show=args.progress),
                 config.cache,
-                Embedder(batch_size=config.cache.embed_batch_size),
+                Embedder(batch_size=config.cache.embed_batch_size, onnx=config.cache.onnx),
                 prices=PriceTable.from_config(config.pricing),
                 price_as=args.price_as,
                 per_band=args.per_band,

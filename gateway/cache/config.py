@@ -122,6 +122,9 @@ class CacheConfig(ConfigSection):
     cuda_graphs: bool = Field(
         True, description="on a GPU, replay CUDA graphs for batches of up to 8 texts (docs/gpu.md)"
     )
+    onnx: bool = Field(
+        True, description="on a CPU, run the embedder in ONNX Runtime (exported at start)"
+    )
     routes: dict[str, CacheRoute] = Field(
         default_factory=dict, description="per model alias: enabled, threshold, semantic"
     )

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gateway.cache.graphed import GraphedEncoder, mean_pooled
+from gateway.cache.onnx_encoder import OnnxEncoder, onnx_encoder
 from gateway.policy.redaction import placeholders_as_words
 
 EMBEDDING_DIM = 384
@@ -35,8 +36,9 @@ class Embedder:
     """all-MiniLM-L6-v2 through sentence-transformers.
 
     Runs on CUDA in half precision when a GPU is present (small batches through CUDA graphs
-    unless `cuda_graphs` is off), on CPU in float32 otherwise. The model is loaded once, in the
-    constructor; `embed` is safe to call with any number of texts and batches them itself.
+    unless `cuda_graphs` is off), on CPU in float32 otherwise, through ONNX Runtime unless
+    `onnx` is off (see onnx_encoder.py). The model is loaded once, in the constructor; `embed`
+    is safe to call with any number of texts and batches them itself.
     """
 
     dim = EMBEDDING_DIM
@@ -48,6 +50,7 @@ class Embedder:
         device: str | None = None,
         batch_size: int = 64,
         cuda_graphs: bool = True,
+        onnx: bool = True,
     ) -> None:
         # Offline first: a cache must never reach out to a model hub on a gateway node.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,6 +79,10 @@ class Embedder:
             if cuda_graphs and device.startswith("cuda") and mean_pooled(self._model)
             else None
         )
+        self._onnx: OnnxEncoder | None = None
+        if onnx and device.startswith("cpu") and mean_pooled(self._model):
+            self._onnx = onnx_encoder(self._model, threads=torch.get_num_threads())
+        self.runtime = "onnxruntime" if self._onnx else "torch"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` in batches; rows are L2-normalised float32 of width 384. A redacted
@@ -87,6 +94,8 @@ class Embedder:
         words = [placeholders_as_words(t) for t in texts]
         if self._graphed is not None and (graphed := self._graphed.encode(words)) is not None:
             return graphed
+        if self._onnx is not None and (rows := self._onnx_batches(words)) is not None:
+            return rows
         vectors = self._model.encode(
             words,
             batch_size=self.batch_size,
@@ -95,3 +104,17 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _onnx_batches(self, words: list[str]) -> np.ndarray | None:
+        """`words` through ONNX Runtime in batches of similar length (as sentence-transformers
+        batches them: less padding), rows in the order given; None when the runtime is off."""
+        assert self._onnx is not None
+        order = sorted(range(len(words)), key=lambda i: -len(words[i]))
+        rows = np.empty((len(words), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            vectors = self._onnx.encode([words[i] for i in chunk])
+            if vectors is None:
+                return None
+            rows[chunk] = vectors
+        return rows
