@@ -98,10 +98,16 @@ class CacheDeployment:
         return await self._service.insert(entry)
 
     async def observe(
-        self, exploration: Exploration, fresh_answer: str, tokens: int | None = None
+        self,
+        exploration: Exploration,
+        fresh_answer: str,
+        tokens: int | None = None,
+        verdict: bool | None = None,
     ) -> Observation:
         """Learn from an explored candidate's fresh answer (see `CacheService.observe`)."""
-        observation = await self._service.observe(exploration, fresh_answer, tokens=tokens)
+        observation = await self._service.observe(
+            exploration, fresh_answer, tokens=tokens, verdict=verdict
+        )
         if observation.equivalent is not None:
             self._observed.inc(
                 tags={

@@ -211,9 +211,16 @@ class CacheClient:
         return await answer(self._handle.insert.remote(entry), self._WHERE)
 
     async def observe(
-        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+        self,
+        exploration: Exploration,
+        fresh_answer: str,
+        *,
+        tokens: int | None = None,
+        verdict: bool | None = None,
     ) -> Observation:
-        call = self._handle.observe.remote(exploration, fresh_answer, tokens=tokens)
+        call = self._handle.observe.remote(
+            exploration, fresh_answer, tokens=tokens, verdict=verdict
+        )
         return await answer(call, self._WHERE)
 
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]:

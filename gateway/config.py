@@ -271,6 +271,13 @@ class GatewayConfig(ConfigSection):
         return self
 
     @model_validator(mode="after")
+    def _judge_is_a_model(self) -> GatewayConfig:
+        judge = self.cache.judge.model
+        if judge is not None and judge not in self.models and judge not in self.local_models:
+            raise ValueError(f"cache.judge.model {judge!r} is not a model alias")
+        return self
+
+    @model_validator(mode="after")
     def _local_is_reserved(self) -> GatewayConfig:
         if self.local_models and LOCAL_PROVIDER in self.providers:
             raise ValueError(f"provider name {LOCAL_PROVIDER!r} is reserved for local_models")

@@ -30,6 +30,7 @@ from gateway.api.caching import CacheBackend, ResponseCache
 from gateway.api.embedding import Embed, RequestEmbedding
 from gateway.api.errors import install_error_handlers, internal_error
 from gateway.api.input_policy import InputPolicy
+from gateway.api.judging import AnswerJudge
 from gateway.api.metrics import RequestMetrics
 from gateway.api.near_cache import NearCache
 from gateway.api.openapi import openapi_routes
@@ -98,12 +99,17 @@ def create_api(
     if embed is None and cache is not None:
         embed = cache.embed
     embedding = RequestEmbedding(embed, timeout_s=config.cache.lookup_timeout_s)
+    upstream = Upstream(backend)
+    judge = (
+        AnswerJudge(config.cache.judge, upstream, meter.prices, audit)
+        if config.cache.judge.model is not None
+        else None
+    )
     response_cache = (
-        ResponseCache(config.cache, cache, prices=meter.prices, near=near)
+        ResponseCache(config.cache, cache, prices=meter.prices, near=near, judge=judge)
         if cache is not None
         else None
     )
-    upstream = Upstream(backend)
     pipeline = Pipeline(
         Admission(identity, keyed, meter, limits=config.limits),
         InputPolicy(engine, embedding),

@@ -73,7 +73,12 @@ class CacheBackend(Protocol):
     async def insert(self, entry: NewEntry) -> int: ...
 
     async def observe(
-        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+        self,
+        exploration: Exploration,
+        fresh_answer: str,
+        *,
+        tokens: int | None = None,
+        verdict: bool | None = None,
     ) -> Observation: ...
 
     async def follow_ups(self, request: CacheRequest) -> list[FollowUp]: ...
@@ -88,6 +93,13 @@ class CacheBackend(Protocol):
 
 
 Stored = Callable[[CacheRequest, CachedAnswer], None]
+
+
+class Judge(Protocol):
+    """A verdict on a check: whether an explored candidate's stored answer says what the
+    fresh one says (None: no verdict), and the tokens spent reaching it (`judging.py`)."""
+
+    async def verdict(self, exploration: Exploration, fresh: str) -> tuple[bool | None, int]: ...
 
 
 @dataclass
@@ -145,11 +157,14 @@ class ResponseCache:
         *,
         prices: PriceTable,
         near: NearCache | None = None,
+        judge: Judge | None = None,
     ) -> None:
-        """`near` answers exact repeats in this process (the ingress replica's near cache)."""
+        """`near` answers exact repeats in this process (the ingress replica's near cache);
+        `judge` gives its verdict on each check before the cache replica compares."""
         self.config = config
         self.backend = backend
         self.near = near
+        self.judge = judge
         self._prices = prices
         self._leads: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
         self._reports: set[asyncio.Task[None]] = set()  # observations in flight
@@ -397,8 +412,12 @@ class ResponseCache:
         task.add_done_callback(self._reports.discard)
 
     async def _report(self, exploration: Exploration, text: str, tokens: int) -> None:
+        verdict: bool | None = None
+        if self.judge is not None:
+            verdict, judged = await self.judge.verdict(exploration, text)
+            tokens += judged  # the judge's call is part of what the check cost
         try:
-            await self.backend.observe(exploration, text, tokens=tokens)
+            await self.backend.observe(exploration, text, tokens=tokens, verdict=verdict)
         except Exception:  # the lesson is lost, the request was answered: logged only
             log.warning("cache observe failed; nothing learned from this check", exc_info=True)
 

@@ -245,6 +245,7 @@ class SemanticCache:
                     decision.chance,
                     margin,
                     decision.repeat,
+                    entry.response,
                 )
                 return SemanticResult(None, similarity, rejected, exploration)
             if rejected:

@@ -65,14 +65,17 @@ class Comparator:
             text_a, text_b, a.answer_vector, b.answer_vector, threshold=self.threshold
         )
 
-    async def fresh(self, question: str, entry: Entry, fresh: str) -> Comparison:
-        """An entry's stored answer against the fresh answer to `question`: the judge's
-        verdict when it gives one, else the rules."""
+    async def fresh(
+        self, question: str, entry: Entry, fresh: str, *, verdict: bool | None = None
+    ) -> Comparison:
+        """An entry's stored answer against the fresh answer to `question`: a judge's
+        `verdict` when the caller brings one (the request path's judge model), else this
+        comparator's judge's when it gives one, else the rules."""
         cached = answer_text(entry.response)
-        if self.judge is not None:
+        if verdict is None and self.judge is not None:
             verdict = await self.judge(question, cached, fresh)
-            if verdict is not None:
-                return Comparison(verdict, "judge", "the judge said so")
+        if verdict is not None:
+            return Comparison(verdict, "judge", "the judge said so")
         if not needs_vectors(cached, fresh):
             return compare_answers(cached, fresh, None, None, threshold=self.threshold)
         stored = entry.answer_vector

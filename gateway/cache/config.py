@@ -48,6 +48,21 @@ class PrecacheConfig(ConfigSection):
     )
 
 
+class JudgeConfig(ConfigSection):
+    """A model asked whether a candidate's stored answer and its fresh answer say the same
+    (the learned phase's checks), before the rules decide; off by default."""
+
+    model: str | None = Field(
+        None, description="the alias asked a constrained yes/no (a local model, say); unset: off"
+    )
+    max_answer_chars: int = Field(
+        4000, ge=100, description="characters of each answer shown to the judge"
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="a verdict slower than this is no verdict (the rules decide)"
+    )
+
+
 class CacheConfig(ConfigSection):
     """How the exact, normalised and semantic cache phases behave."""
 
@@ -159,6 +174,9 @@ class CacheConfig(ConfigSection):
     )
     precache: PrecacheConfig = Field(
         default_factory=PrecacheConfig, description="suggest likely follow-ups to pre-answer"
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="a model deciding the learned phase's checks"
     )
     replay_chunk_chars: int = Field(
         24, ge=1, description="characters per SSE chunk when a hit is replayed as a stream"

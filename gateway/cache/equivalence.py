@@ -8,7 +8,8 @@ comparison is pluggable:
   same MiniLM vectors the cache uses) and no number or date was replaced by another;
 - optionally a judge: any async callable asked (question, cached answer, fresh answer) and
   answering yes, no or "cannot tell" (None, which falls back to the rules above). The request
-  path provides one that asks a configured model alias a constrained yes/no; off by default.
+  path has its own (`gateway/api/judging.py`, `cache.judge`, off by default): the ingress asks
+  a model alias a constrained yes/no and sends the verdict with the observation.
 
 Stored responses are the request path's serialised answers (`{"content": ..., ...}` JSON);
 `answer_text` reads the text out of them, and takes any other string as the answer itself.

@@ -69,6 +69,7 @@ class Exploration:
     chance: float = 1.0  # the probability with which a shadow was drawn
     margin: float | None = None  # its lead over the nearest other answer (`Learner.margin`)
     repeat: bool = False  # a shadow of a question served before and asked again
+    answer: str = ""  # the candidate's stored response, for a judge (`cache.judge`)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class OnnxEncoder:
         transformer = model[0].auto_model
         accepted = inspect.signature(transformer.forward).parameters
         self._inputs = [name for name in INPUTS if name in accepted]
-        sample = model.tokenize(["an example sentence"])
+        sample = model.preprocess(["an example sentence"])
         args = tuple(sample[name] for name in self._inputs)
         axes = {name: {0: "batch", 1: "tokens"} for name in (*self._inputs, "hidden")}
         with (
@@ -73,7 +73,7 @@ class OnnxEncoder:
         sentence-transformers does), or None when the runtime is off."""
         if not self.enabled:
             return None
-        features = self._model.tokenize(texts)
+        features = self._model.preprocess(texts)
         feeds = {name: features[name].numpy() for name in self._inputs}
         try:
             (hidden,) = self._session.run(["hidden"], feeds)

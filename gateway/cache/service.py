@@ -225,13 +225,20 @@ class CacheService:
         await self._record(joins)
 
     async def observe(
-        self, exploration: Exploration, fresh_answer: str, *, tokens: int | None = None
+        self,
+        exploration: Exploration,
+        fresh_answer: str,
+        *,
+        tokens: int | None = None,
+        verdict: bool | None = None,
     ) -> Observation:
         """Compare an explored candidate's stored answer with the fresh answer the request
         got, learn from it (logged, so every replica learns), and say what was concluded.
 
-        `tokens` is what the fresh call cost (prompt + completion); by default the stored
-        answer's own usage stands in for it. Call it off the response path.
+        `tokens` is what the fresh call cost (prompt + completion, and a judge's call); by
+        default the stored answer's own usage stands in for it. `verdict` is a judge model's,
+        when the request path asked one (it decides; None: the rules do). Call it off the
+        response path.
         """
         entry = self.cache.get(exploration.entry_id)
         kind = "shadow" if exploration.shadow else "observed"
@@ -247,7 +254,9 @@ class CacheService:
             )
         spent = answer_tokens(entry.response) if tokens is None else tokens
         self.exploration_tokens[kind] += spent
-        comparison = await self.comparator.fresh(exploration.text, entry, fresh_answer)
+        comparison = await self.comparator.fresh(
+            exploration.text, entry, fresh_answer, verdict=verdict
+        )
         self.observations["equivalent" if comparison.equivalent else "different"] += 1
         pair = exact_key(exploration.scope, exploration.text, exploration.context)
         chance = exploration.chance
