@@ -52,7 +52,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import faiss
 import numpy as np
@@ -375,12 +375,30 @@ async def measure_gateway(
     return {"x_raygate_cache_seen": seen, "rows": rows}
 
 
-def _deploy_with_cache(
-    sim_url: str, serve_port: int, similarity: bool, near: bool, onnx: bool
-) -> None:
-    """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled;
-    `near` False turns the ingress replicas' near cache off (exact hits ask a cache replica),
-    `onnx` False runs the cache replicas' embedder in eager PyTorch."""
+class Variant(NamedTuple):
+    """How the gateway part sets up raygate: `similarity` blocks jailbreaks with the
+    similarity signal (every request embedded), `near` the ingress's near cache, `onnx` the
+    embedder in ONNX Runtime, `batch_wait_s` the embedder's wait to fill a batch."""
+
+    similarity: bool = False
+    near: bool = True
+    onnx: bool = True
+    batch_wait_s: float = 0.0
+
+
+# Same run, same bare route: the shipped default, then one change at a time.
+VARIANTS = {
+    "default_policy": Variant(),
+    "default_policy_near_cache_off": Variant(near=False),
+    "default_policy_torch_embedder": Variant(onnx=False),
+    "default_policy_batch_wait_2ms": Variant(batch_wait_s=0.002),
+    "jailbreak_similarity_blocking": Variant(similarity=True),
+}
+
+
+def _deploy_with_cache(sim_url: str, serve_port: int, variant: Variant) -> None:
+    """overhead.py's two apps (a bare forwarder at /bare, raygate at /), the cache enabled
+    and set as `variant` says."""
     import ray
     import ray.cloudpickle
     from ray import serve
@@ -396,15 +414,19 @@ def _deploy_with_cache(
     # that blocks jailbreaks with the similarity signal, which embeds every request.
     policy = (
         "policy: {profiles: {default: {jailbreak: {action: block, similarity: true}}}}\n"
-        if similarity
+        if variant.similarity
         else ""
     )
+    cache = ["enabled: true"]
+    cache += [] if variant.near else ["near_entries: 0"]
+    cache += [] if variant.onnx else ["onnx: false"]
+    cache += [f"batch_wait_timeout_s: {variant.batch_wait_s}"]
     config = parse_config(
         f"""
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1}}, router: {{num_cpus: 0.1}},
         cache: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {overhead.KEY}}}
-cache: {{enabled: true{"" if near else ", near_entries: 0"}{"" if onnx else ", onnx: false"}}}
+cache: {{{", ".join(cache)}}}
 {policy}storage: {{url: "sqlite:///{storage}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
@@ -451,24 +473,14 @@ def run_gateway_part(args: argparse.Namespace) -> dict[str, Any]:
         overhead._wait(f"{sim_url}/healthz")
         serve_url = f"http://127.0.0.1:{serve_port}"
         results: dict[str, Any] = {}
-        # Same run, same bare route: the default policy with the ingress's near cache and
-        # without it, with the embedder in eager PyTorch rather than ONNX Runtime, then a
-        # profile whose jailbreak similarity signal embeds every request.
-        variants = (
-            ("default_policy", False, True, True),
-            ("default_policy_near_cache_off", False, False, True),
-            ("default_policy_torch_embedder", False, True, False),
-            ("jailbreak_similarity_blocking", True, True, True),
-        )
-        for label, similarity, near, onnx in variants:
+        for label, variant in VARIANTS.items():
             print(f"  [{label}]", flush=True)
-            _deploy_with_cache(sim_url, serve_port, similarity, near, onnx)
+            _deploy_with_cache(sim_url, serve_port, variant)
             overhead._wait(f"{serve_url}/readyz", timeout_s=300)
-            results[label] = asyncio.run(
-                measure_gateway(
-                    serve_url, f"{serve_url}/bare", overhead.KEY, "sim-small", args.requests
-                )
+            measured = measure_gateway(
+                serve_url, f"{serve_url}/bare", overhead.KEY, "sim-small", args.requests
             )
+            results[label] = {"settings": variant._asdict(), **asyncio.run(measured)}
         return results
     finally:
         simulator.terminate()

@@ -14,6 +14,8 @@ every miss:
   answers, `CacheService.observe` compares (explorations) and `CacheService.insert` stores;
   defaults otherwise (exploration rate, budget). "+ precache" also asks `follow_ups` after
   each answered question and answers those in the background (here: inline) and stores them.
+  "+ a perfect answer judge" gives every check the verdict a judge model (`cache.judge`)
+  would give at its best (the two answers' families compared): the most a judge can add.
 - raygate static 0.95: the shipped cache (threshold 0.95 + the vetoes, learned phase off),
   keyed as `gateway/api/caching.py` keys today (conversations on their exact history).
 - single-stage KNN 0.90: top-1 cosine >= 0.90 on the last user turn, conversations keyed on
@@ -76,6 +78,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import Embedder
+from gateway.cache.equivalence import Judge
 from gateway.cache.keys import scope_key, split_last_user_turn
 from gateway.cache.lookup import CacheQuery, NewEntry
 from gateway.cache.request import chat_request
@@ -94,6 +97,7 @@ ALL_METHODS = (
     "learned_1",
     "learned_2",
     "learned_1_precache",
+    "learned_1_judge",
     "static_0.95",
     "knn_0.90",
     "gptcache",
@@ -104,6 +108,7 @@ LABELS = {
     "learned_1": "raygate learned, bound 1 %",
     "learned_2": "raygate learned, bound 2 %",
     "learned_1_precache": "raygate learned 1 % + pre-caching",
+    "learned_1_judge": "raygate learned 1 % + a perfect answer judge",
     "static_0.95": "raygate static 0.95 (shipped)",
     "knn_0.90": "single-stage KNN 0.90",
     "gptcache": "GPTCache (default 0.8)",
@@ -185,6 +190,7 @@ class Learned:
         *,
         seed: int,
         precache: bool = False,
+        judge: Judge | None = None,
     ) -> None:
         self.config = CacheConfig(
             isolation="global",
@@ -194,7 +200,7 @@ class Learned:
         )
         self.static = bound is None
         cache = SemanticCache(vectors.embedder, self.config, rng=random.Random(seed))
-        self.service = CacheService(cache, vectors.embed)
+        self.service = CacheService(cache, vectors.embed, judge=judge)
         self.vectors = vectors
         self.upstream = upstream
         self.family: dict[int, str] = {}
@@ -354,15 +360,29 @@ class Oracle:
         return Outcome(False, upstream_tokens=(prompt, completion))
 
 
-def make_method(name: str, vectors: Vectors, upstream: Upstream, workdir: Path, seed: int) -> Any:
+def perfect_judge(trace: Trace) -> Judge:
+    """What a judge model at its best would say (`cache.judge`): two answers are the same
+    when they answer the same family. The upper bound of what a judge can add."""
+
+    async def judge(question: str, cached: str, fresh: str) -> bool | None:
+        families = trace.answer_family.get(cached), trace.answer_family.get(fresh)
+        return None if None in families else families[0] == families[1]
+
+    return judge
+
+
+def make_method(
+    name: str, trace: Trace, vectors: Vectors, upstream: Upstream, workdir: Path, seed: int
+) -> Any:
     if name.startswith("learned_"):
-        percent = name.removeprefix("learned_").removesuffix("_precache")
+        percent = name.removeprefix("learned_").split("_")[0]
         return Learned(
             float(percent) / 100,
             vectors,
             upstream,
             seed=seed,
             precache=name.endswith("precache"),
+            judge=perfect_judge(trace) if name.endswith("judge") else None,
         )
     if name == "static_0.95":
         return Learned(None, vectors, upstream, seed=seed)
@@ -376,7 +396,7 @@ def make_method(name: str, vectors: Vectors, upstream: Upstream, workdir: Path, 
 async def run_method(
     name: str, trace: Trace, vectors: Vectors, upstream: Upstream, workdir: Path, seed: int
 ) -> list[Outcome]:
-    method = make_method(name, vectors, upstream, workdir, seed)
+    method = make_method(name, trace, vectors, upstream, workdir, seed)
     outcomes = []
     for request in progress(trace.requests, f"{trace.name} {name}", unit="request"):
         outcomes.append(await method.handle(request))
@@ -500,6 +520,7 @@ def plot(results: dict[str, Any], names: Sequence[str]) -> None:
         "learned_1": ("C1", "-"),
         "learned_2": ("C2", "-"),
         "learned_1_precache": ("C1", ":"),
+        "learned_1_judge": ("C1", "-."),
         "static_0.95": ("C3", "-"),
         "knn_0.90": ("C4", "--"),
         "gptcache": ("C5", "--"),
@@ -662,6 +683,10 @@ def _save_vectors(path: Path, table: dict[str, np.ndarray]) -> None:
     np.savez(path, texts=np.array(texts), vectors=np.stack([table[t] for t in texts]))
 
 
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
 def goals(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals, checked on each test trace."""
     out: dict[str, Any] = {}
@@ -704,6 +729,18 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
             "follow_ups_after_different_exchange"
         ]["false_hit_rate"]
         entry["shadow_over_saved"] = learned["usd"]["shadow_over_saved"]
+        if "learned_1_judge" in m and "static_0.95" in m and "oracle" in m:
+            judged = m["learned_1_judge"]
+            novel = judged["novel_after_warm_up"]["true_hit_rate"]
+            static_novel = m["static_0.95"]["novel_after_warm_up"]["true_hit_rate"]
+            oracle_novel = m["oracle"]["novel_after_warm_up"]["true_hit_rate"]
+            entry["with_a_perfect_judge"] = {
+                "novel_hit_rate_vs_static": _ratio(novel, static_novel),
+                "novel_hit_rate_vs_oracle": _ratio(novel, oracle_novel),
+                "max_cumulative_false_hit_rate_after_500": judged[
+                    "max_cumulative_false_hit_rate_after_500"
+                ],
+            }
         out[trace] = entry
     return out
 

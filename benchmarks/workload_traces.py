@@ -106,6 +106,7 @@ class Trace:
     extra_answers: dict[tuple[str, ...], str] = field(default_factory=dict)
     families: int = 0
     near_miss_families: int = 0
+    answer_family: dict[str, str] = field(default_factory=dict)  # answer text -> its family
 
     def texts(self) -> list[str]:
         """Every distinct text to embed: questions, contexts, answers."""
@@ -262,6 +263,7 @@ def build_trace(
         phrasing = _seed("phrasing", text) % 3
         a = material[first][0 if phrasing == 0 else 1]
         b = material[second][0 if phrasing in (0, 2) else 1]
+        trace.answer_family[f"{a} {b}"] = key
         return f"{a} {b}"
 
     preferred = {f.key: rng.sample(range(len(FOLLOW_UPS)), 2) for f in order}
