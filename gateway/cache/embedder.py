@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -13,6 +14,8 @@ from gateway.cache.onnx_encoder import OnnxEncoder, onnx_encoder
 from gateway.policy.redaction import placeholders_as_words
 
 EMBEDDING_DIM = 384
+
+log = logging.getLogger(__name__)
 
 
 class TextEmbedder(Protocol):
@@ -81,8 +84,9 @@ class Embedder:
         )
         self._onnx: OnnxEncoder | None = None
         if onnx and device.startswith("cpu") and mean_pooled(self._model):
-            self._onnx = onnx_encoder(self._model, threads=torch.get_num_threads())
+            self._onnx = onnx_encoder(self._model, path, threads=torch.get_num_threads())
         self.runtime = "onnxruntime" if self._onnx else "torch"
+        log.info("embedder: %s on %s, %s", path.name, device, self.runtime)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` in batches; rows are L2-normalised float32 of width 384. A redacted

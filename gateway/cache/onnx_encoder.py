@@ -1,19 +1,33 @@
 """MiniLM's forward on a CPU through ONNX Runtime.
 
-One text through MiniLM in eager PyTorch takes ~12 ms on two CPU cores; the same graph in
-ONNX Runtime takes ~3.6 ms, and a batch of eight 13 ms against 33 (benchmarks/cache_lookup.py):
-eager PyTorch dispatches each of a few hundred small operators from Python, ONNX Runtime runs
-one fused, pre-planned graph. The graph is exported from the loaded model when the embedder
-starts (about two seconds, through a temporary file; nothing is downloaded), so an
-operator's own model runs the same way, and its embeddings equal sentence-transformers' own
-(cosine > 0.9999). A model that cannot be exported, or an ONNX Runtime that fails, leaves the
+One text through MiniLM in eager PyTorch takes ~6.5 ms on two CPU cores; the same graph in
+ONNX Runtime ~2.6 ms, and eight texts 11.5 ms against 22.5 (benchmarks/cache_lookup.py): eager
+PyTorch dispatches each of a few hundred small operators from Python, ONNX Runtime runs one
+fused, pre-planned graph. Its embeddings equal sentence-transformers' own (cosine > 0.9999).
+
+The graph is exported from the model's own folder when the embedder first starts on a
+machine, in a child process (`python -m gateway.cache.onnx_encoder MODEL OUT`, ~10 s on two
+cores; nothing is downloaded), so an operator's own model runs the same way and the
+exporter's ~200 MB of tracing state leaves with the child. The graph is kept in a cache
+folder (`graph_cache`), named after the model's files and torch's version, so later replicas
+load it at once. A model that cannot be exported, or an ONNX Runtime that fails, leaves the
 embedder on PyTorch.
+
+Memory: ONNX Runtime allocates each run's tensors afresh (no arena: every batch has its own
+shape). glibc would keep the freed blocks of a batch of long texts (its mmap threshold grows
+with the largest block freed), and a replica's memory would grow by hundreds of MB; the
+encoder fixes that threshold at 4 MB for its process, so large blocks go back to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import inspect
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,38 +38,22 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXPORT_TIMEOUT_S = 300
+EXPORT_VERSION = 1  # raise when `export` changes what it writes
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 4 << 20
 
 
 class OnnxEncoder:
     """Mean-pooled, normalised embeddings of a SentenceTransformer whose modules are a
     transformer and a plain mean pooling (`graphed.mean_pooled`), through ONNX Runtime.
-    `encode` returns None once the runtime has failed (the caller runs eager)."""
+    `model` tokenises; `graph` is its transformer exported (`exported`). `encode` returns
+    None once the runtime has failed (the caller runs eager)."""
 
-    def __init__(self, model: Any, *, threads: int) -> None:
+    def __init__(self, model: Any, graph: bytes, *, threads: int) -> None:
         import onnxruntime
-        import torch
 
         self._model = model
-        transformer = model[0].auto_model
-        accepted = inspect.signature(transformer.forward).parameters
-        self._inputs = [name for name in INPUTS if name in accepted]
-        sample = model.preprocess(["an example sentence"])
-        args = tuple(sample[name] for name in self._inputs)
-        axes = {name: {0: "batch", 1: "tokens"} for name in (*self._inputs, "hidden")}
-        with (
-            tempfile.TemporaryDirectory(prefix="raygate-embedder-") as folder,
-            warnings.catch_warnings(),
-            torch.no_grad(),
-        ):
-            # The tracer warns about Python branches on shapes; the axes above keep them free.
-            warnings.simplefilter("ignore")
-            path = Path(folder) / "model.onnx"
-            torch.onnx.export(
-                _last_hidden(transformer, self._inputs), args, path,
-                input_names=self._inputs, output_names=["hidden"], dynamic_axes=axes,
-                opset_version=17, dynamo=False,
-            )  # fmt: skip
-            graph = path.read_bytes()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -63,9 +61,15 @@ class OnnxEncoder:
         options.log_severity_level = 3  # errors only
         # Idle pool threads sleep rather than spin: the cores are shared with other replicas.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Every batch has its own shape: an arena or per-shape memory plans would keep the
+        # largest batch's buffers for good.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         self._session = onnxruntime.InferenceSession(
             graph, options, providers=["CPUExecutionProvider"]
         )
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        _return_large_blocks()
         self.enabled = True
 
     def encode(self, texts: list[str]) -> np.ndarray | None:
@@ -87,29 +91,107 @@ class OnnxEncoder:
         return np.ascontiguousarray(mean, dtype=np.float32)
 
 
-def onnx_encoder(model: Any, *, threads: int) -> OnnxEncoder | None:
-    """An `OnnxEncoder` for `model`, or None (logged) when ONNX Runtime is not installed or the
-    model does not export."""
+def onnx_encoder(model: Any, model_path: Path, *, threads: int) -> OnnxEncoder | None:
+    """An `OnnxEncoder` for `model`, loaded from `model_path`, or None (logged) when ONNX
+    Runtime is not installed or the model does not export."""
     try:
-        return OnnxEncoder(model, threads=threads)
-    except Exception:
-        log.warning("embedder on PyTorch: its model did not run in ONNX Runtime", exc_info=True)
+        return OnnxEncoder(model, exported(model_path), threads=threads)
+    except Exception as exc:
+        log.warning("embedder on PyTorch: its model did not run in ONNX Runtime (%s)", exc)
         return None
 
 
-def _last_hidden(transformer: Any, names: list[str]) -> Any:
-    """A module returning `transformer`'s last hidden state from positional inputs in the
-    order of `names`, as the exporter calls it."""
+def exported(model_path: Path) -> bytes:
+    """The transformer of the SentenceTransformer in `model_path` as an ONNX graph: exported
+    by a child process (see the module's docstring) and kept in `graph_cache()`, so that the
+    next replica on this machine loads it at once; exported to a temporary folder when that
+    cannot be written."""
+    cached = graph_cache() / f"{_fingerprint(model_path)}.onnx"
+    if cached.is_file():
+        return cached.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="raygate-embedder-") as folder:
+        out = Path(folder) / "model.onnx"
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cache.onnx_encoder", str(model_path), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=EXPORT_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the export exited with {done.returncode}: {last[0]}")
+        graph = out.read_bytes()
+        try:  # renamed into place whole: replicas starting together never read half a file
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            out.replace(cached)
+        except OSError as exc:
+            log.info("exported embedder graph not kept in %s (%s)", cached.parent, exc)
+        return graph
+
+
+def graph_cache() -> Path:
+    """Where exported graphs are kept: `$RAYGATE_CACHE_DIR/onnx`, else the user's cache
+    folder (`$XDG_CACHE_HOME` or ~/.cache)/raygate/onnx."""
+    root = os.environ.get("RAYGATE_CACHE_DIR")
+    if root:
+        return Path(root) / "onnx"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "raygate" / "onnx"
+
+
+def _fingerprint(model_path: Path) -> str:
+    """Names the model's files (path, size, modification time) and the exporting software:
+    a changed model or a new torch exports afresh."""
     import torch
 
+    digest = hashlib.sha256(f"{torch.__version__}\0{EXPORT_VERSION}".encode())
+    folder = model_path.resolve()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"\0{file}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def export(model_path: Path, out: Path) -> None:
+    """Write the transformer of the SentenceTransformer in `model_path` to `out` as ONNX: the
+    last hidden state from the inputs it takes, batch and length left free."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
     class LastHidden(torch.nn.Module):
-        def __init__(self) -> None:
+        """The transformer's last hidden state from positional inputs in `names`' order."""
+
+        def __init__(self, transformer: Any, names: list[str]) -> None:
             super().__init__()
             self.transformer = transformer
+            self.names = names
 
         def forward(self, *inputs: Any) -> Any:
-            return self.transformer(**dict(zip(names, inputs, strict=True))).last_hidden_state
+            named = dict(zip(self.names, inputs, strict=True))
+            return self.transformer(**named).last_hidden_state
 
-    # In eval mode: the exporter restores the wrapper's mode when it is done, and a new
-    # module's is training, which would leave the shared model's dropout on.
-    return LastHidden().eval()
+    model = SentenceTransformer(str(model_path), device="cpu").float().eval()
+    transformer: Any = model[0].auto_model
+    names = [n for n in INPUTS if n in inspect.signature(transformer.forward).parameters]
+    sample = model.preprocess(["an example sentence"])
+    axes = {name: {0: "batch", 1: "tokens"} for name in (*names, "hidden")}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about Python branches on shapes; the axes above keep them free.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHidden(transformer, names).eval(), tuple(sample[n] for n in names), out,
+            input_names=names, output_names=["hidden"], dynamic_axes=axes,
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+
+
+def _return_large_blocks() -> None:
+    """Fix glibc's mmap threshold (see the module's docstring); elsewhere, nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+if __name__ == "__main__":
+    export(Path(sys.argv[1]), Path(sys.argv[2]))

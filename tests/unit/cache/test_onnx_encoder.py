@@ -8,12 +8,14 @@ PyTorch with the same embeddings.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gateway.cache.embedder import Embedder
-from gateway.cache.onnx_encoder import onnx_encoder
+from gateway.cache import onnx_encoder as module
+from gateway.cache.embedder import Embedder, default_model_path
+from gateway.cache.onnx_encoder import exported, graph_cache, onnx_encoder
 
 TEXTS = [
     "How do I reset my password?",
@@ -54,7 +56,7 @@ def test_embeddings_equal_sentence_transformers_in_the_order_given(
 def test_a_failing_runtime_falls_back_to_pytorch(
     embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    encoder = onnx_encoder(embedder._model, threads=1)
+    encoder = onnx_encoder(embedder._model, default_model_path(), threads=1)
     assert encoder is not None
 
     class Broken:
@@ -72,15 +74,12 @@ def test_a_failing_runtime_falls_back_to_pytorch(
 
 
 def test_a_model_that_does_not_export_stays_on_pytorch(
-    embedder: Embedder, caplog: pytest.LogCaptureFixture
+    embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Unexportable:
-        def __getitem__(self, index: int) -> object:
-            raise TypeError("not a transformer")
-
+    (tmp_path / "config.json").write_text("{}")  # a folder, but no model in it
     with caplog.at_level(logging.WARNING):
-        assert onnx_encoder(Unexportable(), threads=1) is None
-    assert "did not run in ONNX Runtime" in caplog.text
+        assert onnx_encoder(embedder._model, tmp_path, threads=1) is None
+    assert "did not run in ONNX Runtime (the export exited with 1" in caplog.text
 
 
 def test_turned_off_the_embedder_runs_on_pytorch() -> None:
@@ -88,3 +87,27 @@ def test_turned_off_the_embedder_runs_on_pytorch() -> None:
     assert embedder.runtime == "torch" and embedder._onnx is None
     rows = embedder.embed(TEXTS[:2])
     assert (rows * eager(embedder, TEXTS[:2])).sum(axis=1).min() > 0.9999
+
+
+def test_an_exported_graph_is_kept_for_the_next_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAYGATE_CACHE_DIR", str(tmp_path / "cache"))
+    first = exported(default_model_path())
+    (kept,) = graph_cache().glob("*.onnx")
+    assert kept.read_bytes() == first
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(module.subprocess, "run", no_export)
+    assert exported(default_model_path()) == first  # read from the cache folder
+
+
+def test_a_changed_model_is_exported_afresh(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    before = module._fingerprint(model)
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    assert module._fingerprint(model) != before
