@@ -13,10 +13,11 @@ folder (`graph_cache`), named after the model's files and torch's version, so la
 load it at once. A model that cannot be exported, or an ONNX Runtime that fails, leaves the
 embedder on PyTorch.
 
-Memory: ONNX Runtime allocates each run's tensors afresh (no arena: every batch has its own
-shape). glibc would keep the freed blocks of a batch of long texts (its mmap threshold grows
-with the largest block freed), and a replica's memory would grow by hundreds of MB; the
-encoder fixes that threshold at 4 MB for its process, so large blocks go back to the system.
+Memory: a batch of 64 long texts in one run needs ~1 GB of buffers, which ONNX Runtime's
+arena and glibc (its mmap threshold grows with the largest block freed) would both keep. The
+encoder runs at most TOKENS_PER_RUN padded tokens at a time and fixes glibc's threshold at
+4 MB for its process, so a replica stays within ~100 MB of its size after loading
+(benchmarks/embedder_memory.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXPORT_TIMEOUT_S = 300
 EXPORT_VERSION = 1  # raise when `export` changes what it writes
+# Padded tokens per ONNX Runtime run (8 texts of MiniLM's 256): bounds the largest run's
+# buffers (attention grows with rows x length^2) at a few tens of MB; short texts still run
+# 64 at a time.
+TOKENS_PER_RUN = 2048
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 MMAP_THRESHOLD_BYTES = 4 << 20
 
@@ -61,34 +66,49 @@ class OnnxEncoder:
         options.log_severity_level = 3  # errors only
         # Idle pool threads sleep rather than spin: the cores are shared with other replicas.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # Every batch has its own shape: an arena or per-shape memory plans would keep the
-        # largest batch's buffers for good.
-        options.enable_cpu_mem_arena = False
+        # Every batch has its own shape: per-shape memory plans would pile up. The arena
+        # keeps the largest run's buffers, which TOKENS_PER_RUN bounds.
         options.enable_mem_pattern = False
         self._session = onnxruntime.InferenceSession(
             graph, options, providers=["CPUExecutionProvider"]
         )
         self._inputs = [i.name for i in self._session.get_inputs()]
+        # Padding on the right (BERT's) lets a run drop the columns no text of it reaches.
+        self._right = getattr(model.tokenizer, "padding_side", "right") == "right"
         _return_large_blocks()
         self.enabled = True
 
     def encode(self, texts: list[str]) -> np.ndarray | None:
         """One normalised float32 row per text (tokenised, padded and truncated exactly as
-        sentence-transformers does), or None when the runtime is off."""
+        sentence-transformers does), or None when the runtime is off. Runs of at most
+        TOKENS_PER_RUN padded tokens, each cut to its own longest text (give texts sorted
+        by length for the least padding)."""
         if not self.enabled:
             return None
         features = self._model.preprocess(texts)
         feeds = {name: features[name].numpy() for name in self._inputs}
-        try:
-            (hidden,) = self._session.run(["hidden"], feeds)
-        except Exception:
-            log.warning("ONNX Runtime off for the embedder; it runs on PyTorch", exc_info=True)
-            self.enabled = False
-            return None
-        mask = feeds["attention_mask"][..., None].astype(np.float32)
-        mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(mean, dtype=np.float32)
+        mask = feeds["attention_mask"]
+        rows = max(1, TOKENS_PER_RUN // mask.shape[1])
+        pooled = []
+        for start in range(0, len(texts), rows):
+            width = int(mask[start : start + rows].sum(axis=1).max()) if self._right else None
+            run = {name: v[start : start + rows, :width] for name, v in feeds.items()}
+            try:
+                (hidden,) = self._session.run(["hidden"], run)
+            except Exception:
+                log.warning("ONNX Runtime off for the embedder; it runs on PyTorch", exc_info=True)
+                self.enabled = False
+                return None
+            pooled.append(_mean(hidden, run["attention_mask"]))
+        return np.ascontiguousarray(np.concatenate(pooled), dtype=np.float32)
+
+
+def _mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Normalised mean of the unmasked tokens' hidden states, per row."""
+    weights = mask[..., None].astype(np.float32)
+    mean = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+    return mean
 
 
 def onnx_encoder(model: Any, model_path: Path, *, threads: int) -> OnnxEncoder | None:

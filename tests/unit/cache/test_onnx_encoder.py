@@ -37,10 +37,13 @@ def test_the_cpu_embedder_runs_on_onnx_runtime(embedder: Embedder) -> None:
     assert not any(module.training for module in embedder._model.modules())
 
 
+@pytest.mark.parametrize("tokens_per_run", [2048, 300, 1], ids=["one-run", "split", "rows"])
 @pytest.mark.parametrize("batch_size", [1, 2, 64])
 def test_embeddings_equal_sentence_transformers_in_the_order_given(
-    embedder: Embedder, batch_size: int
+    embedder: Embedder, batch_size: int, tokens_per_run: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Runs split by padded tokens, each cut to its own longest text, change nothing.
+    monkeypatch.setattr(module, "TOKENS_PER_RUN", tokens_per_run)
     configured = embedder.batch_size
     embedder.batch_size = batch_size  # batches of sorted lengths, rows put back in order
     try:
