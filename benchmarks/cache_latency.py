@@ -383,7 +383,7 @@ class Variant(NamedTuple):
     similarity: bool = False
     near: bool = True
     onnx: bool = True
-    batch_wait_s: float = 0.0
+    batch_wait_s: float = 0.002
 
 
 # Same run, same bare route: the shipped default, then one change at a time.
@@ -391,7 +391,7 @@ VARIANTS = {
     "default_policy": Variant(),
     "default_policy_near_cache_off": Variant(near=False),
     "default_policy_torch_embedder": Variant(onnx=False),
-    "default_policy_batch_wait_2ms": Variant(batch_wait_s=0.002),
+    "default_policy_no_batch_wait": Variant(batch_wait_s=0.0),
     "jailbreak_similarity_blocking": Variant(similarity=True),
 }
 

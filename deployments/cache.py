@@ -71,7 +71,7 @@ class CacheDeployment:
         self._explored = metrics["raygate_cache_explorations"]
         self._observed = metrics["raygate_cache_observations"]
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _embed_batched(self, texts: list[str]) -> list[np.ndarray]:
         vectors = await asyncio.to_thread(self._embedder.embed, texts)
         return list(vectors)

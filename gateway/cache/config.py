@@ -155,10 +155,11 @@ class CacheConfig(ConfigSection):
     max_batch_size: int = Field(
         32, ge=1, description="requests the embedder deployment batches into one forward pass"
     )
-    # 0: a lone request is embedded at once; under load, requests queue while the embedder
-    # is busy and the next forward pass takes them all (cache_latency.json has both).
+    # 0 (no wait) measured no faster for a lone lookup than 2 ms (cache_latency.json has both:
+    # Serve's batch queue stops waiting once the request is in); under load the wait can
+    # only fill batches.
     batch_wait_timeout_s: float = Field(
-        0.0, ge=0, description="how long the embedder waits to fill a batch"
+        0.002, ge=0, description="how long the embedder waits to fill a batch"
     )
     near_entries: int = Field(
         1000,
