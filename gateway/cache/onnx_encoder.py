@@ -1,7 +1,7 @@
 """MiniLM's forward on a CPU through ONNX Runtime.
 
-One text through MiniLM in eager PyTorch takes ~6.5 ms on two CPU cores; the same graph in
-ONNX Runtime ~2.6 ms, and eight texts 11.5 ms against 22.5 (benchmarks/cache_lookup.py): eager
+One text through MiniLM in eager PyTorch takes ~7 ms on two CPU cores; the same graph in
+ONNX Runtime ~3 ms, and eight texts 15 ms against 26 (benchmarks/cache_lookup.py): eager
 PyTorch dispatches each of a few hundred small operators from Python, ONNX Runtime runs one
 fused, pre-planned graph. Its embeddings equal sentence-transformers' own (cosine > 0.9999).
 
@@ -16,8 +16,8 @@ embedder on PyTorch.
 Memory: a batch of 64 long texts in one run needs ~1 GB of buffers, which ONNX Runtime's
 arena and glibc (its mmap threshold grows with the largest block freed) would both keep. The
 encoder runs at most TOKENS_PER_RUN padded tokens at a time and fixes glibc's threshold at
-4 MB for its process, so a replica stays within ~100 MB of its size after loading
-(benchmarks/embedder_memory.py).
+4 MB for its process, so a replica grows by ~140 MB after loading, where eager PyTorch grows
+by ~200 (benchmarks/embedder_memory.py).
 """
 
 from __future__ import annotations
