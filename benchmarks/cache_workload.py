@@ -47,7 +47,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
 from gateway.cache.embedder import Embedder
-from gateway.cache.equivalence import Judge
+from gateway.cache.equivalence import answer_text
 from gateway.cache.keys import scope_key, split_last_user_turn
 from gateway.cache.lookup import CacheQuery, NewEntry
 from gateway.cache.request import chat_request
@@ -114,6 +114,10 @@ LABELS = {
     "gptcache": "GPTCache (default 0.8)",
     "oracle": "oracle (perfect judge)",
 }
+
+
+Judge = Callable[[str, str, str], Awaitable[bool | None]]
+"""(question, cached answer, fresh answer) -> the same, not, or None when unsure."""
 
 
 @dataclass
@@ -200,7 +204,8 @@ class Learned:
         )
         self.static = bound is None
         cache = SemanticCache(vectors.embedder, self.config, rng=random.Random(seed))
-        self.service = CacheService(cache, vectors.embed, judge=judge)
+        self.service = CacheService(cache, vectors.embed)
+        self.judge = judge
         self.vectors = vectors
         self.upstream = upstream
         self.family: dict[int, str] = {}
@@ -236,7 +241,12 @@ class Learned:
         content, prompt, completion = await self.upstream.answer(request.messages)
         outcome = Outcome(False, upstream_tokens=(prompt, completion))
         if result.explore is not None:
-            await self.service.observe(result.explore, content, tokens=prompt + completion)
+            explored, verdict = result.explore, None
+            if self.judge is not None:  # as the ingress asks `cache.judge` before reporting
+                verdict = await self.judge(explored.text, answer_text(explored.answer), content)
+            await self.service.observe(
+                explored, content, tokens=prompt + completion, verdict=verdict
+            )
             outcome.shadow = result.explore.shadow
             outcome.observed = not result.explore.shadow
         stored = _stored(content, prompt, completion)

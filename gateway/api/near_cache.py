@@ -30,7 +30,6 @@ An answer longer than 64 KB (a batch of embeddings) is not kept: at most `near_e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -42,6 +41,7 @@ from gateway.cache.config import CacheConfig
 from gateway.cache.keys import exact_key
 from gateway.cache.log import CacheLog, KeyChange
 from gateway.cache.lookup import CacheQuery, CacheResult, Hit, NearbyHits
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +233,8 @@ class NearCache:
 
     async def aclose(self) -> None:
         """Stop following the log and report what was served here (replica shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancelled(task)
         try:
             await self.report()
         except Exception:

@@ -1,8 +1,8 @@
-"""Answer comparisons for the learned phase, with the cache's embedder and an optional judge.
+"""Answer comparisons for the learned phase, with the cache's embedder.
 
 `stored` compares two entries' answers from their stored vectors (inserts learn from it, no
-model call); `fresh` compares an entry's answer with a fresh one (explorations), asking the
-judge first when one is configured. Fresh answers' vectors are kept briefly, so the insert
+model call); `fresh` compares an entry's answer with a fresh one (explorations), taking a
+judge's verdict when the caller brings one. Fresh answers' vectors are kept briefly, so the insert
 that usually follows an exploration does not embed the same answer again.
 """
 
@@ -16,7 +16,6 @@ import numpy as np
 
 from gateway.cache.equivalence import (
     Comparison,
-    Judge,
     answer_text,
     compare_answers,
     embedded_form,
@@ -34,12 +33,9 @@ class Comparator:
         self,
         embed: Callable[[list[str]], Awaitable[np.ndarray]],
         threshold: float,
-        *,
-        judge: Judge | None = None,
     ) -> None:
         self._embed = embed
         self.threshold = threshold
-        self.judge = judge
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def answer_vector(self, answer: str) -> np.ndarray | None:
@@ -65,15 +61,11 @@ class Comparator:
             text_a, text_b, a.answer_vector, b.answer_vector, threshold=self.threshold
         )
 
-    async def fresh(
-        self, question: str, entry: Entry, fresh: str, *, verdict: bool | None = None
-    ) -> Comparison:
-        """An entry's stored answer against the fresh answer to `question`: a judge's
-        `verdict` when the caller brings one (the request path's judge model), else this
-        comparator's judge's when it gives one, else the rules."""
+    async def fresh(self, entry: Entry, fresh: str, *, verdict: bool | None = None) -> Comparison:
+        """An entry's stored answer against a fresh answer to its question: a judge's
+        `verdict` when the caller brings one (the request path's judge model), else the
+        rules."""
         cached = answer_text(entry.response)
-        if verdict is None and self.judge is not None:
-            verdict = await self.judge(question, cached, fresh)
         if verdict is not None:
             return Comparison(verdict, "judge", "the judge said so")
         if not needs_vectors(cached, fresh):

@@ -98,7 +98,7 @@ class Embedder:
         words = [placeholders_as_words(t) for t in texts]
         if self._graphed is not None and (graphed := self._graphed.encode(words)) is not None:
             return graphed
-        if self._onnx is not None and (rows := self._onnx_batches(words)) is not None:
+        if self._onnx is not None and (rows := self._onnx_batches(self._onnx, words)) is not None:
             return rows
         vectors = self._model.encode(
             words,
@@ -109,15 +109,14 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _onnx_batches(self, words: list[str]) -> np.ndarray | None:
+    def _onnx_batches(self, encoder: OnnxEncoder, words: list[str]) -> np.ndarray | None:
         """`words` through ONNX Runtime in batches of similar length (as sentence-transformers
         batches them: less padding), rows in the order given; None when the runtime is off."""
-        assert self._onnx is not None
         order = sorted(range(len(words)), key=lambda i: -len(words[i]))
         rows = np.empty((len(words), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            vectors = self._onnx.encode([words[i] for i in chunk])
+            vectors = encoder.encode([words[i] for i in chunk])
             if vectors is None:
                 return None
             rows[chunk] = vectors

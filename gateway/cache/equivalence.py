@@ -6,10 +6,9 @@ comparison is pluggable:
   (case, spacing, punctuation; JSON compared as data);
 - longer answers agree when their embeddings are close (`answer_similarity`, cosine of the
   same MiniLM vectors the cache uses) and no number or date was replaced by another;
-- optionally a judge: any async callable asked (question, cached answer, fresh answer) and
-  answering yes, no or "cannot tell" (None, which falls back to the rules above). The request
-  path has its own (`gateway/api/judging.py`, `cache.judge`, off by default): the ingress asks
-  a model alias a constrained yes/no and sends the verdict with the observation.
+- optionally a judge's verdict, which decides when the caller brings one: the request path
+  asks a model alias a constrained yes/no (`gateway/api/judging.py`, `cache.judge`, off by
+  default) and sends the verdict with the observation; no verdict leaves the rules above.
 
 Stored responses are the request path's serialised answers (`{"content": ..., ...}` JSON);
 `answer_text` reads the text out of them, and takes any other string as the answer itself.
@@ -18,16 +17,12 @@ Stored responses are the request path's serialised answers (`{"content": ..., ..
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from gateway.cache.keys import signature
 from gateway.cache.verify import facts_replaced
-
-Judge = Callable[[str, str, str], Awaitable[bool | None]]
-"""(question, cached answer, fresh answer) -> equivalent, not, or None when unsure."""
 
 # Up to this many words an answer is a label, a number or a short fact: compared exactly.
 SHORT_ANSWER_WORDS = 8

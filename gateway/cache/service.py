@@ -15,7 +15,6 @@ stored neighbours' answers: free observations that need no upstream call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -26,7 +25,7 @@ import numpy as np
 from gateway.cache.budget import HourlyBudget
 from gateway.cache.cache import SemanticCache
 from gateway.cache.comparator import Comparator
-from gateway.cache.equivalence import Judge, answer_text, answer_tokens
+from gateway.cache.equivalence import answer_text, answer_tokens
 from gateway.cache.keys import exact_key
 from gateway.cache.log import CacheLog, LoggedEntry, LoggedObservation, LogOp, TrafficBatch
 from gateway.cache.lookup import (
@@ -40,6 +39,7 @@ from gateway.cache.lookup import (
 )
 from gateway.cache.precache import FollowUp, suggest_follow_ups
 from gateway.cache.request import CacheRequest
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ _TRAFFIC_FLUSH_S = 5.0
 
 class CacheService:
     """One cache replica: lookups, inserts, observations and invalidation over the shared
-    entry log. `judge` (optional) decides answer equivalence for `observe`."""
+    entry log."""
 
     def __init__(
         self,
@@ -65,7 +65,6 @@ class CacheService:
         entry_log: CacheLog | None = None,
         *,
         sync_interval_s: float = 0.2,
-        judge: Judge | None = None,
     ) -> None:
         self.cache = cache
         self._embed = embed
@@ -76,7 +75,7 @@ class CacheService:
         self._sync_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_compaction = 0.0
-        self.comparator = Comparator(embed, cache.config.answer_similarity, judge=judge)
+        self.comparator = Comparator(embed, cache.config.answer_similarity)
         self._precache_budget = HourlyBudget(cache.config.precache.budget_per_hour, cache.clock)
         self.exploration_tokens = {"shadow": 0, "observed": 0}
         self.observations = {"equivalent": 0, "different": 0, "entry_gone": 0}
@@ -93,10 +92,8 @@ class CacheService:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await cancelled(task)
             try:
                 await self.flush_traffic()
             except Exception:
@@ -254,9 +251,7 @@ class CacheService:
             )
         spent = answer_tokens(entry.response) if tokens is None else tokens
         self.exploration_tokens[kind] += spent
-        comparison = await self.comparator.fresh(
-            exploration.text, entry, fresh_answer, verdict=verdict
-        )
+        comparison = await self.comparator.fresh(entry, fresh_answer, verdict=verdict)
         self.observations["equivalent" if comparison.equivalent else "different"] += 1
         pair = exact_key(exploration.scope, exploration.text, exploration.context)
         chance = exploration.chance

@@ -54,6 +54,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.mcp.names import resource_uri, split_resource_uri
 from gateway.mcp.upstream import UpstreamClient
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,7 @@ class UpstreamWatch:
 
     async def aclose(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancelled(self._task)
 
     async def _run(self) -> None:
         failures = 0  # in a row: the first is a warning, the rest debug

@@ -34,6 +34,7 @@ from mcp.shared.exceptions import MCPError
 from gateway.identity.principal import Principal
 from gateway.mcp.config import UpstreamServer
 from gateway.mcp.credentials import BearerAuth, upstream_auth
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,7 @@ class _HeldSession:
             async with asyncio.timeout(10.0):
                 await asyncio.shield(task)
         except TimeoutError:  # a transport that does not wind down: cancelled
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancelled(task)
 
 
 class UpstreamClient:

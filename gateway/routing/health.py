@@ -25,6 +25,7 @@ from gateway.providers.base import Provider
 from gateway.routing.breaker import BreakerState
 from gateway.routing.config import HealthCheck, OutlierPolicy
 from gateway.routing.targets import TargetState
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,7 @@ class HealthMonitor:
     async def aclose(self) -> None:
         """Stop the checking tasks and close the probe's clients."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancelled(*tasks)
         await self._probe.aclose()
 
     async def _run(self, name: str) -> None:

@@ -31,6 +31,7 @@ from gateway.routing.context import RouteContext
 from gateway.routing.routed import Routed, RoutedStream
 from gateway.routing.router import Router
 from gateway.routing.status import RoutingStatus
+from gateway.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,7 @@ class KeyedRouter:
 
     async def aclose(self) -> None:
         """Close the current router and any still retiring."""
-        retiring = list(self._retiring)
-        for task in retiring:
-            task.cancel()
-        await asyncio.gather(*retiring, return_exceptions=True)
+        await cancelled(*self._retiring)
         await self.router.aclose()
 
     def subscribe(self, listener: Callable[[Transition], None]) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.cache.cache import SemanticCache
 from gateway.cache.config import CacheConfig
+from gateway.cache.equivalence import answer_text
 from gateway.cache.lookup import CacheQuery, NewEntry
 from gateway.cache.service import CacheService
 from tests.unit.cache.conftest import ManualClock
@@ -242,7 +243,7 @@ async def test_observe_compares_answers_and_counts_the_spend(clock: ManualClock)
 
 
 @pytest.mark.asyncio
-async def test_a_judge_decides_when_configured(clock: ManualClock) -> None:
+async def test_a_judges_verdict_decides(clock: ManualClock) -> None:
     asked: list[tuple[str, str, str]] = []
 
     async def judge(question: str, cached: str, fresh: str) -> bool | None:
@@ -254,14 +255,15 @@ async def test_a_judge_decides_when_configured(clock: ManualClock) -> None:
     service = CacheService(
         SemanticCache(world, CacheConfig(exploration_rate=1.0), clock=clock),
         world.embed_async,
-        judge=judge,
     )
     await service.insert(NewEntry(SCOPE, texts[0], "m", answer, world.vectors[texts[0]]))
     result = await service.lookup(
         CacheQuery(SCOPE, texts[1], model="m", embedding=world.vectors[texts[1]], explore=True)
     )
     assert result.explore is not None
-    observation = await service.observe(result.explore, answer)
+    explored = result.explore  # the question and the candidate's answer, as a judge sees them
+    verdict = await judge(explored.text, answer_text(explored.answer), answer)
+    observation = await service.observe(explored, answer, verdict=verdict)
     assert (observation.equivalent, observation.method) == (False, "judge")
     assert asked == [(texts[1], answer, answer)]
 
