@@ -150,17 +150,15 @@ class SemanticCache:
                 keyed.append(("normalized", self._store.by_normalised(normalised)))
             for phase, entry in keyed:
                 if entry is not None:
-                    self._store.touch(entry, self.clock())
-                    self.stats.hits[phase] += 1
-                    return Hit(
-                        entry.entry_id,
-                        entry.response,
-                        phase,
-                        1.0,
-                        entry.text,
-                        created_at=entry.created_at,
-                    )
+                    return self._keyed_hit(entry, phase)
             return None
+
+    def _keyed_hit(self, entry: Entry, phase: Phase) -> Hit:
+        self._store.touch(entry, self.clock())
+        self.stats.hits[phase] += 1
+        return Hit(
+            entry.entry_id, entry.response, phase, 1.0, entry.text, created_at=entry.created_at
+        )
 
     def wants_semantic(self, scope: str, *, eligible: bool, context: str = "") -> bool:
         """Whether phase 3 could find anything after a keyed miss; counts the miss if not."""
@@ -192,11 +190,15 @@ class SemanticCache:
         candidate is served or missed, as the learned state stands."""
         if context and context_vector is None:
             raise ValueError("a conversation's lookup needs its context's vector")
+        key = exact_key(scope, request_text, context)
         with self._lock:
             rejected = False
             best = 0.0
             candidates = self._candidates(vector, scope, context, context_vector)
             for entry, similarity, context_similarity in candidates:
+                if entry.exact_key == key:  # stored since phase 1 missed: another replica's
+                    # answer, applied from the log while this request was being embedded
+                    return SemanticResult(self._keyed_hit(entry, "exact"), similarity, rejected)
                 best = max(best, similarity)
                 static = self.config.threshold_for(entry.model) if threshold is None else threshold
                 bound = self.config.max_error_rate_for(entry.model)
@@ -220,7 +222,7 @@ class SemanticCache:
                     max_hit_risk=self.config.max_hit_risk,
                     exploration_rate=self.config.exploration_rate_for(entry.model) * explore,
                     budget=self.budget,
-                    pair=exact_key(scope, request_text, context),
+                    pair=key,
                     context_similarity=context_similarity,
                 )
                 self._count(

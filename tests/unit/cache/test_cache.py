@@ -39,6 +39,19 @@ def test_same_request_hits_the_exact_phase(cache: SemanticCache) -> None:
     assert cache.stats.hits["exact"] == 1
 
 
+def test_the_same_request_stored_after_its_exact_phase_missed_is_still_an_exact_hit(
+    cache: SemanticCache, embedder: Embedder
+) -> None:
+    # A cache replica's lookup embeds after phase 1 misses; another replica's answer to the
+    # same request can be applied from the entry log meanwhile. Phase 3 then finds it.
+    vector = embedder.embed(["What is Ray Serve?"])[0]
+    cache.insert("What is Ray Serve?", _scope(), "answer")
+    found = cache.lookup_semantic("What is Ray Serve?", _scope(), vector)
+    assert found.hit is not None
+    assert (found.hit.phase, found.hit.response, found.hit.similarity) == ("exact", "answer", 1.0)
+    assert (cache.stats.hits["exact"], cache.stats.hits["semantic"]) == (1, 0)
+
+
 def test_request_differing_in_case_and_filler_hits_the_normalised_phase(
     cache: SemanticCache,
 ) -> None:
