@@ -48,10 +48,12 @@ ROUTER = {"num_cpus": 0.1, "autoscaling": {
     "upscale_delay_s": 2, "downscale_delay_s": 8, "look_back_period_s": 2}}  # fmt: skip
 
 
-# What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml);
-# RAYGATE_TEST_PROXY=serve runs Serve's own proxy instead, to compare the two.
+# What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml):
+# HAProxy, run through raygate-haproxy (gateway/haproxy.py). RAYGATE_TEST_PROXY=serve runs
+# Serve's own proxy instead, to compare the two.
 PROXY = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HAPROXY_BINARY_PATH": str(Path(sys.executable).with_name("raygate-haproxy")),
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
     "RAY_SERVE_HAPROXY_RETRIES": "5",
 } if os.environ.get("RAYGATE_TEST_PROXY", "haproxy") == "haproxy" else {}  # fmt: skip
@@ -141,10 +143,15 @@ def healthy(status: ServeStatus, config: dict[str, Any]) -> bool:
 
 @contextmanager
 def deployed_stack(
-    tmp: Path, *, config: dict[str, Any] | None = None, simulator_latency_ms: int = 50
+    tmp: Path,
+    *,
+    config: dict[str, Any] | None = None,
+    simulator_latency_ms: int = 50,
+    proxy: dict[str, str] | None = None,
 ) -> Iterator[Deployed]:
-    """Everything above, running raygate with `config` (default: `cluster_config()`) and
-    healthy; stopped on exit."""
+    """Everything above, running raygate with `config` (default: `cluster_config()`) behind
+    the HTTP proxy the environment `proxy` sets on every node (default: `PROXY`) and healthy;
+    stopped on exit."""
     sim_port = free_port()
     with (
         PostgresServer.start(Path(postgres_binary()).parent) as postgres,
@@ -158,7 +165,7 @@ def deployed_stack(
             "RAYGATE_DATABASE_URL": postgres.create_database("raygate"),
             "RAYGATE_REDIS_URL": redis.url,
             "RAYGATE_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}/v1",
-            **PROXY,
+            **(PROXY if proxy is None else proxy),
         }
         for secret in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "RAYGATE_DEV_KEY"):
             env.pop(secret, None)

