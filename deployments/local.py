@@ -161,12 +161,17 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     - `FORWARDED_ALLOW_IPS=""`: the Serve proxy's uvicorn otherwise takes the client address
       from `X-Forwarded-For` on connections from loopback, so any local process could pose as
       a trusted proxy's address (`auth.trusted_header.trusted_proxies`).
-    An operator's own value in the environment wins over both. `NO_PHONE_HOME` wins over the
+    - `RAY_SERVE_HAPROXY_BINARY_PATH`: `raygate-haproxy` (gateway/haproxy.py), for an operator
+      who runs Serve behind HAProxy (`RAY_SERVE_ENABLE_HA_PROXY=1`) as the cluster manifests
+      do; unused otherwise.
+    An operator's own value in the environment wins over these. `NO_PHONE_HOME` wins over the
     environment.
     """
+    haproxy = Path(sys.executable).with_name("raygate-haproxy")
     env = {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "FORWARDED_ALLOW_IPS": "",
+        **({"RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy)} if haproxy.exists() else {}),
         **os.environ,
         **NO_PHONE_HOME,
     }

@@ -60,3 +60,13 @@ def test_the_simulator_gets_every_phone_home_switch_whatever_the_environment(
     local._start_simulator(config, tmp_path)
     (kwargs,) = started
     assert {name: kwargs["env"][name] for name in AIR_GAPPED} == AIR_GAPPED
+
+
+def test_haproxy_runs_through_raygate_haproxy_unless_the_operator_names_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_SERVE_HAPROXY_BINARY_PATH", raising=False)
+    wrapper = ray_env(tmp_path)["RAY_SERVE_HAPROXY_BINARY_PATH"]
+    assert Path(wrapper).name == "raygate-haproxy" and Path(wrapper).is_file()
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", "/opt/haproxy")
+    assert ray_env(tmp_path)["RAY_SERVE_HAPROXY_BINARY_PATH"] == "/opt/haproxy"
