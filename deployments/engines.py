@@ -11,7 +11,10 @@ waiting when the last replica goes (Serve re-queues a request whose replica died
 started), or longer than its model's wait with none running, is withdrawn at the next poll
 rather than left waiting for a new replica.
 
-Failures mean what they mean on every other hop (`deployments.handles.failure`).
+Failures mean what they mean on every other hop (`deployments.handles.failure`), and as on
+the router and cache hops a call whose replica died under it is sent again (a stream only
+before its first chunk): the engine's work is redone, nothing was spent upstream. The resent
+call goes to another replica, or, for a model that waits, waits for Serve's replacement.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, TypeVar
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.handles import failure
+from deployments.handles import ATTEMPTS, failure, replica_lost
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -72,15 +75,13 @@ class ServeEngines:
         self._seen_running: set[str] = set()  # models that have had a running replica
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        handle = await self._handle(request.model)
-        return await self._answer(handle.chat.remote(request), request.model)
+        return await self._answer(lambda h: h.chat.remote(request), request.model)
 
     def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
         return self._chunks(lambda h: h.chat_stream.remote(request), request.model)
 
     async def completion(self, request: CompletionRequest) -> Completion:
-        handle = await self._handle(request.model)
-        return await self._answer(handle.completion.remote(request), request.model)
+        return await self._answer(lambda h: h.completion.remote(request), request.model)
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         return self._chunks(lambda h: h.completion_stream.remote(request), request.model)
@@ -157,33 +158,54 @@ class ServeEngines:
     def _gone_event(self, model: str) -> asyncio.Event:
         return self._gone.setdefault(model, asyncio.Event())
 
-    async def _answer(self, response: Any, model: str) -> Any:
-        """A whole answer, unless the model loses its last replica while it is awaited."""
-        try:
-            return await self._unless_gone(response, model, grace_s=self._waits.get(model, 0.0))
-        except BaseException as exc:
-            response.cancel()  # withdrawn, or the client went away; a no-op once answered
-            if isinstance(exc, Exception):
-                raise failure(exc, _where(model)) from None
-            raise
+    async def _answer(self, send: Callable[[DeploymentHandle], Any], model: str) -> Any:
+        """A whole answer, sent again if its replica dies under it, unless the model loses
+        its last replica while it is awaited."""
+        for attempt in range(1, ATTEMPTS + 1):
+            response = send(await self._handle(model))
+            try:
+                return await self._unless_gone(response, model, grace_s=self._waits.get(model, 0.0))
+            except BaseException as exc:
+                response.cancel()  # withdrawn, or the client went away; a no-op once answered
+                if not isinstance(exc, Exception):
+                    raise
+                if attempt == ATTEMPTS or not replica_lost(exc):
+                    raise failure(exc, _where(model)) from None
+                log.warning("%s: replica lost under a call (%s); sending it again",
+                            _where(model), exc)  # fmt: skip
+        raise AssertionError("unreachable")
 
     async def _chunks(
         self, send: Callable[[DeploymentHandle], Any], model: str
     ) -> AsyncIterator[Any]:
-        stream = send(await self._handle(model, stream=True))
-        grace_s = self._waits.get(model, 0.0)  # until the first chunk
-        try:
-            while True:
-                try:
-                    chunk = await self._unless_gone(stream.__anext__(), model, grace_s=grace_s)
-                except StopAsyncIteration:
-                    return
-                grace_s = 0.0
-                yield chunk
-        except Exception as exc:
-            raise failure(exc, _where(model)) from None
-        finally:
-            stream.cancel()  # a client that went away aborts the request in the engine
+        """The chunks of a stream, sent again if its replica dies before the first. Once a
+        chunk has come the stream has a replica: its death ends the stream with an error, and
+        the controller's count (which lags behind a replacement starting) no longer matters."""
+        for attempt in range(1, ATTEMPTS + 1):
+            stream = send(await self._handle(model, stream=True))
+            begun = False
+            try:
+                while True:
+                    try:
+                        chunk = await (
+                            stream.__anext__()
+                            if begun
+                            else self._unless_gone(
+                                stream.__anext__(), model, grace_s=self._waits.get(model, 0.0)
+                            )
+                        )
+                    except StopAsyncIteration:
+                        return
+                    begun = True
+                    yield chunk
+            except Exception as exc:
+                if begun or attempt == ATTEMPTS or not replica_lost(exc):
+                    raise failure(exc, _where(model)) from None
+                log.warning("%s: replica lost before a stream began (%s); sending it again",
+                            _where(model), exc)  # fmt: skip
+            finally:
+                stream.cancel()  # a client that went away aborts the request in the engine
+        raise AssertionError("unreachable")
 
     async def _unless_gone(self, call: Awaitable[_T], model: str, *, grace_s: float = 0.0) -> _T:
         """`call`'s result, unless `model` has no running replica for longer than `grace_s`

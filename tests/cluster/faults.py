@@ -35,10 +35,14 @@ def under_load(
     *,
     clients: int = 4,
     timeout_s: float = 240,
+    model: str = "sim-small",
+    request_timeout_s: float = 60.0,
 ) -> FaultRun:
-    """Run `inject` under load; it returns the test of a `serve status` that has recovered."""
-    with Load(deployed.base_url, deployed.api_key, clients=clients) as load:
-        load.wait_for_ok(20)
+    """Run `inject` under load on `model`; it returns the test of a `serve status` that has
+    recovered."""
+    with Load(deployed.base_url, deployed.api_key, clients=clients, model=model,
+              timeout_s=request_timeout_s) as load:  # fmt: skip
+        load.wait_for_ok(20, timeout_s=max(120.0, request_timeout_s))
         started = time.monotonic()
         recovered = inject()
         deployed.cluster.wait_until(recovered, timeout_s, f"recovery from {fault}")
@@ -58,6 +62,22 @@ def kill_replica(deployed: Deployed, deployment: str, *, clients: int = 4) -> Fa
         )
 
     return under_load(deployed, f"kill a {deployment} replica", inject, clients=clients)
+
+
+def kill_local_model(deployed: Deployed, model: str, *, clients: int = 4) -> FaultRun:
+    """`ray.kill` the replica of local model `model` (woken from zero by the load itself)
+    while it answers; recovered once Serve has started a replacement. A call in flight on the
+    dead replica waits for the replacement (a vLLM engine starting: most of a minute here)."""
+    cluster, deployment = deployed.cluster, f"LocalModel:{model}"
+
+    def inject() -> Callable[[ServeStatus], bool]:
+        killed = cluster.kill_replica(deployment)
+        return lambda status: (
+            status.running(deployment) >= 1 and killed not in cluster.replicas(deployment)
+        )
+
+    return under_load(deployed, f"kill the {model} replica", inject, clients=clients,
+                      model=model, request_timeout_s=420, timeout_s=420)  # fmt: skip
 
 
 def redeploy(
