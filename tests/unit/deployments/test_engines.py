@@ -5,7 +5,6 @@ counts the controller would report are given."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from deployments.engines import ServeEngines
 from deployments.handles import ATTEMPTS
 from gateway.errors import UpstreamUnavailable
 from gateway.protocol.openai import ChatCompletionRequest
+from tests.unit.deployments.fakes import Items
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,29 +41,6 @@ class Response:
         pass
 
 
-class Stream:
-    """A streaming call's result: `failure` before any chunk, else `chunks` then `cut`."""
-
-    def __init__(self, chunks: list[str], failure: BaseException | None = None,
-                 cut: BaseException | None = None) -> None:  # fmt: skip
-        self.chunks, self.failure, self.cut = list(chunks), failure, cut
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self
-
-    async def __anext__(self) -> str:
-        if self.failure is not None:
-            raise self.failure
-        if self.chunks:
-            return self.chunks.pop(0)
-        if self.cut is not None:
-            raise self.cut
-        raise StopAsyncIteration
-
-    def cancel(self) -> None:
-        pass
-
-
 class Method:
     def __init__(self, outcomes: list[Any]) -> None:
         self.outcomes, self.sent = outcomes, 0
@@ -71,7 +48,7 @@ class Method:
     def remote(self, request: Any) -> Any:
         self.sent += 1
         outcome = self.outcomes.pop(0)
-        return outcome if isinstance(outcome, Stream) else Response(outcome)
+        return outcome if isinstance(outcome, Items) else Response(outcome)
 
 
 class Handle:
@@ -126,13 +103,13 @@ async def test_an_error_the_replica_raised_is_not_sent_again() -> None:
 
 
 async def test_a_stream_is_sent_again_only_before_its_first_chunk() -> None:
-    handle = Handle([Stream([], failure=ActorDiedError()), Stream(["a", "b"])])
+    handle = Handle([Items([], failure=ActorDiedError()), Items(["a", "b"])])
     engines = _engines(handle)
     try:
         assert [c async for c in engines.chat_stream(REQUEST)] == ["a", "b"]
         assert handle.chat.sent == 2
 
-        handle.chat.outcomes = [Stream(["a"], cut=ActorDiedError()), Stream(["never"])]
+        handle.chat.outcomes = [Items(["a"], cut=ActorDiedError()), Items(["never"])]
         seen: list[str] = []
         with pytest.raises(UpstreamUnavailable, match="replica died"):
             async for chunk in engines.chat_stream(REQUEST):

@@ -12,6 +12,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from deployments.handles import ATTEMPTS, failure, replica_lost, resent, started
 from gateway.errors import InvalidRequest, UpstreamUnavailable
+from tests.unit.deployments.fakes import Items
 
 WHERE = "the gateway's router"
 
@@ -28,31 +29,6 @@ class Sends:
         if self.failures:
             raise self.failures.pop(0)
         return "answer"
-
-
-class Items:
-    """A streaming handle call's result: fails before its first item with `failure`, if
-    given, or yields `items` then fails with `cut`."""
-
-    def __init__(self, items: list[Any], *, failure: BaseException | None = None,
-                 cut: BaseException | None = None) -> None:  # fmt: skip
-        self.items, self.failure, self.cut = items, failure, cut
-        self.cancelled = False
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self.failure is not None:
-            raise self.failure
-        if self.items:
-            return self.items.pop(0)
-        if self.cut is not None:
-            raise self.cut
-        raise StopAsyncIteration
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 def test_a_lost_replica_is_told_from_an_error_the_replica_raised() -> None:
