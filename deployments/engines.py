@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.handles import ATTEMPTS, failure, replica_lost
+from deployments.handles import resent, started
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.protocol.openai import (
     ChatCompletion,
@@ -161,51 +161,33 @@ class ServeEngines:
     async def _answer(self, send: Callable[[DeploymentHandle], Any], model: str) -> Any:
         """A whole answer, sent again if its replica dies under it, unless the model loses
         its last replica while it is awaited."""
-        for attempt in range(1, ATTEMPTS + 1):
+
+        async def once() -> Any:
             response = send(await self._handle(model))
             try:
                 return await self._unless_gone(response, model, grace_s=self._waits.get(model, 0.0))
-            except BaseException as exc:
+            except BaseException:
                 response.cancel()  # withdrawn, or the client went away; a no-op once answered
-                if not isinstance(exc, Exception):
-                    raise
-                if attempt == ATTEMPTS or not replica_lost(exc):
-                    raise failure(exc, _where(model)) from None
-                log.warning("%s: replica lost under a call (%s); sending it again",
-                            _where(model), exc)  # fmt: skip
-        raise AssertionError("unreachable")
+                raise
+
+        return await resent(once, _where(model))
 
     async def _chunks(
         self, send: Callable[[DeploymentHandle], Any], model: str
     ) -> AsyncIterator[Any]:
-        """The chunks of a stream, sent again if its replica dies before the first. Once a
-        chunk has come the stream has a replica: its death ends the stream with an error, and
-        the controller's count (which lags behind a replacement starting) no longer matters."""
-        for attempt in range(1, ATTEMPTS + 1):
-            stream = send(await self._handle(model, stream=True))
-            begun = False
-            try:
-                while True:
-                    try:
-                        chunk = await (
-                            stream.__anext__()
-                            if begun
-                            else self._unless_gone(
-                                stream.__anext__(), model, grace_s=self._waits.get(model, 0.0)
-                            )
-                        )
-                    except StopAsyncIteration:
-                        return
-                    begun = True
-                    yield chunk
-            except Exception as exc:
-                if begun or attempt == ATTEMPTS or not replica_lost(exc):
-                    raise failure(exc, _where(model)) from None
-                log.warning("%s: replica lost before a stream began (%s); sending it again",
-                            _where(model), exc)  # fmt: skip
-            finally:
-                stream.cancel()  # a client that went away aborts the request in the engine
-        raise AssertionError("unreachable")
+        """The chunks of a stream, sent again if its replica dies before the first. Only the
+        first waits on the controller's count: once a chunk has come the stream has a replica,
+        whose death ends it with an error, and the count lags behind a replacement starting."""
+        handle = await self._handle(model, stream=True)
+        grace_s = self._waits.get(model, 0.0)
+        chunks = await started(
+            lambda: send(handle),
+            _where(model),
+            first_of=lambda items: self._unless_gone(anext(items), model, grace_s=grace_s),
+        )
+        async with contextlib.aclosing(chunks):  # closing it cancels the call in the engine
+            async for chunk in chunks:
+                yield chunk
 
     async def _unless_gone(self, call: Awaitable[_T], model: str, *, grace_s: float = 0.0) -> _T:
         """`call`'s result, unless `model` has no running replica for longer than `grace_s`

@@ -109,17 +109,25 @@ async def resent(send: Callable[[], Awaitable[_T]], where: str) -> _T:
     raise AssertionError("unreachable")
 
 
-async def started(send: Callable[[], Any], where: str) -> AsyncGenerator[Any, None]:
+async def started(
+    send: Callable[[], Any],
+    where: str,
+    *,
+    first_of: Callable[[Any], Awaitable[Any]] = anext,
+) -> AsyncGenerator[Any, None]:
     """The items of the streaming call that `send` makes (as `stream`), sent again when its
-    replica is lost before the first item; returns once the first item is in hand."""
+    replica is lost before the first item (taken with `first_of`); returns once the first
+    item is in hand."""
     for attempt in range(1, ATTEMPTS + 1):
         items = send()
         try:
-            first = await anext(items)
+            first = await first_of(items)
         except StopAsyncIteration:
             return stream(items, where, first=())
-        except Exception as exc:
-            items.cancel()
+        except BaseException as exc:
+            items.cancel()  # lost, failed, or the client went away before the first item
+            if not isinstance(exc, Exception):
+                raise
             if attempt == ATTEMPTS or not replica_lost(exc):
                 raise failure(exc, where) from None
             log.warning("%s: replica lost before a stream began (%s); sending it again", where, exc)

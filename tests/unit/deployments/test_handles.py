@@ -87,6 +87,26 @@ def test_a_stream_cut_after_its_first_item_ends_with_the_error_not_a_clean_end()
     assert asyncio.run(run()) == ["route", "a"]  # and not sent again: `sent` had one call
 
 
+def test_a_stream_whose_client_went_away_before_its_first_item_is_closed_in_the_replica() -> None:
+    waiting = Items(["never"])
+
+    async def run() -> None:
+        asked = asyncio.Event()
+
+        async def never(items: Any) -> Any:
+            asked.set()
+            await asyncio.Event().wait()  # the first item has not come when the client leaves
+
+        call = asyncio.ensure_future(started(lambda: waiting, WHERE, first_of=never))
+        await asked.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(run())
+    assert waiting.cancelled
+
+
 def test_failure_keeps_a_gateway_error_and_maps_the_rest() -> None:
     kept = InvalidRequest("bad")
     assert failure(kept, WHERE) is kept
