@@ -167,7 +167,7 @@ class ResponseCache:
         self.judge = judge
         self._prices = prices
         self._leads: dict[tuple[str, str, str], asyncio.Future[CachedAnswer | None]] = {}
-        self._reports: set[asyncio.Task[None]] = set()  # observations in flight
+        self._reports: set[asyncio.Task[None]] = set()  # observations and slow inserts
 
     def applies(self, model: str) -> bool:
         return self.config.enabled_for(model)
@@ -280,12 +280,25 @@ class ResponseCache:
             log.warning("cache lookup failed; answering as a miss", exc_info=True)
             return None
 
-    async def insert(self, entry: NewEntry) -> None:
-        """Store `entry`, bounded by `lookup_timeout_s`; a failure is logged, never raised.
-        A client that goes away does not cancel it."""
+    async def insert(self, entry: NewEntry) -> asyncio.Task[None] | None:
+        """Store `entry`, waiting for it at most `lookup_timeout_s`: a slower insert goes on
+        off the response path and is returned (it used to be cancelled, and the entry lost,
+        on a busy machine). A failure is logged, never raised; a client that goes away
+        cancels nothing."""
+        task = asyncio.create_task(self._inserted(entry))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+        done, _ = await asyncio.wait({task}, timeout=self.config.lookup_timeout_s)
+        if done:
+            return None
+        log.warning("cache insert slower than %gs: the answer goes out, the insert goes on",
+                    self.config.lookup_timeout_s)  # fmt: skip
+        return task
+
+    async def _inserted(self, entry: NewEntry) -> None:
         try:
-            insert = asyncio.wait_for(self.backend.insert(entry), self.config.lookup_timeout_s)
-            await asyncio.shield(insert)
+            async with asyncio.timeout(_INSERT_GIVE_UP_S):
+                await self.backend.insert(entry)
         except Exception:
             log.warning("cache insert failed; the answer was served but not stored", exc_info=True)
 
@@ -392,13 +405,23 @@ class ResponseCache:
     async def _store(self, probe: Probe, answer: CachedAnswer) -> None:
         """Store an answer before it goes out, so that no later request on any replica can
         miss it (an entry is in the log, which every cache replica catches up with on a
-        miss, once the insert returns); a failed insert still lets the answer go out."""
+        miss, once the insert returns); a failed insert still lets the answer go out, and a
+        slow one too, the answer staying on offer here until the insert has ended."""
         embedding = probe.result.embedding if probe.result is not None else None
+        pending = None
         try:
-            await self.insert(probe.request.entry(answer.model_dump_json(), embedding=embedding))
+            pending = await self.insert(
+                probe.request.entry(answer.model_dump_json(), embedding=embedding)
+            )
         finally:
-            if probe.lead is not None and self._leads.get(probe.key) is probe.lead:
-                del self._leads[probe.key]  # from now on the cache answers
+            if pending is None:
+                self._release(probe)
+            else:
+                pending.add_done_callback(lambda _: self._release(probe))
+
+    def _release(self, probe: Probe) -> None:
+        if probe.lead is not None and self._leads.get(probe.key) is probe.lead:
+            del self._leads[probe.key]  # from now on the cache answers
 
     def _observe(self, probe: Probe, answer: CachedAnswer) -> None:
         """Report an explored candidate's check: the fresh answer (as the upstream sent it)
@@ -422,7 +445,8 @@ class ResponseCache:
             log.warning("cache observe failed; nothing learned from this check", exc_info=True)
 
     async def drain(self) -> None:
-        """Wait for the checks still being reported (replica shutdown, and tests)."""
+        """Wait for the checks still being reported and the slow inserts (replica shutdown,
+        and tests)."""
         while self._reports:
             await asyncio.gather(*list(self._reports), return_exceptions=True)
 
@@ -431,6 +455,10 @@ class ResponseCache:
         await self.drain()
         if self.near is not None:
             await self.near.aclose()
+
+
+# A slow insert still pending after this is given up (logged): its cache replica is stuck.
+_INSERT_GIVE_UP_S = 60.0
 
 
 def _storable(body: ChatCompletionRequest) -> bool:
