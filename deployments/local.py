@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from gateway.config import GatewayConfig
+from gateway.haproxy import SECRET_ENV
 
 # Every phone-home switched off, for air-gapped sites: Ray's usage stats, vLLM's usage stats
 # (and anything else that honours DO_NOT_TRACK), Hugging Face Hub telemetry, and any Hub download
@@ -158,12 +159,16 @@ def ray_env(state_dir: Path) -> dict[str, str]:
 
     - Ray Serve's throughput-optimized settings: lower latency at concurrency 1 in every run of
       benchmarks/overhead.py, mixed (within noise) under saturation on 2 cores.
-    - `FORWARDED_ALLOW_IPS=""`: the Serve proxy's uvicorn otherwise takes the client address
-      from `X-Forwarded-For` on connections from loopback, so any local process could pose as
-      a trusted proxy's address (`auth.trusted_header.trusted_proxies`).
-    - `RAY_SERVE_HAPROXY_BINARY_PATH`: `raygate-haproxy` (gateway/haproxy.py), for an operator
-      who runs Serve behind HAProxy (`RAY_SERVE_ENABLE_HA_PROXY=1`) as the cluster manifests
-      do; unused otherwise.
+    - HAProxy in front of the ingress replicas (`RAY_SERVE_ENABLE_HA_PROXY=1`, as the cluster
+      manifests run it) through `raygate-haproxy` (gateway/haproxy.py), with the manifests'
+      retry settings: it replays a request whose ingress replica died before answering, and
+      it is the faster front (benchmarks/overhead.py). `RAYGATE_PROXY_SECRET` (a token kept
+      in `<state_dir>/proxy_secret`, mode 0600) lets it tell the ingress each client's address
+      (`ClientAddress`). `RAY_SERVE_ENABLE_HA_PROXY=0` runs Serve's own proxy instead.
+    - `FORWARDED_ALLOW_IPS=""`: Serve's proxy (and the replicas' own HTTP servers) would
+      otherwise take the client address from `X-Forwarded-For` on connections from loopback,
+      so any local process could pose as a trusted proxy's address
+      (`auth.trusted_header.trusted_proxies`).
     An operator's own value in the environment wins over these. `NO_PHONE_HOME` wins over the
     environment.
     """
@@ -171,12 +176,30 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     env = {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "FORWARDED_ALLOW_IPS": "",
-        **({"RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy)} if haproxy.exists() else {}),
+        **(_haproxy_env(haproxy, state_dir) if haproxy.exists() else {}),
         **os.environ,
         **NO_PHONE_HOME,
     }
     env.update(ray_auth_env(state_dir))
     return env
+
+
+def _haproxy_env(haproxy: Path, state_dir: Path) -> dict[str, str]:
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy),
+        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+        "RAY_SERVE_HAPROXY_RETRIES": "5",
+        SECRET_ENV: _token(state_dir / "proxy_secret"),
+    }
+
+
+def _token(path: Path) -> str:
+    """A random token kept in `path` (mode 0600), made on first use."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def ray_auth_env(state_dir: Path) -> dict[str, str]:
@@ -188,9 +211,7 @@ def ray_auth_env(state_dir: Path) -> dict[str, str]:
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return {"RAY_AUTH_MODE": "disabled"}
     path = state_dir / "ray_auth_token"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
+    _token(path)
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 

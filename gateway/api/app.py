@@ -47,6 +47,7 @@ from gateway.audit import AuditWriter
 from gateway.cache.browse import CacheBrowser
 from gateway.config import GatewayConfig
 from gateway.console import ConsoleSso, console_routes, sso_routes
+from gateway.haproxy import ClientAddress
 from gateway.identity.service import Identity
 from gateway.limits.limiter import RateLimiter
 from gateway.mcp.service import McpGateway
@@ -116,7 +117,13 @@ def create_api(
         response_cache,
         upstream,
         OutputPolicy(engine),
-        Responder(meter, audit, RequestMetrics(config, metrics), replica=replica),
+        Responder(
+            meter,
+            audit,
+            RequestMetrics(config, metrics),
+            replica=replica,
+            client_address=ClientAddress.from_environment(),
+        ),
         precaching=Precaching(response_cache, upstream, meter.prices, audit)
         if response_cache is not None
         else None,

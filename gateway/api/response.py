@@ -26,6 +26,7 @@ from gateway.api.streaming import sse_response
 from gateway.api.wire import Wire
 from gateway.audit.writer import AuditWriter
 from gateway.errors import GatewayError
+from gateway.haproxy import ClientAddress
 from gateway.routing.failover import ROUTE_HEADER
 from gateway.routing.routed import Routed, RoutedStream
 
@@ -46,7 +47,8 @@ _C = TypeVar("_C")
 
 class Responder:
     """Answers requests and accounts for each one: its audit record and its metrics.
-    `replica` names this ingress replica in an `x-raygate-replica` header."""
+    `replica` names this ingress replica in an `x-raygate-replica` header; `client_address`
+    reads the client's address from the peer and, behind raygate-haproxy, its headers."""
 
     def __init__(
         self,
@@ -55,8 +57,10 @@ class Responder:
         metrics: RequestMetrics | None = None,
         *,
         replica: str | None = None,
+        client_address: ClientAddress | None = None,
     ) -> None:
         self._meter = meter
+        self._client_address = client_address or ClientAddress(None)
         self.audit = audit
         self._metrics = metrics
         self._replica = replica
@@ -68,7 +72,9 @@ class Responder:
         exchange = Exchange(
             request_id=request.state.request_id,
             path=request.url.path,
-            client_address=request.client.host if request.client else None,
+            client_address=self._client_address(
+                request.client.host if request.client else None, request.headers
+            ),
             headers=request.headers,
         )
         request.state.exchange = exchange

@@ -161,6 +161,7 @@ def deployed_stack(
             **os.environ,
             "RAYGATE_ADMIN_KEY": ADMIN_KEY,
             "RAYGATE_KEY_SECRET": "cluster-key-secret-0123456789",
+            "RAYGATE_PROXY_SECRET": "cluster-proxy-secret-0123456789",
             "RAYGATE_AUDIT_KEY": "k1:cluster-audit-chain-key-0123456789abcdef",
             "RAYGATE_DATABASE_URL": postgres.create_database("raygate"),
             "RAYGATE_REDIS_URL": redis.url,

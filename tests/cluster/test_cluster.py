@@ -67,6 +67,36 @@ def test_chat_stream_and_cache_hit_through_the_sdk(deployed: Deployed) -> None:
         assert again.parse().choices[0].message.content == answer
 
 
+def test_the_audit_trail_records_the_clients_address_through_haproxy(deployed: Deployed) -> None:
+    # HAProxy takes the connection (raygate-haproxy names the client to the ingress, with the
+    # nodes' RAYGATE_PROXY_SECRET): the record holds the client's address, not the node's.
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    issued = httpx.post(
+        f"{deployed.base_url}/admin/keys", headers=admin,
+        json={"user": "addressed", "name": "client address"}, timeout=30,
+    )  # fmt: skip
+    assert issued.status_code == 201, issued.text
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"), timeout=60) as http:
+        sdk = openai.OpenAI(
+            base_url=f"{deployed.base_url}/v1", api_key=issued.json()["secret"],
+            max_retries=0, http_client=http,
+        )  # fmt: skip
+        sdk.chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "Where am I calling from?"}]
+        )
+    records: list[dict[str, object]] = []
+
+    def recorded() -> bool:
+        records[:] = httpx.get(
+            f"{deployed.base_url}/admin/audit/records", headers=admin,
+            params={"user": "addressed"}, timeout=30,
+        ).json()["records"]  # fmt: skip
+        return bool(records)
+
+    wait_for(recorded, 60, "the audit record of the call")
+    assert [r["client_address"] for r in records] == ["127.0.0.3"]
+
+
 def test_admin_routing_shows_every_router_replica(deployed: Deployed) -> None:
     """Breakers and health are each router's own (one per ingress replica, or per Router
     replica where it has a deployment); the status board shows them all."""

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
-from gateway.haproxy import SETTINGS, rewrite_arguments, with_settings
+from deployments.local import ray_env
+from gateway.haproxy import (
+    CLIENT_HEADER,
+    SECRET_ENV,
+    SECRET_HEADER,
+    SETTINGS,
+    ClientAddress,
+    frontend_rules,
+    rewrite_arguments,
+    with_settings,
+)
 
 WRAPPER = str(Path(sys.executable).with_name("raygate-haproxy"))
 CONFIG = """global
@@ -57,7 +67,10 @@ def test_a_config_without_defaults_is_refused() -> None:
         with_settings("global\n    maxconn 1\nfrontend f\n    defaults\n")
 
 
-def test_only_the_config_file_argument_changes_and_rays_file_is_kept(tmp_path: Path) -> None:
+def test_only_the_config_file_argument_changes_and_rays_file_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
     source = tmp_path / "haproxy.cfg"
     source.write_text(CONFIG)
     argv = ["-db", "-f", str(source), "-sf", "123"]
@@ -99,3 +112,93 @@ def test_naming_itself_as_haproxy_is_an_error_not_a_loop(tmp_path: Path) -> None
     )  # fmt: skip
     assert checked.returncode != 0
     assert "RAYGATE_HAPROXY_BINARY" in checked.stderr
+
+
+SECRET = "0123456789abcdef"
+
+
+def test_with_a_secret_the_front_end_names_the_client_and_proves_it(tmp_path: Path) -> None:
+    changed = with_settings(CONFIG, frontend=frontend_rules(SECRET))
+    assert _section(changed, "frontend http_frontend")[1:3] == [
+        f"http-request set-header {CLIENT_HEADER} %[src]",
+        f"http-request set-header {SECRET_HEADER} {SECRET}",
+    ]
+    # Ray's template has the front end the rules go into.
+    rendered = with_settings(HAPROXY_CONFIG_TEMPLATE, frontend=frontend_rules(SECRET))
+    assert f"http-request set-header {CLIENT_HEADER} %[src]" in _section(
+        rendered, "frontend http_frontend"
+    )
+
+
+def test_the_rewritten_config_holding_the_secret_is_readable_by_its_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    source = tmp_path / "haproxy.cfg"
+    source.write_text(CONFIG)
+    target = Path(rewrite_arguments(["-f", str(source)])[1])
+    assert SECRET in target.read_text()
+    assert target.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("secret", ["", "has space", 'quote"d', "hash#", "per%cent"])
+def test_a_secret_haproxy_would_misread_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match=SECRET_ENV):
+        frontend_rules(secret)
+
+
+def test_haproxy_accepts_the_config_with_the_client_rules(tmp_path: Path) -> None:
+    source = tmp_path / "haproxy.cfg"
+    source.write_text(CONFIG)
+    checked = subprocess.run(
+        [WRAPPER, "-c", "-f", str(source)],
+        env={"PATH": "/usr/bin:/bin", "RAY_SERVE_HAPROXY_BINARY_PATH": WRAPPER,
+             SECRET_ENV: SECRET},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert SECRET in (tmp_path / "haproxy.cfg.raygate").read_text()
+
+
+def test_the_client_address_is_taken_from_the_proxy_only_with_its_secret() -> None:
+    address = ClientAddress(SECRET)
+    proven = {SECRET_HEADER: SECRET, CLIENT_HEADER: "10.1.2.3"}
+    assert address("127.0.0.1", proven) == "10.1.2.3"
+    assert address("127.0.0.1", {**proven, CLIENT_HEADER: " ::1 "}) == "::1"
+    # A caller that reaches the replica directly cannot name its address.
+    assert address("10.9.9.9", {CLIENT_HEADER: "10.1.2.3"}) == "10.9.9.9"
+    assert address("10.9.9.9", {**proven, SECRET_HEADER: SECRET + "x"}) == "10.9.9.9"
+    # What is not an address is not taken.
+    assert address("127.0.0.1", {**proven, CLIENT_HEADER: "10.1.2.3, 10.0.0.1"}) == "127.0.0.1"
+    # Without a configured secret nothing is read from the headers.
+    assert ClientAddress(None)("127.0.0.1", proven) == "127.0.0.1"
+    assert ClientAddress("")("127.0.0.1", proven) == "127.0.0.1"
+
+
+def test_raygate_up_runs_haproxy_with_a_proxy_secret_kept_in_its_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH", SECRET_ENV):
+        monkeypatch.delenv(name, raising=False)
+    env = ray_env(tmp_path)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == WRAPPER
+    assert env["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
+    secret = env[SECRET_ENV]
+    assert len(secret) == 64 and frontend_rules(secret)
+    assert (tmp_path / "proxy_secret").stat().st_mode & 0o077 == 0
+    assert ray_env(tmp_path)[SECRET_ENV] == secret  # kept across restarts
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # an operator's own choice wins
+    assert ray_env(tmp_path)["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+
+
+def test_the_password_less_stats_page_listens_on_loopback_only() -> None:
+    config = CONFIG + "listen stats\n  bind *:8404\n  stats enable\n"
+    assert _section(with_settings(config), "listen stats") == [
+        "bind 127.0.0.1:8404",
+        "stats enable",
+    ]
+    # Ray's template binds it on every interface; the front end keeps its own address.
+    rendered = with_settings(HAPROXY_CONFIG_TEMPLATE)
+    assert _section(rendered, "listen stats")[0] == "bind 127.0.0.1:{{ config.stats_port }}"
+    assert _section(rendered, "frontend prometheus")[0] == "bind :{{ config.metrics_port }}"
