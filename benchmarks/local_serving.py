@@ -41,6 +41,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import aiohttp
 import httpx
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from benchmarks.report import Report, markdown_table, percentile, progress
 
@@ -148,6 +149,20 @@ async def _gateway_stream(
     return first or 0.0, time.perf_counter() - started, usage
 
 
+async def _levels(
+    concurrencies: list[int], requests: int, tokens: int, url: str
+) -> list[dict[str, Any]]:
+    """Every level, both paths, in one event loop with a handle made in it: with Serve's
+    throughput-optimized settings (`raygate up`'s) a handle's router runs on the loop it was
+    made in (a new handle, not Serve's cached one, whose loop an earlier deployment closed)."""
+    handle = DeploymentHandle("LocalModel:tiny", "raygate").options(stream=True)
+    rows = []
+    for concurrency in concurrencies:
+        for path in ("direct", "raygate"):
+            rows.append(await _level(path, concurrency, requests, tokens, handle, url))
+    return rows
+
+
 async def _level(
     path: str, concurrency: int, requests: int, tokens: int, handle: Any, url: str
 ) -> dict[str, Any]:
@@ -219,19 +234,11 @@ def main() -> int:
         for interval, router in progress(setups, "deployments", unit="deployment"):
             _deploy(model_dir, serve_port, interval, ROUTERS[router])
             _wait(f"http://127.0.0.1:{serve_port}/readyz")
-            handle = serve.get_deployment_handle("LocalModel:tiny", app_name="raygate").options(
-                stream=True
-            )
-            for concurrency in args.concurrency:
-                for path in ("direct", "raygate"):
-                    row = asyncio.run(
-                        _level(path, concurrency, args.requests, args.tokens, handle, url)
-                    )
-                    row = {"stream_interval_ms": interval, "router": router, **row}
-                    rows.append(row)
-                    print(
-                        f"  {interval:>4} ms {router} {path:8} c={concurrency:<3} {row}", flush=True
-                    )
+            levels = asyncio.run(_levels(args.concurrency, args.requests, args.tokens, url))
+            for row in levels:
+                row = {"stream_interval_ms": interval, "router": router, **row}
+                rows.append(row)
+                print(f"  {interval:>4} ms {router} c={row['concurrency']:<3} {row}", flush=True)
     finally:
         serve.shutdown()
     _report(report, rows, args)
