@@ -10,6 +10,11 @@ each. py-spy samples the thread holding the GIL (`--gil`), so the shares are of 
 CPU time each process spends. Writes
 `benchmarks/results/profile_hot_path.json` and `profile_hot_path_<process>.svg`.
 
+Serve's front comes from the environment. Behind HAProxy, as `raygate up` runs it, export its
+settings (deployments/local.ray_env: `RAY_SERVE_ENABLE_HA_PROXY=1`,
+`RAY_SERVE_HAPROXY_BINARY_PATH=.venv/bin/raygate-haproxy`, `RAYGATE_PROXY_SECRET=...`): the
+ingress replicas then take the HTTP themselves and Serve's proxy actor sits idle.
+
     .venv/bin/python -m benchmarks.profile_hot_path [--seconds 20] [--concurrency 8]
 """
 
