@@ -22,6 +22,11 @@ The settings:
   replacing whatever the client sent under those names; the ingress takes the address only
   with the secret (`ClientAddress`), so a caller that reaches a replica's port directly cannot
   name its own address. The config file with the secret is readable by its owner only.
+- `timeout http-request 30s` (`RAYGATE_HAPROXY_REQUEST_TIMEOUT_S`): a client must send its
+  headers (and, with the option above, its body up to the buffer) within 30 s. Ray sets no
+  such timeout, so a client that trickled its headers held a connection for `timeout client`
+  (an hour). HAProxy answers such a client itself, 408 with its own HTML page: its H1 layer
+  emits that before a stream exists, and ignores `errorfile` there (tried).
 - The stats page (`listen stats`, no password) listens on loopback only: Ray binds it on every
   interface, and nothing in Ray reads it over HTTP (Ray's controller uses the stats socket).
 
@@ -40,6 +45,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SETTINGS = ("option http-buffer-request",)
+REQUEST_TIMEOUT_ENV = "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S"
+REQUEST_TIMEOUT_S = 30
 MARK = "# raygate-haproxy:"
 FRONTEND = "frontend http_frontend"  # Ray's HTTP front end (its template's name)
 SECRET_ENV = "RAYGATE_PROXY_SECRET"
@@ -108,19 +115,29 @@ def real_binary() -> str:
     return chosen
 
 
+def request_timeout() -> str:
+    """The `timeout http-request` line (`RAYGATE_HAPROXY_REQUEST_TIMEOUT_S`, default 30)."""
+    value = os.environ.get(REQUEST_TIMEOUT_ENV, str(REQUEST_TIMEOUT_S))
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f"{REQUEST_TIMEOUT_ENV} must be a whole number of seconds over 0")
+    return f"timeout http-request {int(value)}s"
+
+
 def rewrite_arguments(argv: list[str]) -> list[str]:
     """HAProxy's arguments with every `-f PATH` replaced by PATH with raygate's settings (and,
     with `RAYGATE_PROXY_SECRET` set, the client-address rules; without it the replicas see
     HAProxy's address)."""
     secret = os.environ.get(SECRET_ENV)
     frontend = frontend_rules(secret) if secret is not None else ()
+    timeout = request_timeout()  # a bad value stops HAProxy here, as a bad secret does
     out = list(argv)
     for at, arg in enumerate(out[:-1]):
         if arg == "-f":
             source = Path(out[at + 1])
             target = source.with_name(source.name + ".raygate")
             try:
-                changed = with_settings(source.read_text(), frontend=frontend)
+                settings = (*SETTINGS, timeout)
+                changed = with_settings(source.read_text(), settings, frontend)
                 # Owner-only: with the rules it holds the secret.
                 descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 os.fchmod(descriptor, 0o600)

@@ -22,6 +22,7 @@ from tests.support import free_port
 
 WRAPPER = str(Path(sys.executable).with_name("raygate-haproxy"))
 DEADLINE_S = 30.0
+ANSWER_S = 15.0
 
 # A replica on loopback: prints its port, then reads one request at a time; it answers each
 # with its argument, or with "hold", prints "holding" and never answers.
@@ -88,6 +89,21 @@ def _replica(answer: str) -> tuple[subprocess.Popen[str], int]:
     return process, int(_line(process))
 
 
+def _start(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """raygate-haproxy on `config`, once it listens on `port`."""
+    haproxy = subprocess.Popen([WRAPPER, "-db", "-f", str(config)], env=env)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return haproxy
+        except OSError:
+            if time.monotonic() > deadline or haproxy.poll() is not None:
+                haproxy.kill()
+                raise AssertionError("HAProxy did not listen in time") from None
+            time.sleep(0.05)  # polling for the port, not waiting out a race
+
+
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """HAProxy through raygate-haproxy on a free port; (its port, the replica that holds)."""
@@ -97,17 +113,8 @@ def proxy(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     config = tmp_path / "haproxy.cfg"
     config.write_text(CONFIG.format(port=port, holder=holder_port, answerer=answerer_port))
     env = {**os.environ, "RAY_SERVE_HAPROXY_BINARY_PATH": WRAPPER}
-    haproxy = subprocess.Popen([WRAPPER, "-db", "-f", str(config)], env=env)
+    haproxy = _start(config, port, env)
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "HAProxy did not listen in time"
-                assert haproxy.poll() is None, "HAProxy exited"
-                time.sleep(0.05)  # polling for the port, not waiting out a race
         yield port, holder
     finally:
         for process in (haproxy, holder, answerer):
@@ -136,3 +143,34 @@ def test_a_request_whose_replica_dies_before_answering_is_answered_by_another(
     client.close()
     assert response.startswith(b"HTTP/1.1 200"), response
     assert response.endswith(b"from the second replica"), response
+
+
+def _answer(port: int, sent: bytes) -> bytes:
+    """What HAProxy answers to `sent` (all of it, until it closes the connection), waiting at
+    most ANSWER_S between reads: well past the 1 s request timeout, well short of the config's
+    30 s `timeout client`, which would also end the wait without the setting under test."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_S)
+    client.sendall(sent)
+    response = b""
+    while chunk := client.recv(65536):
+        response += chunk
+    client.close()
+    return response
+
+
+def test_a_client_that_never_finishes_its_headers_is_answered_408_and_let_go(
+    tmp_path: Path,
+) -> None:
+    # Ray's config bounds a request's headers by nothing but `timeout client` (an hour).
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG.format(port=port, holder=free_port(), answerer=free_port()))
+    env = {**os.environ, "RAY_SERVE_HAPROXY_BINARY_PATH": WRAPPER,
+           "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S": "1"}  # fmt: skip
+    haproxy = _start(config, port, env)
+    try:
+        response = _answer(port, b"POST /v1/chat/completions HTTP/1.1\r\nhost: raygate\r\n")
+    finally:
+        haproxy.kill()
+        haproxy.wait()
+    assert response.startswith(b"HTTP/1.1 408 "), response

@@ -14,6 +14,7 @@ from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 from deployments.local import ray_env
 from gateway.haproxy import (
     CLIENT_HEADER,
+    REQUEST_TIMEOUT_ENV,
     SECRET_ENV,
     SECRET_HEADER,
     SETTINGS,
@@ -50,8 +51,8 @@ def test_the_settings_open_the_defaults_section_and_nothing_else_changes() -> No
     changed = with_settings(CONFIG)
     assert _section(changed, "defaults")[1:] == [*SETTINGS, *_section(CONFIG, "defaults")]
     assert "option http-buffer-request" in SETTINGS
-    kept = [line for line in changed.splitlines() if not line.strip().startswith(("#", "option"))]
-    assert kept == CONFIG.splitlines()
+    kept = [line for line in changed.splitlines() if line.strip() not in SETTINGS]
+    assert [line for line in kept if "raygate-haproxy" not in line] == CONFIG.splitlines()
 
 
 def test_rays_template_has_the_defaults_section_the_settings_go_into() -> None:
@@ -71,13 +72,18 @@ def test_only_the_config_file_argument_changes_and_rays_file_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(SECRET_ENV, raising=False)
+    monkeypatch.delenv(REQUEST_TIMEOUT_ENV, raising=False)
     source = tmp_path / "haproxy.cfg"
     source.write_text(CONFIG)
     argv = ["-db", "-f", str(source), "-sf", "123"]
     rewritten = rewrite_arguments(argv)
     assert rewritten == ["-db", "-f", f"{source}.raygate", "-sf", "123"]
     assert source.read_text() == CONFIG
-    assert Path(rewritten[2]).read_text() == with_settings(CONFIG)
+    added = (
+        *SETTINGS,
+        "timeout http-request 30s",
+    )
+    assert Path(rewritten[2]).read_text() == with_settings(CONFIG, added)
     assert rewrite_arguments(["-vv"]) == ["-vv"]
 
 
@@ -102,7 +108,8 @@ def test_haproxy_accepts_the_config_with_the_settings(tmp_path: Path) -> None:
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "Configuration file is valid" in checked.stdout + checked.stderr
-    assert (tmp_path / "haproxy.cfg.raygate").read_text() == with_settings(CONFIG)
+    written = (tmp_path / "haproxy.cfg.raygate").read_text()
+    assert "timeout http-request 30s" in written
 
 
 def test_naming_itself_as_haproxy_is_an_error_not_a_loop(tmp_path: Path) -> None:
@@ -202,3 +209,12 @@ def test_the_password_less_stats_page_listens_on_loopback_only() -> None:
     rendered = with_settings(HAPROXY_CONFIG_TEMPLATE)
     assert _section(rendered, "listen stats")[0] == "bind 127.0.0.1:{{ config.stats_port }}"
     assert _section(rendered, "frontend prometheus")[0] == "bind :{{ config.metrics_port }}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "30s", "soon"])
+def test_a_request_timeout_haproxy_would_misread_stops_it(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(REQUEST_TIMEOUT_ENV, value)
+    with pytest.raises(ValueError, match=REQUEST_TIMEOUT_ENV):
+        rewrite_arguments(["-f", str(tmp_path / "haproxy.cfg")])
