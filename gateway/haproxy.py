@@ -27,6 +27,10 @@ The settings:
   such timeout, so a client that trickled its headers held a connection for `timeout client`
   (an hour). HAProxy answers such a client itself, 408 with its own HTML page: its H1 layer
   emits that before a stream exists, and ignores `errorfile` there (tried).
+- `timeout http-keep-alive 90s`: an idle kept-alive client connection is closed after 90 s,
+  as Serve's own proxy (uvicorn) closes it. Without it HAProxy would use the request timeout
+  (30 s) there too, and a client that reuses a connection after longer (`requests` does, and
+  does not resend a POST) would find it closed.
 - The stats page (`listen stats`, no password) listens on loopback only: Ray binds it on every
   interface, and nothing in Ray reads it over HTTP (Ray's controller uses the stats socket).
 
@@ -44,7 +48,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-SETTINGS = ("option http-buffer-request",)
+SETTINGS = ("option http-buffer-request", "timeout http-keep-alive 90s")
 REQUEST_TIMEOUT_ENV = "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S"
 REQUEST_TIMEOUT_S = 30
 MARK = "# raygate-haproxy:"

@@ -51,6 +51,7 @@ def test_the_settings_open_the_defaults_section_and_nothing_else_changes() -> No
     changed = with_settings(CONFIG)
     assert _section(changed, "defaults")[1:] == [*SETTINGS, *_section(CONFIG, "defaults")]
     assert "option http-buffer-request" in SETTINGS
+    assert "timeout http-keep-alive 90s" in SETTINGS  # as Serve's own proxy (uvicorn)
     kept = [line for line in changed.splitlines() if line.strip() not in SETTINGS]
     assert [line for line in kept if "raygate-haproxy" not in line] == CONFIG.splitlines()
 
