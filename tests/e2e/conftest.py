@@ -4,11 +4,14 @@ loading the two cores through the rest of the session."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,6 +75,28 @@ class Gateway:
         return subprocess.run(
             [RAYGATE, *args], env=self.env, capture_output=True, text=True, timeout=60
         )
+
+    def issue_key(self, user: str, *extra: str) -> str:
+        """The secret of a key issued to `user` with `raygate keys issue` (`extra`: its flags)."""
+        result = self.cli("keys", "issue", "--user", user, *extra)
+        assert result.returncode == 0, result.stderr
+        found = re.search(r"secret: (rg-\S+)", result.stdout)
+        assert found, result.stdout
+        return found.group(1)
+
+    def audit_records(self, want: int, **filters: str) -> list[dict[str, Any]]:
+        """The audit records `filters` select, once `want` of them are committed (the writer
+        batches them off the request path), or what there is after 15 s."""
+        deadline = time.monotonic() + 15
+        admin = {"authorization": f"Bearer {self.admin_key}"}
+        with httpx.Client(base_url=self.base_url, headers=admin) as client:
+            while True:
+                page = client.get("/admin/audit/records", params=filters)
+                assert page.status_code == 200, page.text
+                records: list[dict[str, Any]] = page.json()["records"]
+                if len(records) >= want or time.monotonic() > deadline:
+                    return records
+                client.get("/healthz")  # a round trip, then look again
 
 
 @dataclass(frozen=True)

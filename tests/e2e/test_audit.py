@@ -3,11 +3,8 @@ through the admin API and the CLI, and an edit of the stored trail is caught by 
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import time
 import uuid
-from typing import Any
 
 import httpx
 import openai
@@ -18,38 +15,14 @@ from tests.e2e.conftest import Gateway
 CHAT = {"messages": [{"role": "user", "content": "What is our travel policy?"}]}
 
 
-def _issue(gateway: Gateway, user: str, *extra: str) -> str:
-    result = gateway.cli("keys", "issue", "--user", user, *extra)
-    assert result.returncode == 0, result.stderr
-    found = re.search(r"secret: (rg-\S+)", result.stdout)
-    assert found
-    return found.group(1)
-
-
-def _records(gateway: Gateway, want: int, **filters: str) -> list[dict[str, Any]]:
-    """The user's records once `want` of them are committed (the writer batches them off the
-    request path, so they land shortly after the answers)."""
-    deadline = time.monotonic() + 15
-    with httpx.Client(
-        base_url=gateway.base_url, headers={"authorization": f"Bearer {gateway.admin_key}"}
-    ) as admin:
-        while True:
-            page = admin.get("/admin/audit/records", params=filters)
-            assert page.status_code == 200, page.text
-            records: list[dict[str, Any]] = page.json()["records"]
-            if len(records) >= want or time.monotonic() > deadline:
-                return records
-            admin.get("/healthz")  # a round trip, then look again
-
-
 def test_a_chat_request_leaves_a_record_with_who_what_and_how(gateway: Gateway) -> None:
     user = f"auditee-{uuid.uuid4().hex[:6]}"
-    secret = _issue(gateway, user, "--department", "finance", "--group", "finance")
+    secret = gateway.issue_key(user, "--department", "finance", "--group", "finance")
     client = openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="sim-small", **CHAT)
     request_id = raw.headers["x-raygate-request-id"]
 
-    (record,) = _records(gateway, 1, user=user)
+    (record,) = gateway.audit_records(1, user=user)
     assert record["request_id"] == request_id
     assert record["principal"]["department"] == "finance"
     assert record["principal"]["groups"] == ["finance"]
@@ -63,7 +36,7 @@ def test_a_chat_request_leaves_a_record_with_who_what_and_how(gateway: Gateway) 
 
 def test_refusals_and_streams_are_recorded_with_their_outcome(gateway: Gateway) -> None:
     user = f"auditee-{uuid.uuid4().hex[:6]}"
-    secret = _issue(gateway, user, "--group", "contractors")
+    secret = gateway.issue_key(user, "--group", "contractors")
     client = openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="sim-claude", **CHAT)
@@ -72,30 +45,30 @@ def test_refusals_and_streams_are_recorded_with_their_outcome(gateway: Gateway) 
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-    records = {r["status"]: r for r in _records(gateway, 2, user=user)}
+    records = {r["status"]: r for r in gateway.audit_records(2, user=user)}
     assert records[403]["error_code"] == "model_not_allowed"
     assert records[200]["error_code"] is None and records[200]["tokens_out"] > 0
 
 
 def test_a_stream_cut_mid_way_is_recorded_as_failed_not_passed(gateway: Gateway) -> None:
     user = f"auditee-{uuid.uuid4().hex[:6]}"
-    secret = _issue(gateway, user)
+    secret = gateway.issue_key(user)
     gateway.inject(kind="cut", after_chunks=2, match_model="sim-small")
     client = openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0)
     with pytest.raises(openai.APIError):
         for _ in client.chat.completions.create(model="sim-small", stream=True, **CHAT):
             pass
-    (record,) = _records(gateway, 1, user=user)
+    (record,) = gateway.audit_records(1, user=user)
     assert record["error_code"] not in (None, "")
 
 
 def test_summary_counts_requests_by_department(gateway: Gateway) -> None:
     department = f"dept-{uuid.uuid4().hex[:6]}"
     for n in range(3):
-        secret = _issue(gateway, f"{department}-user{n}", "--department", department)
+        secret = gateway.issue_key(f"{department}-user{n}", "--department", department)
         client = openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0)
         client.chat.completions.create(model="sim-small", **CHAT)
-    _records(gateway, 3, department=department)
+    gateway.audit_records(3, department=department)
     summary = httpx.get(
         f"{gateway.base_url}/admin/audit/summary",
         params={"by": "department", "department": department},
@@ -107,9 +80,9 @@ def test_summary_counts_requests_by_department(gateway: Gateway) -> None:
 
 def test_the_cli_verifies_the_live_trail_and_catches_an_edit(gateway: Gateway) -> None:
     user = f"auditee-{uuid.uuid4().hex[:6]}"
-    secret = _issue(gateway, user)
+    secret = gateway.issue_key(user)
     openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0).models.list()
-    (record,) = _records(gateway, 1, user=user)
+    (record,) = gateway.audit_records(1, user=user)
 
     intact = gateway.cli("audit", "verify")
     assert intact.returncode == 0, intact.stderr

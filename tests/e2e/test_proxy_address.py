@@ -12,7 +12,6 @@ import httpx
 import openai
 
 from tests.e2e.conftest import Gateway
-from tests.e2e.test_audit import CHAT, _issue, _records
 
 
 def test_x_forwarded_for_does_not_make_a_local_client_the_proxy(gateway: Gateway) -> None:
@@ -46,11 +45,13 @@ def test_the_real_proxy_address_is_still_trusted(gateway: Gateway) -> None:
 
 def test_the_audit_record_holds_the_clients_own_address(gateway: Gateway) -> None:
     user = f"addressed-{uuid.uuid4().hex[:6]}"
-    secret = _issue(gateway, user)
+    secret = gateway.issue_key(user)
     http = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"))
     client = openai.OpenAI(base_url=gateway.v1, api_key=secret, max_retries=0, http_client=http)
-    client.chat.completions.create(model="sim-small", **CHAT)
+    client.chat.completions.create(
+        model="sim-small", messages=[{"role": "user", "content": "Where am I calling from?"}]
+    )
     http.close()
 
-    (record,) = _records(gateway, 1, user=user)
+    (record,) = gateway.audit_records(1, user=user)
     assert record["client_address"] == "127.0.0.3"
