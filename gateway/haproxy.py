@@ -25,8 +25,12 @@ The settings:
 - `timeout http-request 30s` (`RAYGATE_HAPROXY_REQUEST_TIMEOUT_S`): a client must send its
   headers (and, with the option above, its body up to the buffer) within 30 s. Ray sets no
   such timeout, so a client that trickled its headers held a connection for `timeout client`
-  (an hour). HAProxy answers such a client itself, 408 with its own HTML page: its H1 layer
-  emits that before a stream exists, and ignores `errorfile` there (tried).
+  (an hour). With the option above this also bounds a request body's first buffer, which
+  HAProxy now holds before any replica sees it, so a client that never finishes its body gets
+  HAProxy's 408, not the gateway's (`limits.body_timeout_s`): in OpenAI's error shape, from a
+  file beside the config (`error_page`). A client that never finishes its headers gets
+  HAProxy's own HTML 408: its HTTP/1 layer answers before a stream exists and ignores
+  `errorfile` there (tried).
 - `timeout http-keep-alive 90s`: an idle kept-alive client connection is closed after 90 s,
   as Serve's own proxy (uvicorn) closes it. Without it HAProxy would use the request timeout
   (30 s) there too, and a client that reuses a connection after longer (`requests` does, and
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -125,12 +130,26 @@ def real_binary() -> str:
     return chosen
 
 
-def request_timeout() -> str:
-    """The `timeout http-request` line (`RAYGATE_HAPROXY_REQUEST_TIMEOUT_S`, default 30)."""
+def request_timeout_s() -> int:
+    """`RAYGATE_HAPROXY_REQUEST_TIMEOUT_S`, default 30."""
     value = os.environ.get(REQUEST_TIMEOUT_ENV, str(REQUEST_TIMEOUT_S))
     if not value.isdigit() or int(value) == 0:
         raise ValueError(f"{REQUEST_TIMEOUT_ENV} must be a whole number of seconds over 0")
-    return f"timeout http-request {int(value)}s"
+    return int(value)
+
+
+def error_page(timeout_s: int) -> str:
+    """HAProxy's 408 (`errorfile`): a whole HTTP response, its body in OpenAI's error shape,
+    as the gateway's own 408 (gateway.errors.RequestTimeout)."""
+    body = json.dumps({"error": {
+        "message": f"The request body did not arrive within {timeout_s} seconds.",
+        "type": "invalid_request_error", "param": None, "code": "request_timeout",
+    }})  # fmt: skip
+    return (
+        "HTTP/1.1 408 Request Time-out\r\ncontent-type: application/json\r\n"
+        "cache-control: no-cache\r\nconnection: close\r\n"
+        f"content-length: {len(body)}\r\n\r\n{body}"
+    )
 
 
 def rewrite_arguments(argv: list[str]) -> list[str]:
@@ -139,14 +158,17 @@ def rewrite_arguments(argv: list[str]) -> list[str]:
     HAProxy's address)."""
     secret = os.environ.get(SECRET_ENV)
     frontend = frontend_rules(secret) if secret is not None else ()
-    timeout = request_timeout()  # a bad value stops HAProxy here, as a bad secret does
+    timeout_s = request_timeout_s()  # a bad value stops HAProxy here, as a bad secret does
     out = list(argv)
     for at, arg in enumerate(out[:-1]):
         if arg == "-f":
             source = Path(out[at + 1])
             target = source.with_name(source.name + ".raygate")
             try:
-                settings = (*SETTINGS, timeout)
+                page = target.with_name(target.name + ".408.http").absolute()
+                page.write_text(error_page(timeout_s))
+                settings = (*SETTINGS, f"timeout http-request {timeout_s}s",
+                            f"errorfile 408 {page}")  # fmt: skip
                 changed = with_settings(source.read_text(), settings, frontend)
                 # Owner-only: with the rules it holds the secret.
                 descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

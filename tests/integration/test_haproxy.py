@@ -6,6 +6,7 @@ replay such a request (cluster/README.md, "Replica and node failures")."""
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -158,10 +159,20 @@ def _answer(port: int, sent: bytes) -> bytes:
     return response
 
 
-def test_a_client_that_never_finishes_its_headers_is_answered_408_and_let_go(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: raygate\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: raygate\r\ncontent-length: 1000\r\n"
+        b'content-type: application/json\r\n\r\n{"model": ',
+    ],
+    ids=["headers", "body"],
+)
+def test_a_client_that_never_finishes_its_request_is_answered_408_and_let_go(
+    tmp_path: Path, sent: bytes
 ) -> None:
-    # Ray's config bounds a request's headers by nothing but `timeout client` (an hour).
+    # Ray's config bounds a request's headers by nothing but `timeout client` (an hour), and
+    # HAProxy holds a body (`option http-buffer-request`) before any replica sees it.
     port = free_port()
     config = tmp_path / "haproxy.cfg"
     config.write_text(CONFIG.format(port=port, holder=free_port(), answerer=free_port()))
@@ -169,8 +180,11 @@ def test_a_client_that_never_finishes_its_headers_is_answered_408_and_let_go(
            "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S": "1"}  # fmt: skip
     haproxy = _start(config, port, env)
     try:
-        response = _answer(port, b"POST /v1/chat/completions HTTP/1.1\r\nhost: raygate\r\n")
+        response = _answer(port, sent)
     finally:
         haproxy.kill()
         haproxy.wait()
     assert response.startswith(b"HTTP/1.1 408 "), response
+    if b"content-length" in sent:  # a stream exists: HAProxy answers with raygate's page
+        error = json.loads(response.partition(b"\r\n\r\n")[2])["error"]
+        assert error["code"] == "request_timeout"

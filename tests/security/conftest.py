@@ -147,6 +147,9 @@ def target(
         "RAYGATE_KEY_SECRET": secrets.token_urlsafe(32),
         "RAYGATE_AUDIT_KEY": "chain1:" + secrets.token_urlsafe(32),
         "RAYGATE_DATA_KEY": "data1:" + secrets.token_urlsafe(32),
+        # HAProxy holds a request until its body has come (raygate-haproxy): bounded here as
+        # gateway.yaml bounds the gateway's own wait (limits.body_timeout_s).
+        "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S": "2",
     }
     with running_gateway(CONFIG, state_dir, env) as (base_url, run_env):
         yield Target(

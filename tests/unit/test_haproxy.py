@@ -4,6 +4,7 @@ that die, tests/cluster in front of the cluster."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.haproxy import (
     SECRET_HEADER,
     SETTINGS,
     ClientAddress,
+    error_page,
     frontend_rules,
     rewrite_arguments,
     with_settings,
@@ -83,6 +85,7 @@ def test_only_the_config_file_argument_changes_and_rays_file_is_kept(
     added = (
         *SETTINGS,
         "timeout http-request 30s",
+        f"errorfile 408 {source}.raygate.408.http",
     )
     assert Path(rewritten[2]).read_text() == with_settings(CONFIG, added)
     assert rewrite_arguments(["-vv"]) == ["-vv"]
@@ -229,3 +232,12 @@ def test_the_admin_stats_socket_is_its_owners_only() -> None:
     )
     rendered = with_settings(HAPROXY_CONFIG_TEMPLATE)
     assert "stats socket {{ config.socket_path }} mode 600 level admin" in rendered
+
+
+def test_haproxys_408_for_a_body_that_never_came_is_in_openais_shape() -> None:
+    head, _, body = error_page(7).partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 408 ")
+    assert f"content-length: {len(body)}" in head.splitlines()
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "request_timeout")
+    assert "7 seconds" in error["message"]
