@@ -45,6 +45,8 @@ from ray import serve
 from ray.serve import Deployment
 
 from benchmarks.report import ROOT, Report, latency_summary, markdown_table, progress
+from deployments.local import haproxy_env
+from gateway.haproxy import SECRET_ENV
 
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "How far is the moon?"}]}
 KEY = "sk-bench"
@@ -201,11 +203,8 @@ PROFILES: dict[str, dict[str, str]] = {
     # retries, and the client's address named to the ingress with the proxy secret.
     "haproxy": {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(Path(sys.executable).with_name("raygate-haproxy")),
-        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
-        "RAY_SERVE_HAPROXY_RETRIES": "5",
-        "RAYGATE_PROXY_SECRET": "overhead-benchmark-proxy-secret",
+        **haproxy_env(),
+        SECRET_ENV: "overhead-benchmark-proxy-secret",
     },
 }
 

@@ -172,11 +172,15 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     An operator's own value in the environment wins over these. `NO_PHONE_HOME` wins over the
     environment.
     """
-    haproxy = Path(sys.executable).with_name("raygate-haproxy")
+    haproxy = (
+        {**haproxy_env(), SECRET_ENV: _token(state_dir / "proxy_secret")}
+        if HAPROXY_WRAPPER.exists()
+        else {}
+    )
     env = {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "FORWARDED_ALLOW_IPS": "",
-        **(_haproxy_env(haproxy, state_dir) if haproxy.exists() else {}),
+        **haproxy,
         **os.environ,
         **NO_PHONE_HOME,
     }
@@ -184,13 +188,18 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
-def _haproxy_env(haproxy: Path, state_dir: Path) -> dict[str, str]:
+HAPROXY_WRAPPER = Path(sys.executable).with_name("raygate-haproxy")
+
+
+def haproxy_env() -> dict[str, str]:
+    """Ray's settings for HAProxy in front, as `raygate up` and the cluster manifests run it:
+    through `raygate-haproxy`, replaying a request whose ingress replica died before
+    answering. The client-address secret (`RAYGATE_PROXY_SECRET`) is the caller's to add."""
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy),
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_WRAPPER),
         "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
         "RAY_SERVE_HAPROXY_RETRIES": "5",
-        SECRET_ENV: _token(state_dir / "proxy_secret"),
     }
 
 

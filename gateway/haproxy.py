@@ -56,6 +56,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.errors import RequestTimeout
+
 SETTINGS = ("option http-buffer-request", "timeout http-keep-alive 90s")
 REQUEST_TIMEOUT_ENV = "RAYGATE_HAPROXY_REQUEST_TIMEOUT_S"
 REQUEST_TIMEOUT_S = 30
@@ -139,14 +141,12 @@ def request_timeout_s() -> int:
 
 
 def error_page(timeout_s: int) -> str:
-    """HAProxy's 408 (`errorfile`): a whole HTTP response, its body in OpenAI's error shape,
-    as the gateway's own 408 (gateway.errors.RequestTimeout)."""
-    body = json.dumps({"error": {
-        "message": f"The request body did not arrive within {timeout_s} seconds.",
-        "type": "invalid_request_error", "param": None, "code": "request_timeout",
-    }})  # fmt: skip
+    """HAProxy's 408 (`errorfile`): a whole HTTP response whose body is the gateway's own 408
+    (gateway.errors.RequestTimeout)."""
+    error = RequestTimeout(f"The request body did not arrive within {timeout_s} seconds.")
+    body = json.dumps(error.to_body())
     return (
-        "HTTP/1.1 408 Request Time-out\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {error.status} Request Time-out\r\ncontent-type: application/json\r\n"
         "cache-control: no-cache\r\nconnection: close\r\n"
         f"content-length: {len(body)}\r\n\r\n{body}"
     )

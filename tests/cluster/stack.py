@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from deployments.local import terminate_session
+from deployments.local import haproxy_env, terminate_session
 from tests.servers.postgres import PostgresServer, postgres_binary
 from tests.servers.ray_cluster import ROOT, RayCluster, ServeStatus, shipped_serve_config
 from tests.servers.redis import RedisServer, redis_binary
@@ -51,12 +51,7 @@ ROUTER = {"num_cpus": 0.1, "autoscaling": {
 # What the shipped manifests set on every node for the HTTP path (cluster/rayservice.yaml):
 # HAProxy, run through raygate-haproxy (gateway/haproxy.py). RAYGATE_TEST_PROXY=serve runs
 # Serve's own proxy instead, to compare the two.
-PROXY = {
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_HAPROXY_BINARY_PATH": str(Path(sys.executable).with_name("raygate-haproxy")),
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
-    "RAY_SERVE_HAPROXY_RETRIES": "5",
-} if os.environ.get("RAYGATE_TEST_PROXY", "haproxy") == "haproxy" else {}  # fmt: skip
+PROXY = haproxy_env() if os.environ.get("RAYGATE_TEST_PROXY", "haproxy") == "haproxy" else {}
 
 
 @dataclass
