@@ -2,7 +2,7 @@
 
 Embedding and the semantic lookup always run together on a miss of the keyed phases, so they
 share a replica (one Serve hop, not two). Concurrent requests' texts are embedded in one
-forward pass through `@serve.batch`; on a GPU node give the deployment a fraction of a GPU
+forward pass (`gateway.cache.batching`); on a GPU node give the deployment a fraction of a GPU
 (`serve.cache.num_gpus`) and the embedder runs in half precision there. Replicas stay in step
 through the entry log in the gateway's database (see `gateway.cache.log`).
 """
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from gateway.cache.batching import EmbedBatcher
 from gateway.cache.cache import SemanticCache
 from gateway.cache.embedder import Embedder
 from gateway.cache.log import CacheLog
@@ -49,9 +50,9 @@ class CacheDeployment:
             cuda_graphs=settings.cuda_graphs,
             onnx=settings.onnx,
         )
-        batcher: Any = self._embed_batched  # Serve's batch queue wrapper, untyped
-        batcher.set_max_batch_size(settings.max_batch_size)
-        batcher.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self._batcher = EmbedBatcher(
+            self._embedder.embed, settings.max_batch_size, settings.batch_wait_timeout_s
+        )
         self._db = Database(config.storage.url)
         self._service = CacheService(
             SemanticCache(self._embedder, settings),
@@ -71,14 +72,9 @@ class CacheDeployment:
         self._explored = metrics["raygate_cache_explorations"]
         self._observed = metrics["raygate_cache_observations"]
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def _embed_batched(self, texts: list[str]) -> list[np.ndarray]:
-        vectors = await asyncio.to_thread(self._embedder.embed, texts)
-        return list(vectors)
-
     async def _embed(self, texts: list[str]) -> np.ndarray:
         if len(texts) == 1:
-            return np.atleast_2d(await self._embed_batched(texts[0]))
+            return np.atleast_2d(await self._batcher.embed(texts[0]))
         # Corpora (policy topics, attack phrases) come in bulk: one direct batched call.
         return await asyncio.to_thread(self._embedder.embed, texts)
 

@@ -155,11 +155,11 @@ class CacheConfig(ConfigSection):
     max_batch_size: int = Field(
         32, ge=1, description="requests the embedder deployment batches into one forward pass"
     )
-    # 0 (no wait) measured no faster for a lone lookup than 2 ms (cache_latency.json has both:
-    # Serve's batch queue stops waiting once the request is in); under load the wait can
-    # only fill batches.
+    # A batch starts as soon as the embedder is free, with every text queued by then
+    # (gateway.cache.batching): under load batches fill while the one before runs, so a wait
+    # only delays a lone lookup.
     batch_wait_timeout_s: float = Field(
-        0.002, ge=0, description="how long the embedder waits to fill a batch"
+        0.0, ge=0, description="extra wait for more texts before a batch that is not full"
     )
     near_entries: int = Field(
         1000,
