@@ -78,7 +78,9 @@ def main() -> int:
         serve.shutdown()
     processes = {name: _summary(name, args.top) for name in PROCESSES}
     for name, summary in processes.items():
-        print(f"\n{name}: {summary['samples']} samples")
+        print(f"\n{name}: {summary['samples']} samples, raygate's code on "
+              f"{summary['raygate_any_frame'] or 0:.1%} of them (the upstream call "
+              f"{summary['upstream_call'] or 0:.1%})")  # fmt: skip
         for kind in ("self", "raygate_inclusive"):
             print(f" {kind}:")
             for row in summary[kind][:12]:
@@ -152,12 +154,23 @@ def _summary(name: str, top: int) -> dict[str, Any]:
         return [{"function": f, "share": round(n / total, 4)} for f, n in counter.most_common(top)]
 
     ours = Counter({f: n for f, n in inclusive.items() if _raygate(f)})
+    # One function's inclusive share misses raygate's work on other stacks: the policy check
+    # and the audit commit run in worker threads, background tasks on the loop's own stack.
+    anywhere = sum(n for frames, n in stacks if any(map(_raygate, frames)))
+    upstream = sum(n for frames, n in stacks if any(map(_upstream_call, frames)))
     return {
         "samples": total,
         "inclusive": rows(inclusive),
         "self": rows(own),
         "raygate_inclusive": rows(ours),
+        "raygate_any_frame": round(anywhere / total, 4) if total else None,
+        "upstream_call": round(upstream / total, 4) if total else None,
     }
+
+
+def _upstream_call(function: str) -> bool:
+    """The provider call (httpx to the upstream), which a bare forwarder makes too."""
+    return function.startswith("Provider.post ")
 
 
 def _raygate(function: str) -> bool:

@@ -181,9 +181,14 @@ class InputPolicy:
     async def check(
         engine: PolicyEngine, exchange: Exchange, texts: list[str], model: str | None
     ) -> Verdict:
-        """Detectors and patterns, off the event loop; a block ends the request here.
-        `model` selects the profile's per-model overrides (None: the profile's own rules)."""
-        verdict = await asyncio.to_thread(engine.check, texts, exchange.policy_profile, model=model)
+        """Detectors and patterns, off the event loop unless they are light; a block ends the
+        request here. `model` selects the profile's per-model overrides (None: the
+        profile's own rules)."""
+        profile = exchange.policy_profile
+        if engine.is_light(texts, profile, model):
+            verdict = engine.check(texts, profile, model=model)
+        else:
+            verdict = await asyncio.to_thread(engine.check, texts, profile, model=model)
         exchange.decisions += verdict.decisions
         exchange.redacted = verdict.mapping
         if verdict.action == "block":

