@@ -1,6 +1,10 @@
 """Gateway overhead: the simulator direct, a bare Serve forwarder, raygate's miss path, and
 LiteLLM's proxy (the gateway a user would pick instead).
 
+raygate's miss path is measured twice: with its cache off, every request the same body (the
+path itself), and with its cache on as shipped, every request a question it has not seen
+(`CACHED`: each is embedded, looked up, answered upstream and stored).
+
 All four are measured interleaved per concurrency level against one simulator (zero added
 latency, so every millisecond measured is the path's own), once per set of Ray Serve settings
 (`PROFILES`), each on a fresh Ray. LiteLLM's proxy runs from its own virtual environment (its
@@ -29,12 +33,15 @@ import asyncio
 import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,12 +51,15 @@ from fastapi import FastAPI, Request, Response
 from ray import serve
 from ray.serve import Deployment
 
+from benchmarks.paraphrase_sets import DEFAULT_DATA
 from benchmarks.report import ROOT, Report, latency_summary, markdown_table, progress
 from deployments.local import haproxy_env
 from gateway.haproxy import SECRET_ENV
 
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "How far is the moon?"}]}
 KEY = "sk-bench"
+# raygate with its cache on, as shipped, each request a question it has not seen.
+CACHED = "raygate, cache on, new questions"
 
 
 def _free_port() -> int:
@@ -116,12 +126,16 @@ def _start_litellm(exe: Path, sim_url: str, port: int, scratch: Path) -> subproc
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
-def _raygate_config(sim_url: str, serve_port: int, ingress_replicas: int) -> str:
+def _raygate_config(
+    sim_url: str, serve_port: int, ingress_replicas: int, *, cache: bool = False
+) -> str:
+    """raygate's config for the benchmark: the cache off (every request of the plain load is
+    the same: this measures the uncached path), or as shipped (`cache`: on)."""
     return f"""
 serve: {{port: {serve_port}, ingress: {{num_cpus: 0.1, num_replicas: {ingress_replicas}}},
-        router: {{num_cpus: 0.1}}}}
+        router: {{num_cpus: 0.1}}, cache: {{num_cpus: 0.1}}}}
 auth: {{dev_key: {KEY}}}
-cache: {{enabled: false}}  # every request is the same: measure the uncached path
+cache: {{enabled: {str(cache).lower()}}}
 storage: {{url: "sqlite:///{tempfile.mkdtemp(prefix="raygate-bench-")}/raygate.db"}}
 providers:
   simulator: {{preset: simulator, base_url: "{sim_url}/v1"}}
@@ -132,7 +146,8 @@ models:
 
 def _deploy(sim_url: str, serve_port: int, ingress_replicas: list[int]) -> None:
     """Start Serve with a bare forwarder at /bare and raygate at / (and, per other count of
-    ingress replicas N, at /ingressN, with a database of its own)."""
+    ingress replicas N, at /ingressN, with a database of its own), and raygate with its cache
+    on, as shipped, at /cached."""
     import ray
 
     from deployments.app import build_app
@@ -148,20 +163,43 @@ def _deploy(sim_url: str, serve_port: int, ingress_replicas: list[int]) -> None:
         config = parse_config(_raygate_config(sim_url, serve_port, replicas))
         name, prefix = ("raygate", "/") if i == 0 else (f"raygate{i}", f"/ingress{replicas}")
         serve.run(build_app({"config": config}), name=name, route_prefix=prefix)
+    cached = parse_config(_raygate_config(sim_url, serve_port, 1, cache=True))
+    serve.run(build_app({"config": cached}), name="raygate-cached", route_prefix="/cached")
+
+
+def _questions() -> Iterator[str]:
+    """Distinct questions (Quora's, from the paraphrase data), in a seeded order: a load on
+    the cached gateway that sends each once is all misses but for the paraphrases among them
+    (the responses' `x-raygate-cache` counts them)."""
+    pairs = json.loads((DEFAULT_DATA / "gptcache_similar_qqp.json").read_text())
+    questions = sorted({p["origin"] for p in pairs})
+    random.Random(7).shuffle(questions)
+    return iter(questions)
 
 
 async def _load(
-    url: str, concurrency: int, requests: int, headers: dict[str, str]
+    url: str,
+    concurrency: int,
+    requests: int,
+    headers: dict[str, str],
+    questions: Iterator[str] | None = None,
 ) -> dict[str, Any]:
+    """`requests` calls from `concurrency` clients: BODY each time, or, given `questions`,
+    each call the next question."""
     # aiohttp, not httpx: on 2 cores httpx tops out near 150 req/s at c=64, below the paths.
     latencies: list[float] = []
     errors = 0
     queue = iter(range(requests))
+    cache: Counter[str] = Counter()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
         async def call() -> tuple[int, bytes]:
-            async with session.post(url, json=BODY) as response:
+            body = BODY
+            if questions is not None:
+                body = {**BODY, "messages": [{"role": "user", "content": next(questions)}]}
+            async with session.post(url, json=body) as response:
+                cache[response.headers.get("x-raygate-cache", "none")] += 1
                 return response.status, await response.read()
 
         async def worker() -> None:
@@ -189,6 +227,7 @@ async def _load(
         "p50_ms": summary["p50_ms"],
         "p99_ms": summary["p99_ms"],
         "throughput_rps": round(len(latencies) / elapsed, 1),
+        **({"x_raygate_cache": dict(cache)} if questions is not None else {}),
     }
 
 
@@ -315,28 +354,29 @@ def _measure(
         _deploy(sim_url, serve_port, ingress_replicas)
         serve_url = f"http://127.0.0.1:{serve_port}"
         _wait(f"{serve_url}/readyz")
+        auth = {"authorization": f"Bearer {KEY}"}
         paths = {
             "simulator direct": (f"{sim_url}/v1/chat/completions", {}),
             "bare Serve forwarder": (f"{serve_url}/bare/v1/chat/completions", {}),
-            "raygate (miss path)": (
-                f"{serve_url}/v1/chat/completions",
-                {"authorization": f"Bearer {KEY}"},
-            ),
+            "raygate (miss path)": (f"{serve_url}/v1/chat/completions", auth),
+            CACHED: (f"{serve_url}/cached/v1/chat/completions", auth),
         }
         for replicas in ingress_replicas[1:]:
             paths[f"raygate, {replicas} ingress replicas"] = (
                 f"{serve_url}/ingress{replicas}/v1/chat/completions",
-                {"authorization": f"Bearer {KEY}"},
+                auth,
             )
         if proxy is not None:
             paths["LiteLLM proxy"] = (
                 f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
-                {"authorization": f"Bearer {KEY}"},
+                auth,
             )
         rows = []
+        questions = _questions()
         loads = list(itertools.product(levels, paths.items()))
         for concurrency, (name, (url, headers)) in progress(loads, "loads", unit="load"):
-            result = asyncio.run(_load(url, concurrency, requests, headers))
+            asked = questions if name == CACHED else None
+            result = asyncio.run(_load(url, concurrency, requests, headers, asked))
             rows.append({"path": name, "concurrency": concurrency, **result})
             print(f"  {name:22} c={concurrency:<3} {result}", flush=True)
     finally:
@@ -366,6 +406,7 @@ def _report(
                     return [r for r in same if r["path"] == name]
 
                 bare, gate = path("bare Serve forwarder"), path("raygate (miss path)")
+                cached = path(CACHED)
                 sim, litellm = path("simulator direct"), path("LiteLLM proxy")
                 entry = {
                     "version": version,
@@ -378,6 +419,13 @@ def _report(
                     "raygate_over_upstream_p50_ms": _mean_diff(gate, sim, "p50_ms"),
                     "raygate_over_upstream_p99_ms": _mean_diff(gate, sim, "p99_ms"),
                 }
+                if cached:
+                    entry |= {
+                        "cache_on_p50_ms": _mean(cached, "p50_ms"),
+                        "cache_on_rps": _mean(cached, "throughput_rps"),
+                        "cache_on_added_p50_ms": _mean_diff(cached, bare, "p50_ms"),
+                        "cache_on_added_p99_ms": _mean_diff(cached, bare, "p99_ms"),
+                    }
                 if litellm:
                     entry |= {
                         "litellm_over_upstream_p50_ms": _mean_diff(litellm, sim, "p50_ms"),
@@ -414,6 +462,9 @@ def _report(
             "req/s",
             "over bare Serve, p50",
             "p99",
+            "cache on: p50 ms",
+            "req/s",
+            "over bare Serve, p50",
         ],
         [
             [
@@ -424,10 +475,13 @@ def _report(
                 s["raygate_rps"],
                 f"{s['added_p50_ms']:+} ms",
                 f"{s['added_p99_ms']:+} ms",
+                s.get("cache_on_p50_ms", "-"),
+                s.get("cache_on_rps", "-"),
+                f"{s['cache_on_added_p50_ms']:+} ms" if "cache_on_p50_ms" in s else "-",
             ]
             for s in summary
         ],
-        align="llrrrrr",
+        align="llrrrrrrrr",
     )
     against = [s for s in summary if "litellm_rps" in s]
     versus = markdown_table(

@@ -74,6 +74,7 @@ class CacheService:
         self._own_rows: set[int] = set()  # rows applied here before the follower reads them
         self._sync_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()  # answer vectors, neighbourhoods
         self._last_compaction = 0.0
         self.comparator = Comparator(embed, cache.config.answer_similarity)
         self._precache_budget = HourlyBudget(cache.config.precache.budget_per_hour, cache.clock)
@@ -91,6 +92,7 @@ class CacheService:
             self._task = asyncio.create_task(self._follow(), name="cache-log-sync")
 
     async def aclose(self) -> None:
+        await self.settled()
         if self._task is not None:
             task, self._task = self._task, None
             await cancelled(task)
@@ -147,9 +149,10 @@ class CacheService:
         return CacheResult(hit, hit.similarity if hit is not None else 0.0, False, vector)
 
     async def insert(self, entry: NewEntry) -> int:
-        """Store an answer: in the log (shared, persistent) and then in this replica; then,
-        the entry being servable already, embed its answer and join the stored neighbours
-        whose answers agree."""
+        """Store an answer: in the log (shared, persistent) and then in this replica, and
+        return, the entry being servable on every replica; its answer's vector and its join
+        to the stored neighbours whose answers agree follow (`settled`), off the path of the
+        response that waits for this insert."""
         vector = context_vector = None
         if not entry.exact_only:
             wanted = ([entry.text] if entry.embedding is None else []) + (
@@ -186,9 +189,26 @@ class CacheService:
             exact_only=entry.exact_only,
         )
         if not entry.exact_only and self.cache.config.max_error_rate_for(entry.model) is not None:
-            await self._embed_answer(entry_id, entry.response, now)
-            await self._join_neighbours(entry_id, now)
+            task = asyncio.create_task(self._settle(entry_id, entry.response, now))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
         return entry_id
+
+    async def settled(self) -> None:
+        """Return once the answer vectors and neighbourhoods of the inserts so far are in."""
+        while self._settling:
+            await asyncio.wait(set(self._settling))
+
+    async def _settle(self, entry_id: int, response: str, now: float) -> None:
+        """A new entry's answer vector, then its neighbourhood. Until then an observation of
+        it embeds the answer itself (`Comparator.fresh`); a neighbour inserted meanwhile does
+        not join it (the evidence it would have shared is counted from its own checks)."""
+        try:
+            await self._embed_answer(entry_id, response, now)
+            await self._join_neighbours(entry_id, now)
+        except Exception:
+            log.warning("entry %d: answer vector or neighbourhood not stored", entry_id,
+                        exc_info=True)  # fmt: skip
 
     async def _embed_answer(self, entry_id: int, response: str, now: float) -> None:
         vector = await self.comparator.answer_vector(answer_text(response))

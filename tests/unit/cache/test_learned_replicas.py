@@ -69,6 +69,7 @@ async def _learn(service: CacheService, world: World, clock: ManualClock, n: int
             if result.explore is not None:
                 await service.observe(result.explore, answer)
             await service.insert(NewEntry(SCOPE, text, "m", answer, world.vectors[text]))
+    await service.settled()  # the answers' vectors and neighbourhoods, logged
     await service.flush_traffic()
 
 

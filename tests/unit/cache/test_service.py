@@ -193,3 +193,42 @@ def test_a_sealed_log_keeps_no_prompt_or_answer_in_clear(tmp_path: Path) -> None
     )
     with pytest.raises(SealError):  # a replica without the keys cannot read the entries
         CacheLog(Database(f"sqlite:///{path}")).since(0)
+
+
+@pytest.mark.asyncio
+async def test_an_insert_returns_before_its_answer_is_embedded(
+    tmp_path: Path, embedder: Embedder, clock: ManualClock
+) -> None:
+    """The response that waits for an insert does not wait for the answer's vector: the
+    entry is servable (and in the log) when `insert` returns; the vector follows."""
+    response = "The moon is about 384,400 km from the earth, on average, centre to centre."
+    answers_embedding = asyncio.Event()
+    answer_may_finish = asyncio.Event()
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        if any("384,400" in text for text in texts):
+            answers_embedding.set()
+            await answer_may_finish.wait()
+        return await asyncio.to_thread(embedder.embed, texts)
+
+    service = CacheService(
+        SemanticCache(embedder, CacheConfig(), clock=clock),
+        embed,
+        CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
+    )
+    await service.start()
+    try:
+        entry = NewEntry(scope(), "How far is the moon from the earth?", "gpt-x", response)
+        entry_id = await service.insert(entry)
+        await asyncio.wait_for(answers_embedding.wait(), timeout=30)
+        stored = service.cache.get(entry_id)
+        assert stored is not None and stored.answer_vector is None
+        hit = await service.lookup(CacheQuery(scope(), entry.text, model="gpt-x"))
+        assert hit.hit is not None and hit.hit.entry_id == entry_id
+
+        answer_may_finish.set()
+        await asyncio.wait_for(service.settled(), timeout=30)
+        assert stored.answer_vector is not None
+    finally:
+        answer_may_finish.set()
+        await service.aclose()
