@@ -54,6 +54,12 @@ _MAX_SHADOW_WEIGHT = 20.0
 _TRAFFIC_FLUSH_S = 5.0
 
 
+# Inserts whose answers are still being embedded after they returned. Past this many, an
+# insert waits for its own, as before: under sustained load the work behind the responses
+# must not pile up (it would go on long after the load, and grow without bound).
+SETTLING_AT_MOST = 16
+
+
 class CacheService:
     """One cache replica: lookups, inserts, observations and invalidation over the shared
     entry log."""
@@ -192,6 +198,8 @@ class CacheService:
             task = asyncio.create_task(self._settle(entry_id, entry.response, now))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
+            if len(self._settling) > SETTLING_AT_MOST:
+                await task  # overloaded: the inserts wait again, and the backlog stays bounded
         return entry_id
 
     async def settled(self) -> None:

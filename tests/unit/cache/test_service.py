@@ -18,7 +18,7 @@ from gateway.cache.embedder import Embedder
 from gateway.cache.keys import scope_key
 from gateway.cache.log import CacheLog, LoggedEntry
 from gateway.cache.lookup import CacheQuery, NewEntry, Selector
-from gateway.cache.service import CacheService
+from gateway.cache.service import SETTLING_AT_MOST, CacheService
 from gateway.storage import Database
 from gateway.storage.keyring import Keyring
 from gateway.storage.sealing import Sealer, SealError
@@ -231,4 +231,49 @@ async def test_an_insert_returns_before_its_answer_is_embedded(
         assert stored.answer_vector is not None
     finally:
         answer_may_finish.set()
+        await service.aclose()
+
+
+@pytest.mark.asyncio
+async def test_inserts_wait_for_their_answers_again_when_too_many_are_behind(
+    tmp_path: Path, embedder: Embedder, clock: ManualClock
+) -> None:
+    """The work behind the responses stays bounded: past SETTLING_AT_MOST answers waiting to
+    be embedded, an insert waits for its own."""
+    held = asyncio.Event()
+    reply = "the capital is the largest city in the north of that country, by the sea."
+    waiting: list[str] = []
+    one_past_the_bound = asyncio.Event()
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        if any(text.startswith("Answer number") for text in texts):
+            waiting.append(texts[0])
+            if len(waiting) > SETTLING_AT_MOST:
+                one_past_the_bound.set()
+            await held.wait()
+        return await asyncio.to_thread(embedder.embed, texts)
+
+    service = CacheService(
+        SemanticCache(embedder, CacheConfig(), clock=clock),
+        embed,
+        CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
+    )
+    await service.start()
+    try:
+
+        def entry(i: int) -> NewEntry:  # answers long enough to be compared by vector
+            text = f"Question {i}: what is the capital of country number {i}?"
+            return NewEntry(scope(), text, "gpt-x", f"Answer number {i}: {reply}")
+
+        for i in range(SETTLING_AT_MOST):
+            await asyncio.wait_for(service.insert(entry(i)), timeout=30)
+        last = asyncio.create_task(service.insert(entry(SETTLING_AT_MOST)))
+        await asyncio.wait_for(one_past_the_bound.wait(), timeout=30)
+        assert not last.done()  # its answer's embedding is held, and it waits for it
+        held.set()
+        await asyncio.wait_for(last, timeout=30)
+        await service.settled()
+        assert all(service.cache.get(i) is not None for i in range(1, SETTLING_AT_MOST + 2))
+    finally:
+        held.set()
         await service.aclose()
