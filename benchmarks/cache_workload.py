@@ -270,6 +270,9 @@ class Learned:
         else:
             entry = req.entry(stored, embedding=query.embedding)
         self.family[await self.service.insert(entry)] = request.family
+        # The entry's neighbourhood joins behind the response (CacheService.insert): taken
+        # in before the next request, so that a run does not depend on thread timing.
+        await self.service.settled()
         if req is not None and self.config.precache.enabled and len(request.messages) == 1:
             outcome.precache_tokens = await self._precache(request, req, content)
         return outcome
@@ -291,6 +294,7 @@ class Learned:
             entry_id = await self.service.insert(
                 generated.entry(_stored(content, prompt, completion))
             )
+            await self.service.settled()
             # What a pre-cached answer answers: (the first question's family, the follow-up).
             self.family[entry_id] = follow_up_family(request.family, FOLLOW_UP_OF[follow_up.text])
         return spent[0], spent[1]

@@ -156,9 +156,9 @@ class CacheService:
 
     async def insert(self, entry: NewEntry) -> int:
         """Store an answer: in the log (shared, persistent) and then in this replica, and
-        return, the entry being servable on every replica; its answer's vector and its join
-        to the stored neighbours whose answers agree follow (`settled`), off the path of the
-        response that waits for this insert."""
+        return, the entry being servable on every replica; its join to the stored neighbours
+        whose answers agree (and the answers' vectors that takes) follows (`settled`), off the
+        path of the response that waits for this insert."""
         vector = context_vector = None
         if not entry.exact_only:
             wanted = ([entry.text] if entry.embedding is None else []) + (
@@ -203,16 +203,26 @@ class CacheService:
         return entry_id
 
     async def settled(self) -> None:
-        """Return once the answer vectors and neighbourhoods of the inserts so far are in."""
+        """Return once the neighbourhoods of the inserts so far (and the answer vectors they
+        took) are in."""
         while self._settling:
             await asyncio.wait(set(self._settling))
 
     async def _settle(self, entry_id: int, response: str, now: float) -> None:
-        """A new entry's answer vector, then its neighbourhood. Until then an observation of
-        it embeds the answer itself (`Comparator.fresh`); a neighbour inserted meanwhile does
-        not join it (the evidence it would have shared is counted from its own checks)."""
+        """A new entry's neighbourhood. Answers are embedded for that alone, once the entry
+        has a stored neighbour to compare with: its own, and a neighbour's that has no
+        vector yet. Most new questions have none, and an observation of an entry embeds its
+        answer itself (`Comparator.fresh`). A neighbour inserted before this is done does not
+        join it (the evidence it would have shared is counted from its own checks)."""
         try:
+            neighbours = self.cache.neighbours(entry_id)
+            if not neighbours:
+                return
             await self._embed_answer(entry_id, response, now)
+            for neighbour in neighbours:
+                if neighbour.entry.answer_vector is None:
+                    stored = neighbour.entry
+                    await self._embed_answer(stored.entry_id, stored.response, now)
             await self._join_neighbours(entry_id, now)
         except Exception:
             log.warning("entry %d: answer vector or neighbourhood not stored", entry_id,

@@ -200,7 +200,8 @@ async def test_an_insert_returns_before_its_answer_is_embedded(
     tmp_path: Path, embedder: Embedder, clock: ManualClock
 ) -> None:
     """The response that waits for an insert does not wait for the answer's vector: the
-    entry is servable (and in the log) when `insert` returns; the vector follows."""
+    entry is servable (and in the log) when `insert` returns; the vector follows, and only
+    once there is a stored neighbour to compare the answer with."""
     response = "The moon is about 384,400 km from the earth, on average, centre to centre."
     answers_embedding = asyncio.Event()
     answer_may_finish = asyncio.Event()
@@ -218,7 +219,16 @@ async def test_an_insert_returns_before_its_answer_is_embedded(
     )
     await service.start()
     try:
-        entry = NewEntry(scope(), "How far is the moon from the earth?", "gpt-x", response)
+        alone = await service.insert(
+            NewEntry(scope(), "How far is the moon from the earth?", "gpt-x", response)
+        )
+        await service.settled()
+        first = service.cache.get(alone)
+        assert first is not None and first.answer_vector is None  # nothing to compare with
+        assert not answers_embedding.is_set()
+
+        entry = NewEntry(scope(), "What is the distance from the earth to the moon?", "gpt-x",
+                         response)  # fmt: skip
         entry_id = await service.insert(entry)
         await asyncio.wait_for(answers_embedding.wait(), timeout=30)
         stored = service.cache.get(entry_id)
@@ -228,7 +238,7 @@ async def test_an_insert_returns_before_its_answer_is_embedded(
 
         answer_may_finish.set()
         await asyncio.wait_for(service.settled(), timeout=30)
-        assert stored.answer_vector is not None
+        assert stored.answer_vector is not None and first.answer_vector is not None
     finally:
         answer_may_finish.set()
         await service.aclose()
@@ -241,7 +251,7 @@ async def test_inserts_wait_for_their_answers_again_when_too_many_are_behind(
     """The work behind the responses stays bounded: past SETTLING_AT_MOST answers waiting to
     be embedded, an insert waits for its own."""
     held = asyncio.Event()
-    reply = "the capital is the largest city in the north of that country, by the sea."
+    reply = "the capital of France is Paris, the largest city of the country, on the Seine."
     waiting: list[str] = []
     one_past_the_bound = asyncio.Event()
 
@@ -259,21 +269,26 @@ async def test_inserts_wait_for_their_answers_again_when_too_many_are_behind(
         CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
     )
     await service.start()
+    asked = ["What is", "Which city is", "Name", "Tell me", "Say what is", "Do you know"]
+    # Phrasings of one question: each new one has the earlier ones as neighbours.
+    ends = ("?", ", please?", " now?")
+    questions = [f"{a} the capital of France{end}" for end in ends for a in asked]
     try:
 
         def entry(i: int) -> NewEntry:  # answers long enough to be compared by vector
-            text = f"Question {i}: what is the capital of country number {i}?"
-            return NewEntry(scope(), text, "gpt-x", f"Answer number {i}: {reply}")
+            return NewEntry(scope(), questions[i], "gpt-x", f"Answer number {i}: {reply}")
 
-        for i in range(SETTLING_AT_MOST):
+        await service.insert(entry(0))  # no neighbour yet: its answer is not embedded
+        await service.settled()
+        for i in range(1, SETTLING_AT_MOST + 1):
             await asyncio.wait_for(service.insert(entry(i)), timeout=30)
-        last = asyncio.create_task(service.insert(entry(SETTLING_AT_MOST)))
+        last = asyncio.create_task(service.insert(entry(SETTLING_AT_MOST + 1)))
         await asyncio.wait_for(one_past_the_bound.wait(), timeout=30)
         assert not last.done()  # its answer's embedding is held, and it waits for it
         held.set()
         await asyncio.wait_for(last, timeout=30)
         await service.settled()
-        assert all(service.cache.get(i) is not None for i in range(1, SETTLING_AT_MOST + 2))
+        assert all(service.cache.get(i) is not None for i in range(1, SETTLING_AT_MOST + 3))
     finally:
         held.set()
         await service.aclose()
