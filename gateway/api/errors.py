@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.api.exchange import route_path
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def error_response(request: Request, error: GatewayError) -> JSONResponse:
     exchange = getattr(request.state, "exchange", None)
     if exchange is not None:
         exchange.error_code = error.code
-    anthropic = request.url.path.startswith("/v1/messages")
+    anthropic = route_path(request).startswith("/v1/messages")
     body = anthropic_body(error) if anthropic else error.to_body()
     headers = {**error.headers, **_request_id_header(request)}
     return JSONResponse(body, status_code=error.status, headers=headers)

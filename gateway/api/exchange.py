@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 from pydantic import BaseModel
@@ -41,6 +41,9 @@ from gateway.protocol.responses import ResponsesRequest
 from gateway.routing.context import RouteContext
 from gateway.routing.routed import Routed, RoutedStream
 from gateway.routing.router import Route
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 # The answers and chunks the stages pass along, in the gateway's canonical (OpenAI) shapes.
 Answer = ChatCompletion | Completion | EmbeddingResponse
@@ -226,3 +229,13 @@ def _strings(value: str | list[str] | list[int] | list[list[int]]) -> str | None
     if all(isinstance(v, str) for v in value):
         return "\n".join(v for v in value if isinstance(v, str))
     return None
+
+
+def route_path(request: Request) -> str:
+    """The request's path within the app: the prefix it is mounted under (a Serve route
+    prefix, ASGI's `root_path`) taken off, so that its routes read the same wherever the
+    app is mounted."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path

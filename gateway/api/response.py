@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import MutableHeaders
 
 from gateway.accounting.meter import Meter
-from gateway.api.exchange import Exchange
+from gateway.api.exchange import Exchange, route_path
 from gateway.api.metrics import RequestMetrics
 from gateway.api.streaming import sse_response
 from gateway.api.wire import Wire
@@ -71,7 +71,7 @@ class Responder:
         request.state.request_id = f"req_{uuid.uuid4().hex}"
         exchange = Exchange(
             request_id=request.state.request_id,
-            path=request.url.path,
+            path=route_path(request),
             client_address=self._client_address(
                 request.client.host if request.client else None, request.headers
             ),
