@@ -18,7 +18,7 @@ from gateway.cache.embedder import Embedder
 from gateway.cache.keys import scope_key
 from gateway.cache.log import CacheLog, LoggedEntry
 from gateway.cache.lookup import CacheQuery, NewEntry, Selector
-from gateway.cache.service import SETTLING_AT_MOST, CacheService
+from gateway.cache.service import SETTLING_AT_MOST, AsyncEmbed, CacheService
 from gateway.storage import Database
 from gateway.storage.keyring import Keyring
 from gateway.storage.sealing import Sealer, SealError
@@ -195,6 +195,19 @@ def test_a_sealed_log_keeps_no_prompt_or_answer_in_clear(tmp_path: Path) -> None
         CacheLog(Database(f"sqlite:///{path}")).since(0)
 
 
+async def _started(
+    tmp_path: Path, embedder: Embedder, clock: ManualClock, embed: AsyncEmbed
+) -> CacheService:
+    """One replica on its own SQLite log whose embeddings go through `embed`."""
+    service = CacheService(
+        SemanticCache(embedder, CacheConfig(), clock=clock),
+        embed,
+        CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
+    )
+    await service.start()
+    return service
+
+
 @pytest.mark.asyncio
 async def test_an_insert_returns_before_its_answer_is_embedded(
     tmp_path: Path, embedder: Embedder, clock: ManualClock
@@ -212,12 +225,7 @@ async def test_an_insert_returns_before_its_answer_is_embedded(
             await answer_may_finish.wait()
         return await asyncio.to_thread(embedder.embed, texts)
 
-    service = CacheService(
-        SemanticCache(embedder, CacheConfig(), clock=clock),
-        embed,
-        CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
-    )
-    await service.start()
+    service = await _started(tmp_path, embedder, clock, embed)
     try:
         alone = await service.insert(
             NewEntry(scope(), "How far is the moon from the earth?", "gpt-x", response)
@@ -263,12 +271,7 @@ async def test_inserts_wait_for_their_answers_again_when_too_many_are_behind(
             await held.wait()
         return await asyncio.to_thread(embedder.embed, texts)
 
-    service = CacheService(
-        SemanticCache(embedder, CacheConfig(), clock=clock),
-        embed,
-        CacheLog(Database(f"sqlite:///{tmp_path / 'cache.db'}")),
-    )
-    await service.start()
+    service = await _started(tmp_path, embedder, clock, embed)
     asked = ["What is", "Which city is", "Name", "Tell me", "Say what is", "Do you know"]
     # Phrasings of one question: each new one has the earlier ones as neighbours.
     ends = ("?", ", please?", " now?")
