@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from ray.serve.context import _get_global_client
 from ray.serve.handle import DeploymentHandle
 
 from deployments.handles import resent, started
@@ -232,8 +233,6 @@ def _serve_details() -> dict[str, Any]:
     ingress that serves local models. Ray has no public call for the dict itself; the
     cluster tests (tests/cluster/test_local_model.py) read replica counts through this one.
     """
-    from ray.serve.context import _get_global_client
-
     client = _get_global_client(raise_if_no_controller_running=False)
     return client.get_serve_details() if client is not None else {}
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from gateway.cache.budget import HourlyBudget
 from gateway.cache.cache import SemanticCache
+from gateway.cache.candidates import Neighbour
 from gateway.cache.comparator import Comparator
 from gateway.cache.equivalence import answer_text, answer_tokens
 from gateway.cache.keys import exact_key
@@ -223,7 +224,7 @@ class CacheService:
                 if neighbour.entry.answer_vector is None:
                     stored = neighbour.entry
                     await self._embed_answer(stored.entry_id, stored.response, now)
-            await self._join_neighbours(entry_id, now)
+            await self._join_neighbours(entry_id, neighbours, now)
         except Exception:
             log.warning("entry %d: answer vector or neighbourhood not stored", entry_id,
                         exc_info=True)  # fmt: skip
@@ -237,7 +238,9 @@ class CacheService:
             self._own_rows.add(seq)
         self.cache.set_answer_vector(entry_id, vector)
 
-    async def _join_neighbours(self, entry_id: int, now: float) -> None:
+    async def _join_neighbours(
+        self, entry_id: int, neighbours: list[Neighbour], now: float
+    ) -> None:
         """Stored neighbours whose answers agree with the new one's join its neighbourhood
         (a "join" row: it shares evidence, it is not itself evidence: the pairs of stored
         entries are not what lookups decide on)."""
@@ -254,7 +257,7 @@ class CacheService:
                 now,
                 entry_id,
             )
-            for neighbour in self.cache.neighbours(entry_id)
+            for neighbour in neighbours
             if self.comparator.stored(new, neighbour.entry).equivalent
         ]
         await self._record(joins)
